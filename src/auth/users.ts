@@ -1,0 +1,79 @@
+// SOCKS users: creation with validated names, scrypt-hashed passwords, and a verification cache so
+// that a client opening many connections pays for scrypt once, not per connection.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { StoreError, type Store, type UserRecord } from '../store/store.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+
+export type UserErrorCode = 'invalid' | 'conflict' | 'not_found';
+
+/** A rejected user operation; `field` names the offending field. */
+export class UserError extends Error {
+  constructor(
+    readonly code: UserErrorCode,
+    readonly field: string | null,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// RFC 1929 carries each of username and password in 1..255 bytes.
+const USERNAME = /^[A-Za-z0-9._@-]{1,255}$/;
+
+/** Checks a username/password pair for RFC 1929 limits; throws UserError naming the field. */
+export function validateCredentials(username: string, password: string): void {
+  if (!USERNAME.test(username)) {
+    throw new UserError('invalid', 'username', 'username must be 1-255 characters of A-Z a-z 0-9 . _ @ -');
+  }
+  const bytes = Buffer.byteLength(password, 'utf8');
+  if (bytes < 1 || bytes > 255) throw new UserError('invalid', 'password', 'password must be 1-255 bytes (RFC 1929 limit)');
+}
+
+export class UserService {
+  /** HMAC of username + password for credentials verified since the last change of that user */
+  private readonly verified = new Map<string, Buffer>();
+  private readonly cacheKey = randomBytes(32);
+
+  constructor(private readonly store: Store) {}
+
+  private tag(username: string, password: string): Buffer {
+    return createHmac('sha256', this.cacheKey).update(username).update('\0').update(password).digest();
+  }
+
+  async create(username: string, password: string): Promise<UserRecord> {
+    validateCredentials(username, password);
+    const hash = await hashPassword(password);
+    try {
+      return await this.store.createUser(username, hash);
+    } catch (e) {
+      if (e instanceof StoreError && e.code === 'conflict') throw new UserError('conflict', 'username', e.message);
+      throw e;
+    }
+  }
+
+  async remove(username: string): Promise<void> {
+    this.verified.delete(username);
+    if (!(await this.store.deleteUser(username))) throw new UserError('not_found', 'username', `no user "${username}"`);
+  }
+
+  list(): Promise<UserRecord[]> {
+    return this.store.listUsers();
+  }
+
+  count(): Promise<number> {
+    return this.store.countUsers();
+  }
+
+  /** true when the credentials are right. */
+  async verify(username: string, password: string): Promise<boolean> {
+    const cached = this.verified.get(username);
+    const tag = this.tag(username, password);
+    if (cached && timingSafeEqual(cached, tag)) return true;
+    const hash = await this.store.getPasswordHash(username);
+    if (hash === null) return false;
+    const ok = await verifyPassword(password, hash);
+    // a user removed while scrypt ran must not land in the cache
+    if (ok && (await this.store.getPasswordHash(username)) === hash) this.verified.set(username, tag);
+    return ok;
+  }
+}

@@ -1,0 +1,177 @@
+// The one place that calls below Node: socket(2), setsockopt(2), getsockopt(2) through koffi.
+// Node cannot create an IPPROTO_MPTCP socket nor set TCP_CONGESTION/TCP_KEEPINTVL, so edgeward
+// creates the fd here and hands it to net.Socket, which adopts it as an ordinary TCP handle.
+import koffi from 'koffi';
+import { constants as osConstants } from 'node:os';
+
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const IPPROTO_TCP = 6;
+const IPPROTO_MPTCP = 262;
+const SOL_SOCKET = 1;
+const SOL_MPTCP = 284;
+const SO_KEEPALIVE = 9;
+const SO_PROTOCOL = 38;
+const TCP_NODELAY = 1;
+const TCP_KEEPIDLE = 4;
+const TCP_KEEPINTVL = 5;
+const TCP_KEEPCNT = 6;
+const TCP_CONGESTION = 13;
+const MPTCP_INFO = 1;
+const MPTCP_INFO_FLAG_FALLBACK = 1;
+
+const libc = koffi.load('libc.so.6');
+const c_socket = libc.func('int socket(int domain, int type, int protocol)');
+const c_close = libc.func('int close(int fd)');
+const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
+const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
+
+/** A failed system call, carrying the errno name (EPERM, ENOENT, ...) as its code. */
+export class KernelError extends Error {
+  constructor(readonly call: string, readonly errno: number) {
+    const code = errnoNames.get(errno) ?? `errno ${errno}`;
+    super(`${call} failed: ${code}`);
+    this.code = code;
+  }
+  readonly code: string;
+}
+
+function check(call: string, rc: number): void {
+  if (rc < 0) throw new KernelError(call, koffi.errno());
+}
+
+export interface OpenedSocket {
+  fd: number;
+  /** true when the fd is an IPPROTO_MPTCP socket */
+  mptcp: boolean;
+  /** why MPTCP was asked for but not used (kernel without MPTCP, net.mptcp.enabled=0, ...) */
+  mptcpUnavailable?: string;
+}
+
+/** Opens a non-blocking stream socket, MPTCP when asked and available, plain TCP otherwise. */
+export function openStreamSocket(family: 4 | 6, mptcp: boolean): OpenedSocket {
+  const domain = family === 6 ? AF_INET6 : AF_INET;
+  const type = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+  if (mptcp) {
+    const fd = c_socket(domain, type, IPPROTO_MPTCP) as number;
+    if (fd >= 0) return { fd, mptcp: true };
+    const err = new KernelError('socket(IPPROTO_MPTCP)', koffi.errno());
+    const plain = c_socket(domain, type, IPPROTO_TCP) as number;
+    check('socket', plain);
+    return { fd: plain, mptcp: false, mptcpUnavailable: `kernel refused MPTCP (${err.code}); using TCP` };
+  }
+  const fd = c_socket(domain, type, IPPROTO_TCP) as number;
+  check('socket', fd);
+  return { fd, mptcp: false };
+}
+
+/** Closes an fd that was never handed to Node. */
+export function closeFd(fd: number): void {
+  c_close(fd);
+}
+
+function setInt(fd: number, level: number, name: number, value: number, what: string): void {
+  const buf = Buffer.alloc(4);
+  buf.writeInt32LE(value);
+  check(`setsockopt(${what})`, c_setsockopt(fd, level, name, buf, 4) as number);
+}
+
+function getInt(fd: number, level: number, name: number, what: string): number {
+  const buf = Buffer.alloc(4);
+  const len = [4];
+  check(`getsockopt(${what})`, c_getsockopt(fd, level, name, buf, len) as number);
+  return buf.readInt32LE(0);
+}
+
+/** Sets TCP_CONGESTION (on an MPTCP socket the kernel applies it to every subflow). */
+export function setCongestion(fd: number, name: string): void {
+  const buf = Buffer.from(name, 'latin1');
+  check(`setsockopt(TCP_CONGESTION=${name})`, c_setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, buf, buf.length) as number);
+}
+
+/** Reads TCP_CONGESTION. */
+export function getCongestion(fd: number): string {
+  const buf = Buffer.alloc(16);
+  const len = [16];
+  check('getsockopt(TCP_CONGESTION)', c_getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, buf, len) as number);
+  const end = buf.indexOf(0);
+  return buf.toString('latin1', 0, end >= 0 && end < (len[0] ?? 16) ? end : len[0]);
+}
+
+export function setNoDelay(fd: number, on: boolean): void {
+  setInt(fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, 'TCP_NODELAY');
+}
+
+export function getNoDelay(fd: number): boolean {
+  return getInt(fd, IPPROTO_TCP, TCP_NODELAY, 'TCP_NODELAY') !== 0;
+}
+
+export interface KeepAliveSetting {
+  /** seconds of idle before the first probe */
+  idle: number;
+  /** seconds between probes */
+  interval: number;
+  /** unanswered probes before the connection is dropped */
+  count: number;
+}
+
+/** Turns SO_KEEPALIVE on with the given timers, or off when `ka` is false. */
+export function setKeepAlive(fd: number, ka: KeepAliveSetting | false): void {
+  if (ka === false) {
+    setInt(fd, SOL_SOCKET, SO_KEEPALIVE, 0, 'SO_KEEPALIVE');
+    return;
+  }
+  setInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, 'SO_KEEPALIVE');
+  setInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, ka.idle, 'TCP_KEEPIDLE');
+  setInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, ka.interval, 'TCP_KEEPINTVL');
+  setInt(fd, IPPROTO_TCP, TCP_KEEPCNT, ka.count, 'TCP_KEEPCNT');
+}
+
+export function getKeepAlive(fd: number): KeepAliveSetting | false {
+  if (getInt(fd, SOL_SOCKET, SO_KEEPALIVE, 'SO_KEEPALIVE') === 0) return false;
+  return {
+    idle: getInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, 'TCP_KEEPIDLE'),
+    interval: getInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, 'TCP_KEEPINTVL'),
+    count: getInt(fd, IPPROTO_TCP, TCP_KEEPCNT, 'TCP_KEEPCNT'),
+  };
+}
+
+/** true when the fd is an IPPROTO_MPTCP socket. */
+export function isMptcpSocket(fd: number): boolean {
+  return getInt(fd, SOL_SOCKET, SO_PROTOCOL, 'SO_PROTOCOL') === IPPROTO_MPTCP;
+}
+
+export interface MptcpInfo {
+  /** the peer did not speak MPTCP and the connection fell back to plain TCP */
+  fallback: boolean;
+  /** subflows in use, the initial one included */
+  subflows: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** Reads MPTCP_INFO; null when the fd is not an MPTCP socket. */
+export function getMptcpInfo(fd: number): MptcpInfo | null {
+  const buf = Buffer.alloc(128);
+  const len = [128];
+  const rc = c_getsockopt(fd, SOL_MPTCP, MPTCP_INFO, buf, len) as number;
+  if (rc < 0) return null;
+  const got = len[0] ?? 0;
+  // Layout of struct mptcp_info (include/uapi/linux/mptcp.h): u8 subflows @0, u32 flags @8,
+  // u64 bytes_sent @56, u64 bytes_received @64, u8 subflows_total @80 (kernel 6.10+).
+  const flags = got >= 12 ? buf.readUInt32LE(8) : 0;
+  const fallback = (flags & MPTCP_INFO_FLAG_FALLBACK) !== 0 || got === 0;
+  const additional = got >= 1 ? buf.readUInt8(0) : 0;
+  const total = got >= 81 ? buf.readUInt8(80) : 0;
+  return {
+    fallback,
+    subflows: fallback ? 1 : Math.max(total, additional + 1),
+    bytesSent: got >= 64 ? Number(buf.readBigUInt64LE(56)) : 0,
+    bytesReceived: got >= 72 ? Number(buf.readBigUInt64LE(64)) : 0,
+  };
+}

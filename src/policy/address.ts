@@ -1,0 +1,164 @@
+// IP addresses, CIDR blocks and host names: parsing and matching, shared by the policy matcher and
+// the SOCKS access lists.
+import { isIPv4, isIPv6 } from 'node:net';
+
+export interface IpAddress {
+  family: 4 | 6;
+  bytes: Uint8Array;
+}
+
+export interface Cidr {
+  family: 4 | 6;
+  bytes: Uint8Array;
+  prefix: number;
+}
+
+function parseV4(s: string): Uint8Array {
+  const out = new Uint8Array(4);
+  const parts = s.split('.');
+  for (let i = 0; i < 4; i++) out[i] = Number(parts[i]);
+  return out;
+}
+
+function parseV6(s: string): Uint8Array {
+  const out = new Uint8Array(16);
+  let text = s;
+  const zone = text.indexOf('%');
+  if (zone >= 0) text = text.slice(0, zone);
+  // an embedded IPv4 tail (::ffff:1.2.3.4) becomes two hextets
+  const lastColon = text.lastIndexOf(':');
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    const v4 = parseV4(tail);
+    text = `${text.slice(0, lastColon + 1)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const headParts = head ? head.split(':') : [];
+  const restParts = rest !== undefined && rest !== '' ? rest.split(':') : [];
+  const groups: number[] = headParts.map((h) => parseInt(h, 16));
+  if (rest !== undefined) {
+    const fill = 8 - headParts.length - restParts.length;
+    for (let i = 0; i < fill; i++) groups.push(0);
+  }
+  for (const r of restParts) groups.push(parseInt(r, 16));
+  for (let i = 0; i < 8; i++) {
+    out[i * 2] = (groups[i]! >> 8) & 0xff;
+    out[i * 2 + 1] = groups[i]! & 0xff;
+  }
+  return out;
+}
+
+const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/** Parses an IP literal; IPv4-mapped IPv6 (::ffff:a.b.c.d) comes back as IPv4. null if not an IP. */
+export function parseIp(s: string): IpAddress | null {
+  if (isIPv4(s)) return { family: 4, bytes: parseV4(s) };
+  const bare = s.startsWith('[') && s.endsWith(']') ? s.slice(1, -1) : s;
+  if (!isIPv6(bare)) return null;
+  const bytes = parseV6(bare);
+  if (V4_MAPPED_PREFIX.every((b, i) => bytes[i] === b)) return { family: 4, bytes: bytes.slice(12) };
+  return { family: 6, bytes };
+}
+
+/** Canonical text of an address (IPv6 compressed, lower case). */
+export function formatIp(ip: IpAddress): string {
+  if (ip.family === 4) return Array.from(ip.bytes).join('.');
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((ip.bytes[i]! << 8) | ip.bytes[i + 1]!);
+  // compress the longest run of zero groups (RFC 5952)
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i > 1) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+/** Parses "a.b.c.d/n", "v6/n", or a bare address (a full-length block). Returns an error string. */
+export function parseCidr(s: string): Cidr | string {
+  const slash = s.indexOf('/');
+  const addrText = slash >= 0 ? s.slice(0, slash) : s;
+  const ip = parseIp(addrText);
+  if (!ip) return `"${addrText}" is not an IPv4 or IPv6 address`;
+  const textMax = isIPv4(addrText) ? 32 : 128;
+  const max = ip.family === 4 ? 32 : 128;
+  let prefix = max;
+  if (slash >= 0) {
+    const p = s.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(p) || Number(p) > textMax) return `prefix length "/${p}" must be 0..${textMax} for IPv${textMax === 32 ? 4 : 6}`;
+    // an IPv4-mapped v6 block (::ffff:a.b.c.d/n) is narrowed to its IPv4 part
+    prefix = Math.max(0, Number(p) - (textMax - max));
+  }
+  const bytes = ip.bytes.slice();
+  for (let bit = prefix; bit < max; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return { family: ip.family, bytes, prefix };
+}
+
+/** Canonical "addr/prefix" text of a block. */
+export function formatCidr(c: Cidr): string {
+  return `${formatIp(c)}/${c.prefix}`;
+}
+
+/** true when `ip` lies inside `block`. */
+export function cidrContains(block: Cidr, ip: IpAddress): boolean {
+  if (block.family !== ip.family) return false;
+  const full = block.prefix >> 3;
+  for (let i = 0; i < full; i++) if (block.bytes[i] !== ip.bytes[i]) return false;
+  const rem = block.prefix & 7;
+  if (rem === 0) return true;
+  const mask = (0xff << (8 - rem)) & 0xff;
+  return (block.bytes[full]! & mask) === (ip.bytes[full]! & mask);
+}
+
+/** true when `ip` is a loopback address (127/8, ::1). */
+export function isLoopback(ip: IpAddress): boolean {
+  if (ip.family === 4) return ip.bytes[0] === 127;
+  return ip.bytes.every((b, i) => (i === 15 ? b === 1 : b === 0));
+}
+
+/** A list of CIDR blocks, answering "is this address inside any of them". */
+export class CidrList {
+  private readonly blocks: Cidr[];
+  constructor(blocks: Cidr[]) {
+    this.blocks = blocks;
+  }
+  /** Builds a list from text; throws an Error naming the bad entry. */
+  static parse(entries: readonly string[], what: string): CidrList {
+    return new CidrList(
+      entries.map((e) => {
+        const c = parseCidr(e);
+        if (typeof c === 'string') throw new Error(`${what}: ${c}`);
+        return c;
+      }),
+    );
+  }
+  get size(): number {
+    return this.blocks.length;
+  }
+  contains(ip: IpAddress): boolean {
+    for (const b of this.blocks) if (cidrContains(b, ip)) return true;
+    return false;
+  }
+}
+
+const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
+
+/** Normalizes a DNS name (lower case, no trailing dot); null when it is not a valid name. */
+export function normalizeHostname(s: string): string | null {
+  let h = s.toLowerCase();
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  if (h.length === 0 || h.length > 253) return null;
+  return h.split('.').every((l) => LABEL.test(l)) ? h : null;
+}

@@ -1,0 +1,131 @@
+// Destination -> policy. The most specific policy wins, in this order (README "Policy matching"):
+//   1. exact host name        (example.com)
+//   2. exact IP address       (host: 192.0.2.7, or cidr: 192.0.2.7/32)
+//   3. wildcard host          (*.example.com; more labels win: *.a.example.com over *.example.com)
+//   4. CIDR block             (longer prefix wins)
+// Between two policies of the same kind and length, the one with a port beats the one without.
+// For a domain CONNECT both the name and the resolved address are tried; the best of both wins.
+import { cidrContains, formatCidr, formatIp, normalizeHostname, parseCidr, parseIp, type Cidr } from './address.js';
+import type { Destination, Policy, PolicyMatch } from './types.js';
+
+export type MatchKind = 'host' | 'ip' | 'wildcard' | 'cidr';
+
+const KIND_RANK: Record<MatchKind, number> = { host: 4, ip: 3, wildcard: 2, cidr: 1 };
+
+/** A match clause in canonical form, with what the matcher needs to rank it. */
+export interface NormalizedMatch {
+  kind: MatchKind;
+  /** host name, wildcard suffix (without "*."), canonical IP or canonical CIDR */
+  key: string;
+  port?: number;
+  /** label count (wildcard) or prefix length (cidr, ip) */
+  length: number;
+  cidr?: Cidr;
+}
+
+/** Checks and canonicalizes a match clause; returns an error message naming the field. */
+export function normalizeMatch(m: PolicyMatch): NormalizedMatch | string {
+  const port = m.port;
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) return 'match.port must be an integer 1..65535';
+  if ((m.host === undefined) === (m.cidr === undefined)) return 'match needs exactly one of "host" or "cidr"';
+  if (m.cidr !== undefined) {
+    const c = parseCidr(m.cidr);
+    if (typeof c === 'string') return `match.cidr: ${c}`;
+    const full = c.family === 4 ? 32 : 128;
+    if (c.prefix === full) return { kind: 'ip', key: formatIp(c), port, length: full, cidr: c };
+    return { kind: 'cidr', key: formatCidr(c), port, length: c.prefix, cidr: c };
+  }
+  const host = m.host!;
+  const ip = parseIp(host);
+  if (ip) {
+    const c = parseCidr(host) as Cidr;
+    return { kind: 'ip', key: formatIp(c), port, length: c.prefix, cidr: c };
+  }
+  if (host.startsWith('*.')) {
+    const suffix = normalizeHostname(host.slice(2));
+    if (!suffix) return `match.host: "${host}" is not a valid wildcard (expected *.example.com)`;
+    return { kind: 'wildcard', key: suffix, port, length: suffix.split('.').length };
+  }
+  const name = normalizeHostname(host);
+  if (!name) return `match.host: "${host}" is not a valid host name, wildcard (*.example.com) or IP address`;
+  return { kind: 'host', key: name, port, length: 0 };
+}
+
+/** Rank of a match: higher wins. */
+function score(n: NormalizedMatch): number {
+  return KIND_RANK[n.kind] * 1000 + n.length * 2 + (n.port !== undefined ? 1 : 0);
+}
+
+/** A stable text identity of a match clause, to refuse two policies with the same match. */
+export function matchIdentity(n: NormalizedMatch): string {
+  return `${n.kind}:${n.key}:${n.port ?? '*'}`;
+}
+
+interface Entry {
+  policy: Policy;
+  match: NormalizedMatch;
+  score: number;
+}
+
+/** An index over a set of policies, answering "which policy applies to this destination". */
+export class PolicyMatcher {
+  private readonly exact = new Map<string, Entry[]>(); // host and ip keys
+  private readonly wildcards = new Map<string, Entry[]>();
+  private readonly cidrs: Entry[] = [];
+
+  constructor(policies: readonly Policy[]) {
+    for (const policy of policies) {
+      const match = normalizeMatch(policy.match);
+      if (typeof match === 'string') continue; // the store only holds validated policies
+      const entry: Entry = { policy, match, score: score(match) };
+      if (match.kind === 'cidr') this.cidrs.push(entry);
+      else {
+        const map = match.kind === 'wildcard' ? this.wildcards : this.exact;
+        const key = match.kind === 'wildcard' ? match.key : `${match.kind}:${match.key}`;
+        const list = map.get(key);
+        if (list) list.push(entry);
+        else map.set(key, [entry]);
+      }
+    }
+    this.cidrs.sort((a, b) => b.score - a.score);
+  }
+
+  /** The most specific policy for the destination, or null (then the default policy applies). */
+  match(dest: Destination): Policy | null {
+    let best: Entry | null = null;
+    const consider = (list: Entry[] | undefined): void => {
+      if (!list) return;
+      for (const e of list) {
+        if (e.match.port !== undefined && e.match.port !== dest.port) continue;
+        if (!best || e.score > best.score) best = e;
+      }
+    };
+    if (dest.host) {
+      const host = dest.host.endsWith('.') ? dest.host.slice(0, -1).toLowerCase() : dest.host.toLowerCase();
+      consider(this.exact.get(`host:${host}`));
+      if (this.wildcards.size > 0) {
+        let dot = host.indexOf('.');
+        while (dot >= 0) {
+          consider(this.wildcards.get(host.slice(dot + 1)));
+          dot = host.indexOf('.', dot + 1);
+        }
+      }
+    }
+    if (dest.ip) {
+      const ip = parseIp(dest.ip);
+      if (ip) {
+        consider(this.exact.get(`ip:${formatIp(ip)}`));
+        const current = best as Entry | null;
+        for (const e of this.cidrs) {
+          if (current && current.score >= e.score) break; // sorted: nothing better below
+          if (e.match.port !== undefined && e.match.port !== dest.port) continue;
+          if (cidrContains(e.match.cidr!, ip)) {
+            consider([e]);
+            break;
+          }
+        }
+      }
+    }
+    return (best as Entry | null)?.policy ?? null;
+  }
+}

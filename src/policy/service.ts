@@ -1,0 +1,198 @@
+// Policies as a service: validation against the running kernel, storage, the live matcher snapshot
+// used on every new connection, and change notification for re-applying to open connections.
+import { EventEmitter } from 'node:events';
+import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
+import { StoreError, type Store } from '../store/store.js';
+import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
+import type { Destination, Policy, PolicyInput, PolicyMatch, Transport } from './types.js';
+
+export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';
+
+/** A rejected policy operation; `field` names the offending field (e.g. "transport.congestion"). */
+export class PolicyError extends Error {
+  constructor(
+    readonly code: PolicyErrorCode,
+    readonly field: string | null,
+    message: string,
+    readonly available?: string[],
+  ) {
+    super(message);
+  }
+}
+
+/** What applies to one connection: the matched policy (null = default) and the merged transport. */
+export interface PolicyDecision {
+  policy: Policy | null;
+  transport: Transport;
+}
+
+const KEEPALIVE_LIMITS = { idle: 32767, interval: 32767, count: 127 } as const;
+
+/** Checks a transport against what this kernel offers. Throws PolicyError. */
+export function validateTransport(t: Transport, prefix = 'transport'): void {
+  if (t.congestion !== undefined) {
+    const available = availableCongestionControls();
+    if (!available.includes(t.congestion)) {
+      throw new PolicyError('unsupported', `${prefix}.congestion`, `${prefix}.congestion "${t.congestion}" is not available on this kernel; available: ${available.join(', ')}`, available);
+    }
+  }
+  if (t.scheduler !== undefined || t.pathManager !== undefined) {
+    const caps = mptcpCapabilities();
+    if (t.scheduler !== undefined && !caps.schedulers.includes(t.scheduler)) {
+      throw new PolicyError('unsupported', `${prefix}.scheduler`, `${prefix}.scheduler "${t.scheduler}" is not available on this kernel; available: ${caps.schedulers.join(', ') || '(none: no MPTCP)'}`, caps.schedulers);
+    }
+    if (t.pathManager !== undefined && !caps.pathManagers.includes(t.pathManager)) {
+      throw new PolicyError('unsupported', `${prefix}.pathManager`, `${prefix}.pathManager "${t.pathManager}" is not available on this kernel; available: ${caps.pathManagers.join(', ') || '(none: no MPTCP)'}`, caps.pathManagers);
+    }
+  }
+  if (t.keepAlive) {
+    for (const k of ['idle', 'interval', 'count'] as const) {
+      const v = t.keepAlive[k];
+      if (!Number.isInteger(v) || v < 1 || v > KEEPALIVE_LIMITS[k]) {
+        throw new PolicyError('invalid', `${prefix}.keepAlive.${k}`, `${prefix}.keepAlive.${k} must be an integer 1..${KEEPALIVE_LIMITS[k]}`);
+      }
+    }
+  }
+}
+
+/** Validates a policy; returns its match identity (unique across policies). Throws PolicyError. */
+export function validatePolicy(input: PolicyInput): string {
+  const m = normalizeMatch(input.match);
+  if (typeof m === 'string') throw new PolicyError('invalid', m.split(/[ :]/)[0] ?? 'match', m);
+  validateTransport(input.transport);
+  return matchIdentity(m);
+}
+
+function storeToPolicyError(e: unknown): never {
+  if (e instanceof StoreError && e.code === 'conflict') throw new PolicyError('conflict', 'match', e.message);
+  throw e;
+}
+
+/** Merges a policy's transport over the default's: fields the policy leaves out come from the default. */
+export function mergeTransport(base: Transport, over: Transport): Transport {
+  return { ...base, ...over };
+}
+
+export interface PolicyServiceEvents {
+  change: [];
+}
+
+export class PolicyService extends EventEmitter<PolicyServiceEvents> {
+  private matcher = new PolicyMatcher([]);
+  private defaultTransport: Transport = {};
+  private byId = new Map<number, Policy>();
+
+  private constructor(private readonly store: Store) {
+    super();
+  }
+
+  /** Loads the policies from the store. */
+  static async open(store: Store): Promise<PolicyService> {
+    const s = new PolicyService(store);
+    await s.reload();
+    return s;
+  }
+
+  private async reload(): Promise<void> {
+    const policies = await this.store.listPolicies();
+    this.defaultTransport = await this.store.getDefaultTransport();
+    this.matcher = new PolicyMatcher(policies);
+    this.byId = new Map(policies.map((p) => [p.id, p]));
+    this.emit('change');
+  }
+
+  /** The policy and merged transport for a destination (hot path: synchronous, in memory). */
+  decide(dest: Destination): PolicyDecision {
+    const policy = this.matcher.match(dest);
+    return { policy, transport: policy ? mergeTransport(this.defaultTransport, policy.transport) : this.defaultTransport };
+  }
+
+  /** A policy by id from the in-memory snapshot (hot path). */
+  cached(id: number): Policy | undefined {
+    return this.byId.get(id);
+  }
+
+  list(): Policy[] {
+    return [...this.byId.values()];
+  }
+
+  get(id: number): Policy {
+    const p = this.byId.get(id);
+    if (!p) throw new PolicyError('not_found', 'id', `no policy with id ${id}`);
+    return p;
+  }
+
+  async create(input: PolicyInput): Promise<Policy> {
+    const key = validatePolicy(input);
+    const p = await this.store.createPolicy(input, key).catch(storeToPolicyError);
+    await this.reload();
+    return p;
+  }
+
+  /** Creates all policies or none; an error names the index of the first bad one. */
+  async createMany(inputs: readonly PolicyInput[]): Promise<Policy[]> {
+    const seen = new Map<string, number>();
+    const rows = inputs.map((input, index) => {
+      let key: string;
+      try {
+        key = validatePolicy(input);
+      } catch (e) {
+        if (e instanceof PolicyError) throw new PolicyError(e.code, `policies[${index}].${e.field ?? ''}`, `policies[${index}]: ${e.message}`, e.available);
+        throw e;
+      }
+      const dup = seen.get(key);
+      if (dup !== undefined) throw new PolicyError('conflict', `policies[${index}].match`, `policies[${index}]: same match as policies[${dup}]`);
+      seen.set(key, index);
+      return { input, matchKey: key };
+    });
+    const created = await this.store.createPolicies(rows).catch(storeToPolicyError);
+    await this.reload();
+    return created;
+  }
+
+  async replace(id: number, input: PolicyInput): Promise<Policy> {
+    const key = validatePolicy(input);
+    const p = await this.store.replacePolicy(id, input, key).catch(storeToPolicyError);
+    if (!p) throw new PolicyError('not_found', 'id', `no policy with id ${id}`);
+    await this.reload();
+    return p;
+  }
+
+  /** JSON merge patch (RFC 7396) of match/transport/comment; null removes a field. */
+  async patch(id: number, patch: { match?: Partial<Record<keyof PolicyMatch, unknown>>; transport?: Partial<Record<keyof Transport, unknown>>; comment?: string | null }): Promise<Policy> {
+    const current = this.get(id);
+    const next: PolicyInput = {
+      match: applyMerge(current.match, patch.match) as PolicyMatch,
+      transport: applyMerge(current.transport, patch.transport) as Transport,
+    };
+    const comment = patch.comment === undefined ? current.comment : patch.comment;
+    if (comment !== null && comment !== undefined) next.comment = comment;
+    return this.replace(id, next);
+  }
+
+  async remove(id: number): Promise<void> {
+    if (!(await this.store.deletePolicy(id))) throw new PolicyError('not_found', 'id', `no policy with id ${id}`);
+    await this.reload();
+  }
+
+  getDefault(): Transport {
+    return this.defaultTransport;
+  }
+
+  async setDefault(t: Transport): Promise<Transport> {
+    validateTransport(t);
+    await this.store.setDefaultTransport(t);
+    await this.reload();
+    return t;
+  }
+}
+
+function applyMerge(base: object, patch: object | undefined): object {
+  if (patch === undefined) return base;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,47 @@
+// The shapes of transport policy, shared by the store, the matcher, the dialer and the API.
+import type { KeepAliveSetting } from '../kernel/sockopt.js';
+
+export type { KeepAliveSetting };
+
+/** How the outgoing connection to a destination is made. Absent fields keep the kernel default. */
+export interface Transport {
+  mptcp?: boolean;
+  congestion?: string;
+  noDelay?: boolean;
+  /** keepalive timers, or false to turn keepalive off */
+  keepAlive?: KeepAliveSetting | false;
+  scheduler?: string;
+  pathManager?: string;
+}
+
+/** Which destinations a policy applies to: one of host (name, *.wildcard or IP literal) or cidr. */
+export interface PolicyMatch {
+  host?: string;
+  cidr?: string;
+  port?: number;
+}
+
+export interface Policy {
+  id: number;
+  match: PolicyMatch;
+  transport: Transport;
+  comment?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A policy as written by a user, before it is stored. */
+export interface PolicyInput {
+  match: PolicyMatch;
+  transport: Transport;
+  comment?: string;
+}
+
+/** The destination of one connection, as the matcher sees it. */
+export interface Destination {
+  /** the name the client asked for (domain CONNECT), lower case */
+  host?: string;
+  /** the address connected to (given or resolved) */
+  ip?: string;
+  port: number;
+}

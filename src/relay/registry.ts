@@ -1,0 +1,124 @@
+// Open connections and running totals: what /api/v1/connections, /api/v1/stats and /metrics show,
+// and the list live policy changes are re-applied to.
+import type { Socket } from 'node:net';
+import type { Transport } from '../policy/types.js';
+
+export type Listener = 'socks5' | 'socks4' | 'intercept';
+export type Command = 'connect' | 'bind' | 'udp-associate';
+
+/** What is really in effect on an outgoing socket, as read back from the kernel. */
+export interface TransportInEffect {
+  mptcp: boolean;
+  /** why MPTCP was asked for but is not in use (no kernel support, peer fell back, ...) */
+  mptcpNote?: string;
+  subflows?: number;
+  congestion?: string;
+  noDelay?: boolean;
+  keepAlive?: { idle: number; interval: number; count: number } | false;
+  /** policy fields the kernel could not take, with the reason */
+  notApplied?: string[];
+}
+
+/** One relayed connection. Sockets are kept for live re-application and for reading state. */
+export interface ConnectionRecord {
+  id: number;
+  listener: Listener;
+  command: Command;
+  startedAt: number;
+  client: { address: string; port: number };
+  user?: string;
+  destination: { host?: string; address: string; port: number };
+  policyId: number | null;
+  transport: Transport;
+  /** the MPTCP result at creation (the fd may later fall back) */
+  mptcpRequested: boolean;
+  mptcpNote?: string;
+  notApplied?: string[];
+  clientSocket: Socket;
+  outSocket?: Socket;
+  /** byte counts for connections not carried by clientSocket/outSocket (UDP) */
+  udp?: { up: number; down: number };
+}
+
+export interface Totals {
+  connectionsTotal: number;
+  bytesUp: number;
+  bytesDown: number;
+  /** failed requests by SOCKS reply name (e.g. connection_refused) */
+  failures: Record<string, number>;
+  mptcpConnections: number;
+  mptcpFallbacks: number;
+  authFailures: number;
+  rejectedClients: number;
+}
+
+/** Bytes client->destination (up) and destination->client (down) of a record. */
+export function recordBytes(r: ConnectionRecord): { up: number; down: number } {
+  if (r.udp) return r.udp;
+  return { up: r.clientSocket.bytesRead, down: r.outSocket?.bytesRead ?? 0 };
+}
+
+export class ConnectionRegistry {
+  private nextId = 1;
+  private readonly open = new Map<number, ConnectionRecord>();
+  readonly totals: Totals = {
+    connectionsTotal: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    failures: {},
+    mptcpConnections: 0,
+    mptcpFallbacks: 0,
+    authFailures: 0,
+    rejectedClients: 0,
+  };
+  readonly startedAt = Date.now();
+
+  /** Registers a relayed connection; returns its id. */
+  add(r: Omit<ConnectionRecord, 'id'>): ConnectionRecord {
+    const rec = r as ConnectionRecord;
+    rec.id = this.nextId++;
+    this.open.set(rec.id, rec);
+    this.totals.connectionsTotal++;
+    if (rec.mptcpRequested) {
+      if (rec.mptcpNote) this.totals.mptcpFallbacks++;
+      else this.totals.mptcpConnections++;
+    }
+    return rec;
+  }
+
+  /** Removes a finished connection and folds its byte counts into the totals. */
+  remove(rec: ConnectionRecord): void {
+    if (!this.open.delete(rec.id)) return;
+    const b = recordBytes(rec);
+    this.totals.bytesUp += b.up;
+    this.totals.bytesDown += b.down;
+  }
+
+  countFailure(reason: string): void {
+    this.totals.failures[reason] = (this.totals.failures[reason] ?? 0) + 1;
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  list(): ConnectionRecord[] {
+    return [...this.open.values()];
+  }
+
+  get(id: number): ConnectionRecord | undefined {
+    return this.open.get(id);
+  }
+
+  /** Totals including the bytes of connections still open. */
+  snapshot(): Totals & { active: number; uptimeSeconds: number } {
+    let up = this.totals.bytesUp;
+    let down = this.totals.bytesDown;
+    for (const r of this.open.values()) {
+      const b = recordBytes(r);
+      up += b.up;
+      down += b.down;
+    }
+    return { ...this.totals, failures: { ...this.totals.failures }, bytesUp: up, bytesDown: down, active: this.open.size, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) };
+  }
+}

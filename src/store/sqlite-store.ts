@@ -1,0 +1,196 @@
+// The SQLite store: one file in the data directory, WAL journal, versioned migrations.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Policy, PolicyInput, Transport } from '../policy/types.js';
+import { StoreError, type Store, type UserRecord } from './store.js';
+
+/** Each entry moves the schema one version up; never edit a shipped entry, add a new one. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE policies (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     match_key TEXT NOT NULL UNIQUE,
+     match_json TEXT NOT NULL,
+     transport_json TEXT NOT NULL,
+     comment TEXT,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );
+   CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE users (
+     username TEXT PRIMARY KEY,
+     password_hash TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
+];
+
+interface PolicyRow {
+  id: number;
+  match_json: string;
+  transport_json: string;
+  comment: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+function toPolicy(r: PolicyRow): Policy {
+  const p: Policy = {
+    id: r.id,
+    match: JSON.parse(r.match_json),
+    transport: JSON.parse(r.transport_json),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+  if (r.comment !== null) p.comment = r.comment;
+  return p;
+}
+
+function isUniqueViolation(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+function isPrimaryKeyViolation(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+
+  /** Opens (creating if needed) DATA/edgeward.db and brings its schema up to date. */
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    this.db = new Database(join(dataDir, 'edgeward.db'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  /** Current schema version. */
+  get schemaVersion(): number {
+    return (this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+    const current = this.schemaVersion;
+    if (current > MIGRATIONS.length) {
+      throw new StoreError('corrupt', `database schema version ${current} is newer than this edgeward (${MIGRATIONS.length}); upgrade edgeward`);
+    }
+    for (let v = current + 1; v <= MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v - 1]!);
+        this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v, new Date().toISOString());
+      })();
+    }
+  }
+
+  async listPolicies(): Promise<Policy[]> {
+    return (this.db.prepare('SELECT * FROM policies ORDER BY id').all() as PolicyRow[]).map(toPolicy);
+  }
+
+  async getPolicy(id: number): Promise<Policy | null> {
+    const row = this.db.prepare('SELECT * FROM policies WHERE id = ?').get(id) as PolicyRow | undefined;
+    return row ? toPolicy(row) : null;
+  }
+
+  private insert(input: PolicyInput, matchKey: string): Policy {
+    const now = new Date().toISOString();
+    try {
+      const info = this.db
+        .prepare('INSERT INTO policies (match_key, match_json, transport_json, comment, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(matchKey, JSON.stringify(input.match), JSON.stringify(input.transport), input.comment ?? null, now, now);
+      return toPolicy(this.db.prepare('SELECT * FROM policies WHERE id = ?').get(info.lastInsertRowid) as PolicyRow);
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new StoreError('conflict', `a policy with the same match already exists`);
+      throw e;
+    }
+  }
+
+  async createPolicy(input: PolicyInput, matchKey: string): Promise<Policy> {
+    return this.insert(input, matchKey);
+  }
+
+  async createPolicies(inputs: ReadonlyArray<{ input: PolicyInput; matchKey: string }>): Promise<Policy[]> {
+    return this.db.transaction(() => inputs.map((i) => this.insert(i.input, i.matchKey)))();
+  }
+
+  async replacePolicy(id: number, input: PolicyInput, matchKey: string): Promise<Policy | null> {
+    try {
+      const info = this.db
+        .prepare('UPDATE policies SET match_key = ?, match_json = ?, transport_json = ?, comment = ?, updated_at = ? WHERE id = ?')
+        .run(matchKey, JSON.stringify(input.match), JSON.stringify(input.transport), input.comment ?? null, new Date().toISOString(), id);
+      if (info.changes === 0) return null;
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new StoreError('conflict', `another policy already has the same match`);
+      throw e;
+    }
+    return this.getPolicy(id);
+  }
+
+  async deletePolicy(id: number): Promise<boolean> {
+    return this.db.prepare('DELETE FROM policies WHERE id = ?').run(id).changes > 0;
+  }
+
+  private getSetting(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value ?? null;
+  }
+
+  private setSetting(key: string, value: string): void {
+    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  async getDefaultTransport(): Promise<Transport> {
+    const v = this.getSetting('default_transport');
+    return v ? (JSON.parse(v) as Transport) : {};
+  }
+
+  async setDefaultTransport(t: Transport): Promise<Transport> {
+    this.setSetting('default_transport', JSON.stringify(t));
+    return t;
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return (this.db.prepare('SELECT username, created_at FROM users ORDER BY username').all() as Array<{ username: string; created_at: string }>).map(
+      (r) => ({ username: r.username, createdAt: r.created_at }),
+    );
+  }
+
+  async getPasswordHash(username: string): Promise<string | null> {
+    const row = this.db.prepare('SELECT password_hash FROM users WHERE username = ?').get(username) as { password_hash: string } | undefined;
+    return row?.password_hash ?? null;
+  }
+
+  async createUser(username: string, passwordHash: string): Promise<UserRecord> {
+    const now = new Date().toISOString();
+    try {
+      this.db.prepare('INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)').run(username, passwordHash, now);
+    } catch (e) {
+      if (isPrimaryKeyViolation(e) || isUniqueViolation(e)) throw new StoreError('conflict', `user "${username}" already exists`);
+      throw e;
+    }
+    return { username, createdAt: now };
+  }
+
+  async deleteUser(username: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM users WHERE username = ?').run(username).changes > 0;
+  }
+
+  async countUsers(): Promise<number> {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM users').get() as { n: number }).n;
+  }
+
+  async getApiTokenHash(): Promise<string | null> {
+    return this.getSetting('api_token_hash');
+  }
+
+  async setApiTokenHash(hash: string): Promise<void> {
+    this.setSetting('api_token_hash', hash);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,161 @@
+// Opens the outgoing connection with a transport policy applied, re-applies a changed policy to an
+// open socket, and reads back what the kernel really has in effect.
+import net from 'node:net';
+import { mptcpCapabilities, withMptcpSysctls } from '../kernel/capabilities.js';
+import {
+  closeFd,
+  getCongestion,
+  getKeepAlive,
+  getMptcpInfo,
+  getNoDelay,
+  isMptcpSocket,
+  KernelError,
+  openStreamSocket,
+  setCongestion,
+  setKeepAlive,
+  setNoDelay,
+} from '../kernel/sockopt.js';
+import type { Transport } from '../policy/types.js';
+import type { TransportInEffect } from '../relay/registry.js';
+
+export interface DialOptions {
+  address: string;
+  port: number;
+  transport: Transport;
+  /** ms until the connect attempt fails with ETIMEDOUT */
+  connectTimeout: number;
+  /** source address for the outgoing connection */
+  localAddress?: string;
+}
+
+export interface DialResult {
+  socket: net.Socket;
+  mptcp: boolean;
+  mptcpNote?: string;
+  notApplied: string[];
+}
+
+/** The file descriptor under a connected net.Socket (Node keeps it on the internal handle). */
+export function socketFd(s: net.Socket): number | null {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+function describe(e: unknown): string {
+  return e instanceof KernelError ? e.code : e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Applies the options Linux lets change on a live socket: congestion control, Nagle, keepalive.
+ * Returns what could not be applied, with the reason.
+ */
+export function applyLiveOptions(fd: number, t: Transport, sides: { congestion: boolean } = { congestion: true }): string[] {
+  const failed: string[] = [];
+  if (sides.congestion && t.congestion !== undefined) {
+    try {
+      setCongestion(fd, t.congestion);
+    } catch (e) {
+      failed.push(`congestion ${t.congestion}: ${describe(e)}`);
+    }
+  }
+  if (t.noDelay !== undefined) {
+    try {
+      setNoDelay(fd, t.noDelay);
+    } catch (e) {
+      failed.push(`noDelay: ${describe(e)}`);
+    }
+  }
+  if (t.keepAlive !== undefined) {
+    try {
+      setKeepAlive(fd, t.keepAlive);
+    } catch (e) {
+      failed.push(`keepAlive: ${describe(e)}`);
+    }
+  }
+  return failed;
+}
+
+/** Connects to address:port with the transport applied. Rejects with the connect error (errno code). */
+export function dial(opts: DialOptions): Promise<DialResult> {
+  const t = opts.transport;
+  const family = net.isIPv6(opts.address) ? 6 : 4;
+  let socket: net.Socket;
+  let mptcp = false;
+  let mptcpNote: string | undefined;
+  const notApplied: string[] = [];
+
+  if (t.mptcp || t.congestion !== undefined || t.keepAlive !== undefined || t.noDelay !== undefined) {
+    const open = (): ReturnType<typeof openStreamSocket> => openStreamSocket(family, t.mptcp === true);
+    let opened: ReturnType<typeof openStreamSocket>;
+    try {
+      if (t.mptcp && (t.scheduler !== undefined || t.pathManager !== undefined)) {
+        const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: t.pathManager }, open);
+        opened = r.result;
+        notApplied.push(...r.notApplied);
+      } else {
+        opened = open();
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    mptcp = opened.mptcp;
+    mptcpNote = opened.mptcpUnavailable;
+    notApplied.push(...applyLiveOptions(opened.fd, t));
+    try {
+      socket = new net.Socket({ fd: opened.fd, readable: true, writable: true, allowHalfOpen: true });
+    } catch (e) {
+      closeFd(opened.fd);
+      return Promise.reject(e);
+    }
+  } else {
+    socket = new net.Socket({ allowHalfOpen: true });
+  }
+
+  return new Promise<DialResult>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const err = Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' });
+      socket.destroy(err);
+    }, opts.connectTimeout);
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.connect({ host: opts.address, port: opts.port, localAddress: opts.localAddress, family }, () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve({ socket, mptcp, mptcpNote, notApplied });
+    });
+  });
+}
+
+/** Reads back the transport in effect on an outgoing socket. */
+export function transportInEffect(s: net.Socket): TransportInEffect | null {
+  const fd = socketFd(s);
+  if (fd === null) return null;
+  const out: TransportInEffect = { mptcp: false };
+  try {
+    if (isMptcpSocket(fd)) {
+      const info = getMptcpInfo(fd);
+      if (info && !info.fallback) {
+        out.mptcp = true;
+        out.subflows = info.subflows;
+      } else {
+        out.mptcpNote = 'peer does not speak MPTCP: fell back to TCP';
+        out.subflows = 1;
+      }
+    }
+    out.congestion = getCongestion(fd);
+    out.noDelay = getNoDelay(fd);
+    out.keepAlive = getKeepAlive(fd);
+  } catch {
+    // the socket closed between the lookup and the read; report what we have
+  }
+  return out;
+}
+
+/** true when this network namespace accepts IPPROTO_MPTCP sockets. */
+export function mptcpAvailable(): boolean {
+  return mptcpCapabilities().enabled;
+}
