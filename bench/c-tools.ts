@@ -1,0 +1,47 @@
+// The bench's own C tools (bench/*.c), compiled with `gcc -O2` into the run's temp directory at
+// bench time; nothing compiled is kept. Each tool stops itself when its parent dies.
+import { join } from 'node:path';
+import { run, spawnTracked, waitForOutput, which, type Tracked } from './procs.js';
+
+export interface CTools {
+  cps: string;
+  echoServer: string;
+  stream: string;
+}
+
+const SOURCES: Record<keyof CTools, string> = { cps: 'cps.c', echoServer: 'echo-server.c', stream: 'stream.c' };
+
+/** Compiles every tool; throws with gcc's message when one does not build. */
+export async function compileTools(benchDir: string, outDir: string): Promise<CTools> {
+  const gcc = which('gcc') ?? which('cc');
+  if (!gcc) throw new Error('gcc not found: the bench compiles its load generator and echo server (apt-get install gcc)');
+  const out: Partial<CTools> = {};
+  for (const [key, src] of Object.entries(SOURCES) as [keyof CTools, string][]) {
+    const bin = join(outDir, src.replace(/\.c$/, ''));
+    const r = await run(`gcc ${src}`, gcc, ['-O2', '-Wall', '-o', bin, join(benchDir, src)], 60_000);
+    if (r.code !== 0) throw new Error(`gcc ${src} failed: ${r.stderr.trim() || r.stdout.trim()}`);
+    out[key] = bin;
+  }
+  return out as CTools;
+}
+
+export interface LocalServer {
+  port: number;
+  proc: Tracked;
+}
+
+/**
+ * Starts a tool that prints "port N" once it listens (echo-server, stream source); tries again
+ * when the port it picked was taken on one of its addresses.
+ */
+export async function startPortServer(name: string, bin: string, args: string[]): Promise<LocalServer> {
+  let why = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const proc = spawnTracked(name, bin, [...args, '--port', '0', '--max-seconds', '3600']);
+    const m = await waitForOutput(proc, /^port (\d+)$/m, 5000);
+    if (m) return { port: Number(m[1]), proc };
+    await proc.stop(1000);
+    why = proc.stderr().trim() || 'no port reported';
+  }
+  throw new Error(`${name} did not start: ${why}`);
+}

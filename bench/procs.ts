@@ -1,0 +1,179 @@
+// Child processes of the bench: every one is tracked by pid, every wait is bounded, and all of them
+// are stopped (by pid, never by name) when the bench ends, fails or is interrupted.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+/** Most bytes of stdout / stderr kept per process; the rest is dropped (tools print little). */
+const CAPTURE_LIMIT = 8 * 1024 * 1024;
+
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Tracked {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** settles when the process has exited */
+  readonly exited: Promise<ExitStatus>;
+  /** undefined while running */
+  status(): ExitStatus | undefined;
+  stdout(): string;
+  stderr(): string;
+  /** SIGTERM by pid, SIGKILL after graceMs; resolves once it has exited. */
+  stop(graceMs?: number): Promise<ExitStatus>;
+}
+
+const live = new Map<number, Tracked>();
+
+function capture(stream: NodeJS.ReadableStream | null): () => string {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream?.on('data', (b: Buffer) => {
+    if (size >= CAPTURE_LIMIT) return;
+    chunks.push(b);
+    size += b.length;
+  });
+  return () => Buffer.concat(chunks).toString('utf8');
+}
+
+export interface SpawnOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Starts a process with piped output and tracks it until it exits. */
+export function spawnTracked(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Tracked {
+  const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let status: ExitStatus | undefined;
+  const exited = new Promise<ExitStatus>((resolve) => {
+    child.once('error', () => {
+      status ??= { code: 127, signal: null };
+      resolve(status);
+    });
+    child.once('exit', (code, signal) => {
+      status ??= { code, signal };
+      resolve(status);
+    });
+  });
+  const stdout = capture(child.stdout);
+  const stderr = capture(child.stderr);
+  const pid = child.pid ?? -1;
+  const tracked: Tracked = {
+    name,
+    pid,
+    child,
+    exited,
+    status: () => status,
+    stdout,
+    stderr,
+    async stop(graceMs = 3000) {
+      if (status) return status;
+      signalPid(pid, 'SIGTERM');
+      const done = await withTimeout(exited, graceMs);
+      if (done) return done;
+      signalPid(pid, 'SIGKILL');
+      return (await withTimeout(exited, 2000)) ?? { code: null, signal: 'SIGKILL' };
+    },
+  };
+  if (pid > 0) {
+    live.set(pid, tracked);
+    void exited.then(() => live.delete(pid));
+  }
+  return tracked;
+}
+
+function signalPid(pid: number, sig: NodeJS.Signals): void {
+  if (pid <= 0) return;
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** The value of `p`, or undefined when it has not settled within ms. */
+export async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface RunResult extends ExitStatus {
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a process to completion; stops it (by pid) when it runs longer than timeoutMs. */
+export async function run(name: string, cmd: string, args: string[], timeoutMs: number, opts: SpawnOptions = {}): Promise<RunResult> {
+  const p = spawnTracked(name, cmd, args, opts);
+  let st = await withTimeout(p.exited, timeoutMs);
+  const timedOut = st === undefined;
+  if (st === undefined) st = await p.stop(1000);
+  // let the pipes drain after exit
+  await new Promise((r) => setImmediate(r));
+  return { ...st, stdout: p.stdout(), stderr: p.stderr(), timedOut };
+}
+
+/** Waits until a line of the process's stdout matches; undefined on exit or timeout. */
+export async function waitForOutput(p: Tracked, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = pattern.exec(p.stdout());
+    if (m) return m;
+    if (p.status()) return undefined;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return undefined;
+}
+
+/** Stops every tracked process that is still running. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live.values()].map((p) => p.stop(3000)));
+}
+
+/** SIGKILLs (by pid) whatever is still tracked; for process exit, where nothing async runs. */
+export function killAllNow(): void {
+  for (const pid of live.keys()) signalPid(pid, 'SIGKILL');
+}
+
+/** Absolute path of an executable on PATH, or undefined. */
+export function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const p = join(dir, cmd);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface CpuTimes {
+  user: number;
+  sys: number;
+}
+
+/** CPU seconds (user and system, all threads) a process has used so far; undefined when gone. */
+export function cpuTimes(pid: number, clockTicks: number): CpuTimes | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name is in parentheses and may contain spaces: fields restart after the last ')'
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(fields[11]) / clockTicks, sys: Number(fields[12]) / clockTicks };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,67 @@
+// Summaries of the rounds (median, spread) and the side-by-side table.
+import type { TargetName } from './targets.js';
+
+/** Median of the values; undefined when there are none. */
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** (max - min) / median, as a fraction: how noisy the rounds were. */
+export function spread(values: readonly number[]): number | undefined {
+  const m = median(values);
+  if (m === undefined || m === 0 || values.length < 2) return undefined;
+  return (Math.max(...values) - Math.min(...values)) / m;
+}
+
+export interface Goal {
+  /** edgeward/microsocks must be at least this */
+  min: number;
+  /** a second, optional bar */
+  stretch?: number;
+}
+
+export interface Row {
+  metric: string;
+  /** what each column shows: a number already formatted, or why there is none */
+  cells: Record<TargetName, string>;
+  /** edgeward/microsocks when both have a value */
+  ratio?: number;
+  goal?: Goal;
+  result: string;
+}
+
+/** PASS / MISS (with the stretch bar when there is one), or n/a when the ratio is unknown. */
+export function judge(ratio: number | undefined, goal: Goal | undefined): string {
+  if (!goal) return '';
+  if (ratio === undefined) return 'n/a';
+  if (ratio < goal.min) return 'MISS';
+  if (goal.stretch !== undefined) return ratio >= goal.stretch ? 'PASS, stretch PASS' : 'PASS, stretch MISS';
+  return 'PASS';
+}
+
+function goalText(g: Goal | undefined): string {
+  if (!g) return '-';
+  return `>= ${g.min.toFixed(1)}x` + (g.stretch !== undefined ? ` (stretch ${g.stretch.toFixed(1)}x)` : '');
+}
+
+/** The table as text lines, columns padded to fit. */
+export function formatTable(rows: readonly Row[]): string {
+  const header = ['metric', 'direct', 'edgeward', 'microsocks', 'edgeward/microsocks', 'target', 'result'];
+  const body = rows.map((r) => [
+    r.metric,
+    r.cells.direct,
+    r.cells.edgeward,
+    r.cells.microsocks,
+    r.ratio === undefined ? '-' : `${r.ratio.toFixed(2)}x`,
+    goalText(r.goal),
+    r.result || '-',
+  ]);
+  const all = [header, ...body];
+  const widths = header.map((_, i) => Math.max(...all.map((cols) => cols[i]!.length)));
+  const line = (cols: string[]): string =>
+    cols.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('   ').trimEnd();
+  return [line(header), ...body.map(line)].join('\n');
+}

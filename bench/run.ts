@@ -1,0 +1,534 @@
+// `npm run bench`: direct vs edgeward vs microsocks, side by side, in one run.
+//   1. single-stream throughput through the proxy (iperf3 via proxychains4; fallback stream.c)
+//   2. connections per second (cps.c against echo-server.c, SOCKS5 handshake + 64-byte echo)
+//   3. the lab's MPTCP/TCP ratio (bench/lab-mptcp.ts, when it exists)
+// Every sample is taken in rounds with the columns in rotating order, after a warm-up; the table
+// shows medians, bench/results/latest.json holds every round. Exit code 0 even when a target is
+// missed; 1 when the bench itself could not measure (a tool missing, a proxy that will not start).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { formatProfile, summarizeProfile, type ProfileSummary } from './cpu-profile.js';
+import { compileTools, startPortServer, type LocalServer } from './c-tools.js';
+import { measureCps, type CpsSample } from './connections.js';
+import { runLab, type LabOutcome } from './lab.js';
+import { cpuTimes, killAllNow, stopAll, which } from './procs.js';
+import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
+import { directTarget, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
+import { IperfRunner, StreamRunner, type Direction, type ThroughputRunner, type ThroughputSample } from './throughput.js';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(BENCH_DIR);
+const RESULTS_DIR = join(BENCH_DIR, 'results');
+
+const GOALS = {
+  throughput: { min: 1.3 },
+  cps: { min: 1.0, stretch: 1.5 },
+  lab: { min: 1.9 },
+} satisfies Record<string, Goal>;
+
+const USAGE = `Usage: npm run bench -- [options]
+  --rounds N          measured rounds per column and metric (default 3; median is reported)
+  --seconds S         seconds per throughput sample, after 1 omitted second (default 5)
+  --cps-seconds S     seconds per connections/s sample (default 5)
+  --concurrency N     transactions in flight for connections/s (default 32)
+  --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
+                      addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
+  --only LIST         comma-separated subset of: throughput,cps,lab
+  --lab-timeout S     give the lab this long (default 600)
+  --quick             1 round of 2 s each, for trying the bench out
+  --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
+  --profile           run edgeward under node --cpu-prof and print where its CPU time went
+                      (slows edgeward down: its figures in that run are not representative)
+Writes bench/results/latest.json. Traffic stays on 127.0.0.1.
+`;
+
+interface Options {
+  rounds: number;
+  seconds: number;
+  cpsSeconds: number;
+  concurrency: number;
+  spread: number;
+  only: Set<string>;
+  labTimeout: number;
+  keepTmp: boolean;
+  profile: boolean;
+}
+
+function parseOptions(argv: string[]): Options | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rounds: { type: 'string' },
+      seconds: { type: 'string' },
+      'cps-seconds': { type: 'string' },
+      concurrency: { type: 'string' },
+      spread: { type: 'string' },
+      only: { type: 'string' },
+      'lab-timeout': { type: 'string' },
+      quick: { type: 'boolean' },
+      'keep-tmp': { type: 'boolean' },
+      profile: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const int = (name: string, text: string | undefined, dflt: number, lo: number, hi: number): number => {
+    if (text === undefined) return dflt;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`--${name} must be an integer ${lo}..${hi}, got "${text}"`);
+    return n;
+  };
+  const quick = values.quick === true;
+  const only = new Set((values.only ?? 'throughput,cps,lab').split(',').map((s) => s.trim()).filter(Boolean));
+  for (const o of only) if (!['throughput', 'cps', 'lab'].includes(o)) throw new Error(`--only: unknown part "${o}"`);
+  return {
+    rounds: int('rounds', values.rounds, quick ? 1 : 3, 1, 20),
+    seconds: int('seconds', values.seconds, quick ? 2 : 5, 1, 60),
+    cpsSeconds: int('cps-seconds', values['cps-seconds'], quick ? 2 : 5, 1, 60),
+    concurrency: int('concurrency', values.concurrency, 32, 1, 1024),
+    spread: int('spread', values.spread, 8, 1, 64),
+    only,
+    labTimeout: int('lab-timeout', values['lab-timeout'], 600, 10, 3600),
+    keepTmp: values['keep-tmp'] === true,
+    profile: values.profile === true,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// machine
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function quietly(cmd: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function debVersion(pkg: string): string | undefined {
+  return quietly('dpkg-query', ['-W', '-f', '${Version}', pkg]) || undefined;
+}
+
+function machineInfo(): Record<string, unknown> {
+  const cpus = os.cpus();
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const commit = quietly('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = (quietly('git', ['-C', ROOT, 'status', '--porcelain']) ?? '') !== '';
+  return {
+    kernel: os.release(),
+    kernelBuild: os.version(),
+    cpuModel: cpus[0]?.model,
+    cores: cpus.length,
+    availableParallelism: os.availableParallelism(),
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    edgeward: `${pkg.version}${commit ? ` (${commit}${dirty ? ', uncommitted changes' : ''})` : ''}`,
+    microsocks: which('microsocks') ? debVersion('microsocks') ?? 'installed (version unknown)' : 'not installed',
+    iperf3: quietly('iperf3', ['--version'])?.split('\n')[0] ?? 'not installed',
+    proxychains4: which('proxychains4') ? debVersion('proxychains4') ?? 'installed (version unknown)' : 'not installed',
+    gcc: quietly('gcc', ['-dumpfullversion']),
+    sysctl: {
+      'net.ipv4.tcp_tw_reuse': readText('/proc/sys/net/ipv4/tcp_tw_reuse'),
+      'net.ipv4.ip_local_port_range': readText('/proc/sys/net/ipv4/ip_local_port_range')?.replace(/\s+/, '-'),
+      'net.ipv4.tcp_max_tw_buckets': readText('/proc/sys/net/ipv4/tcp_max_tw_buckets'),
+      'net.core.somaxconn': readText('/proc/sys/net/core/somaxconn'),
+      'net.mptcp.enabled': readText('/proc/sys/net/mptcp/enabled'),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// measuring
+
+interface RoundRecord<T> {
+  round: number;
+  /** -1 = warm-up (not in the median) */
+  target: TargetName;
+  sample?: T;
+  error?: string;
+  /** CPU the proxy process used over the sample's wall time (1.0 = one core busy), all threads */
+  proxyCpu?: { cores: number; userCores: number; sysCores: number };
+  wallSeconds: number;
+}
+
+let clockTicks = 100;
+
+/** Runs one sample and records the proxy's CPU use around it; errors become records, not throws. */
+async function sample<T>(target: Target, round: number, fn: () => Promise<T>): Promise<RoundRecord<T>> {
+  const pid = target.proc?.pid;
+  const cpu0 = pid ? cpuTimes(pid, clockTicks) : undefined;
+  const t0 = process.hrtime.bigint();
+  const rec: RoundRecord<T> = { round, target: target.name, wallSeconds: 0 };
+  try {
+    rec.sample = await fn();
+  } catch (e) {
+    rec.error = e instanceof Error ? e.message : String(e);
+  }
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  rec.wallSeconds = round3(wall);
+  const cpu1 = pid ? cpuTimes(pid, clockTicks) : undefined;
+  if (cpu0 && cpu1 && wall > 0) {
+    const user = (cpu1.user - cpu0.user) / wall;
+    const sys = (cpu1.sys - cpu0.sys) / wall;
+    rec.proxyCpu = { cores: round3(user + sys), userCores: round3(user), sysCores: round3(sys) };
+  }
+  if (target.proc && target.proc.status()) rec.error = (rec.error ? rec.error + '; ' : '') + `${target.name} exited: ${target.proc.stderr().trim().slice(-300)}`;
+  return rec;
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function rotate<T>(xs: readonly T[], by: number): T[] {
+  const n = xs.length;
+  return n === 0 ? [] : xs.map((_, i) => xs[(i + by) % n]!);
+}
+
+function log(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+function gbps(s: ThroughputSample): string {
+  return (s.bitsPerSecond / 1e9).toFixed(2);
+}
+
+interface ThroughputResult {
+  method: string;
+  fallbackReason?: string;
+  seconds: number;
+  omittedSeconds: number;
+  records: Record<Direction, RoundRecord<ThroughputSample>[]>;
+}
+
+async function chooseThroughputRunner(tmp: string, streamBin: string, targets: Target[], seconds: number): Promise<{ runner: ThroughputRunner; warmups: RoundRecord<ThroughputSample>[]; fallbackReason?: string }> {
+  const iperf = IperfRunner.find(tmp);
+  const warmups: RoundRecord<ThroughputSample>[] = [];
+  let fallbackReason = iperf ? undefined : 'iperf3 or proxychains4 not on PATH';
+  if (iperf) {
+    // the warm-up doubles as the probe: every column must work through proxychains, twice at most
+    probe: for (const t of targets) {
+      for (const dir of iperf.directions) {
+        let rec = await sample(t, -1, () => iperf.measure(t, dir, Math.min(seconds, 2)));
+        if (rec.error) rec = await sample(t, -1, () => iperf.measure(t, dir, Math.min(seconds, 2)));
+        warmups.push(rec);
+        if (rec.error) {
+          fallbackReason = `iperf3 via proxychains4 failed for ${t.name} (${dir}): ${rec.error}`;
+          break probe;
+        }
+        log(`warm-up throughput ${dir} ${t.name}: ${gbps(rec.sample!)} Gbit/s`);
+      }
+    }
+    if (!fallbackReason) return { runner: iperf, warmups };
+  }
+  log(`throughput: falling back to stream.c: ${fallbackReason}`);
+  const runner = await StreamRunner.start(streamBin);
+  for (const t of targets) {
+    const rec = await sample(t, -1, () => runner.measure(t, 'down', Math.min(seconds, 2)));
+    warmups.push(rec);
+  }
+  return { runner, warmups, fallbackReason: fallbackReason! };
+}
+
+async function measureThroughput(tmp: string, streamBin: string, targets: Target[], o: Options): Promise<ThroughputResult & { warmups: RoundRecord<ThroughputSample>[] }> {
+  const { runner, warmups, fallbackReason } = await chooseThroughputRunner(tmp, streamBin, targets, o.seconds);
+  const records: Record<Direction, RoundRecord<ThroughputSample>[]> = { up: [], down: [] };
+  try {
+    for (let r = 0; r < o.rounds; r++) {
+      for (const dir of runner.directions) {
+        for (const t of rotate(targets, r)) {
+          const rec = await sample(t, r, () => runner.measure(t, dir, o.seconds));
+          records[dir].push(rec);
+          log(`round ${r + 1}/${o.rounds} throughput ${dir} ${t.name}: ${rec.sample ? `${gbps(rec.sample)} Gbit/s` : `error: ${rec.error}`}`);
+        }
+      }
+    }
+  } finally {
+    await runner.close();
+  }
+  const result: ThroughputResult & { warmups: RoundRecord<ThroughputSample>[] } = { method: runner.method, seconds: o.seconds, omittedSeconds: 1, records, warmups };
+  if (fallbackReason) result.fallbackReason = fallbackReason;
+  return result;
+}
+
+interface CpsResult {
+  concurrency: number;
+  spread: number;
+  payload: number;
+  seconds: number;
+  records: RoundRecord<CpsSample>[];
+  warmups: RoundRecord<CpsSample>[];
+}
+
+async function measureConnections(cpsBin: string, echo: LocalServer, targets: Target[], o: Options): Promise<CpsResult> {
+  const opts = { concurrency: o.concurrency, payload: 64, timeoutMs: 3000, spread: o.spread };
+  const warmups: RoundRecord<CpsSample>[] = [];
+  for (const t of targets) {
+    const rec = await sample(t, -1, () => measureCps(cpsBin, echo.port, t, 1, opts));
+    warmups.push(rec);
+    log(`warm-up connections/s ${t.name}: ${rec.sample ? rec.sample.perSecond.toFixed(0) : `error: ${rec.error}`}`);
+  }
+  const records: RoundRecord<CpsSample>[] = [];
+  for (let r = 0; r < o.rounds; r++) {
+    for (const t of rotate(targets, r)) {
+      const rec = await sample(t, r, () => measureCps(cpsBin, echo.port, t, o.cpsSeconds, opts));
+      records.push(rec);
+      const s = rec.sample;
+      log(`round ${r + 1}/${o.rounds} connections/s ${t.name}: ${s ? `${s.perSecond.toFixed(0)} (errors ${s.errorsTotal}, p99 ${(s.latencyUs.p99 / 1000).toFixed(2)} ms)` : `error: ${rec.error}`}`);
+    }
+  }
+  return { concurrency: opts.concurrency, spread: opts.spread, payload: opts.payload, seconds: o.cpsSeconds, records, warmups };
+}
+
+// ---------------------------------------------------------------------------------------------
+// summary
+
+type CellSource = Record<TargetName, { values: number[]; why?: string }>;
+
+function metricRow(metric: string, src: CellSource, digits: number, goal?: Goal): Row {
+  const cells = {} as Record<TargetName, string>;
+  const med = {} as Partial<Record<TargetName, number>>;
+  for (const name of TARGET_NAMES) {
+    const m = median(src[name].values);
+    if (m !== undefined) med[name] = m;
+    cells[name] = m !== undefined ? m.toFixed(digits) : src[name].why ?? '-';
+  }
+  const row: Row = { metric, cells, result: '' };
+  if (med.edgeward !== undefined && med.microsocks !== undefined && med.microsocks > 0) row.ratio = med.edgeward / med.microsocks;
+  if (goal) row.goal = goal;
+  row.result = judge(row.ratio, goal);
+  return row;
+}
+
+function sourceFrom<T>(targets: Target[], records: RoundRecord<T>[], value: (s: T, rec: RoundRecord<T>) => number | undefined): CellSource {
+  const src = {} as CellSource;
+  for (const name of TARGET_NAMES) {
+    const t = targets.find((x) => x.name === name);
+    const mine = records.filter((r) => r.target === name);
+    const values = mine.flatMap((r) => {
+      const v = r.sample ? value(r.sample, r) : undefined;
+      return v === undefined ? [] : [v];
+    });
+    src[name] = { values };
+    if (t?.unavailable) src[name].why = t.unavailable;
+    else if (mine.length > 0 && values.length === 0) src[name].why = mine.some((r) => r.error) ? 'error' : '-';
+  }
+  return src;
+}
+
+function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: CpsResult | undefined, lab: LabOutcome | undefined): Row[] {
+  const rows: Row[] = [];
+  const label: Record<Direction, string> = { up: 'throughput up (Gbit/s)', down: 'throughput down (Gbit/s)' };
+  if (tp) {
+    for (const dir of ['up', 'down'] as const) {
+      if (tp.records[dir].length === 0) continue;
+      rows.push(metricRow(label[dir], sourceFrom(targets, tp.records[dir], (s) => s.bitsPerSecond / 1e9), 2, GOALS.throughput));
+    }
+  }
+  if (cps) rows.push(metricRow('connections/s', sourceFrom(targets, cps.records, (s) => s.perSecond), 0, GOALS.cps));
+  const labCells: Record<TargetName, string> = { direct: '-', edgeward: '-', microsocks: '-' };
+  if (lab) {
+    const row: Row = { metric: 'lab MPTCP/TCP ratio', cells: labCells, goal: GOALS.lab, result: 'n/a' };
+    if (lab.status === 'measured') {
+      labCells.edgeward = `${lab.ratio.toFixed(2)}x`;
+      row.result = lab.ratio >= GOALS.lab.min ? 'PASS' : 'MISS';
+    } else {
+      labCells.edgeward = lab.status;
+    }
+    rows.push(row);
+  }
+  // information only: no target
+  if (cps) {
+    rows.push(metricRow('  cps latency p99 (ms)', sourceFrom(targets, cps.records, (s) => s.latencyUs.p99 / 1000), 2));
+    const errs = sourceFrom(targets, cps.records, (s) => s.errorsTotal);
+    const sumRow = metricRow('  cps errors (all rounds)', errs, 0);
+    for (const name of TARGET_NAMES) if (errs[name].values.length > 0) sumRow.cells[name] = String(errs[name].values.reduce((a, b) => a + b, 0));
+    delete sumRow.ratio;
+    rows.push(sumRow);
+    rows.push(metricRow('  proxy CPU during cps (cores)', sourceFrom(targets, cps.records, (_s, r) => r.proxyCpu?.cores), 2));
+    // CPU per transaction hardly depends on how busy the machine is: the steadier comparison
+    const perConn = (pick: (c: NonNullable<RoundRecord<CpsSample>['proxyCpu']>) => number) => (s: CpsSample, r: RoundRecord<CpsSample>) =>
+      r.proxyCpu && s.perSecond > 0 ? (pick(r.proxyCpu) / s.perSecond) * 1e6 : undefined;
+    rows.push(metricRow('  proxy CPU/connection, user (us)', sourceFrom(targets, cps.records, perConn((c) => c.userCores)), 0));
+    rows.push(metricRow('  proxy CPU/connection, kernel (us)', sourceFrom(targets, cps.records, perConn((c) => c.sysCores)), 0));
+  }
+  if (tp) {
+    for (const dir of ['up', 'down'] as const) {
+      if (tp.records[dir].length === 0) continue;
+      rows.push(metricRow(`  proxy CPU during ${dir} (cores)`, sourceFrom(targets, tp.records[dir], (_s, r) => r.proxyCpu?.cores), 2));
+    }
+  }
+  return rows;
+}
+
+function roundsText(targets: Target[], tp: ThroughputResult | undefined, cps: CpsResult | undefined): string {
+  const lines: string[] = [];
+  const add = <T>(what: string, records: RoundRecord<T>[], value: (s: T) => number, digits: number): void => {
+    for (const t of targets) {
+      if (t.unavailable) continue;
+      const mine = records.filter((r) => r.target === t.name);
+      if (mine.length === 0) continue;
+      const vals = mine.flatMap((r) => (r.sample ? [value(r.sample)] : []));
+      const sp = spread(vals);
+      const shown = mine.map((r) => (r.sample ? value(r.sample).toFixed(digits) : 'err')).join(' ');
+      lines.push(`  ${what.padEnd(24)} ${t.name.padEnd(10)} ${shown}${sp !== undefined ? `   (spread ${(sp * 100).toFixed(0)}%)` : ''}`);
+    }
+  };
+  if (tp) for (const dir of ['up', 'down'] as const) add(`throughput ${dir} Gbit/s`, tp.records[dir], (s) => s.bitsPerSecond / 1e9, 2);
+  if (cps) add('connections/s', cps.records, (s) => s.perSecond, 0);
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  let opts: Options | 'help';
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const o = opts;
+  clockTicks = Number(quietly('getconf', ['CLK_TCK']) ?? '100') || 100;
+
+  const tmp = mkdtempSync(join(os.tmpdir(), 'edgeward-bench-'));
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping everything this bench started`);
+    void stopAll().finally(() => {
+      if (!o.keepTmp) rmSync(tmp, { recursive: true, force: true });
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', () => {
+    killAllNow();
+    if (!o.keepTmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const started = new Date();
+  const machine = machineInfo();
+  machine.loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  log(`kernel ${machine.kernel}, ${machine.cores} cores, node ${machine.node}, microsocks ${machine.microsocks}, load ${(machine.loadavgStart as number[]).join(' ')}`);
+
+  const tools = await compileTools(BENCH_DIR, tmp);
+  const profileDir = o.profile ? join(RESULTS_DIR, `profile-${started.toISOString().replace(/[:.]/g, '-')}`) : undefined;
+  const targets: Target[] = [directTarget()];
+  let failed = false;
+  let tp: (ThroughputResult & { warmups: RoundRecord<ThroughputSample>[] }) | undefined;
+  let cps: CpsResult | undefined;
+  let lab: LabOutcome | undefined;
+  try {
+    targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks());
+    for (const t of targets) {
+      if (t.unavailable) log(`${t.name}: ${t.unavailable}`);
+      else if (t.socksPort) log(`${t.name}: SOCKS5 on 127.0.0.1:${t.socksPort} (pid ${t.proc?.pid})`);
+      if (t.startFailed) failed = true;
+    }
+    const live = targets.filter((t) => !t.unavailable);
+
+    if (o.only.has('throughput')) tp = await measureThroughput(tmp, tools.stream, live, o);
+    if (o.only.has('cps')) {
+      const echo = await startPortServer('echo-server', tools.echoServer, ['--addrs', String(o.spread)]);
+      try {
+        cps = await measureConnections(tools.cps, echo, live, o);
+      } finally {
+        await echo.proc.stop(2000);
+      }
+    }
+  } finally {
+    // the lab builds its own topology: give it the machine to itself
+    await Promise.all(targets.map((t) => t.stop()));
+  }
+  let profile: { file: string; summary: ProfileSummary } | undefined;
+  if (profileDir) {
+    const file = (() => {
+      try {
+        return readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+      } catch {
+        return undefined;
+      }
+    })();
+    if (file) profile = { file: join(profileDir, file), summary: summarizeProfile(join(profileDir, file), ROOT, 20) };
+    else log('profile: edgeward wrote no .cpuprofile (it must exit normally on SIGTERM)');
+  }
+  if (o.only.has('lab')) {
+    log('lab: measuring MPTCP/TCP ratio');
+    lab = await runLab(o.labTimeout * 1000, log);
+    log(`lab: ${lab.status === 'measured' ? `${lab.ratio.toFixed(2)}x (TCP ${lab.tcpMbps} Mbit/s, MPTCP ${lab.mptcpMbps} Mbit/s)` : `${lab.status}: ${lab.reason}`}`);
+  }
+  machine.loadavgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
+
+  // a column that ran but produced nothing at all is a bench failure, not a MISS
+  for (const t of targets.filter((x) => !x.unavailable)) {
+    const all = [...(tp ? [...tp.records.up, ...tp.records.down] : []), ...(cps?.records ?? [])].filter((r) => r.target === t.name);
+    if (all.length > 0 && all.every((r) => r.error)) {
+      failed = true;
+      log(`${t.name}: every sample failed, e.g. ${all[0]?.error}`);
+    }
+  }
+
+  const rows = buildRows(targets, tp, cps, lab);
+  const table = formatTable(rows);
+  const notes: string[] = [];
+  if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
+  if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency}, ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
+  notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
+  notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
+  if (lab && lab.status !== 'measured') notes.push(`lab: ${lab.status === 'not available' ? 'not available' : `${lab.status}: ${lab.reason}`}`);
+
+  if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profile: ${profile.file}`);
+  let output = `\n${table}\n\nrounds:\n${roundsText(targets, tp, cps)}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
+  if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;
+  process.stdout.write(output);
+
+  const json = {
+    timestamp: started.toISOString(),
+    finished: new Date().toISOString(),
+    machine,
+    settings: { rounds: o.rounds, throughputSeconds: o.seconds, cpsSeconds: o.cpsSeconds, concurrency: o.concurrency, spread: o.spread, parts: [...o.only] },
+    targets: targets.map((t) => ({ name: t.name, ...(t.socksPort ? { socksPort: t.socksPort } : {}), ...(t.unavailable ? { unavailable: t.unavailable } : {}) })),
+    table: rows,
+    throughput: tp,
+    connections: cps,
+    lab: lab ?? null,
+    edgewardProfile: profile ?? null,
+    notes,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const text = JSON.stringify(json, null, 2) + '\n';
+  writeFileSync(join(RESULTS_DIR, 'latest.json'), text);
+  writeFileSync(join(RESULTS_DIR, `${started.toISOString().replace(/[:.]/g, '-')}.json`), text);
+  log(`wrote bench/results/latest.json`);
+  if (failed) log('the bench could not measure everything it should have (see above): exit code 1');
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (err) => {
+    process.stderr.write(`bench: failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    await stopAll();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,315 @@
+// `edgeward policy ...`: list, add, remove and import transport policies, and show or set the
+// default, through the REST API of a running `edgeward start`.
+import { readFileSync, statSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseLegacyFile } from '../policy/legacy.js';
+import { matchIdentity, normalizeMatch } from '../policy/matcher.js';
+import type { Policy, PolicyInput, Transport } from '../policy/types.js';
+import type { LiveUpdate } from '../policy/live.js';
+import { ApiError, clientFromEnv, ENV_HELP, reportError, type ApiClient } from './api-client.js';
+import type { Command } from './main.js';
+
+const MAX_IMPORT_BYTES = 16 * 1024 * 1024;
+
+const usage = `Usage: edgeward policy <list|add|rm|import|default> [options]
+
+Transport policy per destination: Multipath TCP, congestion control, Nagle, keepalive.
+The most specific policy wins (exact host, exact IP, *.wildcard, CIDR); fields a policy leaves out
+come from the default. MPTCP on/off, scheduler and path manager apply to new connections only.
+
+  edgeward policy list [--json]
+  edgeward policy add (--host H | --cidr C) [--port P] [TRANSPORT] [--comment TEXT]
+  edgeward policy rm ID
+  edgeward policy import FILE
+      FILE is the original system's flat file: one "ip,0|1,scheduler,path_manager," line per
+      destination, closed by a line ".". All entries are added, or none (every bad line is listed).
+  edgeward policy default [TRANSPORT | --reset] [--json]
+      without options: show the default transport; with options: change the given fields
+
+Match:
+  --host H               host name, *.wildcard or IP address
+  --cidr C               IPv4/IPv6 block, e.g. 192.0.2.0/24
+  --port P               destination port (default: any)
+Transport (the kernel must offer what is asked: see /proc/sys/net/ipv4/tcp_available_congestion_control
+and /proc/sys/net/mptcp/available_schedulers, available_path_managers):
+  --mptcp | --no-mptcp   Multipath TCP on or off (needs net.mptcp.enabled=1; falls back to TCP)
+  --congestion NAME      TCP congestion control (cubic, bbr, reno, ...)
+  --no-delay | --nagle   TCP_NODELAY on (Nagle off) or off
+  --keepalive IDLE,INTERVAL,COUNT | --no-keepalive
+                         keepalive timers in seconds and probes, or keepalive off
+  --scheduler S          MPTCP scheduler
+  --path-manager P       MPTCP path manager: kernel or userspace
+Other:
+  --comment TEXT         a note stored with the policy
+  --reset                (default) remove every field of the default transport
+  --json                 print JSON instead of a table
+  --data DIR             data directory of edgeward start, for DATA/api-token (default ./.edgeward)
+
+${ENV_HELP}
+Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage error.
+`;
+
+const TRANSPORT_OPTIONS = {
+  mptcp: { type: 'boolean' },
+  'no-mptcp': { type: 'boolean' },
+  congestion: { type: 'string' },
+  'no-delay': { type: 'boolean' },
+  nagle: { type: 'boolean' },
+  keepalive: { type: 'string' },
+  'no-keepalive': { type: 'boolean' },
+  scheduler: { type: 'string' },
+  'path-manager': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+const COMMON_OPTIONS = { data: { type: 'string' } } as const satisfies ParseArgsConfig['options'];
+
+/** A mistake in the command line: printed with a pointer to --help, exit status 2. */
+class UsageError extends Error {}
+
+type TransportFlags = { [K in keyof typeof TRANSPORT_OPTIONS]?: (typeof TRANSPORT_OPTIONS)[K]['type'] extends 'string' ? string : boolean };
+
+function exclusive(values: Record<string, unknown>, a: string, b: string): void {
+  if (values[a] !== undefined && values[b] !== undefined) throw new UsageError(`--${a} and --${b} exclude each other`);
+}
+
+/** The transport fields given on the command line. */
+function transportFromFlags(v: TransportFlags): Transport {
+  exclusive(v, 'mptcp', 'no-mptcp');
+  exclusive(v, 'no-delay', 'nagle');
+  exclusive(v, 'keepalive', 'no-keepalive');
+  const t: Transport = {};
+  if (v.mptcp) t.mptcp = true;
+  if (v['no-mptcp']) t.mptcp = false;
+  if (v.congestion !== undefined) t.congestion = v.congestion;
+  if (v['no-delay']) t.noDelay = true;
+  if (v.nagle) t.noDelay = false;
+  if (v.keepalive !== undefined) {
+    const m = /^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$/.exec(v.keepalive);
+    if (!m) throw new UsageError(`--keepalive takes IDLE,INTERVAL,COUNT (e.g. 60,10,5), not "${v.keepalive}"`);
+    t.keepAlive = { idle: Number(m[1]), interval: Number(m[2]), count: Number(m[3]) };
+  }
+  if (v['no-keepalive']) t.keepAlive = false;
+  if (v.scheduler !== undefined) t.scheduler = v.scheduler;
+  if (v['path-manager'] !== undefined) t.pathManager = v['path-manager'];
+  return t;
+}
+
+/** "mptcp congestion=bbr nodelay keepalive=60,10,5" */
+export function describeTransport(t: Transport): string {
+  const parts: string[] = [];
+  if (t.mptcp !== undefined) parts.push(t.mptcp ? 'mptcp' : 'no-mptcp');
+  if (t.congestion !== undefined) parts.push(`congestion=${t.congestion}`);
+  if (t.noDelay !== undefined) parts.push(t.noDelay ? 'nodelay' : 'nagle');
+  if (t.keepAlive !== undefined) parts.push(t.keepAlive === false ? 'no-keepalive' : `keepalive=${t.keepAlive.idle},${t.keepAlive.interval},${t.keepAlive.count}`);
+  if (t.scheduler !== undefined) parts.push(`scheduler=${t.scheduler}`);
+  if (t.pathManager !== undefined) parts.push(`path-manager=${t.pathManager}`);
+  return parts.length > 0 ? parts.join(' ') : '(default)';
+}
+
+function describeMatch(p: { match: Policy['match'] }): string {
+  return p.match.host ?? p.match.cidr ?? '?';
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function printLiveUpdate(u: LiveUpdate | undefined): void {
+  if (!u) return;
+  if (u.connectionsUpdated > 0) process.stdout.write(`  applied to ${u.connectionsUpdated} open connection(s)\n`);
+  for (const n of u.notes) process.stdout.write(`  note: ${n}\n`);
+}
+
+function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+function positionals(got: string[], names: string[]): string[] {
+  if (got.length < names.length) throw new UsageError(`missing ${names.slice(got.length).join(' ')}`);
+  if (got.length > names.length) throw new UsageError(`unexpected argument "${got[names.length]}"`);
+  return got;
+}
+
+async function list(args: string[]): Promise<number> {
+  const { values, positionals: pos } = parse(args, { json: { type: 'boolean' } });
+  positionals(pos, []);
+  const api = clientFromEnv(values.data);
+  const { policies } = await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies');
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(policies, null, 2)}\n`);
+    return 0;
+  }
+  const def = await api.request<Transport>('GET', '/api/v1/policies/default');
+  if (policies.length === 0) {
+    process.stdout.write('no policies\n');
+  } else {
+    const rows = [['ID', 'MATCH', 'PORT', 'TRANSPORT', 'COMMENT']];
+    for (const p of [...policies].sort((a, b) => a.id - b.id)) {
+      rows.push([String(p.id), describeMatch(p), p.match.port === undefined ? '*' : String(p.match.port), describeTransport(p.transport), p.comment ?? '']);
+    }
+    process.stdout.write(table(rows));
+  }
+  process.stdout.write(`default: ${describeTransport(def)}\n`);
+  return 0;
+}
+
+async function add(args: string[]): Promise<number> {
+  const { values, positionals: pos } = parse(args, {
+    ...TRANSPORT_OPTIONS,
+    host: { type: 'string' },
+    cidr: { type: 'string' },
+    port: { type: 'string' },
+    comment: { type: 'string' },
+  });
+  positionals(pos, []);
+  if ((values.host === undefined) === (values.cidr === undefined)) throw new UsageError('give exactly one of --host or --cidr');
+  const input: PolicyInput = { match: values.host !== undefined ? { host: values.host } : { cidr: values.cidr! }, transport: transportFromFlags(values) };
+  if (values.port !== undefined) {
+    if (!/^[0-9]{1,5}$/.test(values.port)) throw new UsageError(`--port takes a number 1..65535, not "${values.port}"`);
+    input.match.port = Number(values.port);
+  }
+  if (values.comment !== undefined) input.comment = values.comment;
+  const api = clientFromEnv(values.data);
+  const p = await api.request<Policy & { liveUpdate: LiveUpdate }>('POST', '/api/v1/policies', input);
+  process.stdout.write(`added policy ${p.id}: ${describeMatch(p)}${p.match.port !== undefined ? ` port ${p.match.port}` : ''} ${describeTransport(p.transport)}\n`);
+  printLiveUpdate(p.liveUpdate);
+  return 0;
+}
+
+async function rm(args: string[]): Promise<number> {
+  const { values, positionals: pos } = parse(args, {});
+  const [id] = positionals(pos, ['ID']);
+  if (!/^[0-9]{1,15}$/.test(id!)) throw new UsageError(`ID must be a policy id (a number, see "edgeward policy list"), not "${id}"`);
+  const api = clientFromEnv(values.data);
+  await api.request('DELETE', `/api/v1/policies/${id}`);
+  process.stdout.write(`removed policy ${id}\n`);
+  return 0;
+}
+
+async function importFile(args: string[]): Promise<number> {
+  const { values, positionals: pos } = parse(args, {});
+  const [file] = positionals(pos, ['FILE']);
+  let text: string;
+  try {
+    if (statSync(file!).size > MAX_IMPORT_BYTES) {
+      process.stderr.write(`${file}: larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB: not a policy file?\n`);
+      return 1;
+    }
+    text = readFileSync(file!, 'utf8');
+  } catch (e) {
+    process.stderr.write(`edgeward: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`);
+    return 1;
+  }
+  const parsed = parseLegacyFile(text);
+  if (parsed.errors.length > 0) {
+    for (const e of parsed.errors) process.stderr.write(`${file}:${e.line}: ${e.message}\n`);
+    process.stderr.write(`${file}: ${parsed.errors.length} error(s); nothing imported\n`);
+    return 1;
+  }
+  if (parsed.policies.length === 0) {
+    process.stdout.write(`${file}: no entries; nothing to import\n`);
+    return 0;
+  }
+  const api = clientFromEnv(values.data);
+  let res: { policies: Policy[]; liveUpdate: LiveUpdate };
+  try {
+    res = await api.request('POST', '/api/v1/policies/bulk', { policies: parsed.policies.map((p) => p.input) });
+  } catch (e) {
+    const m = e instanceof ApiError && e.field !== null ? /policies\[(\d+)\]/.exec(e.field) : null;
+    const entry = m ? parsed.policies[Number(m[1])] : undefined;
+    if (e instanceof ApiError && entry) {
+      process.stderr.write(`${file}:${entry.line}: ${e.message.replace(/^(body\.)?policies\[\d+\]:?\s*/, '')}\n`);
+      process.stderr.write(`${file}: nothing imported\n`);
+      return 1;
+    }
+    if (e instanceof ApiError && e.code === 'conflict') {
+      // the store refused a match that an existing policy has, without saying which entry: find it here
+      const clashes = await clashesWithStored(api, parsed.policies);
+      if (clashes.length > 0) {
+        for (const c of clashes) process.stderr.write(`${file}:${c.line}: policy ${c.id} already has the same match\n`);
+        process.stderr.write(`${file}: nothing imported\n`);
+        return 1;
+      }
+    }
+    throw e;
+  }
+  process.stdout.write(`imported ${res.policies.length} policies from ${file}\n`);
+  for (const note of new Set(parsed.policies.flatMap((p) => p.notes))) {
+    const lines = parsed.policies.filter((p) => p.notes.includes(note)).map((p) => p.line);
+    process.stdout.write(`  note (line${lines.length > 1 ? 's' : ''} ${lines.slice(0, 10).join(', ')}${lines.length > 10 ? ', ...' : ''}): ${note}\n`);
+  }
+  printLiveUpdate(res.liveUpdate);
+  return 0;
+}
+
+/** The entries whose match an already stored policy has. */
+async function clashesWithStored(api: ApiClient, entries: ReadonlyArray<{ line: number; input: PolicyInput }>): Promise<Array<{ line: number; id: number }>> {
+  const identity = (m: Policy['match']): string | null => {
+    const n = normalizeMatch(m);
+    return typeof n === 'string' ? null : matchIdentity(n);
+  };
+  const { policies } = await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies');
+  const stored = new Map<string, number>();
+  for (const p of policies) {
+    const key = identity(p.match);
+    if (key !== null) stored.set(key, p.id);
+  }
+  const out: Array<{ line: number; id: number }> = [];
+  for (const e of entries) {
+    const key = identity(e.input.match);
+    const id = key === null ? undefined : stored.get(key);
+    if (id !== undefined) out.push({ line: e.line, id });
+  }
+  return out;
+}
+
+async function defaults(args: string[]): Promise<number> {
+  const { values, positionals: pos } = parse(args, { ...TRANSPORT_OPTIONS, reset: { type: 'boolean' }, json: { type: 'boolean' } });
+  positionals(pos, []);
+  const change = transportFromFlags(values);
+  const changing = values.reset === true || Object.keys(change).length > 0;
+  const api = clientFromEnv(values.data);
+  let shown: Transport;
+  let live: LiveUpdate | undefined;
+  if (!changing) {
+    shown = await api.request<Transport>('GET', '/api/v1/policies/default');
+  } else {
+    const base = values.reset ? {} : await api.request<Transport>('GET', '/api/v1/policies/default');
+    const { liveUpdate, ...rest } = await api.request<Transport & { liveUpdate: LiveUpdate }>('PUT', '/api/v1/policies/default', { ...base, ...change });
+    shown = rest;
+    live = liveUpdate;
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+  else process.stdout.write(`default: ${describeTransport(shown)}\n`);
+  if (!values.json) printLiveUpdate(live);
+  return 0;
+}
+
+const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { list, ls: list, add, rm, remove: rm, import: importFile, default: defaults };
+
+export const command: Command = {
+  summary: 'list, add, remove and import transport policies (talks to the REST API)',
+  usage,
+  async run(args: string[]): Promise<number> {
+    const [sub, ...rest] = args;
+    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
+    if (!fn) {
+      process.stderr.write(`${sub === undefined ? 'edgeward policy: missing sub-command' : `edgeward policy: unknown sub-command "${sub}"`}\n\n${usage}`);
+      return 2;
+    }
+    try {
+      return await fn(rest);
+    } catch (e) {
+      if (e instanceof UsageError) {
+        process.stderr.write(`edgeward policy ${sub}: ${e.message}\nRun "edgeward policy --help" for the options.\n`);
+        return 2;
+      }
+      return reportError(e, `edgeward policy ${sub}`);
+    }
+  },
+};

@@ -1,0 +1,162 @@
+// `edgeward user ...`: the SOCKS users (RFC 1929 username/password), through the REST API.
+// Passwords come from stdin (--password-stdin) or a prompt without echo, never from the command line.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { clientFromEnv, ENV_HELP, reportError } from './api-client.js';
+import type { Command } from './main.js';
+
+const usage = `Usage: edgeward user <add|rm|list> [options]
+
+SOCKS users, for "edgeward start --socks-auth" (RFC 1929 username/password; stored scrypt-hashed).
+
+  edgeward user add NAME [--password-stdin]
+      the password is asked twice on the terminal (not echoed), or read from the first line of
+      standard input with --password-stdin (e.g. printf '%s\\n' "$PW" | edgeward user add alice --password-stdin)
+  edgeward user rm NAME
+  edgeward user list [--json]
+
+Options:
+  --password-stdin   read the password from standard input
+  --json             print JSON instead of a table
+  --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
+
+${ENV_HELP}
+Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage error.
+`;
+
+const MAX_PASSWORD_INPUT = 64 * 1024;
+
+class UsageError extends Error {}
+
+function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options: { data: { type: 'string' }, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+function onePositional(pos: string[], name: string): string {
+  if (pos.length === 0) throw new UsageError(`missing ${name}`);
+  if (pos.length > 1) throw new UsageError(`unexpected argument "${pos[1]}"`);
+  return pos[0]!;
+}
+
+/** The first line of standard input. */
+async function readPasswordFromStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > MAX_PASSWORD_INPUT) throw new Error('standard input is too long for a password');
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  const nl = text.search(/\r?\n/);
+  return nl >= 0 ? text.slice(0, nl) : text;
+}
+
+/** Asks for a line on the terminal without echoing it. */
+function promptHidden(prompt: string): Promise<string> {
+  const input = process.stdin;
+  return new Promise((resolve, reject) => {
+    process.stderr.write(prompt);
+    let value = '';
+    const done = (err: Error | null): void => {
+      input.setRawMode(false);
+      input.pause();
+      input.removeListener('data', onData);
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const onData = (buf: Buffer): void => {
+      for (const ch of buf.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done(null);
+        if (ch === '\u0003') return done(new Error('interrupted'));
+        if (ch === '\u0004' && value === '') return done(new Error('no password given'));
+        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+        else if (ch >= ' ') value += ch;
+      }
+    };
+    input.setRawMode(true);
+    input.resume();
+    input.on('data', onData);
+  });
+}
+
+async function add(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' } });
+  const name = onePositional(positionals, 'NAME');
+  let password: string;
+  if (values['password-stdin']) {
+    password = await readPasswordFromStdin();
+  } else {
+    if (!process.stdin.isTTY) throw new UsageError('standard input is not a terminal: pass the password with --password-stdin');
+    password = await promptHidden(`password for ${name}: `);
+    const again = await promptHidden('again: ');
+    if (password !== again) {
+      process.stderr.write('edgeward user add: the passwords differ; nothing changed\n');
+      return 1;
+    }
+  }
+  if (password === '') {
+    process.stderr.write('edgeward user add: the password is empty; nothing changed\n');
+    return 1;
+  }
+  const api = clientFromEnv(values.data);
+  const u = await api.request<{ username: string; createdAt: string }>('POST', '/api/v1/users', { username: name, password });
+  process.stdout.write(`added user ${u.username}\n`);
+  return 0;
+}
+
+async function rm(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {});
+  const name = onePositional(positionals, 'NAME');
+  const api = clientFromEnv(values.data);
+  await api.request('DELETE', `/api/v1/users/${encodeURIComponent(name)}`);
+  process.stdout.write(`removed user ${name}\n`);
+  return 0;
+}
+
+async function list(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const api = clientFromEnv(values.data);
+  const { users } = await api.request<{ users: Array<{ username: string; createdAt: string }> }>('GET', '/api/v1/users');
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(users, null, 2)}\n`);
+    return 0;
+  }
+  if (users.length === 0) {
+    process.stdout.write('no users\n');
+    return 0;
+  }
+  const width = Math.max(8, ...users.map((u) => u.username.length));
+  process.stdout.write(`${'USERNAME'.padEnd(width)}  CREATED\n`);
+  for (const u of users) process.stdout.write(`${u.username.padEnd(width)}  ${u.createdAt}\n`);
+  return 0;
+}
+
+const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { add, rm, remove: rm, list, ls: list };
+
+export const command: Command = {
+  summary: 'add, remove and list SOCKS users (talks to the REST API)',
+  usage,
+  async run(args: string[]): Promise<number> {
+    const [sub, ...rest] = args;
+    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
+    if (!fn) {
+      process.stderr.write(`${sub === undefined ? 'edgeward user: missing sub-command' : `edgeward user: unknown sub-command "${sub}"`}\n\n${usage}`);
+      return 2;
+    }
+    try {
+      return await fn(rest);
+    } catch (e) {
+      if (e instanceof UsageError) {
+        process.stderr.write(`edgeward user ${sub}: ${e.message}\nRun "edgeward user --help" for the options.\n`);
+        return 2;
+      }
+      return reportError(e, `edgeward user ${sub}`);
+    }
+  },
+};

@@ -1,0 +1,116 @@
+// BIND (RFC 1928 section 4): listen for one incoming connection on the client's behalf (FTP-style
+// active connections). First reply: where we listen; second reply: who connected. The incoming
+// peer must be the host named in the request, unless the request named 0.0.0.0 / ::.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { parseIp } from '../policy/address.js';
+import { relay } from '../relay/relay.js';
+import { isDenied, resolveHost } from '../transport/outbound.js';
+import { buildReply, Socks5Reply, type SocksAddress } from './codec.js';
+import { replyForError, replyName } from './replies.js';
+import type { SessionContext } from './server.js';
+
+/** How long a BIND waits for the incoming connection. */
+const BIND_ACCEPT_TIMEOUT_MS = 120_000;
+
+/** The local address the kernel would use to reach `ip` (a connected UDP socket sends nothing). */
+function localAddressToward(ip: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4');
+    s.on('error', () => {
+      s.close();
+      resolve(null);
+    });
+    s.connect(9, ip, () => {
+      const a = s.address().address;
+      s.close();
+      resolve(a);
+    });
+  });
+}
+
+function isUnspecified(ip: string): boolean {
+  const p = parseIp(ip);
+  return !p || p.bytes.every((b) => b === 0);
+}
+
+function sameIp(a: string, b: string): boolean {
+  const x = parseIp(a);
+  const y = parseIp(b);
+  return !!x && !!y && x.family === y.family && x.bytes.every((v, i) => v === y.bytes[i]);
+}
+
+export async function handleBind(ctx: SessionContext, requested: SocksAddress): Promise<void> {
+  const { client, opts } = ctx;
+  const fail = (rep: Socks5Reply): void => {
+    opts.registry.countFailure(replyName(rep));
+    if (!client.destroyed) client.end(buildReply(rep));
+  };
+  let expected: string | null = null;
+  try {
+    if (requested.host !== undefined) expected = (await resolveHost(requested.host))[0] ?? null;
+    else if (requested.ip !== undefined && !isUnspecified(requested.ip)) expected = requested.ip;
+  } catch (err) {
+    return fail(replyForError(err));
+  }
+  if (expected !== null && isDenied(opts.outbound.deny, expected)) return fail(Socks5Reply.NOT_ALLOWED);
+  const bindIp = (expected !== null ? await localAddressToward(expected) : null) ?? client.localAddress ?? '127.0.0.1';
+
+  const listener = net.createServer({ allowHalfOpen: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen({ host: bindIp, port: 0, backlog: 1 }, () => resolve());
+    });
+  } catch (err) {
+    return fail(replyForError(err));
+  }
+  const bound = listener.address() as net.AddressInfo;
+  ctx.reader.detach();
+  client.write(buildReply(Socks5Reply.SUCCEEDED, bound.address, bound.port));
+
+  const timer = setTimeout(() => {
+    listener.close();
+    fail(Socks5Reply.TTL_EXPIRED);
+  }, BIND_ACCEPT_TIMEOUT_MS);
+  const onClientGone = (): void => {
+    clearTimeout(timer);
+    listener.close();
+  };
+  client.once('close', onClientGone);
+  client.resume();
+
+  listener.once('connection', (peer) => {
+    clearTimeout(timer);
+    listener.close();
+    client.removeListener('close', onClientGone);
+    peer.on('error', () => undefined);
+    if (client.destroyed) {
+      peer.destroy();
+      return;
+    }
+    const peerIp = peer.remoteAddress ?? '';
+    if (expected !== null && !sameIp(peerIp, expected)) {
+      ctx.log.debug('BIND: unexpected peer', { expected, peer: peerIp });
+      peer.destroy();
+      fail(Socks5Reply.NOT_ALLOWED);
+      return;
+    }
+    client.pause();
+    client.write(buildReply(Socks5Reply.SUCCEEDED, peerIp, peer.remotePort ?? 0));
+    const rec = opts.registry.add({
+      listener: 'socks5',
+      command: 'bind',
+      startedAt: Date.now(),
+      client: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
+      user: ctx.user,
+      destination: { address: peerIp, port: peer.remotePort ?? 0 },
+      policyId: null,
+      transport: {},
+      mptcpRequested: false,
+      clientSocket: client,
+      outSocket: peer,
+    });
+    relay(client, peer, { idleTimeout: opts.idleTimeout }, () => opts.registry.remove(rec));
+  });
+}

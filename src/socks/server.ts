@@ -1,0 +1,261 @@
+// The SOCKS server: SOCKS5 (RFC 1928) with username/password (RFC 1929), CONNECT, BIND and UDP
+// ASSOCIATE; SOCKS4/4a CONNECT. Handshake states are named after the RFC; errors become replies in
+// replies.ts only; one connection's failure never touches another.
+import net from 'node:net';
+import type { UserService } from '../auth/users.js';
+import type { Logger } from '../log.js';
+import { CidrList, parseIp } from '../policy/address.js';
+import { relay } from '../relay/relay.js';
+import type { ConnectionRegistry, Listener } from '../relay/registry.js';
+import { applyLiveOptions, socketFd } from '../transport/dialer.js';
+import { connectOutbound, type Outbound, type OutboundSettings } from '../transport/outbound.js';
+import { handleBind } from './bind.js';
+import {
+  AuthMethod,
+  buildReply,
+  buildSocks4Reply,
+  parseCredentials,
+  parseGreeting,
+  parseRequest,
+  parseSocks4Request,
+  Socks4Reply,
+  Socks5Command,
+  Socks5Reply,
+  SOCKS4,
+  SOCKS5,
+  type SocksAddress,
+} from './codec.js';
+import { FrameReader } from './frame-reader.js';
+import { replyForError, replyName } from './replies.js';
+import { handleUdpAssociate } from './udp.js';
+
+export interface SocksServerOptions {
+  /** require RFC 1929 username/password */
+  requireAuth: boolean;
+  users: UserService;
+  /** clients allowed to connect; empty = everyone who can reach the listener */
+  clientAllow: CidrList;
+  outbound: OutboundSettings;
+  registry: ConnectionRegistry;
+  /** ms for the client to finish the handshake */
+  handshakeTimeout: number;
+  /** ms without traffic before a relayed connection is closed; 0 = never */
+  idleTimeout: number;
+  maxConnections: number;
+  logger: Logger;
+}
+
+/** Handshake progress of one client, after microsocks' SS_* states. */
+enum State {
+  CONNECTED = 'connected',
+  NEED_AUTH = 'need_auth',
+  AUTHED = 'authed',
+  CONNECTING = 'connecting',
+  RELAYING = 'relaying',
+}
+
+/** What the per-command handlers need from the server. */
+export interface SessionContext {
+  opts: SocksServerOptions;
+  client: net.Socket;
+  reader: FrameReader;
+  user?: string;
+  log: Logger;
+}
+
+export class SocksServer {
+  readonly server: net.Server;
+
+  constructor(private readonly opts: SocksServerOptions) {
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (s) => this.accept(s));
+    this.server.maxConnections = opts.maxConnections;
+    this.server.on('drop', () => {
+      opts.registry.totals.rejectedClients++;
+    });
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(host: string, port: number): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, backlog: 1024 }, () => {
+        this.server.removeListener('error', reject);
+        resolve(this.server.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting; open connections go on. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: net.Socket): void {
+    const { opts } = this;
+    const remote = client.remoteAddress ?? '';
+    if (opts.clientAllow.size > 0) {
+      const ip = parseIp(remote);
+      if (!ip || !opts.clientAllow.contains(ip)) {
+        opts.registry.totals.rejectedClients++;
+        opts.logger.debug('client not in --socks-allow', { client: remote });
+        client.destroy();
+        return;
+      }
+    }
+    client.on('error', () => undefined); // errors are handled where they matter; never crash
+    const timer = setTimeout(() => {
+      opts.registry.countFailure('handshake_timeout');
+      client.destroy();
+    }, opts.handshakeTimeout);
+    const reader = new FrameReader(client);
+    const ctx: SessionContext = { opts, client, reader, log: opts.logger };
+    this.handshake(ctx, timer).catch((err: unknown) => {
+      opts.logger.error('unexpected error in SOCKS session', { client: remote, error: String(err) });
+      client.destroy();
+    });
+  }
+
+  private async handshake(ctx: SessionContext, timer: NodeJS.Timeout): Promise<void> {
+    const { client, reader, opts } = ctx;
+    const first = await reader.next((b) => (b.length < 1 ? 'more' : { value: b[0]!, consumed: 0 }));
+    if (first === SOCKS4) {
+      clearTimeout(timer);
+      return this.socks4(ctx, timer);
+    }
+    if (first !== SOCKS5) {
+      clearTimeout(timer);
+      if (typeof first === 'number') opts.registry.countFailure('bad_version');
+      client.destroy();
+      return;
+    }
+    let state = State.CONNECTED;
+    const greeting = await reader.next(parseGreeting);
+    if (greeting === 'closed' || 'error' in greeting) return this.abort(ctx, timer, greeting);
+    const offersPassword = greeting.methods.includes(AuthMethod.USERNAME_PASSWORD);
+    let method = AuthMethod.NO_ACCEPTABLE;
+    if (opts.requireAuth) {
+      if (offersPassword) method = AuthMethod.USERNAME_PASSWORD;
+    } else if (greeting.methods.includes(AuthMethod.NO_AUTH)) method = AuthMethod.NO_AUTH;
+    client.write(Buffer.from([SOCKS5, method]));
+    if (method === AuthMethod.NO_ACCEPTABLE) {
+      opts.registry.totals.authFailures++;
+      ctx.log.debug('no acceptable authentication method', { client: client.remoteAddress, offered: greeting.methods });
+      clearTimeout(timer);
+      client.end();
+      return;
+    }
+    if (method === AuthMethod.USERNAME_PASSWORD) {
+      state = State.NEED_AUTH;
+      const creds = await reader.next(parseCredentials);
+      if (creds === 'closed' || 'error' in creds) return this.abort(ctx, timer, creds);
+      const ok = await opts.users.verify(creds.username, creds.password);
+      if (client.destroyed) return clearTimeout(timer);
+      client.write(Buffer.from([0x01, ok ? 0x00 : 0x01]));
+      if (!ok) {
+        opts.registry.totals.authFailures++;
+        ctx.log.warn('SOCKS authentication failed', { client: client.remoteAddress, user: creds.username });
+        clearTimeout(timer);
+        client.end();
+        return;
+      }
+      ctx.user = creds.username;
+    }
+    state = State.AUTHED;
+    const request = await reader.next(parseRequest);
+    if (request === 'closed' || 'error' in request) return this.abort(ctx, timer, request);
+    clearTimeout(timer);
+    state = State.CONNECTING;
+    ctx.log.debug('SOCKS request', { state, command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
+    switch (request.command) {
+      case Socks5Command.CONNECT:
+        return this.connect(ctx, request.address, 'socks5');
+      case Socks5Command.UDP_ASSOCIATE:
+        return handleUdpAssociate(ctx, request.address);
+      case Socks5Command.BIND:
+        return handleBind(ctx, request.address);
+    }
+  }
+
+  /** Ends a session whose handshake failed; sends the reply the RFC asks for, if any. */
+  private abort(ctx: SessionContext, timer: NodeJS.Timeout, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): void {
+    clearTimeout(timer);
+    if (why === 'closed') {
+      ctx.client.destroy();
+      return;
+    }
+    ctx.opts.registry.countFailure(why.error);
+    ctx.log.debug('bad SOCKS handshake', { client: ctx.client.remoteAddress, error: why.error, detail: why.message });
+    if (why.reply !== undefined) ctx.client.end(buildReply(why.reply));
+    else ctx.client.destroy();
+  }
+
+  private async socks4(ctx: SessionContext, _timer: NodeJS.Timeout): Promise<void> {
+    const { client, reader, opts } = ctx;
+    const timer = setTimeout(() => client.destroy(), opts.handshakeTimeout);
+    const req = await reader.next(parseSocks4Request);
+    clearTimeout(timer);
+    if (req === 'closed') return void client.destroy();
+    if ('error' in req) {
+      opts.registry.countFailure(req.error);
+      client.end(buildSocks4Reply(Socks4Reply.REJECTED));
+      return;
+    }
+    if (opts.requireAuth || req.command !== Socks5Command.CONNECT) {
+      // SOCKS4 carries no password, so it cannot pass --socks-auth; BIND is SOCKS5-only here
+      opts.registry.countFailure(opts.requireAuth ? 'socks4_needs_auth' : 'command_not_supported');
+      client.end(buildSocks4Reply(Socks4Reply.REJECTED));
+      return;
+    }
+    return this.connect(ctx, req.address, 'socks4');
+  }
+
+  private async connect(ctx: SessionContext, dest: SocksAddress, listener: Listener): Promise<void> {
+    const { client, reader, opts } = ctx;
+    let out: Outbound;
+    try {
+      out = await connectOutbound({ host: dest.host, ip: dest.ip, port: dest.port }, opts.outbound);
+    } catch (err) {
+      const rep = replyForError(err);
+      opts.registry.countFailure(replyName(rep));
+      ctx.log.debug('CONNECT failed', { host: dest.host, ip: dest.ip, port: dest.port, reply: replyName(rep), error: (err as Error).message });
+      if (!client.destroyed) {
+        client.end(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.REJECTED) : buildReply(rep));
+      }
+      return;
+    }
+    const remote = out.socket;
+    if (client.destroyed) {
+      // the client gave up while we were connecting
+      remote.destroy();
+      client.destroy();
+      return;
+    }
+    const t = out.decision.transport;
+    if (t.noDelay !== undefined || t.keepAlive !== undefined) {
+      const fd = socketFd(client);
+      if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
+    }
+    client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
+    const rec = opts.registry.add({
+      listener,
+      command: 'connect',
+      startedAt: Date.now(),
+      client: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
+      user: ctx.user,
+      destination: { host: dest.host, address: out.address, port: dest.port },
+      policyId: out.decision.policy?.id ?? null,
+      transport: t,
+      mptcpRequested: t.mptcp === true,
+      mptcpNote: out.mptcpNote,
+      notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
+      clientSocket: client,
+      outSocket: remote,
+    });
+    if (out.mptcpNote) ctx.log.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
+    const clientEnded = reader.closed;
+    relay(client, remote, { idleTimeout: opts.idleTimeout, pending: reader.detach(), clientEnded }, (how, err) => {
+      opts.registry.remove(rec);
+      if (ctx.log.enabled('debug')) ctx.log.debug('connection closed', { id: rec.id, how, error: err?.message });
+    });
+  }
+}

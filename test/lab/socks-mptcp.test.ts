@@ -1,0 +1,111 @@
+// The acceptance test of MPTCP acceleration: edgeward runs in a proxy namespace with two 50 Mbit/s
+// paths to a server; curl downloads through its SOCKS5 listener. With `mptcp: true` the download
+// must be at least 1.6x as fast as with `mptcp: false`, and the API must show the second subflow.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  buildTwoPathLab,
+  compareThroughEdgeward,
+  download,
+  edgewardSkipReason,
+  Lab,
+  labSkipReason,
+  setDefaultTransport,
+  startEdgeward,
+  startFileServer,
+  type EdgewardInLab,
+  type FileServer,
+  type TwoPathLab,
+} from '../helpers/lab.js';
+
+const MIN_RATIO = 1.6;
+const skip = labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }) ?? edgewardSkipReason();
+if (skip) console.log(`SOCKS MPTCP lab test skipped: ${skip}`);
+
+/** What GET /api/v1/connections says about one connection (the fields this test reads). */
+interface ConnectionView {
+  destination: { address: string; port: number };
+  inEffect: { mptcp: boolean; subflows?: number } | null;
+}
+
+/** The connection to `address` in a GET /api/v1/connections body ({ total, connections: [...] }). */
+function connectionTo(body: unknown, address: string): ConnectionView | undefined {
+  const list = (body as { connections?: unknown } | undefined)?.connections;
+  if (!Array.isArray(list)) return undefined;
+  return (list as ConnectionView[]).find((c) => c?.destination?.address === address);
+}
+
+describe('SOCKS5 through edgeward over two 50 Mbit/s paths', { skip: skip ?? false }, () => {
+  const lab = new Lab();
+  let topo: TwoPathLab;
+  let file: FileServer;
+  let ew: EdgewardInLab;
+  let plainTcpMbps = 0;
+
+  before(async () => {
+    topo = await buildTwoPathLab(lab, { rateMbit: 50 });
+    file = await startFileServer(lab, topo.server, { addr: topo.serverAddr, sizeMiB: 24 });
+    ew = await startEdgeward(lab, topo.proxy);
+  }, { timeout: 40_000 });
+
+  after(async () => {
+    try {
+      if (ew?.process.running) await ew.stop();
+    } finally {
+      await lab.destroy();
+    }
+  });
+
+  test('a download with mptcp:true is at least 1.6x as fast as with mptcp:false', { timeout: 60_000 }, async () => {
+    let connections: { status: number; entry: ConnectionView | undefined; text: string } | null = null;
+    const figures = await compareThroughEdgeward(topo, ew, file, {
+      rounds: 2,
+      stopWhenRatio: MIN_RATIO,
+      onMptcpDownload: async () => {
+        const r = await ew.api('GET', '/api/v1/connections');
+        connections = { status: r.status, entry: connectionTo(r.body, topo.serverAddr), text: r.text };
+      },
+    });
+    plainTcpMbps = figures.tcpMbps;
+    for (const r of figures.runs) console.log(`  mptcp:${r.mptcp} ${r.mbps.toFixed(1)} Mbit/s in ${r.seconds.toFixed(2)} s, checksum ${r.checksumOk ? 'ok' : 'WRONG'}`);
+    console.log(`through edgeward, ${file.bytes} bytes: mptcp:false ${figures.tcpMbps.toFixed(1)} Mbit/s, mptcp:true ${figures.mptcpMbps.toFixed(1)} Mbit/s, ratio ${figures.ratio.toFixed(2)}`);
+    const seen = connections as { status: number; entry: ConnectionView | undefined; text: string } | null;
+    const inEffect = seen?.entry?.inEffect;
+    console.log(`during the MPTCP download GET /api/v1/connections answered ${seen?.status}: inEffect ${JSON.stringify(inEffect)}`);
+
+    assert.ok(figures.runs.every((r) => r.checksumOk), 'a download through edgeward arrived corrupt');
+    assert.ok(figures.ratio >= MIN_RATIO, `mptcp:true / mptcp:false = ${figures.ratio.toFixed(2)} < ${MIN_RATIO}`);
+    assert.equal(seen?.status, 200, `GET /api/v1/connections: ${seen?.text.slice(0, 500)}`);
+    assert.ok(seen.entry, `GET /api/v1/connections does not list the connection to ${topo.serverAddr}: ${seen.text.slice(0, 500)}`);
+    assert.equal(inEffect?.mptcp, true, 'the connection should be reported as MPTCP in effect');
+    assert.equal(inEffect?.subflows, 2, 'the connection should use two subflows (path A and path B)');
+  });
+
+  test('a cidr policy turns MPTCP on for its destination while the default stays off', { timeout: 40_000 }, async () => {
+    await setDefaultTransport(ew, { mptcp: false });
+    const created = await ew.api('POST', '/api/v1/policies', { match: { cidr: topo.serverSubnet }, transport: { mptcp: true } });
+    assert.ok(created.status >= 200 && created.status < 300, `POST /api/v1/policies answered ${created.status}: ${created.text.slice(0, 500)}`);
+    assert.ok(plainTcpMbps > 0, 'needs the mptcp:false figure of the previous test');
+    let best = 0;
+    for (let round = 1; round <= 2 && best / plainTcpMbps < MIN_RATIO; round++) {
+      const d = await download(lab, topo.proxy, file.url, { socks5: ew.socks });
+      assert.equal(d.sha256, file.sha256, 'download arrived corrupt');
+      best = Math.max(best, d.mbps);
+      console.log(`policy ${topo.serverSubnet} -> mptcp:true, round ${round}: ${d.mbps.toFixed(1)} Mbit/s (${(d.mbps / plainTcpMbps).toFixed(2)}x the mptcp:false download)`);
+    }
+    assert.ok(best / plainTcpMbps >= MIN_RATIO, `cidr policy download only ${(best / plainTcpMbps).toFixed(2)}x the plain TCP one`);
+
+    // The server's path-B address is outside the policy's cidr: the default (plain TCP, one path) applies.
+    const other = await download(lab, topo.proxy, file.url.replace(topo.serverAddr, topo.pathB.b.ip), { socks5: ew.socks });
+    console.log(`destination outside ${topo.serverSubnet} (${topo.pathB.b.ip}): ${other.mbps.toFixed(1)} Mbit/s`);
+    assert.equal(other.sha256, file.sha256, 'download arrived corrupt');
+    assert.ok(other.mbps <= topo.rateMbit * 1.15, `${other.mbps.toFixed(1)} Mbit/s to ${topo.pathB.b.ip}: more than one ${topo.rateMbit} Mbit/s path, so MPTCP was used outside the policy`);
+  });
+
+  test('edgeward stops on SIGTERM', { timeout: 20_000 }, async () => {
+    const exit = await ew.stop(10_000);
+    console.log(`edgeward exit after SIGTERM: code ${exit.code} signal ${exit.signal}${exit.forced ? ' (had to be SIGKILLed)' : ''}`);
+    assert.equal(exit.forced, false, `edgeward did not stop on SIGTERM; stderr:\n${ew.process.stderr().slice(-2000)}`);
+    assert.equal(exit.code, 0);
+  });
+});
