@@ -5,19 +5,25 @@ import { resolve } from 'node:path';
 import { createApi } from './api/server.js';
 import { setupApiToken } from './auth/api-token.js';
 import { UserService } from './auth/users.js';
-import { parseListenAddress, type Settings } from './config/settings.js';
+import { parseInterceptAddress, parseKeepAlive, parseListenAddress, type Settings } from './config/settings.js';
 import { availableCongestionControls, mptcpCapabilities } from './kernel/capabilities.js';
 import type { Logger } from './log.js';
 import { CidrList } from './policy/address.js';
 import { reapplyPolicies } from './policy/live.js';
 import { PolicyService } from './policy/service.js';
 import { ConnectionRegistry } from './relay/registry.js';
+import { InterceptServer } from './intercept/server.js';
+import type { Transport } from './policy/types.js';
+import { parseUpstream, type Upstream } from './socks/client.js';
 import { SocksServer } from './socks/server.js';
+import type { OutboundSettings } from './transport/outbound.js';
 import { SqliteStore } from './store/sqlite-store.js';
 
 export interface Gateway {
   socks: AddressInfo;
   api: AddressInfo;
+  /** the TPROXY listeners, when --intercept is given */
+  intercept: AddressInfo[];
   registry: ConnectionRegistry;
   policies: PolicyService;
   /** Stops accepting, waits up to graceMs for open connections, then closes the rest. */
@@ -27,7 +33,10 @@ export interface Gateway {
 export async function startGateway(settings: Settings, logger: Logger, version: string, env: NodeJS.ProcessEnv = process.env): Promise<Gateway> {
   const dataDir = resolve(settings.data);
   const store = new SqliteStore(dataDir);
-  const policies = await PolicyService.open(store);
+  const base: Transport = {};
+  if (settings.noDelay) base.noDelay = true;
+  if (settings.keepalive !== '') base.keepAlive = parseKeepAlive(settings.keepalive, '--keepalive');
+  const policies = await PolicyService.open(store, base);
   const users = new UserService(store);
   const registry = new ConnectionRegistry();
   const token = await setupApiToken(store, dataDir, env.EDGEWARD_API_TOKEN);
@@ -45,11 +54,19 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     logger.warn('--socks-auth is on but there are no users yet: add one with `edgeward user add NAME`');
   }
 
+  const upstream = settings.upstream !== '' ? (parseUpstream(settings.upstream, '--upstream') as Upstream) : null;
+  const outbound: OutboundSettings = {
+    policies,
+    deny: CidrList.parse(settings.socksDeny, '--socks-deny'),
+    connectTimeout: settings.connectTimeout * 1000,
+    upstream,
+    bindOutgoing: settings.bindOutgoing !== '' ? settings.bindOutgoing : undefined,
+  };
   const socks = new SocksServer({
     requireAuth: settings.socksAuth,
     users,
     clientAllow: CidrList.parse(settings.socksAllow, '--socks-allow'),
-    outbound: { policies, deny: CidrList.parse(settings.socksDeny, '--socks-deny'), connectTimeout: settings.connectTimeout * 1000 },
+    outbound,
     registry,
     handshakeTimeout: settings.handshakeTimeout * 1000,
     idleTimeout: settings.idleTimeout * 1000,
@@ -68,23 +85,43 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
 
   const socksAddr = parseListenAddress(settings.socks, '--socks');
   const apiAddr = parseListenAddress(settings.api, '--api');
-  let socksBound: AddressInfo;
+  const intercept = settings.intercept !== ''
+    ? new InterceptServer({ outbound, registry, idleTimeout: settings.idleTimeout * 1000, maxConnections: settings.maxConnections, transparentSource: settings.transparentSource, logger })
+    : null;
+  let socksBound: AddressInfo & { mptcp: boolean };
+  let interceptBound: AddressInfo[] = [];
   try {
-    socksBound = await socks.listen(socksAddr.host, socksAddr.port);
+    socksBound = await socks.listen(socksAddr.host, socksAddr.port, { mptcp: settings.socksMptcp });
+    if (intercept) {
+      const at = parseInterceptAddress(settings.intercept);
+      interceptBound = await intercept.listen(at.host, at.port).catch((e: unknown) => {
+        const code = (e as { code?: string }).code;
+        throw new Error(`--intercept ${settings.intercept}: ${(e as Error).message}${code === 'EPERM' ? ' (IP_TRANSPARENT needs root or CAP_NET_ADMIN)' : ''}`);
+      });
+    }
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {
     await socks.close();
+    await intercept?.close();
     await api.close();
     await store.close();
     throw e;
   }
   const apiBound = api.server.address() as AddressInfo;
-  logger.info('listening', { socks: `${socksBound.address}:${socksBound.port}`, api: `http://${apiBound.address}:${apiBound.port}`, auth: settings.socksAuth });
+  const fmt = (a: AddressInfo): string => (a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+  logger.info('listening', {
+    socks: fmt(socksBound),
+    ...(settings.socksMptcp ? { socksMptcp: socksBound.mptcp } : {}),
+    api: `http://${fmt(apiBound)}`,
+    auth: settings.socksAuth,
+    ...(intercept ? { intercept: interceptBound.map(fmt), transparentSource: settings.transparentSource } : {}),
+    ...(upstream ? { upstream: upstream.display } : {}),
+  });
 
   let stopping: Promise<void> | null = null;
   const stop = (graceMs: number): Promise<void> => {
     stopping ??= (async () => {
-      const closing = socks.close();
+      const closing = Promise.all([socks.close(), intercept?.close()]);
       logger.info('stopping: no new connections; draining', { open: registry.size, graceSeconds: graceMs / 1000 });
       const deadline = Date.now() + graceMs;
       while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -103,5 +140,5 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     return stopping;
   };
 
-  return { socks: socksBound, api: apiBound, registry, policies, stop };
+  return { socks: socksBound, api: apiBound, intercept: interceptBound, registry, policies, stop };
 }

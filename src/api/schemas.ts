@@ -58,10 +58,17 @@ export const PolicyMatch = Type.Object(
 
 const Comment = Type.String({ maxLength: 1024 });
 
+const Via = Type.String({
+  minLength: 1,
+  maxLength: 600,
+  description: 'how to reach the destination: "direct", or "socks5://[user:pass@]host:port" to chain through an upstream SOCKS5 proxy (another edgeward); the transport then applies to the hop toward it. Absent: the global --upstream, or direct',
+});
+
 export const PolicyInput = Type.Object(
   {
     match: PolicyMatch,
     transport: Transport,
+    via: Type.Optional(Via),
     comment: Type.Optional(Comment),
   },
   { ...closed, title: 'PolicyInput' },
@@ -109,6 +116,7 @@ export const PolicyPatch = Type.Object(
         closed,
       ),
     ),
+    via: Type.Optional(Nullable(Via)),
     comment: Type.Optional(Nullable(Comment)),
   },
   { ...closed, description: 'JSON merge patch (RFC 7396): fields present replace, null removes' },
@@ -132,6 +140,7 @@ const policyFields = {
   id: Type.Integer(),
   match: PolicyMatch,
   transport: Transport,
+  via: Type.Optional(Type.String({ description: '"direct" or the upstream URL, as stored' })),
   comment: Type.Optional(Comment),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
@@ -192,6 +201,7 @@ export const Connection = Type.Object({
   client: Type.Object({ address: Type.String(), port: Type.Integer() }),
   user: Type.Optional(Type.String()),
   destination: Type.Object({ host: Type.Optional(Type.String()), address: Type.String(), port: Type.Integer() }),
+  upstream: Type.Optional(Type.String({ description: 'the upstream SOCKS5 proxy this connection is chained through; the transport applies to the hop toward it' })),
   policyId: Type.Union([Type.Integer(), Type.Null()], { description: 'null: the default policy' }),
   transport: Transport,
   inEffect: Type.Union([InEffect, Type.Null()], { description: 'null when there is no outgoing TCP socket (UDP, BIND) or it is closed' }),

@@ -94,6 +94,7 @@ function connectionView(rec: ConnectionRecord): unknown {
     client: rec.client,
     user: rec.user,
     destination: rec.destination,
+    upstream: rec.upstream,
     policyId: rec.policyId,
     transport: rec.transport,
     inEffect,

@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { isLogLevel, type LogLevel } from '../log.js';
+import type { KeepAliveSetting } from '../kernel/sockopt.js';
 import { CidrList, isLoopback, parseIp } from '../policy/address.js';
+import { parseUpstream } from '../socks/client.js';
 
 export interface Settings {
   socks: string;
@@ -22,6 +24,19 @@ export interface Settings {
   shutdownGrace: number;
   logLevel: LogLevel;
   logFormat: 'auto' | 'json' | 'pretty';
+  /** TPROXY listener, [HOST:]PORT; '' = none */
+  intercept: string;
+  transparentSource: boolean;
+  /** source address of outgoing connections; '' = the kernel's choice */
+  bindOutgoing: string;
+  /** socks5://[user:pass@]host:port; '' = direct */
+  upstream: string;
+  socksMptcp: boolean;
+  /** global keepalive default, "IDLE,INTERVAL,COUNT"; '' = kernel default */
+  keepalive: string;
+  noDelay: boolean;
+  firewall: boolean;
+  interceptInterface: string[];
 }
 
 export const DEFAULTS: Settings = {
@@ -39,6 +54,15 @@ export const DEFAULTS: Settings = {
   shutdownGrace: 10,
   logLevel: 'info',
   logFormat: 'auto',
+  intercept: '',
+  transparentSource: false,
+  bindOutgoing: '',
+  upstream: '',
+  socksMptcp: false,
+  keepalive: '',
+  noDelay: false,
+  firewall: false,
+  interceptInterface: [],
 };
 
 type Kind = 'string' | 'boolean' | 'list' | 'seconds' | 'count';
@@ -59,6 +83,15 @@ export const SETTINGS: ReadonlyArray<{ key: string; field: keyof Settings; kind:
   { key: 'shutdown-grace', field: 'shutdownGrace', kind: 'seconds', arg: 'SEC', help: 'on SIGTERM/SIGINT, let open connections drain this long (default 10)' },
   { key: 'log-level', field: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'debug, info, warn or error (default info)' },
   { key: 'log-format', field: 'logFormat', kind: 'string', arg: 'FMT', help: 'json, pretty, or auto = pretty on a terminal (default auto)' },
+  { key: 'socks-mptcp', field: 'socksMptcp', kind: 'boolean', help: 'accept MPTCP on the SOCKS listener (plain TCP clients still work): the concentrator end of hybrid access' },
+  { key: 'intercept', field: 'intercept', kind: 'string', arg: '[HOST:]PORT', help: 'TPROXY listener for intercepted connections (IP_TRANSPARENT; IPv4 and IPv6 unless HOST is given); needs root' },
+  { key: 'transparent-source', field: 'transparentSource', kind: 'boolean', help: 'intercepted connections keep the client address as source (replies must route back through this box)' },
+  { key: 'bind-outgoing', field: 'bindOutgoing', kind: 'string', arg: 'ADDR', help: 'source address of outgoing connections' },
+  { key: 'upstream', field: 'upstream', kind: 'string', arg: 'URL', help: 'chain connections through socks5://[user:pass@]host:port unless a policy has its own via' },
+  { key: 'keepalive', field: 'keepalive', kind: 'string', arg: 'I,N,C', help: 'keepalive on both sockets by default: idle seconds, interval seconds, probes (e.g. 60,10,6)' },
+  { key: 'no-delay', field: 'noDelay', kind: 'boolean', help: 'TCP_NODELAY (Nagle off) on both sockets by default' },
+  { key: 'firewall', field: 'firewall', kind: 'boolean', help: 'with --intercept: apply the TPROXY nftables rules on start, remove them on stop' },
+  { key: 'intercept-interface', field: 'interceptInterface', kind: 'list', arg: 'IFACE', help: 'with --firewall: intercept connections arriving on IFACE (repeatable)' },
 ];
 
 /** A bad setting; the message names it. */
@@ -140,7 +173,41 @@ export function resolveSettings(file: Partial<Settings>, flags: Partial<Settings
   parseListenAddress(s.api, '--api');
   CidrList.parse(s.socksAllow, '--socks-allow');
   CidrList.parse(s.socksDeny, '--socks-deny');
+  if (s.intercept !== '') parseInterceptAddress(s.intercept);
+  if (s.bindOutgoing !== '' && !parseIp(s.bindOutgoing)) throw new SettingsError(`--bind-outgoing: "${s.bindOutgoing}" is not an IP address`);
+  if (s.upstream !== '') {
+    const up = parseUpstream(s.upstream, '--upstream');
+    if (typeof up === 'string') throw new SettingsError(up);
+  }
+  if (s.keepalive !== '') parseKeepAlive(s.keepalive, '--keepalive');
+  if (s.transparentSource && s.intercept === '') throw new SettingsError('--transparent-source needs --intercept');
+  if (s.firewall && s.intercept === '') throw new SettingsError('--firewall needs --intercept PORT');
+  if (s.firewall && s.interceptInterface.length === 0) throw new SettingsError('--firewall needs at least one --intercept-interface IFACE (the LAN side whose connections are intercepted)');
+  if (!s.firewall && s.interceptInterface.length > 0) throw new SettingsError('--intercept-interface is only used with --firewall');
   return s;
+}
+
+/** Parses --intercept: "PORT" (all addresses, IPv4 and IPv6), "HOST:PORT" or "[V6]:PORT". */
+export function parseInterceptAddress(text: string): { host?: string; port: number } {
+  if (/^\d+$/.test(text)) {
+    const port = Number(text);
+    if (port < 1 || port > 65535) throw new SettingsError(`--intercept: port "${text}" must be 1..65535`);
+    return { port };
+  }
+  const a = parseListenAddress(text, '--intercept');
+  if (!parseIp(a.host)) throw new SettingsError(`--intercept: "${a.host}" is not an IP address`);
+  if (a.port === 0) throw new SettingsError('--intercept: port must be 1..65535 (the firewall diverts to a fixed port)');
+  return a;
+}
+
+/** Parses "IDLE,INTERVAL,COUNT" (seconds, seconds, probes). */
+export function parseKeepAlive(text: string, what: string): KeepAliveSetting {
+  const m = /^(\d{1,5}),(\d{1,5}),(\d{1,3})$/.exec(text.trim());
+  const [idle, interval, count] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+  if (!m || idle < 1 || idle > 32767 || interval < 1 || interval > 32767 || count < 1 || count > 127) {
+    throw new SettingsError(`${what} must be IDLE,INTERVAL,COUNT: idle and interval 1..32767 seconds, count 1..127 probes (e.g. 60,10,6), got "${text}"`);
+  }
+  return { idle, interval, count };
 }
 
 /** Refuses a SOCKS listener anyone could use, with the reason; null when the setup is safe. */

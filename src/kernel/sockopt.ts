@@ -12,6 +12,12 @@ const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
 const IPPROTO_MPTCP = 262;
 const SOL_SOCKET = 1;
+const SOL_IP = 0;
+const SOL_IPV6 = 41;
+const IP_TRANSPARENT = 19;
+const IPV6_TRANSPARENT = 75;
+const IPV6_V6ONLY = 26;
+const SO_REUSEADDR = 2;
 const SOL_MPTCP = 284;
 const SO_KEEPALIVE = 9;
 const SO_PROTOCOL = 38;
@@ -28,6 +34,8 @@ const c_socket = libc.func('int socket(int domain, int type, int protocol)');
 const c_close = libc.func('int close(int fd)');
 const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
 const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
+const c_bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
+const c_listen = libc.func('int listen(int fd, int backlog)');
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
@@ -68,6 +76,73 @@ export function openStreamSocket(family: 4 | 6, mptcp: boolean): OpenedSocket {
   const fd = c_socket(domain, type, IPPROTO_TCP) as number;
   check('socket', fd);
   return { fd, mptcp: false };
+}
+
+/** struct sockaddr_in / sockaddr_in6 for bind(2). */
+function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
+  if (family === 4) {
+    const sa = Buffer.alloc(16);
+    sa.writeUInt16LE(AF_INET, 0);
+    sa.writeUInt16BE(port, 2);
+    const parts = ip.split('.').map(Number);
+    for (let i = 0; i < 4; i++) sa[4 + i] = parts[i] ?? 0;
+    return sa;
+  }
+  const sa = Buffer.alloc(28);
+  sa.writeUInt16LE(AF_INET6, 0);
+  sa.writeUInt16BE(port, 2);
+  ipv6Bytes(ip).copy(sa, 8);
+  return sa;
+}
+
+function ipv6Bytes(text: string): Buffer {
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16) || 0, i * 2));
+  return out;
+}
+
+export interface ListenSocketOptions {
+  family: 4 | 6;
+  /** an IP literal (IPv6 without brackets); IPv4-mapped forms are not accepted here */
+  host: string;
+  port: number;
+  backlog: number;
+  /** IPPROTO_MPTCP: accepts MPTCP and plain TCP clients alike */
+  mptcp?: boolean;
+  /** IP_TRANSPARENT / IPV6_TRANSPARENT: the socket TPROXY hands intercepted connections to */
+  transparent?: boolean;
+}
+
+/**
+ * Opens a bound, listening, non-blocking socket for net.Server.listen({ fd }). Node cannot make a
+ * listener with IPPROTO_MPTCP or IP_TRANSPARENT itself. IPv6 listeners are IPv6-only, so that an
+ * IPv4 listener on the same port can sit beside them.
+ */
+export function openListenSocket(o: ListenSocketOptions): OpenedSocket {
+  const opened = openStreamSocket(o.family, o.mptcp === true);
+  const { fd } = opened;
+  try {
+    setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+    if (o.family === 6) setInt(fd, SOL_IPV6, IPV6_V6ONLY, 1, 'IPV6_V6ONLY');
+    if (o.transparent) setTransparent(fd, o.family);
+    const sa = sockaddr(o.family, o.host, o.port);
+    check(`bind(${o.family === 6 ? `[${o.host}]` : o.host}:${o.port})`, c_bind(fd, sa, sa.length) as number);
+    check('listen', c_listen(fd, o.backlog) as number);
+  } catch (e) {
+    c_close(fd);
+    throw e;
+  }
+  return opened;
+}
+
+/** Sets IP_TRANSPARENT (IPv4) or IPV6_TRANSPARENT: bind to a foreign address, accept TPROXY'd connections. Needs CAP_NET_ADMIN. */
+export function setTransparent(fd: number, family: 4 | 6): void {
+  if (family === 6) setInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, 'IPV6_TRANSPARENT');
+  else setInt(fd, SOL_IP, IP_TRANSPARENT, 1, 'IP_TRANSPARENT');
 }
 
 /** Closes an fd that was never handed to Node. */

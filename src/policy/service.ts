@@ -4,7 +4,8 @@ import { EventEmitter } from 'node:events';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import { StoreError, type Store } from '../store/store.js';
 import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
-import type { Destination, Policy, PolicyInput, PolicyMatch, Transport } from './types.js';
+import { parseUpstream } from '../socks/client.js';
+import type { Destination, Policy, PolicyInput, PolicyMatch, Transport, Via } from './types.js';
 
 export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';
 
@@ -24,6 +25,15 @@ export class PolicyError extends Error {
 export interface PolicyDecision {
   policy: Policy | null;
   transport: Transport;
+  /** the matched policy's via; undefined = the global --upstream (or direct) */
+  via?: Via;
+}
+
+/** Checks a policy's via: "direct" or a socks5:// URL. Throws PolicyError. */
+export function validateVia(via: Via): void {
+  if (via === 'direct') return;
+  const up = parseUpstream(via, 'via');
+  if (typeof up === 'string') throw new PolicyError('invalid', 'via', `${up} (or "direct")`);
 }
 
 const KEEPALIVE_LIMITS = { idle: 32767, interval: 32767, count: 127 } as const;
@@ -60,6 +70,7 @@ export function validatePolicy(input: PolicyInput): string {
   const m = normalizeMatch(input.match);
   if (typeof m === 'string') throw new PolicyError('invalid', m.split(/[ :]/)[0] ?? 'match', m);
   validateTransport(input.transport);
+  if (input.via !== undefined) validateVia(input.via);
   return matchIdentity(m);
 }
 
@@ -79,23 +90,32 @@ export interface PolicyServiceEvents {
 
 export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   private matcher = new PolicyMatcher([]);
+  /** the default policy as stored, and merged over the global defaults */
+  private stored: Transport = {};
   private defaultTransport: Transport = {};
   private byId = new Map<number, Policy>();
 
-  private constructor(private readonly store: Store) {
+  private constructor(
+    private readonly store: Store,
+    private readonly base: Transport,
+  ) {
     super();
   }
 
-  /** Loads the policies from the store. */
-  static async open(store: Store): Promise<PolicyService> {
-    const s = new PolicyService(store);
+  /**
+   * Loads the policies from the store. `base` holds the global defaults of `edgeward start`
+   * (--keepalive, --no-delay): the stored default policy and then each policy override them.
+   */
+  static async open(store: Store, base: Transport = {}): Promise<PolicyService> {
+    const s = new PolicyService(store, base);
     await s.reload();
     return s;
   }
 
   private async reload(): Promise<void> {
     const policies = await this.store.listPolicies();
-    this.defaultTransport = await this.store.getDefaultTransport();
+    this.stored = await this.store.getDefaultTransport();
+    this.defaultTransport = mergeTransport(this.base, this.stored);
     this.matcher = new PolicyMatcher(policies);
     this.byId = new Map(policies.map((p) => [p.id, p]));
     this.emit('change');
@@ -104,7 +124,8 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   /** The policy and merged transport for a destination (hot path: synchronous, in memory). */
   decide(dest: Destination): PolicyDecision {
     const policy = this.matcher.match(dest);
-    return { policy, transport: policy ? mergeTransport(this.defaultTransport, policy.transport) : this.defaultTransport };
+    if (!policy) return { policy, transport: this.defaultTransport };
+    return { policy, transport: mergeTransport(this.defaultTransport, policy.transport), via: policy.via };
   }
 
   /** A policy by id from the in-memory snapshot (hot path). */
@@ -159,12 +180,14 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   }
 
   /** JSON merge patch (RFC 7396) of match/transport/comment; null removes a field. */
-  async patch(id: number, patch: { match?: Partial<Record<keyof PolicyMatch, unknown>>; transport?: Partial<Record<keyof Transport, unknown>>; comment?: string | null }): Promise<Policy> {
+  async patch(id: number, patch: { match?: Partial<Record<keyof PolicyMatch, unknown>>; transport?: Partial<Record<keyof Transport, unknown>>; via?: string | null; comment?: string | null }): Promise<Policy> {
     const current = this.get(id);
     const next: PolicyInput = {
       match: applyMerge(current.match, patch.match) as PolicyMatch,
       transport: applyMerge(current.transport, patch.transport) as Transport,
     };
+    const via = patch.via === undefined ? current.via : patch.via;
+    if (via !== null && via !== undefined) next.via = via;
     const comment = patch.comment === undefined ? current.comment : patch.comment;
     if (comment !== null && comment !== undefined) next.comment = comment;
     return this.replace(id, next);
@@ -175,8 +198,9 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
     await this.reload();
   }
 
+  /** The stored default transport (without the global defaults of the command line). */
   getDefault(): Transport {
-    return this.defaultTransport;
+    return this.stored;
   }
 
   async setDefault(t: Transport): Promise<Transport> {

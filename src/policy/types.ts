@@ -21,10 +21,19 @@ export interface PolicyMatch {
   port?: number;
 }
 
+/**
+ * How a connection reaches its destination: "direct", or "socks5://[user:pass@]host:port" to chain
+ * through an upstream SOCKS5 proxy (another edgeward: hybrid access). The transport then applies to
+ * the hop toward the upstream.
+ */
+export type Via = string;
+
 export interface Policy {
   id: number;
   match: PolicyMatch;
   transport: Transport;
+  /** absent: the global --upstream, or direct when there is none */
+  via?: Via;
   comment?: string;
   createdAt: string;
   updatedAt: string;
@@ -34,6 +43,7 @@ export interface Policy {
 export interface PolicyInput {
   match: PolicyMatch;
   transport: Transport;
+  via?: Via;
   comment?: string;
 }
 

@@ -28,6 +28,8 @@ export interface ConnectionRecord {
   client: { address: string; port: number };
   user?: string;
   destination: { host?: string; address: string; port: number };
+  /** the upstream SOCKS5 proxy the connection is chained through (display form) */
+  upstream?: string;
   policyId: number | null;
   transport: Transport;
   /** the MPTCP result at creation (the fd may later fall back) */

@@ -1,8 +1,10 @@
 // The one place where operating-system errors become SOCKS replies.
+import { UpstreamError } from './client.js';
 import { Socks5Reply } from './codec.js';
 
 /** Maps a connect/resolve error (errno code) to the RFC 1928 reply. */
 export function replyForError(err: unknown): Socks5Reply {
+  if (err instanceof UpstreamError) return err.reply; // a chained upstream's own answer, passed on
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ECONNREFUSED':

@@ -1,7 +1,9 @@
 // The SOCKS server: SOCKS5 (RFC 1928) with username/password (RFC 1929), CONNECT, BIND and UDP
 // ASSOCIATE; SOCKS4/4a CONNECT. Handshake states are named after the RFC; errors become replies in
 // replies.ts only; one connection's failure never touches another.
+import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { closeFd, openListenSocket } from '../kernel/sockopt.js';
 import type { UserService } from '../auth/users.js';
 import type { Logger } from '../log.js';
 import { CidrList, parseIp } from '../policy/address.js';
@@ -74,13 +76,30 @@ export class SocksServer {
     });
   }
 
-  /** Starts listening; resolves with the bound address. */
-  listen(host: string, port: number): Promise<net.AddressInfo> {
+  /**
+   * Starts listening; resolves with the bound address. With `mptcp` the listening socket is
+   * IPPROTO_MPTCP: MPTCP clients get MPTCP, plain TCP clients still work (the kernel falls back).
+   */
+  async listen(host: string, port: number, o: { mptcp?: boolean } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
+    let fd: number | undefined;
+    let mptcp = false;
+    if (o.mptcp) {
+      const ip = net.isIP(host) ? host : (await lookup(host)).address;
+      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: true });
+      fd = opened.fd;
+      mptcp = opened.mptcp;
+      if (opened.mptcpUnavailable) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
+    }
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, backlog: 1024 }, () => {
-        this.server.removeListener('error', reject);
-        resolve(this.server.address() as net.AddressInfo);
+      const onError = (e: Error): void => {
+        if (fd !== undefined) closeFd(fd);
+        reject(e);
+      };
+      this.server.once('error', onError);
+      const address = fd !== undefined ? { fd } : { host, port, backlog: 1024 };
+      this.server.listen(address, () => {
+        this.server.removeListener('error', onError);
+        resolve({ ...(this.server.address() as net.AddressInfo), mptcp });
       });
     });
   }
@@ -165,7 +184,7 @@ export class SocksServer {
     if (request === 'closed' || 'error' in request) return this.abort(ctx, timer, request);
     clearTimeout(timer);
     state = State.CONNECTING;
-    ctx.log.debug('SOCKS request', { state, command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
+    if (ctx.log.enabled('debug')) ctx.log.debug('SOCKS request', { state, command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
     switch (request.command) {
       case Socks5Command.CONNECT:
         return this.connect(ctx, request.address, 'socks5');
@@ -236,6 +255,7 @@ export class SocksServer {
       if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
     }
     client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
+    if (out.pending && out.pending.length > 0) client.write(out.pending);
     const rec = opts.registry.add({
       listener,
       command: 'connect',
@@ -243,6 +263,7 @@ export class SocksServer {
       client: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
       user: ctx.user,
       destination: { host: dest.host, address: out.address, port: dest.port },
+      upstream: out.upstream,
       policyId: out.decision.policy?.id ?? null,
       transport: t,
       mptcpRequested: t.mptcp === true,

@@ -22,6 +22,8 @@ const MIGRATIONS: readonly string[] = [
      password_hash TEXT NOT NULL,
      created_at TEXT NOT NULL
    );`,
+  // 2: chaining through an upstream SOCKS5 proxy per policy ("direct" or socks5://...)
+  `ALTER TABLE policies ADD COLUMN via TEXT;`,
 ];
 
 interface PolicyRow {
@@ -29,6 +31,7 @@ interface PolicyRow {
   match_json: string;
   transport_json: string;
   comment: string | null;
+  via: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -41,6 +44,7 @@ function toPolicy(r: PolicyRow): Policy {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+  if (r.via !== null) p.via = r.via;
   if (r.comment !== null) p.comment = r.comment;
   return p;
 }
@@ -99,8 +103,8 @@ export class SqliteStore implements Store {
     const now = new Date().toISOString();
     try {
       const info = this.db
-        .prepare('INSERT INTO policies (match_key, match_json, transport_json, comment, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(matchKey, JSON.stringify(input.match), JSON.stringify(input.transport), input.comment ?? null, now, now);
+        .prepare('INSERT INTO policies (match_key, match_json, transport_json, via, comment, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(matchKey, JSON.stringify(input.match), JSON.stringify(input.transport), input.via ?? null, input.comment ?? null, now, now);
       return toPolicy(this.db.prepare('SELECT * FROM policies WHERE id = ?').get(info.lastInsertRowid) as PolicyRow);
     } catch (e) {
       if (isUniqueViolation(e)) throw new StoreError('conflict', `a policy with the same match already exists`);
@@ -119,8 +123,8 @@ export class SqliteStore implements Store {
   async replacePolicy(id: number, input: PolicyInput, matchKey: string): Promise<Policy | null> {
     try {
       const info = this.db
-        .prepare('UPDATE policies SET match_key = ?, match_json = ?, transport_json = ?, comment = ?, updated_at = ? WHERE id = ?')
-        .run(matchKey, JSON.stringify(input.match), JSON.stringify(input.transport), input.comment ?? null, new Date().toISOString(), id);
+        .prepare('UPDATE policies SET match_key = ?, match_json = ?, transport_json = ?, via = ?, comment = ?, updated_at = ? WHERE id = ?')
+        .run(matchKey, JSON.stringify(input.match), JSON.stringify(input.transport), input.via ?? null, input.comment ?? null, new Date().toISOString(), id);
       if (info.changes === 0) return null;
     } catch (e) {
       if (isUniqueViolation(e)) throw new StoreError('conflict', `another policy already has the same match`);

@@ -14,6 +14,7 @@ import {
   setCongestion,
   setKeepAlive,
   setNoDelay,
+  setTransparent,
 } from '../kernel/sockopt.js';
 import type { Transport } from '../policy/types.js';
 import type { TransportInEffect } from '../relay/registry.js';
@@ -26,6 +27,8 @@ export interface DialOptions {
   connectTimeout: number;
   /** source address for the outgoing connection */
   localAddress?: string;
+  /** IP_TRANSPARENT: localAddress may be a foreign address (the intercepted client's own) */
+  transparent?: boolean;
 }
 
 export interface DialResult {
@@ -84,7 +87,7 @@ export function dial(opts: DialOptions): Promise<DialResult> {
   let mptcpNote: string | undefined;
   const notApplied: string[] = [];
 
-  if (t.mptcp || t.congestion !== undefined || t.keepAlive !== undefined || t.noDelay !== undefined) {
+  if (t.mptcp || t.congestion !== undefined || t.keepAlive !== undefined || t.noDelay !== undefined || opts.transparent) {
     const open = (): ReturnType<typeof openStreamSocket> => openStreamSocket(family, t.mptcp === true);
     let opened: ReturnType<typeof openStreamSocket>;
     try {
@@ -100,6 +103,14 @@ export function dial(opts: DialOptions): Promise<DialResult> {
     }
     mptcp = opened.mptcp;
     mptcpNote = opened.mptcpUnavailable;
+    if (opts.transparent) {
+      try {
+        setTransparent(opened.fd, family);
+      } catch (e) {
+        closeFd(opened.fd);
+        return Promise.reject(e);
+      }
+    }
     notApplied.push(...applyLiveOptions(opened.fd, t));
     try {
       socket = new net.Socket({ fd: opened.fd, readable: true, writable: true, allowHalfOpen: true });

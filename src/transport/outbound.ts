@@ -1,9 +1,10 @@
 // From a requested destination to a connected outgoing socket: name resolution on the gateway,
-// the destination deny list, the policy decision and the dial. Protocol-neutral: the SOCKS server
-// uses it now, the transparent interceptor later.
+// the destination deny list, the policy decision, and the dial: directly, or chained through an
+// upstream SOCKS5 proxy. Protocol-neutral: the SOCKS server and the interceptor both use it.
 import { lookup } from 'node:dns/promises';
 import { CidrList, parseIp } from '../policy/address.js';
 import type { PolicyDecision, PolicyService } from '../policy/service.js';
+import { parseUpstream, socks5Connect, type Upstream } from '../socks/client.js';
 import { dial, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
@@ -12,17 +13,31 @@ export interface OutboundSettings {
   deny: CidrList;
   /** ms for the whole connect (all resolved addresses together) */
   connectTimeout: number;
+  /** chain every connection through this SOCKS5 proxy unless its policy says otherwise (--upstream) */
+  upstream?: Upstream | null;
+  /** source address of outgoing connections (--bind-outgoing) */
+  bindOutgoing?: string;
 }
 
 export interface OutboundRequest {
   host?: string;
   ip?: string;
   port: number;
+  /**
+   * keep this client address as the source (--transparent-source, intercepted connections):
+   * IP_TRANSPARENT + bind to it; replies must be routed back through this machine
+   */
+  spoofSource?: string;
 }
 
 export interface Outbound extends DialResult {
   decision: PolicyDecision;
+  /** the destination address (given or resolved); the host name when an upstream resolves it */
   address: string;
+  /** the upstream the connection was chained through (display form, no password) */
+  upstream?: string;
+  /** bytes the upstream sent after its reply: the start of the destination's stream */
+  pending?: Buffer;
 }
 
 function errnoError(code: string, message: string): NodeJS.ErrnoException {
@@ -42,28 +57,94 @@ export function isDenied(deny: CidrList, address: string): boolean {
   return ip !== null && deny.contains(ip);
 }
 
+/** The upstream a decision says to use: its policy's via, else the global one; null = direct. */
+function upstreamFor(decision: PolicyDecision, s: OutboundSettings): Upstream | null {
+  if (decision.via === undefined) return s.upstream ?? null;
+  if (decision.via === 'direct') return null;
+  const up = parseUpstream(decision.via, 'via');
+  return typeof up === 'string' ? null : up; // the policy service only stores valid URLs
+}
+
+/** Resolves `host`; null when it cannot be resolved here (an upstream may still resolve it). */
+async function tryResolve(host: string): Promise<string[] | null> {
+  try {
+    return await resolveHost(host);
+  } catch {
+    return null;
+  }
+}
+
+/** Dials the upstream with the destination's transport and asks it to connect to the destination. */
+async function chain(up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number): Promise<Outbound> {
+  const upstreamAddrs = parseIp(up.host) ? [up.host] : await resolveHost(up.host);
+  let lastError: unknown = null;
+  for (const address of upstreamAddrs) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) break;
+    let r: DialResult;
+    try {
+      r = await dial({ address, port: up.port, transport: decision.transport, connectTimeout: remaining, localAddress: s.bindOutgoing });
+    } catch (e) {
+      lastError = e;
+      continue;
+    }
+    try {
+      const pending = await socks5Connect(r.socket, up, dest, Math.max(1, deadline - Date.now()));
+      return { ...r, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending };
+    } catch (e) {
+      r.socket.destroy();
+      throw e; // the upstream answered: its answer stands
+    }
+  }
+  throw lastError ?? errnoError('ETIMEDOUT', `connect to upstream ${up.display} timed out`);
+}
+
 /**
- * Connects to the destination with its policy. Rejects with an errno-coded error: EACCES for a
- * denied destination, ENOTFOUND for an unknown name, or the connect error of the last address tried.
+ * Connects to the destination with its policy, directly or through an upstream SOCKS5 proxy.
+ * Rejects with an errno-coded error: EACCES for a denied destination, ENOTFOUND for an unknown
+ * name, the connect error of the last address tried, or an UpstreamError with the upstream's reply.
  */
 export async function connectOutbound(req: OutboundRequest, s: OutboundSettings): Promise<Outbound> {
   const deadline = Date.now() + s.connectTimeout;
-  const candidates = req.ip !== undefined ? [req.ip] : await resolveHost(req.host!);
+  let candidates: string[];
+  if (req.ip !== undefined) candidates = [req.ip];
+  else {
+    const resolved = await tryResolve(req.host!);
+    if (resolved === null || resolved.length === 0) {
+      // not resolvable here: an upstream chosen by the name alone may resolve it at its end
+      const byName = s.policies.decide({ host: req.host, port: req.port });
+      const up = upstreamFor(byName, s);
+      if (up) return chain(up, { host: req.host, port: req.port }, byName, s, deadline);
+      await resolveHost(req.host!); // throws the resolver's error (ENOTFOUND, EAI_AGAIN, ...)
+      throw errnoError('ENOTFOUND', `no address for ${req.host}`);
+    }
+    candidates = resolved;
+  }
   const allowed = candidates.filter((a) => !isDenied(s.deny, a));
   if (allowed.length === 0) {
     throw errnoError('EACCES', `destination ${req.host ?? req.ip} (${candidates.join(', ')}) is on the deny list`);
   }
-  let lastError: unknown = errnoError('EHOSTUNREACH', `no address for ${req.host}`);
+  // built only when needed: an Error captures a stack trace, which every connection would pay for
+  let lastError: unknown = null;
   for (const address of allowed) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) break;
     const decision = s.policies.decide({ host: req.host, ip: address, port: req.port });
+    const up = upstreamFor(decision, s);
+    if (up) return chain(up, req.host !== undefined ? { host: req.host, port: req.port } : { ip: address, port: req.port }, decision, s, deadline);
     try {
-      const r = await dial({ address, port: req.port, transport: decision.transport, connectTimeout: remaining });
+      const r = await dial({
+        address,
+        port: req.port,
+        transport: decision.transport,
+        connectTimeout: remaining,
+        localAddress: req.spoofSource ?? s.bindOutgoing,
+        transparent: req.spoofSource !== undefined,
+      });
       return { ...r, decision, address };
     } catch (e) {
       lastError = e;
     }
   }
-  throw lastError;
+  throw lastError ?? errnoError('ETIMEDOUT', `connect to ${req.host ?? req.ip} timed out`);
 }

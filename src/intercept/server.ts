@@ -1,0 +1,168 @@
+// The transparent interceptor: a TPROXY listener (IP_TRANSPARENT) that takes the TCP connections
+// the firewall diverts to it. The original destination is the accepted socket's own local address;
+// from there on an intercepted connection is like a SOCKS CONNECT: same policy engine, outbound
+// (direct or chained to an upstream), relay, registry and API, marked as intercepted.
+import net from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { Logger } from '../log.js';
+import { openListenSocket, closeFd } from '../kernel/sockopt.js';
+import { formatIp, parseIp } from '../policy/address.js';
+import { relay } from '../relay/relay.js';
+import type { ConnectionRegistry } from '../relay/registry.js';
+import { applyLiveOptions, socketFd } from '../transport/dialer.js';
+import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
+import { replyForError, replyName } from '../socks/replies.js';
+
+export interface InterceptServerOptions {
+  outbound: OutboundSettings;
+  registry: ConnectionRegistry;
+  /** ms without traffic before a relayed connection is closed; 0 = never */
+  idleTimeout: number;
+  maxConnections: number;
+  /** keep the client's address as the source of the outgoing connection (IP_TRANSPARENT + bind) */
+  transparentSource: boolean;
+  logger: Logger;
+}
+
+/** Addresses of this machine (all interfaces), refreshed at most every few seconds. */
+class LocalAddresses {
+  private set = new Set<string>();
+  private readAt = 0;
+  has(ip: string): boolean {
+    const now = Date.now();
+    if (now - this.readAt > 5000) {
+      this.set = new Set();
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) this.set.add(canonical(a.address));
+      this.readAt = now;
+    }
+    return this.set.has(ip);
+  }
+}
+
+/** Canonical text of an address; IPv4-mapped IPv6 becomes IPv4. */
+function canonical(ip: string): string {
+  const p = parseIp(ip);
+  return p ? formatIp(p) : ip;
+}
+
+function isUnspecifiedOrLoopback(ip: string): boolean {
+  const p = parseIp(ip);
+  if (!p) return true;
+  if (p.bytes.every((b) => b === 0)) return true;
+  return p.family === 4 ? p.bytes[0] === 127 : p.bytes.every((b, i) => (i === 15 ? b === 1 : b === 0));
+}
+
+export class InterceptServer {
+  private readonly servers: net.Server[] = [];
+  private readonly local = new LocalAddresses();
+
+  constructor(private readonly opts: InterceptServerOptions) {}
+
+  /**
+   * Opens the TPROXY listener(s): on `host` when given, else on 0.0.0.0 and :: (IPv6-only) both.
+   * Needs CAP_NET_ADMIN for IP_TRANSPARENT. Resolves with the bound addresses.
+   */
+  async listen(host: string | undefined, port: number): Promise<net.AddressInfo[]> {
+    const hosts: Array<{ family: 4 | 6; host: string }> = host !== undefined ? [{ family: net.isIPv6(host) ? 6 : 4, host }] : [{ family: 4, host: '0.0.0.0' }, { family: 6, host: '::' }];
+    const bound: net.AddressInfo[] = [];
+    try {
+      for (const h of hosts) {
+        let fd: number;
+        try {
+          fd = openListenSocket({ family: h.family, host: h.host, port, backlog: 1024, transparent: true }).fd;
+        } catch (e) {
+          // a machine without IPv6 still intercepts IPv4
+          if (host === undefined && h.family === 6 && (e as { code?: string }).code === 'EAFNOSUPPORT') {
+            this.opts.logger.warn('intercept: no IPv6 on this machine; intercepting IPv4 only');
+            continue;
+          }
+          throw e;
+        }
+        const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
+        server.maxConnections = this.opts.maxConnections;
+        server.on('drop', () => this.opts.registry.totals.rejectedClients++);
+        await new Promise<void>((resolve, reject) => {
+          const onError = (e: Error): void => {
+            closeFd(fd);
+            reject(e);
+          };
+          server.once('error', onError);
+          server.listen({ fd }, () => {
+            server.removeListener('error', onError);
+            resolve();
+          });
+        });
+        server.on('error', (e) => this.opts.logger.error('intercept listener error', { error: e.message }));
+        this.servers.push(server);
+        const a = server.address() as net.AddressInfo;
+        bound.push({ address: h.host, family: a.family, port: a.port });
+      }
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    return bound;
+  }
+
+  /** Stops accepting; open connections go on. */
+  async close(): Promise<void> {
+    await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  private accept(client: net.Socket): void {
+    const { opts } = this;
+    client.on('error', () => undefined); // handled in the relay; never crash
+    const destIp = canonical(client.localAddress ?? '');
+    const destPort = client.localPort ?? 0;
+    const srcIp = canonical(client.remoteAddress ?? '');
+    if (isUnspecifiedOrLoopback(destIp) || this.local.has(destIp)) {
+      // addressed to this machine: relaying it would connect back to ourselves
+      opts.registry.countFailure('intercept_local_destination');
+      opts.logger.debug('intercept: connection addressed to the gateway itself refused', { client: srcIp, destination: `${destIp}:${destPort}` });
+      client.destroy();
+      return;
+    }
+    const spoofSource = opts.transparentSource ? srcIp : undefined;
+    connectOutbound({ ip: destIp, port: destPort, spoofSource }, opts.outbound).then(
+      (out) => {
+        const remote = out.socket;
+        if (client.destroyed) {
+          remote.destroy();
+          return;
+        }
+        const t = out.decision.transport;
+        if (t.noDelay !== undefined || t.keepAlive !== undefined) {
+          const fd = socketFd(client);
+          if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
+        }
+        const rec = opts.registry.add({
+          listener: 'intercept',
+          command: 'connect',
+          startedAt: Date.now(),
+          client: { address: srcIp, port: client.remotePort ?? 0 },
+          destination: { address: destIp, port: destPort },
+          upstream: out.upstream,
+          policyId: out.decision.policy?.id ?? null,
+          transport: t,
+          mptcpRequested: t.mptcp === true,
+          mptcpNote: out.mptcpNote,
+          notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
+          clientSocket: client,
+          outSocket: remote,
+        });
+        if (out.pending && out.pending.length > 0) client.write(out.pending);
+        relay(client, remote, { idleTimeout: opts.idleTimeout }, (how, err) => {
+          opts.registry.remove(rec);
+          if (opts.logger.enabled('debug')) opts.logger.debug('connection closed', { id: rec.id, how, error: err?.message });
+        });
+      },
+      (err: unknown) => {
+        const reason = replyName(replyForError(err));
+        opts.registry.countFailure(reason);
+        opts.logger.debug('intercept: connect failed', { client: srcIp, destination: `${destIp}:${destPort}`, reason, error: (err as Error).message });
+        // a reset tells the unaware client what a refused connect would have told it
+        if (!client.destroyed) client.resetAndDestroy();
+      },
+    );
+  }
+}

@@ -1,0 +1,147 @@
+// The SOCKS5 client side, for chaining to an upstream (hybrid access: a router hands connections to
+// a concentrator that is another edgeward): the upstream URL, and the handshake over a connected
+// socket. The reply the upstream sends becomes an error carrying that reply, so that a SOCKS client
+// of ours gets the same answer.
+import type { Socket } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
+import { AuthMethod, encodeAddress, isParseError, Socks5Reply, SOCKS5, type Parsed, type SocksAddress } from './codec.js';
+
+/** Where to chain to: socks5://[user:pass@]host:port. */
+export interface Upstream {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  /** the URL without the password, for logs and the API */
+  display: string;
+}
+
+/** Parses an upstream URL; returns an error message naming `what` (the flag or field) when it is wrong. */
+export function parseUpstream(text: string, what: string): Upstream | string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `${what}: "${text}" is not a URL; expected socks5://[user:pass@]host:port`;
+  }
+  if (url.protocol !== 'socks5:' && url.protocol !== 'socks5h:') return `${what}: scheme "${url.protocol.replace(/:$/, '')}" is not supported; expected socks5://[user:pass@]host:port`;
+  if (url.pathname !== '' && url.pathname !== '/') return `${what}: unexpected path "${url.pathname}" in "${text}"`;
+  if (url.search !== '' || url.hash !== '') return `${what}: unexpected query or fragment in "${text}"`;
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (host === '') return `${what}: missing host in "${text}"`;
+  if (url.port === '') return `${what}: missing port in "${text}" (e.g. socks5://${host}:1080)`;
+  const username = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  if (Buffer.byteLength(username) > 255 || Buffer.byteLength(password) > 255) return `${what}: username and password must be at most 255 bytes each (RFC 1929)`;
+  if ((username === '') !== (password === '')) return `${what}: give both a username and a password, or neither`;
+  const up: Upstream = { host, port: Number(url.port), display: `socks5://${username ? `${username}@` : ''}${isIPv6(host) ? `[${host}]` : host}:${url.port}` };
+  if (username) {
+    up.username = username;
+    up.password = password;
+  }
+  return up;
+}
+
+/** The upstream refused or failed the request; `reply` is its SOCKS5 reply code. */
+export class UpstreamError extends Error {
+  readonly code: string;
+  constructor(
+    readonly reply: Socks5Reply,
+    message: string,
+  ) {
+    super(message);
+    this.code = 'EUPSTREAM';
+  }
+}
+
+function readExactly<T>(socket: Socket, parse: (b: Buffer) => Parsed<T>, timeoutMs: number): Promise<{ value: T; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('end', onEnd);
+      socket.removeListener('error', onError);
+      socket.pause();
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const r = parse(buf);
+      if (r === 'more') {
+        if (buf.length > 1024) {
+          cleanup();
+          reject(new UpstreamError(Socks5Reply.GENERAL_FAILURE, 'upstream sent an oversized SOCKS reply'));
+        }
+        return;
+      }
+      cleanup();
+      if (isParseError(r)) reject(new UpstreamError(Socks5Reply.GENERAL_FAILURE, `upstream broke the SOCKS protocol: ${r.message}`));
+      else resolve({ value: r.value, rest: buf.subarray(r.consumed) });
+    };
+    const onEnd = (): void => {
+      cleanup();
+      reject(new UpstreamError(Socks5Reply.GENERAL_FAILURE, 'upstream closed the connection during the SOCKS handshake'));
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(Object.assign(new Error('upstream SOCKS handshake timed out'), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('error', onError);
+    socket.resume();
+  });
+}
+
+function parseMethodReply(b: Buffer): Parsed<number> {
+  if (b.length < 2) return 'more';
+  if (b[0] !== SOCKS5) return { error: 'bad_version', message: `method reply version ${b[0]}` };
+  return { value: b[1]!, consumed: 2 };
+}
+
+function parseAuthReply(b: Buffer): Parsed<number> {
+  if (b.length < 2) return 'more';
+  return { value: b[1]!, consumed: 2 };
+}
+
+function parseConnectReply(b: Buffer): Parsed<number> {
+  if (b.length < 5) return 'more';
+  if (b[0] !== SOCKS5) return { error: 'bad_version', message: `reply version ${b[0]}` };
+  const atyp = b[3];
+  const len = atyp === 1 ? 4 : atyp === 4 ? 16 : atyp === 3 ? 1 + b[4]! : -1;
+  if (len < 0) return { error: 'bad_address_type', message: `reply address type ${atyp}` };
+  if (b.length < 4 + len + 2) return 'more';
+  return { value: b[1]!, consumed: 4 + len + 2 };
+}
+
+/**
+ * Asks the upstream, over a connected socket, to CONNECT to `dest`. Resolves with any bytes the
+ * upstream sent after its reply (they belong to the destination's stream). Rejects with an
+ * UpstreamError carrying the upstream's reply, or the socket's error.
+ */
+export async function socks5Connect(socket: Socket, up: Upstream, dest: SocksAddress, timeoutMs: number): Promise<Buffer> {
+  const methods = up.username !== undefined ? [AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD] : [AuthMethod.NO_AUTH];
+  socket.write(Buffer.from([SOCKS5, methods.length, ...methods]));
+  const method = await readExactly(socket, parseMethodReply, timeoutMs);
+  if (method.value === AuthMethod.USERNAME_PASSWORD && up.username !== undefined) {
+    const u = Buffer.from(up.username, 'utf8');
+    const p = Buffer.from(up.password ?? '', 'utf8');
+    socket.write(Buffer.concat([Buffer.from([0x01, u.length]), u, Buffer.from([p.length]), p]));
+    const auth = await readExactly(socket, parseAuthReply, timeoutMs);
+    if (auth.value !== 0) throw new UpstreamError(Socks5Reply.NOT_ALLOWED, `upstream ${up.display} refused the username/password`);
+  } else if (method.value !== AuthMethod.NO_AUTH) {
+    throw new UpstreamError(Socks5Reply.NOT_ALLOWED, `upstream ${up.display} accepts none of our authentication methods${up.username === undefined ? ' (it may need a user: socks5://user:pass@host:port)' : ''}`);
+  }
+  const ip = dest.ip !== undefined && (isIPv4(dest.ip) || isIPv6(dest.ip)) ? dest.ip : undefined;
+  const addr = encodeAddress(ip, dest.port, ip === undefined ? dest.host : undefined);
+  socket.write(Buffer.concat([Buffer.from([SOCKS5, 0x01, 0x00]), addr]));
+  const reply = await readExactly(socket, parseConnectReply, timeoutMs);
+  if (reply.value !== Socks5Reply.SUCCEEDED) {
+    throw new UpstreamError(reply.value in Socks5Reply ? (reply.value as Socks5Reply) : Socks5Reply.GENERAL_FAILURE, `upstream ${up.display} answered reply ${reply.value} for ${dest.host ?? dest.ip}:${dest.port}`);
+  }
+  return reply.rest;
+}
