@@ -18,7 +18,7 @@ The most specific policy wins (exact host, exact IP, *.wildcard, CIDR); fields a
 come from the default. MPTCP on/off, scheduler and path manager apply to new connections only.
 
   edgeward policy list [--json]
-  edgeward policy add (--host H | --cidr C) [--port P] [TRANSPORT] [--comment TEXT]
+  edgeward policy add (--host H | --cidr C) [--port P] [TRANSPORT] [--via URL|direct] [--comment TEXT]
   edgeward policy rm ID
   edgeward policy import FILE
       FILE is the original system's flat file: one "ip,0|1,scheduler,path_manager," line per
@@ -40,6 +40,8 @@ and /proc/sys/net/mptcp/available_schedulers, available_path_managers):
   --scheduler S          MPTCP scheduler
   --path-manager P       MPTCP path manager: kernel or userspace
 Other:
+  --via URL|direct       chain through socks5://[user:pass@]host:port (the transport then applies to
+                         the hop toward it), or "direct" to bypass edgeward start --upstream
   --comment TEXT         a note stored with the policy
   --reset                (default) remove every field of the default transport
   --json                 print JSON instead of a table
@@ -148,9 +150,9 @@ async function list(args: string[]): Promise<number> {
   if (policies.length === 0) {
     process.stdout.write('no policies\n');
   } else {
-    const rows = [['ID', 'MATCH', 'PORT', 'TRANSPORT', 'COMMENT']];
+    const rows = [['ID', 'MATCH', 'PORT', 'TRANSPORT', 'VIA', 'COMMENT']];
     for (const p of [...policies].sort((a, b) => a.id - b.id)) {
-      rows.push([String(p.id), describeMatch(p), p.match.port === undefined ? '*' : String(p.match.port), describeTransport(p.transport), p.comment ?? '']);
+      rows.push([String(p.id), describeMatch(p), p.match.port === undefined ? '*' : String(p.match.port), describeTransport(p.transport), p.via === undefined ? '-' : p.via.replace(/:[^:@/]*@/, ':***@'), p.comment ?? '']);
     }
     process.stdout.write(table(rows));
   }
@@ -164,6 +166,7 @@ async function add(args: string[]): Promise<number> {
     host: { type: 'string' },
     cidr: { type: 'string' },
     port: { type: 'string' },
+    via: { type: 'string' },
     comment: { type: 'string' },
   });
   positionals(pos, []);
@@ -173,6 +176,7 @@ async function add(args: string[]): Promise<number> {
     if (!/^[0-9]{1,5}$/.test(values.port)) throw new UsageError(`--port takes a number 1..65535, not "${values.port}"`);
     input.match.port = Number(values.port);
   }
+  if (values.via !== undefined) input.via = values.via;
   if (values.comment !== undefined) input.comment = values.comment;
   const api = clientFromEnv(values.data);
   const p = await api.request<Policy & { liveUpdate: LiveUpdate }>('POST', '/api/v1/policies', input);

@@ -116,13 +116,27 @@ describe('edgeward policy', () => {
     const list = await edgeward(['policy', 'list']);
     assert.equal(list.code, 0, list.stderr);
     const lines = list.stdout.trimEnd().split('\n');
-    assert.match(lines[0]!, /^ID\s+MATCH\s+PORT\s+TRANSPORT\s+COMMENT$/);
-    assert.match(lines[1]!, new RegExp(`^${p.id}\\s+example\\.com\\s+443\\s+mptcp congestion=reno nodelay keepalive=60,10,5\\s+web$`));
+    assert.match(lines[0]!, /^ID\s+MATCH\s+PORT\s+TRANSPORT\s+VIA\s+COMMENT$/);
+    assert.match(lines[1]!, new RegExp(`^${p.id}\\s+example\\.com\\s+443\\s+mptcp congestion=reno nodelay keepalive=60,10,5\\s+-\\s+web$`));
     assert.equal(lines[lines.length - 1], 'default: (default)');
 
     const json = await edgeward(['policy', 'list', '--json']);
     assert.equal(json.code, 0, json.stderr);
     assert.deepEqual(JSON.parse(json.stdout), policies.list());
+  });
+
+  it('adds a policy that chains through an upstream, and lists it without the password', async () => {
+    const add = await edgeward(['policy', 'add', '--cidr', '198.51.100.0/24', '--mptcp', '--via', 'socks5://ops:s3cret@192.0.2.9:1080']);
+    assert.equal(add.code, 0, add.stderr);
+    const p = policies.list().find((x) => x.match.cidr === '198.51.100.0/24');
+    assert.equal(p?.via, 'socks5://ops:s3cret@192.0.2.9:1080');
+    const list = await edgeward(['policy', 'list']);
+    assert.match(list.stdout, /198\.51\.100\.0\/24\s+\*\s+mptcp\s+socks5:\/\/ops:\*\*\*@192\.0\.2\.9:1080/);
+    assert.ok(!list.stdout.includes('s3cret'), list.stdout);
+    const bad = await edgeward(['policy', 'add', '--cidr', '203.0.113.0/24', '--via', 'http://proxy:3128']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /via: scheme "http" is not supported/);
+    await policies.remove(p!.id);
   });
 
   it('prints the API error and exits 1 when the kernel lacks what was asked', async () => {
