@@ -1,44 +1,46 @@
-// Puts the parts together for `edgeward start`: store, policies, users, SOCKS listener, REST API,
-// and the orderly stop (stop accepting, drain for a grace period, close the store).
+// Puts the parts together for `edgeward start`: store, policies, users, the SOCKS listener (in the
+// main thread and in --workers worker threads on the same port), the TPROXY listener, the REST API,
+// the managed firewall, and the orderly stop (stop accepting, drain for a grace period, close).
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createApi } from './api/server.js';
 import { setupApiToken } from './auth/api-token.js';
-import { UserService } from './auth/users.js';
-import { parseInterceptAddress, parseKeepAlive, parseListenAddress, type Settings } from './config/settings.js';
+import { parseInterceptAddress, parseListenAddress, type Settings } from './config/settings.js';
+import { InterceptServer } from './intercept/server.js';
 import { availableCongestionControls, mptcpCapabilities } from './kernel/capabilities.js';
 import type { Logger } from './log.js';
-import { CidrList } from './policy/address.js';
-import { reapplyPolicies } from './policy/live.js';
-import { PolicyService } from './policy/service.js';
-import { ConnectionRegistry } from './relay/registry.js';
-import { InterceptServer } from './intercept/server.js';
-import type { Transport } from './policy/types.js';
-import { parseUpstream, type Upstream } from './socks/client.js';
-import { SocksServer } from './socks/server.js';
-import type { OutboundSettings } from './transport/outbound.js';
-import { SqliteStore } from './store/sqlite-store.js';
+import { addCounts, liveUpdateFrom, reapplyCounts } from './policy/live.js';
+import type { PolicyService } from './policy/service.js';
+import type { ConnectionRegistry } from './relay/registry.js';
+import { mergeSnapshots } from './relay/view.js';
+import { WorkerPool } from './workers/pool.js';
+import { drain, openSocksServices } from './workers/services.js';
 
 export interface Gateway {
   socks: AddressInfo;
   api: AddressInfo;
   /** the TPROXY listeners, when --intercept is given */
   intercept: AddressInfo[];
+  /** threads serving SOCKS, the main thread included */
+  socksThreads: number;
   registry: ConnectionRegistry;
   policies: PolicyService;
   /** Stops accepting, waits up to graceMs for open connections, then closes the rest. */
   stop(graceMs: number): Promise<void>;
 }
 
+/** --workers: "auto" = one SOCKS thread per CPU, at most 8; or a number >= 1 (threads in all). */
+export function socksThreadCount(setting: string): number {
+  if (setting === 'auto') return Math.min(8, Math.max(1, availableParallelism()));
+  return Number(setting);
+}
+
 export async function startGateway(settings: Settings, logger: Logger, version: string, env: NodeJS.ProcessEnv = process.env): Promise<Gateway> {
   const dataDir = resolve(settings.data);
-  const store = new SqliteStore(dataDir);
-  const base: Transport = {};
-  if (settings.noDelay) base.noDelay = true;
-  if (settings.keepalive !== '') base.keepAlive = parseKeepAlive(settings.keepalive, '--keepalive');
-  const policies = await PolicyService.open(store, base);
-  const users = new UserService(store);
-  const registry = new ConnectionRegistry();
+  const threads = socksThreadCount(settings.workers);
+  const main = await openSocksServices(settings, dataDir, logger, 0, threads);
+  const { store, policies, users, registry, outbound, socks, upstream } = main;
   const token = await setupApiToken(store, dataDir, env.EDGEWARD_API_TOKEN);
   if (token.file) logger.info(token.generated ? 'generated API token' : 'API token from data directory', { file: token.file });
   else logger.info('API token from EDGEWARD_API_TOKEN');
@@ -54,34 +56,25 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     logger.warn('--socks-auth is on but there are no users yet: add one with `edgeward user add NAME`');
   }
 
-  const upstream = settings.upstream !== '' ? (parseUpstream(settings.upstream, '--upstream') as Upstream) : null;
-  const outbound: OutboundSettings = {
-    policies,
-    deny: CidrList.parse(settings.socksDeny, '--socks-deny'),
-    connectTimeout: settings.connectTimeout * 1000,
-    upstream,
-    bindOutgoing: settings.bindOutgoing !== '' ? settings.bindOutgoing : undefined,
-  };
-  const socks = new SocksServer({
-    requireAuth: settings.socksAuth,
-    users,
-    clientAllow: CidrList.parse(settings.socksAllow, '--socks-allow'),
-    outbound,
-    registry,
-    handshakeTimeout: settings.handshakeTimeout * 1000,
-    idleTimeout: settings.idleTimeout * 1000,
-    maxConnections: settings.maxConnections,
-    logger,
-  });
+  let pool: WorkerPool | null = null;
   const api = await createApi({
     policies,
     users,
     registry,
+    remote: {
+      connections: (limit) => (pool ? pool.connections(limit) : Promise.resolve({ total: 0, connections: [] })),
+      snapshots: () => (pool ? pool.snapshots() : Promise.resolve([])),
+    },
     verifyToken: token.verify,
-    reapply: () => reapplyPolicies(registry, policies),
+    reapply: async () => {
+      const here = reapplyCounts(registry, policies);
+      const there = pool ? await pool.policiesChanged() : [];
+      return liveUpdateFrom(there.reduce(addCounts, here));
+    },
     logger,
     version,
   });
+  users.on('removed', (username) => pool?.userRemoved(username));
 
   const socksAddr = parseListenAddress(settings.socks, '--socks');
   const apiAddr = parseListenAddress(settings.api, '--api');
@@ -91,7 +84,8 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   let socksBound: AddressInfo & { mptcp: boolean };
   let interceptBound: AddressInfo[] = [];
   try {
-    socksBound = await socks.listen(socksAddr.host, socksAddr.port, { mptcp: settings.socksMptcp });
+    socksBound = await socks.listen(socksAddr.host, socksAddr.port, { mptcp: settings.socksMptcp, reusePort: threads > 1 });
+    if (threads > 1) pool = await WorkerPool.start(threads - 1, settings, dataDir, socksBound.address, socksBound.port, logger);
     if (intercept) {
       const at = parseInterceptAddress(settings.intercept);
       interceptBound = await intercept.listen(at.host, at.port).catch((e: unknown) => {
@@ -102,6 +96,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {
     await socks.close();
+    await pool?.stop(0);
     await intercept?.close();
     await api.close();
     await store.close();
@@ -112,6 +107,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   logger.info('listening', {
     socks: fmt(socksBound),
     ...(settings.socksMptcp ? { socksMptcp: socksBound.mptcp } : {}),
+    socksThreads: threads,
     api: `http://${fmt(apiBound)}`,
     auth: settings.socksAuth,
     ...(intercept ? { intercept: interceptBound.map(fmt), transparentSource: settings.transparentSource } : {}),
@@ -123,22 +119,17 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     stopping ??= (async () => {
       const closing = Promise.all([socks.close(), intercept?.close()]);
       logger.info('stopping: no new connections; draining', { open: registry.size, graceSeconds: graceMs / 1000 });
-      const deadline = Date.now() + graceMs;
-      while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      if (registry.size > 0) {
-        logger.warn('grace period over: closing open connections', { open: registry.size });
-        for (const rec of registry.list()) {
-          rec.clientSocket.destroy();
-          rec.outSocket?.destroy();
-        }
-      }
+      const [left, workers] = await Promise.all([drain(registry, graceMs), pool?.stop(graceMs)]);
+      const closed = left + (workers?.left ?? 0);
+      if (closed > 0) logger.warn('grace period over: closed open connections', { closed });
       await closing;
+      const totals = (workers?.snapshots ?? []).reduce(mergeSnapshots, registry.snapshot());
       await api.close();
       await store.close();
-      logger.info('stopped', registry.snapshot() as unknown as Record<string, unknown>);
+      logger.info('stopped', totals as unknown as Record<string, unknown>);
     })();
     return stopping;
   };
 
-  return { socks: socksBound, api: apiBound, intercept: interceptBound, registry, policies, stop };
+  return { socks: socksBound, api: apiBound, intercept: interceptBound, socksThreads: threads, registry, policies, stop };
 }

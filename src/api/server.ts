@@ -10,8 +10,8 @@ import type { LiveUpdate } from '../policy/live.js';
 import { PolicyError, type PolicyService } from '../policy/service.js';
 import type { Transport as TransportValue } from '../policy/types.js';
 import { mptcpCapabilities } from '../kernel/capabilities.js';
-import { recordBytes, type ConnectionRecord, type ConnectionRegistry } from '../relay/registry.js';
-import { transportInEffect } from '../transport/dialer.js';
+import type { ConnectionRegistry } from '../relay/registry.js';
+import { connectionView, mergeSnapshots, type Snapshot } from '../relay/view.js';
 import { ApiError, errorReply, renameField, validationError, type ErrorReply } from './errors.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import * as S from './schemas.js';
@@ -20,12 +20,20 @@ export interface ApiDeps {
   policies: PolicyService;
   users: UserService;
   registry: ConnectionRegistry;
+  /** the connections of the other threads (worker threads serving SOCKS), when there are any */
+  remote?: RemoteConnections;
   /** checks a presented bearer token */
   verifyToken(token: string): boolean;
   /** re-applies policies to open connections; called after every policy change */
-  reapply(): LiveUpdate;
+  reapply(): LiveUpdate | Promise<LiveUpdate>;
   logger: Logger;
   version: string;
+}
+
+/** Connections held by other threads, asked for over messages. */
+export interface RemoteConnections {
+  connections(limit: number): Promise<{ total: number; connections: Array<Record<string, unknown>> }>;
+  snapshots(): Promise<Snapshot[]>;
 }
 
 declare module 'fastify' {
@@ -79,32 +87,13 @@ function sendError(reply: FastifyReply, r: ErrorReply): FastifyReply {
   return reply.code(r.status).type('application/json; charset=utf-8').send(r.body);
 }
 
-function connectionView(rec: ConnectionRecord): unknown {
-  let inEffect: ReturnType<typeof transportInEffect> = null;
-  if (rec.outSocket && !rec.outSocket.destroyed) inEffect = transportInEffect(rec.outSocket);
-  if (inEffect) {
-    if (rec.mptcpNote && !inEffect.mptcpNote) inEffect.mptcpNote = rec.mptcpNote;
-    if (rec.notApplied && rec.notApplied.length > 0) inEffect.notApplied = rec.notApplied;
-  }
-  return {
-    id: rec.id,
-    listener: rec.listener,
-    command: rec.command,
-    startedAt: new Date(rec.startedAt).toISOString(),
-    client: rec.client,
-    user: rec.user,
-    destination: rec.destination,
-    upstream: rec.upstream,
-    policyId: rec.policyId,
-    transport: rec.transport,
-    inEffect,
-    bytes: recordBytes(rec),
-  };
-}
-
 /** Builds the API (not listening: the caller calls `listen`). */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { policies, users, registry, logger } = deps;
+  const snapshot = async (): Promise<Snapshot> => {
+    const local = registry.snapshot();
+    return deps.remote ? (await deps.remote.snapshots()).reduce(mergeSnapshots, local) : local;
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: BODY_LIMIT,
@@ -218,7 +207,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       } else {
         created = await policies.create(req.body as S.PolicyInputBody);
       }
-      const liveUpdate = deps.reapply();
+      const liveUpdate = await deps.reapply();
       reply.code(201).header('location', `/api/v1/policies/${created.id}`);
       return notes && notes.length > 0 ? { ...created, liveUpdate, notes } : { ...created, liveUpdate };
     },
@@ -238,7 +227,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
     async (req, reply) => {
       const created = await policies.createMany(req.body.policies);
-      const liveUpdate = deps.reapply();
+      const liveUpdate = await deps.reapply();
       reply.code(201);
       return { policies: created, liveUpdate };
     },
@@ -258,7 +247,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       } catch (e) {
         throw e instanceof PolicyError ? renameField(e, 'transport', 'body') : e;
       }
-      return { ...t, liveUpdate: deps.reapply() };
+      return { ...t, liveUpdate: await deps.reapply() };
     },
   );
 
@@ -273,7 +262,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     { schema: { ...idRoute, summary: 'Replace a policy', body: S.PolicyInput, response: { 200: S.PolicyChanged, ...errors(...BODY_ERRORS, 404, 409, 422) } } },
     async (req) => {
       const p = await policies.replace(Number(req.params.id), req.body);
-      return { ...p, liveUpdate: deps.reapply() };
+      return { ...p, liveUpdate: await deps.reapply() };
     },
   );
 
@@ -290,7 +279,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
     async (req) => {
       const p = await policies.patch(Number(req.params.id), req.body);
-      return { ...p, liveUpdate: deps.reapply() };
+      return { ...p, liveUpdate: await deps.reapply() };
     },
   );
 
@@ -299,7 +288,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     { schema: { ...idRoute, summary: 'Remove a policy', description: 'Open connections it applied to are matched again.', response: { 204: { type: 'null', description: 'removed' }, ...errors(400, 404) } } },
     async (req, reply) => {
       await policies.remove(Number(req.params.id));
-      deps.reapply();
+      await deps.reapply();
       return reply.code(204).send();
     },
   );
@@ -335,14 +324,20 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     '/api/v1/connections',
     { schema: { tags: tags.status, summary: 'Open connections', querystring: S.ConnectionsQuery, response: { 200: S.ConnectionList, ...errors(400) } } },
     async (req) => {
+      const limit = req.query.limit === undefined ? Infinity : Number(req.query.limit);
       const all = registry.list();
-      const limit = req.query.limit === undefined ? all.length : Number(req.query.limit);
-      return { total: all.length, connections: all.slice(0, limit).map(connectionView) };
+      const local = { total: all.length, connections: all.slice(0, limit).map(connectionView) };
+      if (!deps.remote) return local;
+      const others = await deps.remote.connections(limit);
+      const connections = [...local.connections, ...others.connections]
+        .sort((a, b) => String(a.startedAt).localeCompare(String(b.startedAt)) || Number(a.id) - Number(b.id))
+        .slice(0, limit);
+      return { total: local.total + others.total, connections };
     },
   );
 
   app.get('/api/v1/stats', { schema: { tags: tags.status, summary: 'Totals since start', response: { 200: S.Stats, ...errors() } } }, async () => ({
-    ...registry.snapshot(),
+    ...(await snapshot()),
     policies: policies.list().length,
     users: await users.count(),
   }));
@@ -358,7 +353,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
     async (_req, reply) => {
       reply.type(METRICS_CONTENT_TYPE);
-      return renderMetrics({ snapshot: registry.snapshot(), policies: policies.list().length });
+      return renderMetrics({ snapshot: await snapshot(), policies: policies.list().length });
     },
   );
 

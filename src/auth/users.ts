@@ -1,6 +1,7 @@
 // SOCKS users: creation with validated names, scrypt-hashed passwords, and a verification cache so
 // that a client opening many connections pays for scrypt once, not per connection.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { StoreError, type Store, type UserRecord } from '../store/store.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 
@@ -29,12 +30,14 @@ export function validateCredentials(username: string, password: string): void {
   if (bytes < 1 || bytes > 255) throw new UserError('invalid', 'password', 'password must be 1-255 bytes (RFC 1929 limit)');
 }
 
-export class UserService {
+export class UserService extends EventEmitter<{ removed: [username: string] }> {
   /** HMAC of username + password for credentials verified since the last change of that user */
   private readonly verified = new Map<string, Buffer>();
   private readonly cacheKey = randomBytes(32);
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: Store) {
+    super();
+  }
 
   private tag(username: string, password: string): Buffer {
     return createHmac('sha256', this.cacheKey).update(username).update('\0').update(password).digest();
@@ -51,9 +54,15 @@ export class UserService {
     }
   }
 
+  /** Drops the cached verification of a user changed or removed by another thread. */
+  forget(username: string): void {
+    this.verified.delete(username);
+  }
+
   async remove(username: string): Promise<void> {
     this.verified.delete(username);
     if (!(await this.store.deleteUser(username))) throw new UserError('not_found', 'username', `no user "${username}"`);
+    this.emit('removed', username);
   }
 
   list(): Promise<UserRecord[]> {

@@ -37,6 +37,8 @@ export interface Settings {
   noDelay: boolean;
   firewall: boolean;
   interceptInterface: string[];
+  /** threads serving SOCKS: "auto" or a number */
+  workers: string;
 }
 
 export const DEFAULTS: Settings = {
@@ -63,6 +65,7 @@ export const DEFAULTS: Settings = {
   noDelay: false,
   firewall: false,
   interceptInterface: [],
+  workers: 'auto',
 };
 
 type Kind = 'string' | 'boolean' | 'list' | 'seconds' | 'count';
@@ -76,6 +79,7 @@ export const SETTINGS: ReadonlyArray<{ key: string; field: keyof Settings; kind:
   { key: 'socks-allow', field: 'socksAllow', kind: 'list', arg: 'CIDR', help: 'clients allowed to use the proxy (repeatable; default: all who reach it)' },
   { key: 'socks-deny', field: 'socksDeny', kind: 'list', arg: 'CIDR', help: 'destinations never connected to (repeatable)' },
   { key: 'allow-open-proxy', field: 'allowOpenProxy', kind: 'boolean', help: 'allow a non-loopback SOCKS listener with neither --socks-auth nor --socks-allow' },
+  { key: 'workers', field: 'workers', kind: 'string', arg: 'N', help: 'threads serving SOCKS on one port (SO_REUSEPORT): a number, or auto = one per CPU up to 8 (default auto)' },
   { key: 'max-connections', field: 'maxConnections', kind: 'count', arg: 'N', help: 'open client connections at most (default 10000)' },
   { key: 'handshake-timeout', field: 'handshakeTimeout', kind: 'seconds', arg: 'SEC', help: 'time for a client to finish the SOCKS handshake (default 10)' },
   { key: 'connect-timeout', field: 'connectTimeout', kind: 'seconds', arg: 'SEC', help: 'time to connect to a destination (default 15)' },
@@ -173,6 +177,9 @@ export function resolveSettings(file: Partial<Settings>, flags: Partial<Settings
   parseListenAddress(s.api, '--api');
   CidrList.parse(s.socksAllow, '--socks-allow');
   CidrList.parse(s.socksDeny, '--socks-deny');
+  if (s.workers !== 'auto' && !(/^\d{1,3}$/.test(s.workers) && Number(s.workers) >= 1 && Number(s.workers) <= 64)) {
+    throw new SettingsError(`--workers must be auto or a number of threads 1..64, got "${s.workers}"`);
+  }
   if (s.intercept !== '') parseInterceptAddress(s.intercept);
   if (s.bindOutgoing !== '' && !parseIp(s.bindOutgoing)) throw new SettingsError(`--bind-outgoing: "${s.bindOutgoing}" is not an IP address`);
   if (s.upstream !== '') {

@@ -3,6 +3,7 @@
 // creates the fd here and hands it to net.Socket, which adopts it as an ordinary TCP handle.
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
+import { parseIp } from '../policy/address.js';
 
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
@@ -18,6 +19,7 @@ const IP_TRANSPARENT = 19;
 const IPV6_TRANSPARENT = 75;
 const IPV6_V6ONLY = 26;
 const SO_REUSEADDR = 2;
+const SO_REUSEPORT = 15;
 const SOL_MPTCP = 284;
 const SO_KEEPALIVE = 9;
 const SO_PROTOCOL = 38;
@@ -91,18 +93,10 @@ function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
   const sa = Buffer.alloc(28);
   sa.writeUInt16LE(AF_INET6, 0);
   sa.writeUInt16BE(port, 2);
-  ipv6Bytes(ip).copy(sa, 8);
+  const parsed = parseIp(ip);
+  if (parsed) Buffer.from(parsed.bytes).copy(sa, parsed.family === 6 ? 8 : 20);
+  if (parsed?.family === 4) sa.writeUInt16BE(0xffff, 18); // ::ffff:a.b.c.d
   return sa;
-}
-
-function ipv6Bytes(text: string): Buffer {
-  const [head, tail] = text.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16) || 0, i * 2));
-  return out;
 }
 
 export interface ListenSocketOptions {
@@ -115,6 +109,8 @@ export interface ListenSocketOptions {
   mptcp?: boolean;
   /** IP_TRANSPARENT / IPV6_TRANSPARENT: the socket TPROXY hands intercepted connections to */
   transparent?: boolean;
+  /** SO_REUSEPORT: several listeners (one per worker thread) on one port, the kernel spreads connections */
+  reusePort?: boolean;
 }
 
 /**
@@ -127,6 +123,7 @@ export function openListenSocket(o: ListenSocketOptions): OpenedSocket {
   const { fd } = opened;
   try {
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
+    if (o.reusePort) setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1, 'SO_REUSEPORT');
     if (o.family === 6) setInt(fd, SOL_IPV6, IPV6_V6ONLY, 1, 'IPV6_V6ONLY');
     if (o.transparent) setTransparent(fd, o.family);
     const sa = sockaddr(o.family, o.host, o.port);

@@ -139,7 +139,7 @@ export class CidrList {
     return new CidrList(
       entries.map((e) => {
         const c = parseCidr(e);
-        if (typeof c === 'string') throw new Error(`${what}: ${c}`);
+        if (typeof c === 'string') throw new Error(`${what}: "${e}": ${c}`);
         return c;
       }),
     );

@@ -35,8 +35,16 @@ function liveDelta(prev: Transport, next: Transport): Transport | null {
   return Object.keys(d).length > 0 ? d : null;
 }
 
+/** What re-applying did in one thread; counts from several threads add up. */
+export interface ReapplyCounts {
+  updated: number;
+  mptcpDiffers: number;
+  pinned: number;
+  failures: string[];
+}
+
 /** Matches every open connection again and applies what changed. */
-export function reapplyPolicies(registry: ConnectionRegistry, policies: PolicyService): LiveUpdate {
+export function reapplyCounts(registry: ConnectionRegistry, policies: PolicyService): ReapplyCounts {
   let updated = 0;
   let mptcpDiffers = 0;
   let pinned = 0;
@@ -58,9 +66,24 @@ export function reapplyPolicies(registry: ConnectionRegistry, policies: PolicySe
     if (clientFd !== null) for (const f of applyLiveOptions(clientFd, delta, { congestion: false })) failures.add(f);
     updated++;
   }
-  const notes: string[] = ['mptcp, scheduler and pathManager take effect for new connections only; congestion, noDelay and keepAlive were applied to open connections'];
-  if (mptcpDiffers > 0) notes.push(`${mptcpDiffers} open connection(s) keep their current MPTCP state until they close`);
-  if (pinned > 0) notes.push(`${pinned} open connection(s) keep their current MPTCP scheduler/path manager until they close`);
-  for (const f of failures) notes.push(`not applied: ${f}`);
-  return { connectionsUpdated: updated, notes };
+  return { updated, mptcpDiffers, pinned, failures: [...failures] };
+}
+
+/** Adds up the counts of several threads. */
+export function addCounts(a: ReapplyCounts, b: ReapplyCounts): ReapplyCounts {
+  return { updated: a.updated + b.updated, mptcpDiffers: a.mptcpDiffers + b.mptcpDiffers, pinned: a.pinned + b.pinned, failures: [...new Set([...a.failures, ...b.failures])] };
+}
+
+/** The LiveUpdate the API returns, from the counts. */
+export function liveUpdateFrom(c: ReapplyCounts): LiveUpdate {
+  const notes: string[] = ['mptcp, scheduler, pathManager and via take effect for new connections only; congestion, noDelay and keepAlive were applied to open connections'];
+  if (c.mptcpDiffers > 0) notes.push(`${c.mptcpDiffers} open connection(s) keep their current MPTCP state until they close`);
+  if (c.pinned > 0) notes.push(`${c.pinned} open connection(s) keep their current MPTCP scheduler/path manager until they close`);
+  for (const f of c.failures) notes.push(`not applied: ${f}`);
+  return { connectionsUpdated: c.updated, notes };
+}
+
+/** Matches every open connection of this thread again and applies what changed. */
+export function reapplyPolicies(registry: ConnectionRegistry, policies: PolicyService): LiveUpdate {
+  return liveUpdateFrom(reapplyCounts(registry, policies));
 }

@@ -112,6 +112,11 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
     return s;
   }
 
+  /** Reads the policies again from the store (another thread changed them). */
+  refresh(): Promise<void> {
+    return this.reload();
+  }
+
   private async reload(): Promise<void> {
     const policies = await this.store.listPolicies();
     this.stored = await this.store.getDefaultTransport();

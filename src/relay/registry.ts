@@ -61,7 +61,7 @@ export function recordBytes(r: ConnectionRecord): { up: number; down: number } {
 }
 
 export class ConnectionRegistry {
-  private nextId = 1;
+  private nextId: number;
   private readonly open = new Map<number, ConnectionRecord>();
   readonly totals: Totals = {
     connectionsTotal: 0,
@@ -75,10 +75,19 @@ export class ConnectionRegistry {
   };
   readonly startedAt = Date.now();
 
+  /** Ids go first, first+step, ...: each worker thread numbers its connections apart from the others. */
+  constructor(
+    first = 1,
+    private readonly step = 1,
+  ) {
+    this.nextId = first;
+  }
+
   /** Registers a relayed connection; returns its id. */
   add(r: Omit<ConnectionRecord, 'id'>): ConnectionRecord {
     const rec = r as ConnectionRecord;
-    rec.id = this.nextId++;
+    rec.id = this.nextId;
+    this.nextId += this.step;
     this.open.set(rec.id, rec);
     this.totals.connectionsTotal++;
     if (rec.mptcpRequested) {

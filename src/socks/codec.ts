@@ -2,7 +2,7 @@
 // builders. A parser never trusts its input: it returns 'more' when the buffer is short, a typed
 // error when the bytes are wrong, or the parsed value with the number of bytes it consumed.
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIp } from '../policy/address.js';
+import { formatIp, parseIp } from '../policy/address.js';
 
 export const SOCKS5 = 0x05;
 export const SOCKS4 = 0x04;
@@ -176,6 +176,8 @@ export function parseSocks4Request(buf: Buffer): Parsed<Socks4Request> {
   const port = buf.readUInt16BE(2);
   const userEnd = buf.indexOf(0, 8);
   if (userEnd < 0) return buf.length - 8 > SOCKS4_MAX_FIELD ? { error: 'too_long', message: 'SOCKS4 user id longer than 255 bytes' } : 'more';
+  // the limit holds however the bytes arrive: also when the NUL came in the same read
+  if (userEnd - 8 > SOCKS4_MAX_FIELD) return { error: 'too_long', message: 'SOCKS4 user id longer than 255 bytes' };
   const userId = buf.toString('latin1', 8, userEnd);
   const is4a = buf[4] === 0 && buf[5] === 0 && buf[6] === 0 && buf[7] !== 0;
   if (!is4a) {
@@ -183,6 +185,7 @@ export function parseSocks4Request(buf: Buffer): Parsed<Socks4Request> {
   }
   const hostEnd = buf.indexOf(0, userEnd + 1);
   if (hostEnd < 0) return buf.length - userEnd - 1 > SOCKS4_MAX_FIELD ? { error: 'too_long', message: 'SOCKS4a host name longer than 255 bytes' } : 'more';
+  if (hostEnd - userEnd - 1 > SOCKS4_MAX_FIELD) return { error: 'too_long', message: 'SOCKS4a host name longer than 255 bytes' };
   const host = buf.toString('latin1', userEnd + 1, hostEnd);
   if (host.length === 0 || !/^[\x21-\x7e]+$/.test(host)) return { error: 'bad_domain', message: 'SOCKS4a host name is empty or not printable ASCII' };
   const address: SocksAddress = isIPv4(host) || isIPv6(host) ? { ip: host, port } : { host: host.toLowerCase(), port };
@@ -209,25 +212,14 @@ export function encodeAddress(ip: string | undefined, port: number, host?: strin
     out.writeUInt16BE(port, 5);
     return out;
   }
-  const v4mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
-  if (v4mapped) return encodeAddress(v4mapped[1], port);
+  // IPv4-mapped addresses go out as IPv4; every other IPv6 form (compressed, with a dotted tail)
+  // is parsed by the one IP parser the policy engine uses too
+  const ip6 = parseIp(text);
+  if (ip6 && ip6.family === 4) return encodeAddress(formatIp(ip6), port);
   const out = Buffer.alloc(19);
   out[0] = AddressType.IPV6;
-  const bytes = ipv6Bytes(text);
-  bytes.copy(out, 1);
+  if (ip6) Buffer.from(ip6.bytes).copy(out, 1);
   out.writeUInt16BE(port, 17);
-  return out;
-}
-
-function ipv6Bytes(text: string): Buffer {
-  const zone = text.indexOf('%');
-  const bare = zone >= 0 ? text.slice(0, zone) : text;
-  const [head, tail] = bare.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16) || 0, i * 2));
   return out;
 }
 

@@ -80,12 +80,12 @@ export class SocksServer {
    * Starts listening; resolves with the bound address. With `mptcp` the listening socket is
    * IPPROTO_MPTCP: MPTCP clients get MPTCP, plain TCP clients still work (the kernel falls back).
    */
-  async listen(host: string, port: number, o: { mptcp?: boolean } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
+  async listen(host: string, port: number, o: { mptcp?: boolean; reusePort?: boolean } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
     let fd: number | undefined;
     let mptcp = false;
-    if (o.mptcp) {
+    if (o.mptcp || o.reusePort) {
       const ip = net.isIP(host) ? host : (await lookup(host)).address;
-      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: true });
+      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: o.mptcp === true, reusePort: o.reusePort });
       fd = opened.fd;
       mptcp = opened.mptcp;
       if (opened.mptcpUnavailable) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
