@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { createApi } from './api/server.js';
 import { setupApiToken } from './auth/api-token.js';
 import { parseInterceptAddress, parseListenAddress, type Settings } from './config/settings.js';
+import { applyFirewall, NFT_TABLE, removeFirewall, type FirewallSpec } from './intercept/firewall.js';
 import { InterceptServer } from './intercept/server.js';
 import { availableCongestionControls, mptcpCapabilities } from './kernel/capabilities.js';
 import type { Logger } from './log.js';
@@ -57,6 +58,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   }
 
   let pool: WorkerPool | null = null;
+  let firewall: FirewallSpec | null = null;
   const api = await createApi({
     policies,
     users,
@@ -92,9 +94,18 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
         const code = (e as { code?: string }).code;
         throw new Error(`--intercept ${settings.intercept}: ${(e as Error).message}${code === 'EPERM' ? ' (IP_TRANSPARENT needs root or CAP_NET_ADMIN)' : ''}`);
       });
+      if (settings.firewall) {
+        firewall = { port: at.port, interfaces: settings.interceptInterface, sources: [], excludes: [], dports: [] };
+        const applied = await applyFirewall(firewall).catch((e: unknown) => {
+          firewall = null;
+          throw new Error(`--firewall: ${(e as Error).message}`);
+        });
+        logger.info('firewall applied', { table: NFT_TABLE, interfaces: settings.interceptInterface, changes: applied.changes });
+      }
     }
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {
+    if (firewall) await removeFirewall(firewall).catch(() => undefined);
     await socks.close();
     await pool?.stop(0);
     await intercept?.close();
@@ -123,6 +134,13 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       const closed = left + (workers?.left ?? 0);
       if (closed > 0) logger.warn('grace period over: closed open connections', { closed });
       await closing;
+      if (firewall) {
+        // the listener is closed: take the rules away so the LAN's traffic flows as before
+        await removeFirewall(firewall).then(
+          (r) => logger.info('firewall removed', { table: NFT_TABLE, changes: r.changes }),
+          (e: unknown) => logger.error('firewall: could not remove the rules; run `edgeward firewall remove`', { error: (e as Error).message }),
+        );
+      }
       const totals = (workers?.snapshots ?? []).reduce(mergeSnapshots, registry.snapshot());
       await api.close();
       await store.close();

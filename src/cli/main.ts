@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./start.js')).command,
   policy: async () => (await import('./policy.js')).command,
   user: async () => (await import('./user.js')).command,
+  firewall: async () => (await import('./firewall.js')).command,
 };
 
 export function version(): string {
