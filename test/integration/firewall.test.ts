@@ -9,9 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const COMMAND = new URL('../../src/cli/firewall.ts', import.meta.url).href;
-// the command module, run as `edgeward firewall` runs it (src/cli/main.ts hands it argv after "firewall")
-const ENTRY = `const { command } = await import(${JSON.stringify(COMMAND)}); process.exitCode = await command.run(process.argv.slice(1));`;
+// the real program, as an operator runs it (npm test builds dist/ first)
+const BIN = fileURLToPath(new URL('../../bin/edgeward.js', import.meta.url));
 
 interface Run {
   code: number | null;
@@ -46,7 +45,7 @@ function must(argv: string[]): string {
 /** `edgeward firewall ARGS` inside `ns`, optionally as an unprivileged user. */
 function firewall(ns: string, args: string[], opts: { asNobody?: boolean } = {}): Promise<Run> {
   const drop = opts.asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
-  return exec(['ip', 'netns', 'exec', ns, ...drop, process.execPath, '--import', 'tsx', '--input-type=module', '-e', ENTRY, ...args]);
+  return exec(['ip', 'netns', 'exec', ns, ...drop, process.execPath, BIN, 'firewall', ...args]);
 }
 
 /** Everything the firewall could change, as text. */
