@@ -30,6 +30,8 @@ export interface Row {
   /** edgeward/microsocks when both have a value */
   ratio?: number;
   goal?: Goal;
+  /** the target column's text when the goal is not a ratio (e.g. "< 2.0 s") */
+  goalLabel?: string;
   result: string;
 }
 
@@ -56,7 +58,7 @@ export function formatTable(rows: readonly Row[]): string {
     r.cells.edgeward,
     r.cells.microsocks,
     r.ratio === undefined ? '-' : `${r.ratio.toFixed(2)}x`,
-    goalText(r.goal),
+    r.goalLabel ?? goalText(r.goal),
     r.result || '-',
   ]);
   const all = [header, ...body];

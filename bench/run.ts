@@ -2,6 +2,7 @@
 //   1. single-stream throughput through the proxy (iperf3 via proxychains4; fallback stream.c)
 //   2. connections per second (cps.c against echo-server.c, SOCKS5 handshake + 64-byte echo)
 //   3. the lab's MPTCP/TCP ratio (bench/lab-mptcp.ts, when it exists)
+//   4. hybrid access (bench/lab-hybrid.ts): MPTCP/TCP through router + concentrator, failover stall
 // Every sample is taken in rounds with the columns in rotating order, after a warm-up; the table
 // shows medians, bench/results/latest.json holds every round. Exit code 0 even when a target is
 // missed; 1 when the bench itself could not measure (a tool missing, a proxy that will not start).
@@ -15,7 +16,8 @@ import { formatProfile, summarizeProfile, type ProfileSummary } from './cpu-prof
 import { compileTools, startPortServer, type LocalServer } from './c-tools.js';
 import { measureCps, type CpsSample } from './connections.js';
 import { runLab, type LabOutcome } from './lab.js';
-import { cpuTimes, killAllNow, stopAll, which } from './procs.js';
+import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
+import { cpuTimes, killAllNow, stopAll, which, withTimeout } from './procs.js';
 import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
 import { directTarget, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
 import { IperfRunner, StreamRunner, type Direction, type ThroughputRunner, type ThroughputSample } from './throughput.js';
@@ -28,7 +30,11 @@ const GOALS = {
   throughput: { min: 1.3 },
   cps: { min: 1.0, stretch: 1.5 },
   lab: { min: 1.9 },
+  hybrid: { min: 1.9 },
 } satisfies Record<string, Goal>;
+
+/** seconds without progress when an uplink dies mid-download */
+const STALL_GOAL_SECONDS = 2;
 
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
@@ -37,7 +43,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --concurrency N     transactions in flight for connections/s (default 32)
   --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
-  --only LIST         comma-separated subset of: throughput,cps,lab
+  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid
   --lab-timeout S     give the lab this long (default 600)
   --quick             1 round of 2 s each, for trying the bench out
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
@@ -83,8 +89,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     return n;
   };
   const quick = values.quick === true;
-  const only = new Set((values.only ?? 'throughput,cps,lab').split(',').map((s) => s.trim()).filter(Boolean));
-  for (const o of only) if (!['throughput', 'cps', 'lab'].includes(o)) throw new Error(`--only: unknown part "${o}"`);
+  const only = new Set((values.only ?? 'throughput,cps,lab,hybrid').split(',').map((s) => s.trim()).filter(Boolean));
+  for (const o of only) if (!['throughput', 'cps', 'lab', 'hybrid'].includes(o)) throw new Error(`--only: unknown part "${o}"`);
   return {
     rounds: int('rounds', values.rounds, quick ? 1 : 3, 1, 20),
     seconds: int('seconds', values.seconds, quick ? 2 : 5, 1, 60),
@@ -328,7 +334,7 @@ function sourceFrom<T>(targets: Target[], records: RoundRecord<T>[], value: (s: 
   return src;
 }
 
-function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: CpsResult | undefined, lab: LabOutcome | undefined): Row[] {
+function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: CpsResult | undefined, lab: LabOutcome | undefined, hybrid: HybridOutcome | undefined): Row[] {
   const rows: Row[] = [];
   const label: Record<Direction, string> = { up: 'throughput up (Gbit/s)', down: 'throughput down (Gbit/s)' };
   if (tp) {
@@ -348,6 +354,17 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
       labCells.edgeward = lab.status;
     }
     rows.push(row);
+  }
+  if (hybrid) {
+    const ratioCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? `${hybrid.ratio.toFixed(2)}x` : hybrid.status, microsocks: '-' };
+    const stallCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.stallSeconds.toFixed(2) : hybrid.status, microsocks: '-' };
+    rows.push({ metric: 'hybrid access MPTCP/TCP ratio', cells: ratioCells, goal: GOALS.hybrid, result: hybrid.status === 'measured' ? (hybrid.ratio >= GOALS.hybrid.min ? 'PASS' : 'MISS') : 'n/a' });
+    rows.push({
+      metric: 'failover stall (s)',
+      cells: stallCells,
+      goalLabel: `< ${STALL_GOAL_SECONDS.toFixed(1)} s`,
+      result: hybrid.status === 'measured' ? (hybrid.stallSeconds < STALL_GOAL_SECONDS ? 'PASS' : 'MISS') : 'n/a',
+    });
   }
   // information only: no target
   if (cps) {
@@ -438,6 +455,7 @@ async function main(): Promise<number> {
   let tp: (ThroughputResult & { warmups: RoundRecord<ThroughputSample>[] }) | undefined;
   let cps: CpsResult | undefined;
   let lab: LabOutcome | undefined;
+  let hybrid: HybridOutcome | undefined;
   try {
     targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks());
     for (const t of targets) {
@@ -477,6 +495,11 @@ async function main(): Promise<number> {
     lab = await runLab(o.labTimeout * 1000, log);
     log(`lab: ${lab.status === 'measured' ? `${lab.ratio.toFixed(2)}x (TCP ${lab.tcpMbps} Mbit/s, MPTCP ${lab.mptcpMbps} Mbit/s)` : `${lab.status}: ${lab.reason}`}`);
   }
+  if (o.only.has('hybrid')) {
+    log('hybrid: intercepting router -> two uplinks -> concentrator');
+    hybrid = (await withTimeout(measureHybrid({ log }), o.labTimeout * 1000)) ?? { status: 'error', reason: `did not finish within ${o.labTimeout} s` };
+    log(`hybrid: ${hybrid.status === 'measured' ? `${hybrid.ratio.toFixed(2)}x, failover stall ${hybrid.stallSeconds.toFixed(2)} s` : `${hybrid.status}: ${hybrid.reason}`}`);
+  }
   machine.loadavgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
 
   // a column that ran but produced nothing at all is a bench failure, not a MISS
@@ -488,13 +511,15 @@ async function main(): Promise<number> {
     }
   }
 
-  const rows = buildRows(targets, tp, cps, lab);
+  const rows = buildRows(targets, tp, cps, lab, hybrid);
   const table = formatTable(rows);
   const notes: string[] = [];
   if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
   if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency}, ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
   notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
+  if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
+  if (hybrid?.status === 'measured') notes.push(`hybrid: TCP ${hybrid.tcpMbps.toFixed(1)} Mbit/s, MPTCP ${hybrid.mptcpMbps.toFixed(1)} Mbit/s (two 50 Mbit/s uplinks); the failover download averaged ${hybrid.failoverMbps.toFixed(1)} Mbit/s`);
   if (lab && lab.status !== 'measured') notes.push(`lab: ${lab.status === 'not available' ? 'not available' : `${lab.status}: ${lab.reason}`}`);
 
   if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profile: ${profile.file}`);
@@ -512,6 +537,7 @@ async function main(): Promise<number> {
     throughput: tp,
     connections: cps,
     lab: lab ?? null,
+    hybrid: hybrid ?? null,
     edgewardProfile: profile ?? null,
     notes,
   };

@@ -1,0 +1,50 @@
+// Hybrid access in the lab: an unaware client's downloads through an intercepting edgeward router,
+// two 50 Mbit/s uplinks and an edgeward concentrator (the topology of
+// test/lab/hybrid-access.test.ts). Measures the MPTCP/TCP ratio (router policy mptcp:true vs
+// mptcp:false) and the failover stall: the longest time without a byte arriving when uplink A is
+// cut in the middle of an MPTCP download. Always tears the lab down.
+import { buildHybridLab, timedDownload } from '../test/helpers/hybrid-lab.js';
+import { download, edgewardSkipReason, labSkipReason, setDefaultTransport, startEdgeward, startFileServer, withLab } from '../test/helpers/lab.js';
+
+export type HybridOutcome =
+  | { status: 'measured'; tcpMbps: number; mptcpMbps: number; ratio: number; stallSeconds: number; failoverMbps: number }
+  | { status: 'skipped'; reason: string }
+  | { status: 'error'; reason: string };
+
+export async function measureHybrid(opts: { rounds?: number; log?: (line: string) => void } = {}): Promise<HybridOutcome> {
+  const skipped = labSkipReason({ needs: ['curl', 'python3', 'nft'] }) ?? edgewardSkipReason();
+  if (skipped) return { status: 'skipped', reason: skipped };
+  const log = opts.log ?? (() => {});
+  try {
+    return await withLab(async (lab) => {
+      const topo = await buildHybridLab(lab, { rateMbit: 50 });
+      const file = await startFileServer(lab, topo.server, { addr: topo.serverAddr, sizeMiB: 24, mptcp: false });
+      await startEdgeward(lab, topo.concentrator, { socks: '0.0.0.0:1080', args: ['--socks-mptcp', '--socks-allow', '10.251.0.0/16'] });
+      const router = await startEdgeward(lab, topo.router, {
+        args: ['--intercept', '15001', '--firewall', '--intercept-interface', topo.lanIf, '--upstream', `socks5://${topo.concentratorAddr}:1080`],
+      });
+      const best = { tcp: 0, mptcp: 0 };
+      for (let round = 1; round <= (opts.rounds ?? 2); round++) {
+        for (const mptcp of [false, true]) {
+          await setDefaultTransport(router, { mptcp });
+          const d = await download(lab, topo.client, file.url);
+          if (d.sha256 !== file.sha256) throw new Error('hybrid: a download arrived corrupt');
+          log(`hybrid: round ${round}, router policy mptcp:${mptcp} ${d.mbps.toFixed(1)} Mbit/s`);
+          if (mptcp) best.mptcp = Math.max(best.mptcp, d.mbps);
+          else best.tcp = Math.max(best.tcp, d.mbps);
+        }
+      }
+      await setDefaultTransport(router, { mptcp: true });
+      const dl = timedDownload(lab, topo.client, file.url, 60_000);
+      await new Promise((r) => setTimeout(r, 700));
+      await lab.setLinkUp(topo.router, topo.upA.a.ifname, false);
+      const f = await dl;
+      if (f.sha256 !== file.sha256) throw new Error('hybrid: the failover download arrived corrupt');
+      log(`hybrid: uplink A cut 0.7 s into an MPTCP download: completed at ${f.mbps.toFixed(1)} Mbit/s, longest stall ${f.maxStallSeconds.toFixed(2)} s`);
+      await router.stop();
+      return { status: 'measured', tcpMbps: best.tcp, mptcpMbps: best.mptcp, ratio: best.mptcp / best.tcp, stallSeconds: f.maxStallSeconds, failoverMbps: f.mbps };
+    });
+  } catch (e) {
+    return { status: 'error', reason: e instanceof Error ? e.message : String(e) };
+  }
+}
