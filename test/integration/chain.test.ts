@@ -1,0 +1,129 @@
+// Chaining on loopback: a gateway with --upstream hands its connections to a second edgeward through
+// SOCKS5 (with username/password), policies choose "direct" or another upstream per destination,
+// the upstream's refusals reach the client, and the command line's transport defaults (--no-delay,
+// --keepalive) and --bind-outgoing are in effect on real sockets. Clients: curl.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { closedPort, runCmd, startGateway, startHttpServer, startTcpServer, type Gateway, type HttpPeer } from '../helpers/gateway.js';
+
+interface Stats {
+  connectionsTotal: number;
+  failures: Record<string, number>;
+}
+
+interface ConnectionView {
+  destination: { address: string; port: number };
+  upstream?: string;
+  inEffect: { noDelay?: boolean; keepAlive?: false | { idle: number; interval: number; count: number } } | null;
+}
+
+async function curl(socks: string, url: string, user?: string): Promise<{ code: number | null; body: string; stderr: string }> {
+  const argv = ['curl', '-sS', '--max-time', '10', '--socks5', socks, ...(user ? ['--proxy-user', user] : []), url];
+  const r = await runCmd(argv, { timeoutMs: 15_000 });
+  return { code: r.code, body: r.stdout, stderr: r.stderr };
+}
+
+async function total(g: Gateway): Promise<number> {
+  const r = await g.api<Stats>('GET', '/api/v1/stats');
+  return r.body.connectionsTotal;
+}
+
+describe('chaining through an upstream edgeward', () => {
+  let upstream: Gateway;
+  let router: Gateway;
+  let web: HttpPeer;
+
+  before(async () => {
+    web = await startHttpServer('hello through the chain');
+    upstream = await startGateway({ args: ['--socks-auth', '--socks-mptcp'] });
+    const u = await upstream.api('POST', '/api/v1/users', { username: 'hop', password: 'hop-secret' });
+    assert.equal(u.status, 201, u.text);
+    router = await startGateway({ args: ['--upstream', `socks5://hop:hop-secret@127.0.0.1:${upstream.socksPort}`, '--no-delay', '--keepalive', '45,7,4'] });
+  });
+
+  after(async () => {
+    await router?.stop();
+    await upstream?.stop();
+    await web?.close();
+  });
+
+  it('carries a request through both gateways, and says so in /api/v1/connections', async () => {
+    const before = await total(upstream);
+    const held = await startTcpServer(() => undefined); // keeps the connection open while we look
+    const url = `http://127.0.0.1:${web.port}/`;
+    const r = await curl(`127.0.0.1:${router.socksPort}`, url);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.body, 'hello through the chain');
+    assert.equal(await total(upstream), before + 1, 'the upstream relayed the connection');
+
+    // an open connection: the router lists it with its upstream and the command line's defaults
+    const sock = await import('node:net').then((net) => net.connect(router.socksPort, '127.0.0.1'));
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    sock.write(Buffer.from([5, 1, 0]));
+    const req = Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, 0, 0]);
+    req.writeUInt16BE(held.port, 8);
+    await new Promise((r2) => sock.once('data', r2));
+    sock.write(req);
+    const reply = await new Promise<Buffer>((r2) => sock.once('data', r2));
+    assert.equal(reply[1], 0, 'SOCKS reply');
+    const list = await router.api<{ connections: ConnectionView[] }>('GET', '/api/v1/connections');
+    const c = list.body.connections.find((x) => x.destination.port === held.port);
+    assert.ok(c, list.text);
+    assert.equal(c.upstream, `socks5://hop@127.0.0.1:${upstream.socksPort}`, 'the upstream is shown without its password');
+    assert.equal(c.inEffect?.noDelay, true, '--no-delay is in effect on the hop');
+    assert.deepEqual(c.inEffect?.keepAlive, { idle: 45, interval: 7, count: 4 }, '--keepalive is in effect on the hop');
+    assert.ok(!list.text.includes('hop-secret'), 'the password never shows');
+    sock.destroy();
+    await held.close();
+  });
+
+  it('passes the upstream\'s refusal on to the client', async () => {
+    const port = await closedPort();
+    const r = await runCmd(['curl', '-sS', '--max-time', '10', '--socks5', `127.0.0.1:${router.socksPort}`, `http://127.0.0.1:${port}/`], { timeoutMs: 15_000 });
+    assert.equal(r.code, 97, `curl exit ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, /refused|connection/i);
+    const stats = await router.api<Stats>('GET', '/api/v1/stats');
+    assert.ok((stats.body.failures.connection_refused ?? 0) >= 1, stats.text);
+  });
+
+  it('a policy with via "direct" bypasses the upstream; one with its own via uses it', async () => {
+    const direct = await router.api<{ id: number }>('POST', '/api/v1/policies', { match: { host: '127.0.0.1', port: web.port }, transport: {}, via: 'direct' });
+    assert.equal(direct.status, 201, direct.text);
+    const before = await total(upstream);
+    const r = await curl(`127.0.0.1:${router.socksPort}`, `http://127.0.0.1:${web.port}/`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await total(upstream), before, 'a direct policy must not touch the upstream');
+
+    const wrong = await router.api('PATCH', `/api/v1/policies/${direct.body.id}`, { via: `socks5://hop:wrong@127.0.0.1:${upstream.socksPort}` });
+    assert.equal(wrong.status, 200, wrong.text);
+    const refused = await curl(`127.0.0.1:${router.socksPort}`, `http://127.0.0.1:${web.port}/`);
+    assert.equal(refused.code, 97, 'the upstream refused the wrong password: the client is refused (reply 2)');
+    await router.api('DELETE', `/api/v1/policies/${direct.body.id}`);
+  });
+
+  it('rejects a via that is not "direct" or a socks5 URL, naming the field', async () => {
+    const r = await router.api<{ error: { field: string; message: string } }>('POST', '/api/v1/policies', { match: { cidr: '198.51.100.0/24' }, transport: {}, via: 'http://proxy:3128' });
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.body.error.field, 'body.via');
+    assert.match(r.body.error.message, /socks5:\/\//);
+  });
+});
+
+describe('--bind-outgoing', () => {
+  it('connections leave from the given address', async () => {
+    const seen: string[] = [];
+    const server = await startTcpServer((s) => {
+      seen.push(s.remoteAddress ?? '');
+      s.end('HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    });
+    const g = await startGateway({ args: ['--bind-outgoing', '127.0.0.7'] });
+    try {
+      const r = await runCmd(['curl', '-sS', '--max-time', '10', '--socks5', `127.0.0.1:${g.socksPort}`, `http://127.0.0.1:${server.port}/`], { timeoutMs: 15_000 });
+      assert.equal(r.stdout, 'ok', r.stderr);
+      assert.deepEqual(seen, ['127.0.0.7']);
+    } finally {
+      await g.stop();
+      await server.close();
+    }
+  });
+});
