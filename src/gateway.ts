@@ -128,12 +128,13 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   let stopping: Promise<void> | null = null;
   const stop = (graceMs: number): Promise<void> => {
     stopping ??= (async () => {
-      const closing = Promise.all([socks.close(), intercept?.close()]);
+      await Promise.all([socks.close(), intercept?.close(), pool?.stopAccepting()]);
       logger.info('stopping: no new connections; draining', { open: registry.size, graceSeconds: graceMs / 1000 });
       const [left, workers] = await Promise.all([drain(registry, graceMs), pool?.stop(graceMs)]);
+      socks.destroyClients();
+      intercept?.destroyClients();
       const closed = left + (workers?.left ?? 0);
       if (closed > 0) logger.warn('grace period over: closed open connections', { closed });
-      await closing;
       if (firewall) {
         // the listener is closed: take the rules away so the LAN's traffic flows as before
         await removeFirewall(firewall).then(

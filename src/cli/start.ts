@@ -1,7 +1,7 @@
 // `edgeward start`: run the gateway until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
 import { openProxyRefusal, readConfigFile, resolveSettings, SETTINGS, SettingsError, type Settings } from '../config/settings.js';
-import { startGateway } from '../gateway.js';
+import { startGateway, type Gateway } from '../gateway.js';
 import { createLogger } from '../log.js';
 import type { Command } from './main.js';
 import { version } from './main.js';
@@ -66,33 +66,47 @@ async function run(args: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat });
-  let gateway;
+  // The handlers go in before the gateway starts: it logs "listening" (the readiness a supervisor or
+  // a script waits for) from inside startGateway, and a SIGTERM sent right after that line must stop
+  // it in order, not kill it. A signal during start-up stops the gateway as soon as it is up.
+  let gateway: Gateway | null = null;
+  let signals = 0;
+  let exitWith: (code: number) => void = () => undefined;
+  const exited = new Promise<number>((resolve) => (exitWith = resolve));
+  const stop = (g: Gateway): void => {
+    g.stop(settings.shutdownGrace * 1000).then(
+      () => exitWith(0),
+      (e: unknown) => {
+        logger.error('error while stopping', { error: String(e) });
+        exitWith(1);
+      },
+    );
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      logger.warn('second signal: exiting now', { signal: sig });
+      process.exit(1);
+    }
+    logger.info('signal received', { signal: sig });
+    if (gateway) stop(gateway);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
     gateway = await startGateway(settings, logger, version());
   } catch (e) {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
     logger.error('cannot start', { error: (e as Error).message });
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (sig: NodeJS.Signals): void => {
-      signals++;
-      if (signals > 1) {
-        logger.warn('second signal: exiting now', { signal: sig });
-        process.exit(1);
-      }
-      logger.info('signal received', { signal: sig });
-      gateway.stop(settings.shutdownGrace * 1000).then(
-        () => resolve(0),
-        (e: unknown) => {
-          logger.error('error while stopping', { error: String(e) });
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  if (signals > 0) stop(gateway);
+  const code = await exited;
+  // Everything is closed; a connect still in flight (up to --connect-timeout) must not hold the
+  // process: exit once the log has had a moment to flush.
+  setTimeout(() => process.exit(code), 1000).unref();
+  return code;
 }
 
 export const command: Command = { summary: 'run the gateway (SOCKS proxy + REST API)', usage, run };

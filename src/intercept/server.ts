@@ -55,6 +55,7 @@ function isUnspecifiedOrLoopback(ip: string): boolean {
 export class InterceptServer {
   private readonly servers: net.Server[] = [];
   private readonly local = new LocalAddresses();
+  private readonly clients = new Set<net.Socket>();
 
   constructor(private readonly opts: InterceptServerOptions) {}
 
@@ -104,14 +105,22 @@ export class InterceptServer {
     return bound;
   }
 
-  /** Stops accepting; open connections go on. */
+  /** Stops accepting at once; open connections go on. */
   async close(): Promise<void> {
-    await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of this.servers.splice(0)) s.close();
+  }
+
+  /** Closes every intercepted client connection still open (those still connecting too). */
+  destroyClients(): void {
+    for (const s of this.clients) s.destroy();
+    this.clients.clear();
   }
 
   private accept(client: net.Socket): void {
     const { opts } = this;
     client.on('error', () => undefined); // handled in the relay; never crash
+    this.clients.add(client);
+    client.once('close', () => this.clients.delete(client));
     const destIp = canonical(client.localAddress ?? '');
     const destPort = client.localPort ?? 0;
     const srcIp = canonical(client.remoteAddress ?? '');
@@ -149,6 +158,7 @@ export class InterceptServer {
           notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
           clientSocket: client,
           outSocket: remote,
+          bytesBase: { up: client.bytesRead, down: remote.bytesRead - (out.pending?.length ?? 0) },
         });
         if (out.pending && out.pending.length > 0) client.write(out.pending);
         relay(client, remote, { idleTimeout: opts.idleTimeout }, (how, err) => {

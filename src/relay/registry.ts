@@ -38,6 +38,11 @@ export interface ConnectionRecord {
   notApplied?: string[];
   clientSocket: Socket;
   outSocket?: Socket;
+  /**
+   * bytes the sockets had read before relaying began (the SOCKS handshake from the client, an
+   * upstream's SOCKS reply), which are not relayed bytes
+   */
+  bytesBase?: { up: number; down: number };
   /** byte counts for connections not carried by clientSocket/outSocket (UDP) */
   udp?: { up: number; down: number };
 }
@@ -57,7 +62,8 @@ export interface Totals {
 /** Bytes client->destination (up) and destination->client (down) of a record. */
 export function recordBytes(r: ConnectionRecord): { up: number; down: number } {
   if (r.udp) return r.udp;
-  return { up: r.clientSocket.bytesRead, down: r.outSocket?.bytesRead ?? 0 };
+  const base = r.bytesBase;
+  return { up: r.clientSocket.bytesRead - (base?.up ?? 0), down: (r.outSocket?.bytesRead ?? 0) - (base?.down ?? 0) };
 }
 
 export class ConnectionRegistry {

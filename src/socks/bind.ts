@@ -12,6 +12,8 @@ import type { SessionContext } from './server.js';
 
 /** How long a BIND waits for the incoming connection. */
 const BIND_ACCEPT_TIMEOUT_MS = 120_000;
+/** Bytes kept from the client while the peer has not connected yet; beyond that the client is paused. */
+const MAX_EARLY_BYTES = 64 * 1024;
 
 /** The local address the kernel would use to reach `ip` (a connected UDP socket sends nothing). */
 function localAddressToward(ip: string): Promise<string | null> {
@@ -65,8 +67,27 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
   } catch (err) {
     return fail(replyForError(err));
   }
+  if (client.destroyed) {
+    listener.close();
+    return;
+  }
   const bound = listener.address() as net.AddressInfo;
-  ctx.reader.detach();
+  // What the client sends before the peer connects (pipelined after the request, or after the first
+  // reply) belongs to the peer: keep it, bounded, and hand it to the relay; likewise an early FIN.
+  let clientEnded = ctx.reader.closed;
+  const pipelined = ctx.reader.detach();
+  const early: Buffer[] = pipelined.length > 0 ? [pipelined] : [];
+  let earlyBytes = pipelined.length;
+  const onEarlyData = (d: Buffer): void => {
+    early.push(d);
+    earlyBytes += d.length;
+    if (earlyBytes >= MAX_EARLY_BYTES) client.pause(); // the rest waits in the kernel's buffers
+  };
+  const onEarlyEnd = (): void => {
+    clientEnded = true;
+  };
+  client.on('data', onEarlyData);
+  client.once('end', onEarlyEnd);
   client.write(buildReply(Socks5Reply.SUCCEEDED, bound.address, bound.port));
 
   const timer = setTimeout(() => {
@@ -78,7 +99,7 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
     listener.close();
   };
   client.once('close', onClientGone);
-  client.resume();
+  if (earlyBytes < MAX_EARLY_BYTES) client.resume();
 
   listener.once('connection', (peer) => {
     clearTimeout(timer);
@@ -97,6 +118,8 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
       return;
     }
     client.pause();
+    client.removeListener('data', onEarlyData);
+    client.removeListener('end', onEarlyEnd);
     client.write(buildReply(Socks5Reply.SUCCEEDED, peerIp, peer.remotePort ?? 0));
     const rec = opts.registry.add({
       listener: 'socks5',
@@ -110,7 +133,8 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
       mptcpRequested: false,
       clientSocket: client,
       outSocket: peer,
+      bytesBase: { up: client.bytesRead - earlyBytes, down: 0 },
     });
-    relay(client, peer, { idleTimeout: opts.idleTimeout }, () => opts.registry.remove(rec));
+    relay(client, peer, { idleTimeout: opts.idleTimeout, pending: Buffer.concat(early), clientEnded }, () => opts.registry.remove(rec));
   });
 }

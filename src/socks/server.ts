@@ -67,6 +67,8 @@ export interface SessionContext {
 
 export class SocksServer {
   readonly server: net.Server;
+  /** every accepted client socket until it closes, handshaking or relaying */
+  private readonly clients = new Set<net.Socket>();
 
   constructor(private readonly opts: SocksServerOptions) {
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (s) => this.accept(s));
@@ -106,11 +108,21 @@ export class SocksServer {
 
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    // the listener stops at once; server.close's callback would wait for every connection to end
+    if (this.server.listening) this.server.close();
+    return Promise.resolve();
+  }
+
+  /** Closes every client connection still open (after the drain: the ones that never got to relaying, and the rest). */
+  destroyClients(): void {
+    for (const s of this.clients) s.destroy();
+    this.clients.clear();
   }
 
   private accept(client: net.Socket): void {
     const { opts } = this;
+    this.clients.add(client);
+    client.once('close', () => this.clients.delete(client));
     const remote = client.remoteAddress ?? '';
     if (opts.clientAllow.size > 0) {
       const ip = parseIp(remote);
@@ -256,6 +268,8 @@ export class SocksServer {
     }
     client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
     if (out.pending && out.pending.length > 0) client.write(out.pending);
+    const clientEnded = reader.closed;
+    const pending = reader.detach();
     const rec = opts.registry.add({
       listener,
       command: 'connect',
@@ -271,10 +285,10 @@ export class SocksServer {
       notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
       clientSocket: client,
       outSocket: remote,
+      bytesBase: { up: client.bytesRead - pending.length, down: remote.bytesRead - (out.pending?.length ?? 0) },
     });
     if (out.mptcpNote) ctx.log.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
-    const clientEnded = reader.closed;
-    relay(client, remote, { idleTimeout: opts.idleTimeout, pending: reader.detach(), clientEnded }, (how, err) => {
+    relay(client, remote, { idleTimeout: opts.idleTimeout, pending, clientEnded }, (how, err) => {
       opts.registry.remove(rec);
       if (ctx.log.enabled('debug')) ctx.log.debug('connection closed', { id: rec.id, how, error: err?.message });
     });

@@ -121,6 +121,11 @@ export class WorkerPool {
     return r.map((x) => x.snapshot);
   }
 
+  /** Closes the workers' listeners (and waits until they say so): no new connections from here on. */
+  async stopAccepting(): Promise<void> {
+    await this.askAll((id) => ({ type: 'stop-accepting', id }));
+  }
+
   /** Stops the workers: they stop accepting, drain for graceMs, close the rest and exit. Their final totals. */
   async stop(graceMs: number): Promise<{ left: number; snapshots: Snapshot[] }> {
     const r = await this.askAll<Extract<Reply, { type: 'stopped' }>>((id) => ({ type: 'stop', id, graceMs }), graceMs + REQUEST_TIMEOUT_MS);

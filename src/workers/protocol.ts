@@ -19,6 +19,7 @@ export type ToWorker =
   | { type: 'user-removed'; username: string }
   | { type: 'connections'; id: number; limit: number }
   | { type: 'snapshot'; id: number }
+  | { type: 'stop-accepting'; id: number }
   | { type: 'stop'; id: number; graceMs: number };
 
 export type ToMain =
@@ -27,4 +28,5 @@ export type ToMain =
   | { type: 'reapplied'; id: number; counts: ReapplyCounts }
   | { type: 'connections'; id: number; total: number; connections: Array<Record<string, unknown>> }
   | { type: 'snapshot'; id: number; snapshot: Snapshot }
+  | { type: 'not-accepting'; id: number }
   | { type: 'stopped'; id: number; left: number; snapshot: Snapshot };

@@ -38,9 +38,14 @@ async function main(): Promise<void> {
       case 'snapshot':
         send({ type: 'snapshot', id: m.id, snapshot: s.registry.snapshot() });
         return;
+      case 'stop-accepting':
+        await s.socks.close();
+        send({ type: 'not-accepting', id: m.id });
+        return;
       case 'stop': {
         await s.socks.close();
         const left = await drain(s.registry, m.graceMs);
+        s.socks.destroyClients();
         await s.store.close();
         send({ type: 'stopped', id: m.id, left, snapshot: s.registry.snapshot() });
         port.close();

@@ -23,8 +23,10 @@ function appendBounded(buf: string, chunk: string): string {
   return s.length > OUTPUT_LIMIT ? s.slice(s.length - OUTPUT_LIMIT) : s;
 }
 
-// Processes this module started and that are still running: killed if the test process exits first.
+// Processes this module started and that are still running, and the gateways' data directories:
+// killed and removed if the test process exits first.
 const live = new Set<ChildProcess>();
+const dataDirs = new Set<string>();
 process.once('exit', () => {
   for (const child of live) {
     try {
@@ -33,6 +35,7 @@ process.once('exit', () => {
       // already gone
     }
   }
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -194,6 +197,7 @@ function splitHostPort(text: string): { host: string; port: number } {
 /** Starts `edgeward start` and resolves once it logs "listening"; rejects (with its stderr) if it exits or hangs first. */
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'edgeward-it-'));
+  dataDirs.add(dataDir);
   const token = opts.token === undefined ? `it-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}` : opts.token;
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.EDGEWARD_API_TOKEN;
@@ -269,6 +273,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         clearTimeout(killer);
       }
       rmSync(dataDir, { recursive: true, force: true });
+      dataDirs.delete(dataDir);
       return exit!.code;
     })();
     return stopping;
