@@ -7,9 +7,8 @@ import { networkInterfaces } from 'node:os';
 import type { Logger } from '../log.js';
 import { openListenSocket, closeFd } from '../kernel/sockopt.js';
 import { formatIp, parseIp } from '../policy/address.js';
-import { relay } from '../relay/relay.js';
+import { applyClientOptions, relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
-import { applyLiveOptions, socketFd } from '../transport/dialer.js';
 import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
 import { replyForError, replyName } from '../socks/replies.js';
 
@@ -139,31 +138,16 @@ export class InterceptServer {
           remote.destroy();
           return;
         }
-        const t = out.decision.transport;
-        if (t.noDelay !== undefined || t.keepAlive !== undefined) {
-          const fd = socketFd(client);
-          if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
-        }
-        const rec = opts.registry.add({
+        applyClientOptions(client, out);
+        relayOutbound({
           listener: 'intercept',
-          command: 'connect',
-          startedAt: Date.now(),
-          client: { address: srcIp, port: client.remotePort ?? 0 },
+          client,
+          clientAddress: { address: srcIp, port: client.remotePort ?? 0 },
           destination: { address: destIp, port: destPort },
-          upstream: out.upstream,
-          policyId: out.decision.policy?.id ?? null,
-          transport: t,
-          mptcpRequested: t.mptcp === true,
-          mptcpNote: out.mptcpNote,
-          notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
-          clientSocket: client,
-          outSocket: remote,
-          bytesBase: { up: client.bytesRead, down: remote.bytesRead - (out.pending?.length ?? 0) },
-        });
-        if (out.pending && out.pending.length > 0) client.write(out.pending);
-        relay(client, remote, { idleTimeout: opts.idleTimeout }, (how, err) => {
-          opts.registry.remove(rec);
-          if (opts.logger.enabled('debug')) opts.logger.debug('connection closed', { id: rec.id, how, error: err?.message });
+          out,
+          registry: opts.registry,
+          idleTimeout: opts.idleTimeout,
+          logger: opts.logger,
         });
       },
       (err: unknown) => {

@@ -7,9 +7,8 @@ import { closeFd, openListenSocket } from '../kernel/sockopt.js';
 import type { UserService } from '../auth/users.js';
 import type { Logger } from '../log.js';
 import { CidrList, parseIp } from '../policy/address.js';
-import { relay } from '../relay/relay.js';
+import { applyClientOptions, relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry, Listener } from '../relay/registry.js';
-import { applyLiveOptions, socketFd } from '../transport/dialer.js';
 import { connectOutbound, type Outbound, type OutboundSettings } from '../transport/outbound.js';
 import { handleBind } from './bind.js';
 import {
@@ -261,36 +260,21 @@ export class SocksServer {
       client.destroy();
       return;
     }
-    const t = out.decision.transport;
-    if (t.noDelay !== undefined || t.keepAlive !== undefined) {
-      const fd = socketFd(client);
-      if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
-    }
+    applyClientOptions(client, out);
     client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
-    if (out.pending && out.pending.length > 0) client.write(out.pending);
     const clientEnded = reader.closed;
-    const pending = reader.detach();
-    const rec = opts.registry.add({
+    relayOutbound({
       listener,
-      command: 'connect',
-      startedAt: Date.now(),
-      client: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
+      client,
+      clientAddress: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
       user: ctx.user,
       destination: { host: dest.host, address: out.address, port: dest.port },
-      upstream: out.upstream,
-      policyId: out.decision.policy?.id ?? null,
-      transport: t,
-      mptcpRequested: t.mptcp === true,
-      mptcpNote: out.mptcpNote,
-      notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
-      clientSocket: client,
-      outSocket: remote,
-      bytesBase: { up: client.bytesRead - pending.length, down: remote.bytesRead - (out.pending?.length ?? 0) },
-    });
-    if (out.mptcpNote) ctx.log.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
-    relay(client, remote, { idleTimeout: opts.idleTimeout, pending, clientEnded }, (how, err) => {
-      opts.registry.remove(rec);
-      if (ctx.log.enabled('debug')) ctx.log.debug('connection closed', { id: rec.id, how, error: err?.message });
+      out,
+      pending: reader.detach(),
+      clientEnded,
+      registry: opts.registry,
+      idleTimeout: opts.idleTimeout,
+      logger: ctx.log,
     });
   }
 }

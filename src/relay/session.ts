@@ -1,0 +1,67 @@
+// One connected outbound connection, from the moment its client may talk to it: the transport's
+// client-side options, the registry record (listed by the API, re-applied on policy changes) and
+// the relay. Shared by the SOCKS server and the interceptor, so both count and report alike.
+import type { Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import { applyLiveOptions, socketFd } from '../transport/dialer.js';
+import type { Outbound } from '../transport/outbound.js';
+import { relay } from './relay.js';
+import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';
+
+export interface OutboundSession {
+  listener: Listener;
+  client: Socket;
+  clientAddress: { address: string; port: number };
+  user?: string;
+  destination: { host?: string; address: string; port: number };
+  out: Outbound;
+  /** bytes the client sent beyond its handshake (they go to the destination first) */
+  pending?: Buffer;
+  /** the client half-closed during the handshake */
+  clientEnded?: boolean;
+  registry: ConnectionRegistry;
+  idleTimeout: number;
+  logger: Logger;
+}
+
+/** Puts noDelay / keepAlive of the transport on the client-side socket too. */
+export function applyClientOptions(client: Socket, o: Outbound): void {
+  const t = o.decision.transport;
+  if (t.noDelay === undefined && t.keepAlive === undefined) return;
+  const fd = socketFd(client);
+  if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
+}
+
+/** Registers the connection and relays it until both sides are done. Call after any protocol reply. */
+export function relayOutbound(s: OutboundSession): ConnectionRecord {
+  const { client, out, registry } = s;
+  const remote = out.socket;
+  const t = out.decision.transport;
+  const pending = s.pending ?? Buffer.alloc(0);
+  const early = out.pending ?? Buffer.alloc(0);
+  const rec = registry.add({
+    listener: s.listener,
+    command: 'connect',
+    startedAt: Date.now(),
+    client: s.clientAddress,
+    user: s.user,
+    destination: s.destination,
+    upstream: out.upstream,
+    policyId: out.decision.policy?.id ?? null,
+    transport: t,
+    mptcpRequested: t.mptcp === true,
+    mptcpNote: out.mptcpNote,
+    notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
+    clientSocket: client,
+    outSocket: remote,
+    // the handshake and an upstream's SOCKS reply were read from these sockets but are not relayed bytes
+    bytesBase: { up: client.bytesRead - pending.length, down: remote.bytesRead - early.length },
+  });
+  if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
+  if (early.length > 0) client.write(early);
+  relay(client, remote, { idleTimeout: s.idleTimeout, pending, clientEnded: s.clientEnded }, (how, err) => {
+    registry.remove(rec);
+    if (s.logger.enabled('debug')) s.logger.debug('connection closed', { id: rec.id, how, error: err?.message });
+  });
+  return rec;
+}
