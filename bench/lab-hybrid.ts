@@ -18,7 +18,7 @@ export async function measureHybrid(opts: { rounds?: number; log?: (line: string
   try {
     return await withLab(async (lab) => {
       const topo = await buildHybridLab(lab, { rateMbit: 50 });
-      const file = await startFileServer(lab, topo.server, { addr: topo.serverAddr, sizeMiB: 24, mptcp: false });
+      const file = await startFileServer(lab, topo.server, { addr: topo.serverAddr, sizeMiB: 48, mptcp: false }); // ~4 s over both uplinks: startup weighs little
       await startEdgeward(lab, topo.concentrator, { socks: '0.0.0.0:1080', args: ['--socks-mptcp', '--socks-allow', '10.251.0.0/16'] });
       const router = await startEdgeward(lab, topo.router, {
         args: ['--intercept', '15001', '--firewall', '--intercept-interface', topo.lanIf, '--upstream', `socks5://${topo.concentratorAddr}:1080`],
