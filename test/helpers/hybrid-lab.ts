@@ -26,6 +26,9 @@ export interface HybridLab {
   lanIf: string;
   clientAddr: string;
   serverAddr: string;
+  /** IPv6 on the LAN and behind the concentrator (the uplinks stay IPv4: the hop is chained) */
+  clientAddr6: string;
+  serverAddr6: string;
   /** the concentrator's uplink-A address: where the router's upstream points */
   concentratorAddr: string;
   rateMbit: number;
@@ -42,6 +45,13 @@ export async function buildHybridLab(lab: Lab, opts: { rateMbit?: number } = {})
   const upB = await lab.link(router, concentrator, { addrA: '10.251.2.1/24', addrB: '10.251.2.2/24', rateMbit, ifA: 'upb', ifB: 'upb' });
   const core = await lab.link(concentrator, server, { addrA: '10.252.0.1/24', addrB: '10.252.0.2/24', ifA: 'srv0', ifB: 'eth0' });
 
+  // IPv6 on the client's LAN and the server's side: the router intercepts IPv6 too and chains it
+  // over the IPv4 uplinks; the concentrator reaches the server directly
+  await lab.ip(client, ['addr', 'add', 'fd00:250::2/64', 'dev', lan.a.ifname, 'nodad']);
+  await lab.ip(router, ['addr', 'add', 'fd00:250::1/64', 'dev', lan.b.ifname, 'nodad']);
+  await lab.ip(concentrator, ['addr', 'add', 'fd00:252::1/64', 'dev', core.a.ifname, 'nodad']);
+  await lab.ip(server, ['addr', 'add', 'fd00:252::2/64', 'dev', core.b.ifname, 'nodad']);
+  await lab.ip(client, ['-6', 'route', 'add', 'default', 'via', 'fd00:250::1']);
   await lab.ip(client, ['route', 'add', 'default', 'via', lan.b.ip]);
   await lab.ip(server, ['route', 'add', 'default', 'via', core.a.ip]);
   await lab.ip(router, ['route', 'add', '10.252.0.0/24', 'via', upA.b.ip]);
@@ -64,6 +74,8 @@ export async function buildHybridLab(lab: Lab, opts: { rateMbit?: number } = {})
     lanIf: lan.b.ifname,
     clientAddr: lan.a.ip,
     serverAddr: core.b.ip,
+    clientAddr6: 'fd00:250::2',
+    serverAddr6: 'fd00:252::2',
     concentratorAddr: upA.b.ip,
     rateMbit,
   };
@@ -82,7 +94,7 @@ export interface PeerEchoServer {
 export async function startPeerEchoServer(lab: Lab, ns: Netns, addr: string, port = 7000): Promise<PeerEchoServer> {
   const script = [
     'import socket',
-    's = socket.socket()',
+    `s = socket.socket(socket.AF_INET6 if ":" in "${addr}" else socket.AF_INET)`,
     's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
     `s.bind(("${addr}", ${port}))`,
     's.listen(16)',
@@ -97,7 +109,7 @@ export async function startPeerEchoServer(lab: Lab, ns: Netns, addr: string, por
   return {
     port,
     async seenFrom(from: Netns): Promise<string> {
-      const r = await lab.exec(from, ['python3', '-c', `import socket; c = socket.create_connection(("${addr}", ${port}), timeout=5); print(c.recv(100).decode().strip())`], { timeoutMs: 10_000 });
+      const r = await lab.exec(from, ['python3', '-c', `import socket; c = socket.create_connection(("${addr}", ${port}), timeout=5); c.settimeout(5); print(c.recv(100).decode().strip())`], { timeoutMs: 10_000 });
       return r.stdout.trim();
     },
   };

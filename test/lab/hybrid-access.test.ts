@@ -81,6 +81,15 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     assert.ok(r.stdout.includes("b''") || /reset|refused/i.test(r.stderr), `expected a closed connection, got ${r.stdout} ${r.stderr}`);
   });
 
+  test('IPv6 connections are intercepted too, and chained over the IPv4 uplinks', { timeout: 30_000 }, async () => {
+    const echo6 = await startPeerEchoServer(lab, topo.server, topo.serverAddr6, 7006);
+    const seen = await echo6.seenFrom(topo.client);
+    console.log(`client ${topo.clientAddr6} -> [${topo.serverAddr6}]:7006 with no proxy settings: the server saw ${seen}`);
+    assert.equal(seen, 'fd00:252::1', 'the server should see the concentrator, which the router chained the IPv6 connection to');
+    const stats = await router!.api('GET', '/api/v1/stats');
+    assert.ok((stats.body as { connectionsTotal: number }).connectionsTotal >= 2, stats.text);
+  });
+
   test('an MPTCP policy on the router makes the download at least 1.6x as fast, over two subflows', { timeout: 90_000 }, async () => {
     let best = { tcp: 0, mptcp: 0 };
     let inEffect: ConnectionView['inEffect'] = null;
