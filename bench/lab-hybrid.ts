@@ -3,11 +3,11 @@
 // test/lab/hybrid-access.test.ts). Measures the MPTCP/TCP ratio (router policy mptcp:true vs
 // mptcp:false) and the failover stall: the longest time without a byte arriving when uplink A is
 // cut in the middle of an MPTCP download. Always tears the lab down.
-import { buildHybridLab, timedDownload } from '../test/helpers/hybrid-lab.js';
+import { blackholeUplinkA, buildHybridLab, timedDownload } from '../test/helpers/hybrid-lab.js';
 import { download, edgewardSkipReason, labSkipReason, setDefaultTransport, startEdgeward, startFileServer, withLab } from '../test/helpers/lab.js';
 
 export type HybridOutcome =
-  | { status: 'measured'; tcpMbps: number; mptcpMbps: number; ratio: number; stallSeconds: number; failoverMbps: number }
+  | { status: 'measured'; tcpMbps: number; mptcpMbps: number; ratio: number; stallSeconds: number; failoverMbps: number; blackholeStallSeconds: number }
   | { status: 'skipped'; reason: string }
   | { status: 'error'; reason: string };
 
@@ -41,8 +41,26 @@ export async function measureHybrid(opts: { rounds?: number; log?: (line: string
       const f = await dl;
       if (f.sha256 !== file.sha256) throw new Error('hybrid: the failover download arrived corrupt');
       log(`hybrid: uplink A cut 0.7 s into an MPTCP download: completed at ${f.mbps.toFixed(1)} Mbit/s, longest stall ${f.maxStallSeconds.toFixed(2)} s`);
+      await lab.setLinkUp(topo.router, topo.upA.a.ifname, true);
+      await new Promise((r) => setTimeout(r, 1000));
+      // the harder case: uplink A stays up but carries nothing (no carrier loss to react to)
+      const bh = timedDownload(lab, topo.client, file.url, 60_000);
+      await new Promise((r) => setTimeout(r, 700));
+      await blackholeUplinkA(lab, topo, true);
+      const b = await bh;
+      await blackholeUplinkA(lab, topo, false);
+      if (b.sha256 !== file.sha256) throw new Error('hybrid: the download over a blackholed uplink arrived corrupt');
+      log(`hybrid: uplink A blackholed 0.7 s into an MPTCP download: completed at ${b.mbps.toFixed(1)} Mbit/s, longest stall ${b.maxStallSeconds.toFixed(2)} s`);
       await router.stop();
-      return { status: 'measured', tcpMbps: best.tcp, mptcpMbps: best.mptcp, ratio: best.mptcp / best.tcp, stallSeconds: f.maxStallSeconds, failoverMbps: f.mbps };
+      return {
+        status: 'measured',
+        tcpMbps: best.tcp,
+        mptcpMbps: best.mptcp,
+        ratio: best.mptcp / best.tcp,
+        stallSeconds: f.maxStallSeconds,
+        failoverMbps: f.mbps,
+        blackholeStallSeconds: b.maxStallSeconds,
+      };
     });
   } catch (e) {
     return { status: 'error', reason: e instanceof Error ? e.message : String(e) };

@@ -360,10 +360,17 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
     const stallCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.stallSeconds.toFixed(2) : hybrid.status, microsocks: '-' };
     rows.push({ metric: 'hybrid access MPTCP/TCP ratio', cells: ratioCells, goal: GOALS.hybrid, result: hybrid.status === 'measured' ? (hybrid.ratio >= GOALS.hybrid.min ? 'PASS' : 'MISS') : 'n/a' });
     rows.push({
-      metric: 'failover stall (s)',
+      metric: 'failover stall, uplink down (s)',
       cells: stallCells,
       goalLabel: `< ${STALL_GOAL_SECONDS.toFixed(1)} s`,
       result: hybrid.status === 'measured' ? (hybrid.stallSeconds < STALL_GOAL_SECONDS ? 'PASS' : 'MISS') : 'n/a',
+    });
+    const bhCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.blackholeStallSeconds.toFixed(2) : hybrid.status, microsocks: '-' };
+    rows.push({
+      metric: 'failover stall, uplink blackholed (s)',
+      cells: bhCells,
+      goalLabel: `< ${STALL_GOAL_SECONDS.toFixed(1)} s`,
+      result: hybrid.status === 'measured' ? (hybrid.blackholeStallSeconds < STALL_GOAL_SECONDS ? 'PASS' : 'MISS') : 'n/a',
     });
   }
   // information only: no target

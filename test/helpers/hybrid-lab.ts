@@ -135,6 +135,20 @@ export async function firewallState(lab: Lab, ns: Netns): Promise<string> {
   return [nft.stdout, rules.stdout, rules6.stdout, notKernel(routes.stdout), notKernel(routes6.stdout)].join('\n--\n');
 }
 
+/**
+ * Makes uplink A of the router a black hole, or ends that: every packet in or out of it is dropped
+ * while its link stays up, as when a mobile uplink loses service (no carrier loss tells the kernel).
+ */
+export async function blackholeUplinkA(lab: Lab, topo: HybridLab, on: boolean): Promise<void> {
+  if (on) {
+    const dev = topo.upA.a.ifname;
+    const rules = `table inet lab_blackhole {\n chain in { type filter hook input priority -300; iifname "${dev}" drop; }\n chain out { type filter hook output priority -300; oifname "${dev}" drop; }\n}\n`;
+    await lab.exec(topo.router, ['nft', '-f', '-'], { input: rules });
+  } else {
+    await lab.exec(topo.router, ['nft', 'delete', 'table', 'inet', 'lab_blackhole']);
+  }
+}
+
 export interface TimedDownload {
   bytes: number;
   seconds: number;

@@ -3,7 +3,7 @@
 // a concentrator running `edgeward start --socks-mptcp`, and a server behind it.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { buildHybridLab, firewallState, startPeerEchoServer, timedDownload, type HybridLab } from '../helpers/hybrid-lab.js';
+import { blackholeUplinkA, buildHybridLab, firewallState, startPeerEchoServer, timedDownload, type HybridLab } from '../helpers/hybrid-lab.js';
 import { download, edgewardSkipReason, Lab, labSkipReason, setDefaultTransport, startEdgeward, startFileServer, type EdgewardInLab, type FileServer } from '../helpers/lab.js';
 
 const MIN_RATIO = 1.6;
@@ -130,6 +130,21 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     }
     console.log(`download with uplink A cut at 0.7 s: ${d.bytes} bytes in ${d.seconds.toFixed(2)} s (${d.mbps.toFixed(1)} Mbit/s), longest stall ${d.maxStallSeconds.toFixed(2)} s`);
     assert.equal(d.bytes, file.bytes);
+    assert.equal(d.sha256, file.sha256, 'the download arrived corrupt after the failover');
+  });
+
+  test('uplink A turns into a black hole mid-download (link still up) and the download still completes intact', { timeout: 90_000 }, async () => {
+    await setDefaultTransport(router!, { mptcp: true });
+    const dl = timedDownload(lab, topo.client, file.url, 60_000);
+    await delay(700);
+    await blackholeUplinkA(lab, topo, true);
+    let d;
+    try {
+      d = await dl;
+    } finally {
+      await blackholeUplinkA(lab, topo, false);
+    }
+    console.log(`download with uplink A blackholed at 0.7 s: ${d.bytes} bytes in ${d.seconds.toFixed(2)} s, longest stall ${d.maxStallSeconds.toFixed(2)} s`);
     assert.equal(d.sha256, file.sha256, 'the download arrived corrupt after the failover');
   });
 
