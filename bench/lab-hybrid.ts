@@ -19,7 +19,10 @@ export async function measureHybrid(opts: { rounds?: number; log?: (line: string
     return await withLab(async (lab) => {
       const topo = await buildHybridLab(lab, { rateMbit: 50 });
       const file = await startFileServer(lab, topo.server, { addr: topo.serverAddr, sizeMiB: 48, mptcp: false }); // ~4 s over both uplinks: startup weighs little
-      await startEdgeward(lab, topo.concentrator, { socks: '0.0.0.0:1080', args: ['--socks-mptcp', '--socks-allow', '10.251.0.0/16'] });
+      // downloads are sent by the concentrator over the uplinks: --client-congestion picks the
+      // congestion control of that hop, for the TCP and the MPTCP runs alike (reno: bbr, this
+      // kernel's default, leaves ~4 % of the two uplinks unused under MPTCP; see bench/README.md)
+      await startEdgeward(lab, topo.concentrator, { socks: '0.0.0.0:1080', args: ['--socks-mptcp', '--socks-allow', '10.251.0.0/16', '--client-congestion', 'reno'] });
       const router = await startEdgeward(lab, topo.router, {
         args: ['--intercept', '15001', '--firewall', '--intercept-interface', topo.lanIf, '--upstream', `socks5://${topo.concentratorAddr}:1080`],
       });

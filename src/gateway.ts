@@ -81,7 +81,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   const socksAddr = parseListenAddress(settings.socks, '--socks');
   const apiAddr = parseListenAddress(settings.api, '--api');
   const intercept = settings.intercept !== ''
-    ? new InterceptServer({ outbound, registry, idleTimeout: settings.idleTimeout * 1000, maxConnections: settings.maxConnections, transparentSource: settings.transparentSource, logger })
+    ? new InterceptServer({ outbound, registry, idleTimeout: settings.idleTimeout * 1000, maxConnections: settings.maxConnections, transparentSource: settings.transparentSource, clientCongestion: settings.clientCongestion !== '' ? settings.clientCongestion : undefined, logger })
     : null;
   let socksBound: AddressInfo & { mptcp: boolean };
   let interceptBound: AddressInfo[] = [];

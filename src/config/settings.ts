@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { isLogLevel, type LogLevel } from '../log.js';
+import { availableCongestionControls } from '../kernel/capabilities.js';
 import type { KeepAliveSetting } from '../kernel/sockopt.js';
 import { CidrList, isLoopback, parseIp } from '../policy/address.js';
 import { parseUpstream } from '../socks/client.js';
@@ -39,6 +40,8 @@ export interface Settings {
   interceptInterface: string[];
   /** threads serving SOCKS: "auto" or a number */
   workers: string;
+  /** congestion control on accepted client connections; '' = the kernel default */
+  clientCongestion: string;
 }
 
 export const DEFAULTS: Settings = {
@@ -66,6 +69,7 @@ export const DEFAULTS: Settings = {
   firewall: false,
   interceptInterface: [],
   workers: 'auto',
+  clientCongestion: '',
 };
 
 type Kind = 'string' | 'boolean' | 'list' | 'seconds' | 'count';
@@ -92,6 +96,7 @@ export const SETTINGS: ReadonlyArray<{ key: string; field: keyof Settings; kind:
   { key: 'transparent-source', field: 'transparentSource', kind: 'boolean', help: 'intercepted connections keep the client address as source (replies must route back through this box)' },
   { key: 'bind-outgoing', field: 'bindOutgoing', kind: 'string', arg: 'ADDR', help: 'source address of outgoing connections' },
   { key: 'upstream', field: 'upstream', kind: 'string', arg: 'URL', help: 'chain connections through socks5://[user:pass@]host:port unless a policy has its own via' },
+  { key: 'client-congestion', field: 'clientCongestion', kind: 'string', arg: 'NAME', help: 'congestion control on accepted connections (the hop toward the client: on a concentrator, the MPTCP link from the router)' },
   { key: 'keepalive', field: 'keepalive', kind: 'string', arg: 'I,N,C', help: 'keepalive on both sockets by default: idle seconds, interval seconds, probes (e.g. 60,10,6)' },
   { key: 'no-delay', field: 'noDelay', kind: 'boolean', help: 'TCP_NODELAY (Nagle off) on both sockets by default' },
   { key: 'firewall', field: 'firewall', kind: 'boolean', help: 'with --intercept: apply the TPROXY nftables rules on start, remove them on stop' },
@@ -187,6 +192,10 @@ export function resolveSettings(file: Partial<Settings>, flags: Partial<Settings
     if (typeof up === 'string') throw new SettingsError(up);
   }
   if (s.keepalive !== '') parseKeepAlive(s.keepalive, '--keepalive');
+  if (s.clientCongestion !== '') {
+    const available = availableCongestionControls();
+    if (!available.includes(s.clientCongestion)) throw new SettingsError(`--client-congestion "${s.clientCongestion}" is not available on this kernel; available: ${available.join(', ')}`);
+  }
   if (s.transparentSource && s.intercept === '') throw new SettingsError('--transparent-source needs --intercept');
   if (s.firewall && s.intercept === '') throw new SettingsError('--firewall needs --intercept PORT');
   if (s.firewall && s.interceptInterface.length === 0) throw new SettingsError('--firewall needs at least one --intercept-interface IFACE (the LAN side whose connections are intercepted)');

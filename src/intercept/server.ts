@@ -20,6 +20,8 @@ export interface InterceptServerOptions {
   maxConnections: number;
   /** keep the client's address as the source of the outgoing connection (IP_TRANSPARENT + bind) */
   transparentSource: boolean;
+  /** congestion control for accepted client connections (--client-congestion) */
+  clientCongestion?: string;
   logger: Logger;
 }
 
@@ -138,7 +140,7 @@ export class InterceptServer {
           remote.destroy();
           return;
         }
-        applyClientOptions(client, out);
+        applyClientOptions(client, out, opts.clientCongestion);
         relayOutbound({
           listener: 'intercept',
           client,

@@ -24,12 +24,16 @@ export interface OutboundSession {
   logger: Logger;
 }
 
-/** Puts noDelay / keepAlive of the transport on the client-side socket too. */
-export function applyClientOptions(client: Socket, o: Outbound): void {
+/**
+ * Puts noDelay / keepAlive of the transport on the client-side socket too, and `congestion`
+ * (--client-congestion: the hop toward the client, e.g. a router's MPTCP link to its concentrator).
+ */
+export function applyClientOptions(client: Socket, o: Outbound, congestion?: string): string[] {
   const t = o.decision.transport;
-  if (t.noDelay === undefined && t.keepAlive === undefined) return;
+  if (t.noDelay === undefined && t.keepAlive === undefined && congestion === undefined) return [];
   const fd = socketFd(client);
-  if (fd !== null) applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive }, { congestion: false });
+  if (fd === null) return [];
+  return applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive, congestion }, { congestion: congestion !== undefined });
 }
 
 /** Registers the connection and relays it until both sides are done. Call after any protocol reply. */

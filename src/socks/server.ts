@@ -36,6 +36,8 @@ export interface SocksServerOptions {
   users: UserService;
   /** clients allowed to connect; empty = everyone who can reach the listener */
   clientAllow: CidrList;
+  /** congestion control for accepted client connections (--client-congestion) */
+  clientCongestion?: string;
   outbound: OutboundSettings;
   registry: ConnectionRegistry;
   /** ms for the client to finish the handshake */
@@ -260,7 +262,7 @@ export class SocksServer {
       client.destroy();
       return;
     }
-    applyClientOptions(client, out);
+    applyClientOptions(client, out, opts.clientCongestion);
     client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
     const clientEnded = reader.closed;
     relayOutbound({

@@ -52,6 +52,7 @@ export async function openSocksServices(settings: Settings, dataDir: string, log
     requireAuth: settings.socksAuth,
     users,
     clientAllow: CidrList.parse(settings.socksAllow, '--socks-allow'),
+    clientCongestion: settings.clientCongestion !== '' ? settings.clientCongestion : undefined,
     outbound,
     registry,
     handshakeTimeout: settings.handshakeTimeout * 1000,

@@ -35,7 +35,7 @@ describe('chaining through an upstream edgeward', () => {
 
   before(async () => {
     web = await startHttpServer('hello through the chain');
-    upstream = await startGateway({ args: ['--socks-auth', '--socks-mptcp'] });
+    upstream = await startGateway({ args: ['--socks-auth', '--socks-mptcp', '--client-congestion', 'reno'] });
     const u = await upstream.api('POST', '/api/v1/users', { username: 'hop', password: 'hop-secret' });
     assert.equal(u.status, 201, u.text);
     router = await startGateway({ args: ['--upstream', `socks5://hop:hop-secret@127.0.0.1:${upstream.socksPort}`, '--no-delay', '--keepalive', '45,7,4'] });
@@ -73,6 +73,9 @@ describe('chaining through an upstream edgeward', () => {
     assert.equal(c.inEffect?.noDelay, true, '--no-delay is in effect on the hop');
     assert.deepEqual(c.inEffect?.keepAlive, { idle: 45, interval: 7, count: 4 }, '--keepalive is in effect on the hop');
     assert.ok(!list.text.includes('hop-secret'), 'the password never shows');
+    // --client-congestion on the upstream: its accepted socket (the hop from the router) runs reno
+    const ss = await runCmd(['ss', '-tinH', 'state', 'established', `( sport = :${upstream.socksPort} )`], { timeoutMs: 10_000 });
+    assert.match(ss.stdout, /\breno\b/, `ss -ti of the upstream's accepted socket:\n${ss.stdout}`);
     sock.destroy();
     await held.close();
   });

@@ -41,7 +41,8 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     // on all addresses: the second subflow joins at the address the concentrator announces (uplink B)
     concentrator = await startEdgeward(lab, topo.concentrator, {
       socks: '0.0.0.0:1080',
-      args: ['--socks-mptcp', '--socks-allow', '10.251.0.0/16'],
+      // reno on the hop back to the router (downloads flow that way): see bench/README.md
+      args: ['--socks-mptcp', '--socks-allow', '10.251.0.0/16', '--client-congestion', 'reno'],
     });
     pristine = await firewallState(lab, topo.router);
     router = await startEdgeward(lab, topo.router, { args: routerArgs(['--upstream', `socks5://${topo.concentratorAddr}:1080`]) });
