@@ -86,8 +86,8 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   let socksBound: AddressInfo & { mptcp: boolean };
   let interceptBound: AddressInfo[] = [];
   try {
-    socksBound = await socks.listen(socksAddr.host, socksAddr.port, { mptcp: settings.socksMptcp, reusePort: threads > 1 });
-    if (threads > 1) pool = await WorkerPool.start(threads - 1, settings, dataDir, socksBound.address, socksBound.port, logger);
+    socksBound = await socks.listen(socksAddr.host, socksAddr.port, { mptcp: settings.socksMptcp, shareable: threads > 1 });
+    if (threads > 1) pool = await WorkerPool.start(threads - 1, settings, dataDir, socks.listenFd!, logger);
     if (intercept) {
       const at = parseInterceptAddress(settings.intercept);
       interceptBound = await intercept.listen(at.host, at.port).catch((e: unknown) => {

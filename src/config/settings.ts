@@ -83,7 +83,7 @@ export const SETTINGS: ReadonlyArray<{ key: string; field: keyof Settings; kind:
   { key: 'socks-allow', field: 'socksAllow', kind: 'list', arg: 'CIDR', help: 'clients allowed to use the proxy (repeatable; default: all who reach it)' },
   { key: 'socks-deny', field: 'socksDeny', kind: 'list', arg: 'CIDR', help: 'destinations never connected to (repeatable)' },
   { key: 'allow-open-proxy', field: 'allowOpenProxy', kind: 'boolean', help: 'allow a non-loopback SOCKS listener with neither --socks-auth nor --socks-allow' },
-  { key: 'workers', field: 'workers', kind: 'string', arg: 'N', help: 'threads serving SOCKS on one port (SO_REUSEPORT): a number, or auto = one per CPU up to 8 (default auto)' },
+  { key: 'workers', field: 'workers', kind: 'string', arg: 'N', help: 'threads serving SOCKS, all accepting from the one listening socket: a number, or auto = one per CPU up to 8 (default auto)' },
   { key: 'max-connections', field: 'maxConnections', kind: 'count', arg: 'N', help: 'open client connections at most (default 10000)' },
   { key: 'handshake-timeout', field: 'handshakeTimeout', kind: 'seconds', arg: 'SEC', help: 'time for a client to finish the SOCKS handshake (default 10)' },
   { key: 'connect-timeout', field: 'connectTimeout', kind: 'seconds', arg: 'SEC', help: 'time to connect to a destination (default 15)' },

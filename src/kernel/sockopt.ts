@@ -19,7 +19,6 @@ const IP_TRANSPARENT = 19;
 const IPV6_TRANSPARENT = 75;
 const IPV6_V6ONLY = 26;
 const SO_REUSEADDR = 2;
-const SO_REUSEPORT = 15;
 const SOL_MPTCP = 284;
 const SO_KEEPALIVE = 9;
 const SO_PROTOCOL = 38;
@@ -38,6 +37,7 @@ const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, cons
 const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
 const c_bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
 const c_listen = libc.func('int listen(int fd, int backlog)');
+const c_dup = libc.func('int dup(int fd)');
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
@@ -109,8 +109,6 @@ export interface ListenSocketOptions {
   mptcp?: boolean;
   /** IP_TRANSPARENT / IPV6_TRANSPARENT: the socket TPROXY hands intercepted connections to */
   transparent?: boolean;
-  /** SO_REUSEPORT: several listeners (one per worker thread) on one port, the kernel spreads connections */
-  reusePort?: boolean;
 }
 
 /**
@@ -123,7 +121,6 @@ export function openListenSocket(o: ListenSocketOptions): OpenedSocket {
   const { fd } = opened;
   try {
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
-    if (o.reusePort) setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1, 'SO_REUSEPORT');
     if (o.family === 6) setInt(fd, SOL_IPV6, IPV6_V6ONLY, 1, 'IPV6_V6ONLY');
     if (o.transparent) setTransparent(fd, o.family);
     const sa = sockaddr(o.family, o.host, o.port);
@@ -140,6 +137,16 @@ export function openListenSocket(o: ListenSocketOptions): OpenedSocket {
 export function setTransparent(fd: number, family: 4 | 6): void {
   if (family === 6) setInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1, 'IPV6_TRANSPARENT');
   else setInt(fd, SOL_IP, IP_TRANSPARENT, 1, 'IP_TRANSPARENT');
+}
+
+/**
+ * A second fd for the same socket (dup(2)). fds belong to the process, so a worker thread can
+ * accept on a listening socket the main thread made: one accept queue, shared by all threads.
+ */
+export function dupFd(fd: number): number {
+  const copy = c_dup(fd) as number;
+  check('dup', copy);
+  return copy;
 }
 
 /** Closes an fd that was never handed to Node. */

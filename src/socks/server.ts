@@ -68,6 +68,8 @@ export interface SessionContext {
 
 export class SocksServer {
   readonly server: net.Server;
+  /** the listening socket's fd when this server made it itself (listen with mptcp or shareable) */
+  listenFd: number | null = null;
   /** every accepted client socket until it closes, handshaking or relaying */
   private readonly clients = new Set<net.Socket>();
 
@@ -82,13 +84,15 @@ export class SocksServer {
   /**
    * Starts listening; resolves with the bound address. With `mptcp` the listening socket is
    * IPPROTO_MPTCP: MPTCP clients get MPTCP, plain TCP clients still work (the kernel falls back).
+   * With `shareable` the socket is made here (not by Node), so that its fd can be duplicated for
+   * other threads (`listenFd`); with `fd`, this server accepts on a socket another thread made.
    */
-  async listen(host: string, port: number, o: { mptcp?: boolean; reusePort?: boolean } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
-    let fd: number | undefined;
-    let mptcp = false;
-    if (o.mptcp || o.reusePort) {
+  async listen(host: string, port: number, o: { mptcp?: boolean; shareable?: boolean; fd?: number } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
+    let fd: number | undefined = o.fd;
+    let mptcp = o.fd !== undefined && o.mptcp === true;
+    if (fd === undefined && (o.mptcp || o.shareable)) {
       const ip = net.isIP(host) ? host : (await lookup(host)).address;
-      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: o.mptcp === true, reusePort: o.reusePort });
+      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: o.mptcp === true });
       fd = opened.fd;
       mptcp = opened.mptcp;
       if (opened.mptcpUnavailable) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
@@ -102,6 +106,7 @@ export class SocksServer {
       const address = fd !== undefined ? { fd } : { host, port, backlog: 1024 };
       this.server.listen(address, () => {
         this.server.removeListener('error', onError);
+        this.listenFd = fd ?? null;
         resolve({ ...(this.server.address() as net.AddressInfo), mptcp });
       });
     });

@@ -6,6 +6,7 @@ import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log.js';
 import type { ReapplyCounts } from '../policy/live.js';
 import type { Snapshot } from '../relay/view.js';
+import { dupFd } from '../kernel/sockopt.js';
 import type { ToMain, ToWorker, WorkerInit } from './protocol.js';
 
 const REQUEST_TIMEOUT_MS = 5000;
@@ -29,16 +30,16 @@ export class WorkerPool {
   private constructor(private readonly logger: Logger) {}
 
   /**
-   * Starts `count` worker threads serving SOCKS on host:port (the main thread listens there too,
-   * with SO_REUSEPORT). Resolves once all listen; rejects (stopping the others) if one fails.
+   * Starts `count` worker threads serving SOCKS on the main thread's listening socket `listenFd`
+   * (each gets a dup of it). Resolves once all listen; rejects (stopping the others) if one fails.
    */
-  static async start(count: number, settings: Settings, dataDir: string, host: string, port: number, logger: Logger): Promise<WorkerPool> {
+  static async start(count: number, settings: Settings, dataDir: string, listenFd: number, logger: Logger): Promise<WorkerPool> {
     const pool = new WorkerPool(logger);
     const url = new URL('./socks-worker.js', import.meta.url);
     try {
       await Promise.all(
         Array.from({ length: count }, (_, i) => {
-          const init: WorkerInit = { settings, dataDir, thread: i + 1, threads: count + 1, host, port };
+          const init: WorkerInit = { settings, dataDir, thread: i + 1, threads: count + 1, fd: dupFd(listenFd) };
           const worker = new Worker(url, { workerData: init });
           let onExit = (): void => undefined;
           const exit = new Promise<void>((r) => (onExit = r));

@@ -9,9 +9,8 @@ export interface WorkerInit {
   /** this worker's number, 1.. (the main thread is 0) */
   thread: number;
   threads: number;
-  /** the SOCKS listener's address and the port the main thread bound */
-  host: string;
-  port: number;
+  /** a dup of the main thread's listening SOCKS socket: all threads accept from one queue */
+  fd: number;
 }
 
 export type ToWorker =

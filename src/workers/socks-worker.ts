@@ -1,6 +1,7 @@
-// A worker thread serving SOCKS: its own event loop, store handle, policy snapshot, registry and
-// SOCKS listener, on the same port as the main thread's (SO_REUSEPORT: the kernel spreads incoming
-// connections). The main thread owns the API; it asks workers over messages (protocol.ts).
+// A worker thread serving SOCKS: its own event loop, store handle, policy snapshot and registry,
+// accepting on a dup of the main thread's listening socket (fds belong to the process: one accept
+// queue feeds every thread, so a busy thread simply accepts less). The main thread owns the API;
+// it asks workers over messages (protocol.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../log.js';
 import { reapplyCounts } from '../policy/live.js';
@@ -15,7 +16,7 @@ const logger = createLogger({ level: init.settings.logLevel, format: init.settin
 
 async function main(): Promise<void> {
   const s = await openSocksServices(init.settings, init.dataDir, logger, init.thread, init.threads);
-  await s.socks.listen(init.host, init.port, { mptcp: init.settings.socksMptcp, reusePort: true });
+  await s.socks.listen('', 0, { fd: init.fd, mptcp: init.settings.socksMptcp });
   port.on('message', (m: ToWorker) => {
     handle(m).catch((e: unknown) => logger.error('worker: request failed', { type: m.type, error: String(e) }));
   });
