@@ -6,8 +6,8 @@ import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from '../log.js';
 import { openListenSocket, closeFd } from '../kernel/sockopt.js';
-import { formatIp, parseIp } from '../policy/address.js';
-import { applyClientOptions, relayOutbound } from '../relay/session.js';
+import { formatIp, isLoopback, isUnspecified, parseIp } from '../policy/address.js';
+import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
 import { replyForError, replyName } from '../socks/replies.js';
@@ -48,9 +48,7 @@ function canonical(ip: string): string {
 
 function isUnspecifiedOrLoopback(ip: string): boolean {
   const p = parseIp(ip);
-  if (!p) return true;
-  if (p.bytes.every((b) => b === 0)) return true;
-  return p.family === 4 ? p.bytes[0] === 127 : p.bytes.every((b, i) => (i === 15 ? b === 1 : b === 0));
+  return !p || isUnspecified(ip) || isLoopback(p);
 }
 
 export class InterceptServer {
@@ -140,13 +138,13 @@ export class InterceptServer {
           remote.destroy();
           return;
         }
-        applyClientOptions(client, out, opts.clientCongestion);
         relayOutbound({
           listener: 'intercept',
           client,
           clientAddress: { address: srcIp, port: client.remotePort ?? 0 },
           destination: { address: destIp, port: destPort },
           out,
+          clientCongestion: opts.clientCongestion,
           registry: opts.registry,
           idleTimeout: opts.idleTimeout,
           logger: opts.logger,

@@ -128,6 +128,20 @@ export function isLoopback(ip: IpAddress): boolean {
   return ip.bytes.every((b, i) => (i === 15 ? b === 1 : b === 0));
 }
 
+/** true when `ip` is 0.0.0.0 or :: (or not an address at all). */
+export function isUnspecified(ip: string): boolean {
+  const p = parseIp(ip);
+  return !p || p.bytes.every((b) => b === 0);
+}
+
+/** true when both texts are the same address (IPv4-mapped IPv6 equals its IPv4 form). */
+export function sameIp(a: string, b: string): boolean {
+  if (a === b) return true;
+  const x = parseIp(a);
+  const y = parseIp(b);
+  return !!x && !!y && x.family === y.family && x.bytes.every((v, i) => v === y.bytes[i]);
+}
+
 /** A list of CIDR blocks, answering "is this address inside any of them". */
 export class CidrList {
   private readonly blocks: Cidr[];

@@ -19,6 +19,8 @@ export interface OutboundSession {
   pending?: Buffer;
   /** the client half-closed during the handshake */
   clientEnded?: boolean;
+  /** congestion control for the client-side socket (--client-congestion) */
+  clientCongestion?: string;
   registry: ConnectionRegistry;
   idleTimeout: number;
   logger: Logger;
@@ -28,7 +30,7 @@ export interface OutboundSession {
  * Puts noDelay / keepAlive of the transport on the client-side socket too, and `congestion`
  * (--client-congestion: the hop toward the client, e.g. a router's MPTCP link to its concentrator).
  */
-export function applyClientOptions(client: Socket, o: Outbound, congestion?: string): string[] {
+function applyClientOptions(client: Socket, o: Outbound, congestion?: string): string[] {
   const t = o.decision.transport;
   if (t.noDelay === undefined && t.keepAlive === undefined && congestion === undefined) return [];
   const fd = socketFd(client);
@@ -36,11 +38,13 @@ export function applyClientOptions(client: Socket, o: Outbound, congestion?: str
   return applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive, congestion }, { congestion: congestion !== undefined });
 }
 
-/** Registers the connection and relays it until both sides are done. Call after any protocol reply. */
+/** Sets the client-side options, registers the connection and relays it until both sides are done. Call after any protocol reply. */
 export function relayOutbound(s: OutboundSession): ConnectionRecord {
   const { client, out, registry } = s;
   const remote = out.socket;
   const t = out.decision.transport;
+  const clientFailures = applyClientOptions(client, out, s.clientCongestion);
+  const notApplied = clientFailures.length === 0 ? out.notApplied : [...out.notApplied, ...clientFailures.map((f) => `client side: ${f}`)];
   const pending = s.pending ?? Buffer.alloc(0);
   const early = out.pending ?? Buffer.alloc(0);
   const rec = registry.add({
@@ -55,7 +59,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
     transport: t,
     mptcpRequested: t.mptcp === true,
     mptcpNote: out.mptcpNote,
-    notApplied: out.notApplied.length > 0 ? out.notApplied : undefined,
+    notApplied: notApplied.length > 0 ? notApplied : undefined,
     clientSocket: client,
     outSocket: remote,
     // the handshake and an upstream's SOCKS reply were read from these sockets but are not relayed bytes

@@ -3,7 +3,7 @@
 // peer must be the host named in the request, unless the request named 0.0.0.0 / ::.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { parseIp } from '../policy/address.js';
+import { isUnspecified, sameIp } from '../policy/address.js';
 import { relay } from '../relay/relay.js';
 import { isDenied, resolveHost } from '../transport/outbound.js';
 import { buildReply, Socks5Reply, type SocksAddress } from './codec.js';
@@ -29,17 +29,6 @@ function localAddressToward(ip: string): Promise<string | null> {
       resolve(a);
     });
   });
-}
-
-function isUnspecified(ip: string): boolean {
-  const p = parseIp(ip);
-  return !p || p.bytes.every((b) => b === 0);
-}
-
-function sameIp(a: string, b: string): boolean {
-  const x = parseIp(a);
-  const y = parseIp(b);
-  return !!x && !!y && x.family === y.family && x.bytes.every((v, i) => v === y.bytes[i]);
 }
 
 export async function handleBind(ctx: SessionContext, requested: SocksAddress): Promise<void> {

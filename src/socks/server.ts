@@ -7,7 +7,7 @@ import { closeFd, openListenSocket } from '../kernel/sockopt.js';
 import type { UserService } from '../auth/users.js';
 import type { Logger } from '../log.js';
 import { CidrList, parseIp } from '../policy/address.js';
-import { applyClientOptions, relayOutbound } from '../relay/session.js';
+import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry, Listener } from '../relay/registry.js';
 import { connectOutbound, type Outbound, type OutboundSettings } from '../transport/outbound.js';
 import { handleBind } from './bind.js';
@@ -267,7 +267,6 @@ export class SocksServer {
       client.destroy();
       return;
     }
-    applyClientOptions(client, out, opts.clientCongestion);
     client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
     const clientEnded = reader.closed;
     relayOutbound({
@@ -279,6 +278,7 @@ export class SocksServer {
       out,
       pending: reader.detach(),
       clientEnded,
+      clientCongestion: opts.clientCongestion,
       registry: opts.registry,
       idleTimeout: opts.idleTimeout,
       logger: ctx.log,

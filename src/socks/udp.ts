@@ -3,18 +3,11 @@
 // client has sent to (address-restricted, so the relay is no open UDP reflector).
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { parseIp } from '../policy/address.js';
+import { sameIp } from '../policy/address.js';
 import { isDenied, resolveHost } from '../transport/outbound.js';
 import { buildReply, buildUdpDatagram, parseUdpDatagram, Socks5Reply, type SocksAddress } from './codec.js';
 import { replyForError, replyName } from './replies.js';
 import type { SessionContext } from './server.js';
-
-function sameIp(a: string, b: string): boolean {
-  if (a === b) return true;
-  const x = parseIp(a);
-  const y = parseIp(b);
-  return !!x && !!y && x.family === y.family && x.bytes.every((v, i) => v === y.bytes[i]);
-}
 
 /** Runs one UDP association until the control connection closes or goes idle. */
 export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAddress): Promise<void> {

@@ -57,20 +57,30 @@ export function isDenied(deny: CidrList, address: string): boolean {
   return ip !== null && deny.contains(ip);
 }
 
+/** Parsed policy via URLs: a policy's URL is parsed once, not for every connection it matches. */
+const parsedVia = new Map<string, Upstream | null>();
+
 /** The upstream a decision says to use: its policy's via, else the global one; null = direct. */
 function upstreamFor(decision: PolicyDecision, s: OutboundSettings): Upstream | null {
-  if (decision.via === undefined) return s.upstream ?? null;
-  if (decision.via === 'direct') return null;
-  const up = parseUpstream(decision.via, 'via');
-  return typeof up === 'string' ? null : up; // the policy service only stores valid URLs
+  const via = decision.via;
+  if (via === undefined) return s.upstream ?? null;
+  if (via === 'direct') return null;
+  let up = parsedVia.get(via);
+  if (up === undefined) {
+    const parsed = parseUpstream(via, 'via');
+    up = typeof parsed === 'string' ? null : parsed; // the policy service only stores valid URLs
+    if (parsedVia.size > 10_000) parsedVia.clear(); // bounded: policies come and go
+    parsedVia.set(via, up);
+  }
+  return up;
 }
 
-/** Resolves `host`; null when it cannot be resolved here (an upstream may still resolve it). */
-async function tryResolve(host: string): Promise<string[] | null> {
+/** Resolves `host`: its addresses, or the resolver's error (an upstream may still resolve it). */
+async function tryResolve(host: string): Promise<string[] | { error: unknown }> {
   try {
     return await resolveHost(host);
-  } catch {
-    return null;
+  } catch (error) {
+    return { error };
   }
 }
 
@@ -110,13 +120,12 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
   if (req.ip !== undefined) candidates = [req.ip];
   else {
     const resolved = await tryResolve(req.host!);
-    if (resolved === null || resolved.length === 0) {
+    if (!Array.isArray(resolved) || resolved.length === 0) {
       // not resolvable here: an upstream chosen by the name alone may resolve it at its end
       const byName = s.policies.decide({ host: req.host, port: req.port });
       const up = upstreamFor(byName, s);
       if (up) return chain(up, { host: req.host, port: req.port }, byName, s, deadline);
-      await resolveHost(req.host!); // throws the resolver's error (ENOTFOUND, EAI_AGAIN, ...)
-      throw errnoError('ENOTFOUND', `no address for ${req.host}`);
+      throw Array.isArray(resolved) ? errnoError('ENOTFOUND', `no address for ${req.host}`) : resolved.error;
     }
     candidates = resolved;
   }
