@@ -4,7 +4,8 @@
 // of ours gets the same answer.
 import type { Socket } from 'node:net';
 import { isIPv4, isIPv6 } from 'node:net';
-import { AuthMethod, encodeAddress, isParseError, Socks5Reply, SOCKS5, type Parsed, type SocksAddress } from './codec.js';
+import { AuthMethod, encodeAddress, Socks5Reply, SOCKS5, type Parsed, type SocksAddress } from './codec.js';
+import { FrameReader } from './frame-reader.js';
 
 /** Where to chain to: socks5://[user:pass@]host:port. */
 export interface Upstream {
@@ -54,49 +55,6 @@ export class UpstreamError extends Error {
   }
 }
 
-function readExactly<T>(socket: Socket, parse: (b: Buffer) => Parsed<T>, timeoutMs: number): Promise<{ value: T; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let buf: Buffer = Buffer.alloc(0);
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('end', onEnd);
-      socket.removeListener('error', onError);
-      socket.pause();
-    };
-    const onData = (chunk: Buffer): void => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      const r = parse(buf);
-      if (r === 'more') {
-        if (buf.length > 1024) {
-          cleanup();
-          reject(new UpstreamError(Socks5Reply.GENERAL_FAILURE, 'upstream sent an oversized SOCKS reply'));
-        }
-        return;
-      }
-      cleanup();
-      if (isParseError(r)) reject(new UpstreamError(Socks5Reply.GENERAL_FAILURE, `upstream broke the SOCKS protocol: ${r.message}`));
-      else resolve({ value: r.value, rest: buf.subarray(r.consumed) });
-    };
-    const onEnd = (): void => {
-      cleanup();
-      reject(new UpstreamError(Socks5Reply.GENERAL_FAILURE, 'upstream closed the connection during the SOCKS handshake'));
-    };
-    const onError = (e: Error): void => {
-      cleanup();
-      reject(e);
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(Object.assign(new Error('upstream SOCKS handshake timed out'), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('error', onError);
-    socket.resume();
-  });
-}
-
 function parseMethodReply(b: Buffer): Parsed<number> {
   if (b.length < 2) return 'more';
   if (b[0] !== SOCKS5) return { error: 'bad_version', message: `method reply version ${b[0]}` };
@@ -120,28 +78,45 @@ function parseConnectReply(b: Buffer): Parsed<number> {
 
 /**
  * Asks the upstream, over a connected socket, to CONNECT to `dest`. Resolves with any bytes the
- * upstream sent after its reply (they belong to the destination's stream). Rejects with an
- * UpstreamError carrying the upstream's reply, or the socket's error.
+ * upstream sent after its reply (they belong to the destination's stream); the socket is left
+ * paused. Rejects with an UpstreamError carrying the upstream's reply, or the socket's error.
  */
 export async function socks5Connect(socket: Socket, up: Upstream, dest: SocksAddress, timeoutMs: number): Promise<Buffer> {
-  const methods = up.username !== undefined ? [AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD] : [AuthMethod.NO_AUTH];
-  socket.write(Buffer.from([SOCKS5, methods.length, ...methods]));
-  const method = await readExactly(socket, parseMethodReply, timeoutMs);
-  if (method.value === AuthMethod.USERNAME_PASSWORD && up.username !== undefined) {
-    const u = Buffer.from(up.username, 'utf8');
-    const p = Buffer.from(up.password ?? '', 'utf8');
-    socket.write(Buffer.concat([Buffer.from([0x01, u.length]), u, Buffer.from([p.length]), p]));
-    const auth = await readExactly(socket, parseAuthReply, timeoutMs);
-    if (auth.value !== 0) throw new UpstreamError(Socks5Reply.NOT_ALLOWED, `upstream ${up.display} refused the username/password`);
-  } else if (method.value !== AuthMethod.NO_AUTH) {
-    throw new UpstreamError(Socks5Reply.NOT_ALLOWED, `upstream ${up.display} accepts none of our authentication methods${up.username === undefined ? ' (it may need a user: socks5://user:pass@host:port)' : ''}`);
+  const reader = new FrameReader(socket);
+  let failure: Error | null = null;
+  const onError = (e: Error): void => {
+    failure = e;
+  };
+  socket.on('error', onError);
+  const timer = setTimeout(() => socket.destroy(Object.assign(new Error('upstream SOCKS handshake timed out'), { code: 'ETIMEDOUT' })), timeoutMs);
+  // every message the upstream sends here boils down to one status byte
+  const next = async (parse: (b: Buffer) => Parsed<number>): Promise<number> => {
+    const r = await reader.next(parse);
+    if (r === 'closed') throw failure ?? new UpstreamError(Socks5Reply.GENERAL_FAILURE, `upstream ${up.display} closed the connection during the SOCKS handshake`);
+    if (typeof r !== 'number') throw new UpstreamError(Socks5Reply.GENERAL_FAILURE, `upstream ${up.display} broke the SOCKS protocol: ${r.message}`);
+    return r;
+  };
+  try {
+    const methods = up.username !== undefined ? [AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD] : [AuthMethod.NO_AUTH];
+    socket.write(Buffer.from([SOCKS5, methods.length, ...methods]));
+    const method = await next(parseMethodReply);
+    if (method === AuthMethod.USERNAME_PASSWORD && up.username !== undefined) {
+      const u = Buffer.from(up.username, 'utf8');
+      const p = Buffer.from(up.password ?? '', 'utf8');
+      socket.write(Buffer.concat([Buffer.from([0x01, u.length]), u, Buffer.from([p.length]), p]));
+      if ((await next(parseAuthReply)) !== 0) throw new UpstreamError(Socks5Reply.NOT_ALLOWED, `upstream ${up.display} refused the username/password`);
+    } else if (method !== AuthMethod.NO_AUTH) {
+      throw new UpstreamError(Socks5Reply.NOT_ALLOWED, `upstream ${up.display} accepts none of our authentication methods${up.username === undefined ? ' (it may need a user: socks5://user:pass@host:port)' : ''}`);
+    }
+    const ip = dest.ip !== undefined && (isIPv4(dest.ip) || isIPv6(dest.ip)) ? dest.ip : undefined;
+    socket.write(Buffer.concat([Buffer.from([SOCKS5, 0x01, 0x00]), encodeAddress(ip, dest.port, ip === undefined ? dest.host : undefined)]));
+    const reply = await next(parseConnectReply);
+    if (reply !== Socks5Reply.SUCCEEDED) {
+      throw new UpstreamError(reply in Socks5Reply ? (reply as Socks5Reply) : Socks5Reply.GENERAL_FAILURE, `upstream ${up.display} answered reply ${reply} for ${dest.host ?? dest.ip}:${dest.port}`);
+    }
+    return reader.detach();
+  } finally {
+    clearTimeout(timer);
+    socket.removeListener('error', onError);
   }
-  const ip = dest.ip !== undefined && (isIPv4(dest.ip) || isIPv6(dest.ip)) ? dest.ip : undefined;
-  const addr = encodeAddress(ip, dest.port, ip === undefined ? dest.host : undefined);
-  socket.write(Buffer.concat([Buffer.from([SOCKS5, 0x01, 0x00]), addr]));
-  const reply = await readExactly(socket, parseConnectReply, timeoutMs);
-  if (reply.value !== Socks5Reply.SUCCEEDED) {
-    throw new UpstreamError(reply.value in Socks5Reply ? (reply.value as Socks5Reply) : Socks5Reply.GENERAL_FAILURE, `upstream ${up.display} answered reply ${reply.value} for ${dest.host ?? dest.ip}:${dest.port}`);
-  }
-  return reply.rest;
 }
