@@ -102,11 +102,7 @@ async function run(args: string[]): Promise<number> {
     return 1;
   }
   if (signals > 0) stop(gateway);
-  const code = await exited;
-  // Everything is closed; a connect still in flight (up to --connect-timeout) must not hold the
-  // process: exit once the log has had a moment to flush.
-  setTimeout(() => process.exit(code), 1000).unref();
-  return code;
+  return exited;
 }
 
 export const command: Command = { summary: 'run the gateway (SOCKS proxy + REST API)', usage, run };

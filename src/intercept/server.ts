@@ -131,7 +131,7 @@ export class InterceptServer {
       return;
     }
     const spoofSource = opts.transparentSource ? srcIp : undefined;
-    connectOutbound({ ip: destIp, port: destPort, spoofSource }, opts.outbound).then(
+    connectOutbound({ ip: destIp, port: destPort, spoofSource, cancelOn: client }, opts.outbound).then(
       (out) => {
         const remote = out.socket;
         if (client.destroyed) {

@@ -250,7 +250,7 @@ export class SocksServer {
     const { client, reader, opts } = ctx;
     let out: Outbound;
     try {
-      out = await connectOutbound({ host: dest.host, ip: dest.ip, port: dest.port }, opts.outbound);
+      out = await connectOutbound({ host: dest.host, ip: dest.ip, port: dest.port, cancelOn: client }, opts.outbound);
     } catch (err) {
       const rep = replyForError(err);
       opts.registry.countFailure(replyName(rep));

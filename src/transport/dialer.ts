@@ -29,6 +29,13 @@ export interface DialOptions {
   localAddress?: string;
   /** IP_TRANSPARENT: localAddress may be a foreign address (the intercepted client's own) */
   transparent?: boolean;
+  /** the client this connection is for: when it closes, the connect attempt is abandoned */
+  cancelOn?: net.Socket;
+}
+
+/** The error of a connect abandoned because its client went away. */
+export function canceledError(): NodeJS.ErrnoException {
+  return Object.assign(new Error('connect abandoned: the client went away'), { code: 'ECANCELED' });
 }
 
 export interface DialResult {
@@ -122,19 +129,28 @@ export function dial(opts: DialOptions): Promise<DialResult> {
     socket = new net.Socket({ allowHalfOpen: true });
   }
 
+  const cancelOn = opts.cancelOn;
+  if (cancelOn?.destroyed) {
+    socket.destroy();
+    return Promise.reject(canceledError());
+  }
   return new Promise<DialResult>((resolve, reject) => {
     const timer = setTimeout(() => {
       const err = Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' });
       socket.destroy(err);
     }, opts.connectTimeout);
+    const onCancel = (): void => void socket.destroy(canceledError());
     const onError = (err: Error): void => {
       clearTimeout(timer);
+      cancelOn?.removeListener('close', onCancel);
       socket.destroy();
       reject(err);
     };
     socket.once('error', onError);
+    cancelOn?.once('close', onCancel);
     socket.connect({ host: opts.address, port: opts.port, localAddress: opts.localAddress, family }, () => {
       clearTimeout(timer);
+      cancelOn?.removeListener('close', onCancel);
       socket.removeListener('error', onError);
       resolve({ socket, mptcp, mptcpNote, notApplied });
     });

@@ -5,7 +5,8 @@ import { lookup } from 'node:dns/promises';
 import { CidrList, parseIp } from '../policy/address.js';
 import type { PolicyDecision, PolicyService } from '../policy/service.js';
 import { parseUpstream, socks5Connect, type Upstream } from '../socks/client.js';
-import { dial, type DialResult } from './dialer.js';
+import type { Socket } from 'node:net';
+import { canceledError, dial, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
   policies: PolicyService;
@@ -28,6 +29,8 @@ export interface OutboundRequest {
    * IP_TRANSPARENT + bind to it; replies must be routed back through this machine
    */
   spoofSource?: string;
+  /** the client socket: when it closes, connecting (and an upstream handshake) is abandoned */
+  cancelOn?: Socket;
 }
 
 export interface Outbound extends DialResult {
@@ -85,7 +88,7 @@ async function tryResolve(host: string): Promise<string[] | { error: unknown }> 
 }
 
 /** Dials the upstream with the destination's transport and asks it to connect to the destination. */
-async function chain(up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number): Promise<Outbound> {
+async function chain(up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number, cancelOn?: Socket): Promise<Outbound> {
   const upstreamAddrs = parseIp(up.host) ? [up.host] : await resolveHost(up.host);
   let lastError: unknown = null;
   for (const address of upstreamAddrs) {
@@ -93,17 +96,23 @@ async function chain(up: Upstream, dest: { host?: string; ip?: string; port: num
     if (remaining <= 0) break;
     let r: DialResult;
     try {
-      r = await dial({ address, port: up.port, transport: decision.transport, connectTimeout: remaining, localAddress: s.bindOutgoing });
+      r = await dial({ address, port: up.port, transport: decision.transport, connectTimeout: remaining, localAddress: s.bindOutgoing, cancelOn });
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ECANCELED') throw e; // the client is gone: no other address
       lastError = e;
       continue;
     }
+    const socket = r.socket;
+    const onCancel = (): void => void socket.destroy(canceledError());
+    cancelOn?.once('close', onCancel);
     try {
-      const pending = await socks5Connect(r.socket, up, dest, Math.max(1, deadline - Date.now()));
+      const pending = await socks5Connect(socket, up, dest, Math.max(1, deadline - Date.now()));
       return { ...r, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending };
     } catch (e) {
-      r.socket.destroy();
+      socket.destroy();
       throw e; // the upstream answered: its answer stands
+    } finally {
+      cancelOn?.removeListener('close', onCancel);
     }
   }
   throw lastError ?? errnoError('ETIMEDOUT', `connect to upstream ${up.display} timed out`);
@@ -124,7 +133,7 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
       // not resolvable here: an upstream chosen by the name alone may resolve it at its end
       const byName = s.policies.decide({ host: req.host, port: req.port });
       const up = upstreamFor(byName, s);
-      if (up) return chain(up, { host: req.host, port: req.port }, byName, s, deadline);
+      if (up) return chain(up, { host: req.host, port: req.port }, byName, s, deadline, req.cancelOn);
       throw Array.isArray(resolved) ? errnoError('ENOTFOUND', `no address for ${req.host}`) : resolved.error;
     }
     candidates = resolved;
@@ -140,7 +149,7 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
     if (remaining <= 0) break;
     const decision = s.policies.decide({ host: req.host, ip: address, port: req.port });
     const up = upstreamFor(decision, s);
-    if (up) return chain(up, req.host !== undefined ? { host: req.host, port: req.port } : { ip: address, port: req.port }, decision, s, deadline);
+    if (up) return chain(up, req.host !== undefined ? { host: req.host, port: req.port } : { ip: address, port: req.port }, decision, s, deadline, req.cancelOn);
     try {
       const r = await dial({
         address,
@@ -149,9 +158,11 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
         connectTimeout: remaining,
         localAddress: req.spoofSource ?? s.bindOutgoing,
         transparent: req.spoofSource !== undefined,
+        cancelOn: req.cancelOn,
       });
       return { ...r, decision, address };
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ECANCELED') throw e; // the client is gone: no other address
       lastError = e;
     }
   }
