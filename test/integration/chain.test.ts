@@ -4,7 +4,14 @@
 // --keepalive) and --bind-outgoing are in effect on real sockets. Clients: curl.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { closedPort, runCmd, startGateway, startHttpServer, startTcpServer, type Gateway, type HttpPeer } from '../helpers/gateway.js';
+import { readFileSync } from 'node:fs';
+import { closedPort, runCmd, startGateway, startHttpServer, startTcpServer, startTestDns, type Gateway, type HttpPeer, type TestDns } from '../helpers/gateway.js';
+
+/** The name only the upstream's resolver knows. */
+const UPSTREAM_ONLY_NAME = 'far.edgeward.test';
+const SYSTEM_CC = readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim();
+/** a congestion control other than the kernel's default, so that seeing it proves the flag worked */
+const CLIENT_CC = SYSTEM_CC === 'reno' ? 'bbr' : 'reno';
 
 interface Stats {
   connectionsTotal: number;
@@ -32,19 +39,32 @@ describe('chaining through an upstream edgeward', () => {
   let upstream: Gateway;
   let router: Gateway;
   let web: HttpPeer;
+  let upstreamDns: TestDns;
+  let routerDns: TestDns;
 
   before(async () => {
     web = await startHttpServer('hello through the chain');
-    upstream = await startGateway({ args: ['--socks-auth', '--socks-mptcp', '--client-congestion', 'reno'] });
+    // name lookups stay on loopback; the upstream knows a name the router does not
+    upstreamDns = await startTestDns({ [UPSTREAM_ONLY_NAME]: '127.0.0.1' });
+    routerDns = await startTestDns();
+    upstream = await startGateway({
+      args: ['--socks-auth', '--socks-mptcp', '--client-congestion', CLIENT_CC],
+      resolvConf: `nameserver ${upstreamDns.address}\noptions attempts:1 timeout:2\n`,
+    });
     const u = await upstream.api('POST', '/api/v1/users', { username: 'hop', password: 'hop-secret' });
     assert.equal(u.status, 201, u.text);
-    router = await startGateway({ args: ['--upstream', `socks5://hop:hop-secret@127.0.0.1:${upstream.socksPort}`, '--no-delay', '--keepalive', '45,7,4'] });
+    router = await startGateway({
+      args: ['--upstream', `socks5://hop:hop-secret@127.0.0.1:${upstream.socksPort}`, '--no-delay', '--keepalive', '45,7,4'],
+      resolvConf: `nameserver ${routerDns.address}\noptions attempts:1 timeout:2\n`,
+    });
   });
 
   after(async () => {
     await router?.stop();
     await upstream?.stop();
     await web?.close();
+    await upstreamDns?.close();
+    await routerDns?.close();
   });
 
   it('carries a request through both gateways, and says so in /api/v1/connections', async () => {
@@ -73,11 +93,19 @@ describe('chaining through an upstream edgeward', () => {
     assert.equal(c.inEffect?.noDelay, true, '--no-delay is in effect on the hop');
     assert.deepEqual(c.inEffect?.keepAlive, { idle: 45, interval: 7, count: 4 }, '--keepalive is in effect on the hop');
     assert.ok(!list.text.includes('hop-secret'), 'the password never shows');
-    // --client-congestion on the upstream: its accepted socket (the hop from the router) runs reno
+    // --client-congestion on the upstream: its accepted socket (the hop from the router) runs it
     const ss = await runCmd(['ss', '-tinH', 'state', 'established', `( sport = :${upstream.socksPort} )`], { timeoutMs: 10_000 });
-    assert.match(ss.stdout, /\breno\b/, `ss -ti of the upstream's accepted socket:\n${ss.stdout}`);
+    assert.match(ss.stdout, new RegExp(`\\b${CLIENT_CC}\\b`), `ss -ti of the upstream's accepted socket (kernel default ${SYSTEM_CC}):\n${ss.stdout}`);
     sock.destroy();
     await held.close();
+  });
+
+  it('hands a name the router cannot resolve to the upstream, which resolves it', async () => {
+    const r = await runCmd(['curl', '-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${router.socksPort}`, `http://${UPSTREAM_ONLY_NAME}:${web.port}/`], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello through the chain');
+    assert.ok(routerDns.queries.some((q) => q.endsWith(UPSTREAM_ONLY_NAME)), `the router tried its own resolver first: ${routerDns.queries.join(', ')}`);
+    assert.ok(upstreamDns.queries.some((q) => q.endsWith(UPSTREAM_ONLY_NAME)), 'the upstream resolved it');
   });
 
   it('passes the upstream\'s refusal on to the client', async () => {
