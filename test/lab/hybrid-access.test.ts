@@ -82,6 +82,13 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     assert.ok(r.stdout.includes("b''") || /reset|refused/i.test(r.stderr), `expected a closed connection, got ${r.stdout} ${r.stderr}`);
   });
 
+  test('a destination that refuses: the unaware client gets a reset, as without the router', { timeout: 20_000 }, async () => {
+    const script = `import socket\nc = socket.create_connection(("${topo.serverAddr}", 9), timeout=5)\nc.settimeout(5)\ntry:\n    print(repr(c.recv(10)))\nexcept ConnectionResetError:\n    print("reset")`;
+    const r = await lab.exec(topo.client, ['python3', '-c', script], { timeoutMs: 10_000 });
+    console.log(`connection to a closed port behind the concentrator: ${r.stdout.trim()}`);
+    assert.equal(r.stdout.trim(), 'reset');
+  });
+
   test('IPv6 connections are intercepted too, and chained over the IPv4 uplinks', { timeout: 30_000 }, async () => {
     const echo6 = await startPeerEchoServer(lab, topo.server, topo.serverAddr6, 7006);
     const seen = await echo6.seenFrom(topo.client);
