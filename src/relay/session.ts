@@ -8,6 +8,8 @@ import type { Outbound } from '../transport/outbound.js';
 import { relay } from './relay.js';
 import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';
 
+const EMPTY = Buffer.alloc(0);
+
 export interface OutboundSession {
   listener: Listener;
   client: Socket;
@@ -45,8 +47,8 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
   const t = out.decision.transport;
   const clientFailures = applyClientOptions(client, out, s.clientCongestion);
   const notApplied = clientFailures.length === 0 ? out.notApplied : [...out.notApplied, ...clientFailures.map((f) => `client side: ${f}`)];
-  const pending = s.pending ?? Buffer.alloc(0);
-  const early = out.pending ?? Buffer.alloc(0);
+  const pending = s.pending ?? EMPTY;
+  const early = out.pending ?? EMPTY;
   const rec = registry.add({
     listener: s.listener,
     command: 'connect',

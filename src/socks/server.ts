@@ -3,7 +3,7 @@
 // replies.ts only; one connection's failure never touches another.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { closeFd, openListenSocket } from '../kernel/sockopt.js';
+import { closeFd, isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
 import type { UserService } from '../auth/users.js';
 import type { Logger } from '../log.js';
 import { CidrList, parseIp } from '../policy/address.js';
@@ -89,7 +89,8 @@ export class SocksServer {
    */
   async listen(host: string, port: number, o: { mptcp?: boolean; shareable?: boolean; fd?: number } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
     let fd: number | undefined = o.fd;
-    let mptcp = o.fd !== undefined && o.mptcp === true;
+    // a socket made elsewhere: ask the kernel what it is
+    let mptcp = o.fd !== undefined && isMptcpSocket(o.fd);
     if (fd === undefined && (o.mptcp || o.shareable)) {
       const ip = net.isIP(host) ? host : (await lookup(host)).address;
       const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: o.mptcp === true });

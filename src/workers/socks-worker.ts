@@ -16,7 +16,7 @@ const logger = createLogger({ level: init.settings.logLevel, format: init.settin
 
 async function main(): Promise<void> {
   const s = await openSocksServices(init.settings, init.dataDir, logger, init.thread, init.threads);
-  await s.socks.listen('', 0, { fd: init.fd, mptcp: init.settings.socksMptcp });
+  await s.socks.listen('', 0, { fd: init.fd });
   port.on('message', (m: ToWorker) => {
     handle(m).catch((e: unknown) => logger.error('worker: request failed', { type: m.type, error: String(e) }));
   });
