@@ -4,9 +4,9 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { UserService } from '../auth/users.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/logger.js';
 import { legacyFieldOf, looksLegacy, translateLegacy, type LegacyPolicy } from '../policy/legacy.js';
-import type { LiveUpdate } from '../policy/live.js';
+import type { LiveUpdate } from '../transport/live.js';
 import { PolicyError, type PolicyService } from '../policy/service.js';
 import type { Transport as TransportValue } from '../policy/types.js';
 import { mptcpCapabilities } from '../kernel/capabilities.js';

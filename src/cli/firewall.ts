@@ -18,7 +18,7 @@ import {
   type FirewallFamily,
   type FirewallSpec,
 } from '../intercept/firewall.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const usage = `Usage: edgeward firewall <print|apply|remove|status> [options]
 

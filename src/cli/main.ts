@@ -1,13 +1,5 @@
 // edgeward's command line: one sub-command per job, each in its own module.
-import { readFileSync } from 'node:fs';
-
-export interface Command {
-  /** one line for the command list */
-  summary: string;
-  /** full --help text */
-  usage: string;
-  run(args: string[]): Promise<number>;
-}
+import { version, type Command } from './command.js';
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./start.js')).command,
@@ -15,11 +7,6 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   user: async () => (await import('./user.js')).command,
   firewall: async () => (await import('./firewall.js')).command,
 };
-
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 async function topUsage(): Promise<string> {
   const lines = ['Usage: edgeward <command> [options]', '', 'Commands:'];

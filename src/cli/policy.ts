@@ -5,9 +5,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parseLegacyFile } from '../policy/legacy.js';
 import { matchIdentity, normalizeMatch } from '../policy/matcher.js';
 import type { Policy, PolicyInput, Transport } from '../policy/types.js';
-import type { LiveUpdate } from '../policy/live.js';
+import type { LiveUpdate } from '../transport/live.js';
 import { ApiError, clientFromEnv, ENV_HELP, reportError, type ApiClient } from './api-client.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const MAX_IMPORT_BYTES = 16 * 1024 * 1024;
 

@@ -1,10 +1,10 @@
 // `edgeward start`: run the gateway until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
 import { openProxyRefusal, readConfigFile, resolveSettings, SETTINGS, SettingsError, type Settings } from '../config/settings.js';
-import { startGateway, type Gateway } from '../gateway.js';
-import { createLogger } from '../log.js';
-import type { Command } from './main.js';
-import { version } from './main.js';
+import { startGateway, type Gateway } from '../gateway/gateway.js';
+import { createLogger } from '../log/logger.js';
+import type { Command } from './command.js';
+import { version } from './command.js';
 
 const usage = `Usage: edgeward start [options]
 

@@ -2,7 +2,7 @@
 // Passwords come from stdin (--password-stdin) or a prompt without echo, never from the command line.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { clientFromEnv, ENV_HELP, reportError } from './api-client.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const usage = `Usage: edgeward user <add|rm|list> [options]
 

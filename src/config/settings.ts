@@ -3,11 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { isLogLevel, type LogLevel } from '../log.js';
+import { isLogLevel, type LogLevel } from '../log/logger.js';
 import { availableCongestionControls } from '../kernel/capabilities.js';
 import type { KeepAliveSetting } from '../kernel/sockopt.js';
-import { CidrList, isLoopback, parseIp } from '../policy/address.js';
-import { parseUpstream } from '../socks/client.js';
+import { CidrList, isLoopback, parseIp } from '../net/address.js';
+import { parseUpstream } from '../policy/via.js';
 
 export interface Settings {
   socks: string;

@@ -5,7 +5,7 @@
 // edgeward's name, and every ip rule and route edgeward adds carries its routing protocol number
 // (ROUTE_PROTOCOL), so removal finds exactly what edgeward created and nothing else.
 import { execFile } from 'node:child_process';
-import { formatCidr, parseCidr } from '../policy/address.js';
+import { formatCidr, parseCidr } from '../net/address.js';
 
 /** The nftables table (family inet) that edgeward owns; nothing else is ever touched. */
 export const NFT_TABLE = 'edgeward_intercept';

@@ -4,9 +4,9 @@
 // (direct or chained to an upstream), relay, registry and API, marked as intercepted.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/logger.js';
 import { openListenSocket, closeFd } from '../kernel/sockopt.js';
-import { formatIp, isLoopback, isUnspecified, parseIp } from '../policy/address.js';
+import { formatIp, isLoopback, isUnspecified, parseIp } from '../net/address.js';
 import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';

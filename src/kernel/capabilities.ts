@@ -21,6 +21,11 @@ export function availableCongestionControls(): string[] {
   return words(readProc('ipv4/tcp_available_congestion_control'));
 }
 
+/** The congestion control new sockets get (net.ipv4.tcp_congestion_control). */
+export function defaultCongestionControl(): string | undefined {
+  return readProc('ipv4/tcp_congestion_control') ?? undefined;
+}
+
 export interface MptcpCapabilities {
   /** the kernel has MPTCP and net.mptcp.enabled=1 in this network namespace */
   enabled: boolean;

@@ -3,7 +3,7 @@
 // creates the fd here and hands it to net.Socket, which adopts it as an ordinary TCP handle.
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { parseIp } from '../policy/address.js';
+import type { Socket } from 'node:net';
 
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
@@ -38,6 +38,7 @@ const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out
 const c_bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
 const c_listen = libc.func('int listen(int fd, int backlog)');
 const c_dup = libc.func('int dup(int fd)');
+const c_inet_pton = libc.func('int inet_pton(int af, const char *src, _Out_ void *dst)');
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
@@ -86,16 +87,17 @@ function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
     const sa = Buffer.alloc(16);
     sa.writeUInt16LE(AF_INET, 0);
     sa.writeUInt16BE(port, 2);
-    const parts = ip.split('.').map(Number);
-    for (let i = 0; i < 4; i++) sa[4 + i] = parts[i] ?? 0;
+    const addr = Buffer.alloc(4);
+    if ((c_inet_pton(AF_INET, ip, addr) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
+    addr.copy(sa, 4);
     return sa;
   }
   const sa = Buffer.alloc(28);
   sa.writeUInt16LE(AF_INET6, 0);
   sa.writeUInt16BE(port, 2);
-  const parsed = parseIp(ip);
-  if (parsed) Buffer.from(parsed.bytes).copy(sa, parsed.family === 6 ? 8 : 20);
-  if (parsed?.family === 4) sa.writeUInt16BE(0xffff, 18); // ::ffff:a.b.c.d
+  const addr = Buffer.alloc(16);
+  if ((c_inet_pton(AF_INET6, ip, addr) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
+  addr.copy(sa, 8);
   return sa;
 }
 
@@ -147,6 +149,15 @@ export function dupFd(fd: number): number {
   const copy = c_dup(fd) as number;
   check('dup', copy);
   return copy;
+}
+
+/**
+ * The file descriptor under a connected or listening net.Socket. Node keeps it on the socket's
+ * internal handle and offers no public accessor; this is the one place that reads it.
+ */
+export function socketFd(s: Socket): number | null {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
 /** Closes an fd that was never handed to Node. */

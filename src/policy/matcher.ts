@@ -5,7 +5,7 @@
 //   4. CIDR block             (longer prefix wins)
 // Between two policies of the same kind and length, the one with a port beats the one without.
 // For a domain CONNECT both the name and the resolved address are tried; the best of both wins.
-import { cidrContains, formatCidr, formatIp, normalizeHostname, parseCidr, parseIp, type Cidr } from './address.js';
+import { cidrContains, formatCidr, formatIp, normalizeHostname, parseCidr, parseIp, type Cidr } from '../net/address.js';
 import type { Destination, Policy, PolicyMatch } from './types.js';
 
 export type MatchKind = 'host' | 'ip' | 'wildcard' | 'cidr';

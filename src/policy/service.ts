@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import { StoreError, type Store } from '../store/store.js';
 import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
-import { parseUpstream } from '../socks/client.js';
+import { parseUpstream } from './via.js';
 import type { Destination, Policy, PolicyInput, PolicyMatch, Transport, Via } from './types.js';
 
 export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';

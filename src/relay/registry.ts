@@ -6,19 +6,6 @@ import type { Transport } from '../policy/types.js';
 export type Listener = 'socks5' | 'socks4' | 'intercept';
 export type Command = 'connect' | 'bind' | 'udp-associate';
 
-/** What is really in effect on an outgoing socket, as read back from the kernel. */
-export interface TransportInEffect {
-  mptcp: boolean;
-  /** why MPTCP was asked for but is not in use (no kernel support, peer fell back, ...) */
-  mptcpNote?: string;
-  subflows?: number;
-  congestion?: string;
-  noDelay?: boolean;
-  keepAlive?: { idle: number; interval: number; count: number } | false;
-  /** policy fields the kernel could not take, with the reason */
-  notApplied?: string[];
-}
-
 /** One relayed connection. Sockets are kept for live re-application and for reading state. */
 export interface ConnectionRecord {
   id: number;

@@ -2,8 +2,9 @@
 // client-side options, the registry record (listed by the API, re-applied on policy changes) and
 // the relay. Shared by the SOCKS server and the interceptor, so both count and report alike.
 import type { Socket } from 'node:net';
-import type { Logger } from '../log.js';
-import { applyLiveOptions, socketFd } from '../transport/dialer.js';
+import type { Logger } from '../log/logger.js';
+import { socketFd } from '../kernel/sockopt.js';
+import { applyLiveOptions } from '../transport/dialer.js';
 import type { Outbound } from '../transport/outbound.js';
 import { relay } from './relay.js';
 import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';

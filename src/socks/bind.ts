@@ -3,12 +3,12 @@
 // peer must be the host named in the request, unless the request named 0.0.0.0 / ::.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { isUnspecified, sameIp } from '../policy/address.js';
+import { isUnspecified, sameIp } from '../net/address.js';
 import { relay } from '../relay/relay.js';
 import { isDenied, resolveHost } from '../transport/outbound.js';
-import { buildReply, Socks5Reply, type SocksAddress } from './codec.js';
+import { buildReply, Socks5Reply, type SocksAddress } from '../codec/socks.js';
 import { replyForError, replyName } from './replies.js';
-import type { SessionContext } from './server.js';
+import type { SessionContext } from './session.js';
 
 /** How long a BIND waits for the incoming connection. */
 const BIND_ACCEPT_TIMEOUT_MS = 120_000;

@@ -1,6 +1,6 @@
 // The one place where operating-system errors become SOCKS replies.
-import { UpstreamError } from './client.js';
-import { Socks5Reply } from './codec.js';
+import { UpstreamError } from '../transport/upstream.js';
+import { Socks5Reply } from '../codec/socks.js';
 
 /** Maps a connect/resolve error (errno code) to the RFC 1928 reply. */
 export function replyForError(err: unknown): Socks5Reply {

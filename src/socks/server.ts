@@ -4,12 +4,10 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { closeFd, isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
-import type { UserService } from '../auth/users.js';
-import type { Logger } from '../log.js';
-import { CidrList, parseIp } from '../policy/address.js';
+import { parseIp } from '../net/address.js';
 import { relayOutbound } from '../relay/session.js';
-import type { ConnectionRegistry, Listener } from '../relay/registry.js';
-import { connectOutbound, type Outbound, type OutboundSettings } from '../transport/outbound.js';
+import type { Listener } from '../relay/registry.js';
+import { connectOutbound, type Outbound } from '../transport/outbound.js';
 import { handleBind } from './bind.js';
 import {
   AuthMethod,
@@ -25,28 +23,12 @@ import {
   SOCKS4,
   SOCKS5,
   type SocksAddress,
-} from './codec.js';
-import { FrameReader } from './frame-reader.js';
+} from '../codec/socks.js';
+import { FrameReader } from '../net/frame-reader.js';
 import { replyForError, replyName } from './replies.js';
 import { handleUdpAssociate } from './udp.js';
-
-export interface SocksServerOptions {
-  /** require RFC 1929 username/password */
-  requireAuth: boolean;
-  users: UserService;
-  /** clients allowed to connect; empty = everyone who can reach the listener */
-  clientAllow: CidrList;
-  /** congestion control for accepted client connections (--client-congestion) */
-  clientCongestion?: string;
-  outbound: OutboundSettings;
-  registry: ConnectionRegistry;
-  /** ms for the client to finish the handshake */
-  handshakeTimeout: number;
-  /** ms without traffic before a relayed connection is closed; 0 = never */
-  idleTimeout: number;
-  maxConnections: number;
-  logger: Logger;
-}
+import type { SessionContext, SocksServerOptions } from './session.js';
+export type { SessionContext, SocksServerOptions } from './session.js';
 
 /** Handshake progress of one client, after microsocks' SS_* states. */
 enum State {
@@ -55,15 +37,6 @@ enum State {
   AUTHED = 'authed',
   CONNECTING = 'connecting',
   RELAYING = 'relaying',
-}
-
-/** What the per-command handlers need from the server. */
-export interface SessionContext {
-  opts: SocksServerOptions;
-  client: net.Socket;
-  reader: FrameReader;
-  user?: string;
-  log: Logger;
 }
 
 export class SocksServer {

@@ -3,11 +3,11 @@
 // client has sent to (address-restricted, so the relay is no open UDP reflector).
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { sameIp } from '../policy/address.js';
+import { sameIp } from '../net/address.js';
 import { isDenied, resolveHost } from '../transport/outbound.js';
-import { buildReply, buildUdpDatagram, parseUdpDatagram, Socks5Reply, type SocksAddress } from './codec.js';
+import { buildReply, buildUdpDatagram, parseUdpDatagram, Socks5Reply, type SocksAddress } from '../codec/socks.js';
 import { replyForError, replyName } from './replies.js';
-import type { SessionContext } from './server.js';
+import type { SessionContext } from './session.js';
 
 /** Runs one UDP association until the control connection closes or goes idle. */
 export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAddress): Promise<void> {

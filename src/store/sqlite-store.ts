@@ -2,7 +2,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Policy, PolicyInput, Transport } from '../policy/types.js';
+import type { Policy, PolicyInput, Transport } from './records.js';
 import { StoreError, type Store, type UserRecord } from './store.js';
 
 /** Each entry moves the schema one version up; never edit a shipped entry, add a new one. */

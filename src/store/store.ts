@@ -1,6 +1,6 @@
 // The one interface to persistent state. SQLite implements it now; a PostgreSQL backend can follow
 // without touching callers, which is why every method is asynchronous.
-import type { Policy, PolicyInput, Transport } from '../policy/types.js';
+import type { Policy, PolicyInput, Transport } from './records.js';
 
 export interface UserRecord {
   username: string;

@@ -1,7 +1,7 @@
 // Opens the outgoing connection with a transport policy applied, re-applies a changed policy to an
 // open socket, and reads back what the kernel really has in effect.
 import net from 'node:net';
-import { mptcpCapabilities, withMptcpSysctls } from '../kernel/capabilities.js';
+import { withMptcpSysctls } from '../kernel/capabilities.js';
 import {
   closeFd,
   getCongestion,
@@ -15,9 +15,22 @@ import {
   setKeepAlive,
   setNoDelay,
   setTransparent,
+  socketFd,
 } from '../kernel/sockopt.js';
 import type { Transport } from '../policy/types.js';
-import type { TransportInEffect } from '../relay/registry.js';
+
+/** What is really in effect on an outgoing socket, as read back from the kernel. */
+export interface TransportInEffect {
+  mptcp: boolean;
+  /** why MPTCP was asked for but is not in use (no kernel support, peer fell back, ...) */
+  mptcpNote?: string;
+  subflows?: number;
+  congestion?: string;
+  noDelay?: boolean;
+  keepAlive?: { idle: number; interval: number; count: number } | false;
+  /** policy fields the kernel could not take, with the reason */
+  notApplied?: string[];
+}
 
 export interface DialOptions {
   address: string;
@@ -43,12 +56,6 @@ export interface DialResult {
   mptcp: boolean;
   mptcpNote?: string;
   notApplied: string[];
-}
-
-/** The file descriptor under a connected net.Socket (Node keeps it on the internal handle). */
-export function socketFd(s: net.Socket): number | null {
-  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
 function describe(e: unknown): string {
@@ -180,9 +187,4 @@ export function transportInEffect(s: net.Socket): TransportInEffect | null {
     // the socket closed between the lookup and the read; report what we have
   }
   return out;
-}
-
-/** true when this network namespace accepts IPPROTO_MPTCP sockets. */
-export function mptcpAvailable(): boolean {
-  return mptcpCapabilities().enabled;
 }

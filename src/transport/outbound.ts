@@ -2,9 +2,10 @@
 // the destination deny list, the policy decision, and the dial: directly, or chained through an
 // upstream SOCKS5 proxy. Protocol-neutral: the SOCKS server and the interceptor both use it.
 import { lookup } from 'node:dns/promises';
-import { CidrList, parseIp } from '../policy/address.js';
+import { CidrList, parseIp } from '../net/address.js';
 import type { PolicyDecision, PolicyService } from '../policy/service.js';
-import { parseUpstream, socks5Connect, type Upstream } from '../socks/client.js';
+import { parseUpstream, type Upstream } from '../policy/via.js';
+import { socks5Connect } from './upstream.js';
 import type { Socket } from 'node:net';
 import { canceledError, dial, type DialResult } from './dialer.js';
 

@@ -3,8 +3,8 @@
 // connections, totals and re-application of changed policies.
 import { Worker } from 'node:worker_threads';
 import type { Settings } from '../config/settings.js';
-import type { Logger } from '../log.js';
-import type { ReapplyCounts } from '../policy/live.js';
+import type { Logger } from '../log/logger.js';
+import type { ReapplyCounts } from '../transport/live.js';
 import type { Snapshot } from '../relay/view.js';
 import { dupFd } from '../kernel/sockopt.js';
 import type { ToMain, ToWorker, WorkerInit } from './protocol.js';

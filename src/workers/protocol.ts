@@ -1,6 +1,6 @@
 // Messages between the main thread and the SOCKS worker threads.
 import type { Settings } from '../config/settings.js';
-import type { ReapplyCounts } from '../policy/live.js';
+import type { ReapplyCounts } from '../transport/live.js';
 import type { Snapshot } from '../relay/view.js';
 
 export interface WorkerInit {

@@ -3,12 +3,12 @@
 // users, a connection registry of its own, the outbound settings and the SOCKS server.
 import { UserService } from '../auth/users.js';
 import { parseKeepAlive, type Settings } from '../config/settings.js';
-import type { Logger } from '../log.js';
-import { CidrList } from '../policy/address.js';
+import type { Logger } from '../log/logger.js';
+import { CidrList } from '../net/address.js';
 import { PolicyService } from '../policy/service.js';
 import type { Transport } from '../policy/types.js';
 import { ConnectionRegistry } from '../relay/registry.js';
-import { parseUpstream, type Upstream } from '../socks/client.js';
+import { parseUpstream, type Upstream } from '../policy/via.js';
 import { SocksServer } from '../socks/server.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { OutboundSettings } from '../transport/outbound.js';

@@ -3,8 +3,8 @@
 // queue feeds every thread, so a busy thread simply accepts less). The main thread owns the API;
 // it asks workers over messages (protocol.ts).
 import { parentPort, workerData } from 'node:worker_threads';
-import { createLogger } from '../log.js';
-import { reapplyCounts } from '../policy/live.js';
+import { createLogger } from '../log/logger.js';
+import { reapplyCounts } from '../transport/live.js';
 import { connectionView } from '../relay/view.js';
 import type { ToMain, ToWorker, WorkerInit } from './protocol.js';
 import { drain, openSocksServices } from './services.js';
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     switch (m.type) {
       case 'policies-changed':
         await s.policies.refresh();
-        send({ type: 'reapplied', id: m.id, counts: reapplyCounts(s.registry, s.policies) });
+        send({ type: 'reapplied', id: m.id, counts: reapplyCounts(s.registry.list(), (d) => s.policies.decide(d)) });
         return;
       case 'user-removed':
         s.users.forget(m.username);

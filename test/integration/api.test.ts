@@ -11,8 +11,8 @@ import { createApi } from '../../src/api/server.js';
 import { setupApiToken } from '../../src/auth/api-token.js';
 import { UserService } from '../../src/auth/users.js';
 import { availableCongestionControls } from '../../src/kernel/capabilities.js';
-import { createLogger } from '../../src/log.js';
-import { reapplyPolicies } from '../../src/policy/live.js';
+import { createLogger } from '../../src/log/logger.js';
+import { reapplyPolicies } from '../../src/transport/live.js';
 import { PolicyService } from '../../src/policy/service.js';
 import { ConnectionRegistry } from '../../src/relay/registry.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
@@ -38,7 +38,7 @@ async function startApi(): Promise<Harness> {
   const token = await setupApiToken(store, dir, TOKEN);
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug', format: 'json', write: (line) => logs.push(line) });
-  const app = await createApi({ policies, users, registry, verifyToken: token.verify, reapply: () => reapplyPolicies(registry, policies), logger, version: '9.8.7' });
+  const app = await createApi({ policies, users, registry, verifyToken: token.verify, reapply: () => reapplyPolicies(registry.list(), (d) => policies.decide(d)), logger, version: '9.8.7' });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as net.AddressInfo;
   return {

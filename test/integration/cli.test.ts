@@ -12,8 +12,8 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { setupApiToken } from '../../src/auth/api-token.js';
 import { UserService } from '../../src/auth/users.js';
-import { silentLogger } from '../../src/log.js';
-import { reapplyPolicies } from '../../src/policy/live.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { reapplyPolicies } from '../../src/transport/live.js';
 import { PolicyService } from '../../src/policy/service.js';
 import { ConnectionRegistry } from '../../src/relay/registry.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
@@ -84,7 +84,7 @@ before(
     const setup = await setupApiToken(store, dataDir, undefined);
     assert.ok(setup.file);
     token = readFileSync(setup.file, 'utf8').trim();
-    app = await createApi({ policies, users, registry, verifyToken: setup.verify, reapply: () => reapplyPolicies(registry, policies), logger: silentLogger, version: '0.0.0-test' });
+    app = await createApi({ policies, users, registry, verifyToken: setup.verify, reapply: () => reapplyPolicies(registry.list(), (d) => policies.decide(d)), logger: silentLogger, version: '0.0.0-test' });
     await app.listen({ host: '127.0.0.1', port: 0 });
     apiUrl = `http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`;
   },

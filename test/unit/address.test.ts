@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CidrList, cidrContains, formatCidr, formatIp, isLoopback, normalizeHostname, parseCidr, parseIp, type Cidr, type IpAddress } from '../../src/policy/address.js';
+import { CidrList, cidrContains, formatCidr, formatIp, isLoopback, normalizeHostname, parseCidr, parseIp, type Cidr, type IpAddress } from '../../src/net/address.js';
 
 function ip(text: string): IpAddress {
   const a = parseIp(text);

@@ -18,7 +18,7 @@ import {
   type ParseError,
   type ParseErrorCode,
   type Parsed,
-} from '../../src/socks/codec.js';
+} from '../../src/codec/socks.js';
 
 const bytes = (...parts: Array<number | string | Buffer | number[]>): Buffer =>
   Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));

@@ -2,7 +2,8 @@
 // builders. A parser never trusts its input: it returns 'more' when the buffer is short, a typed
 // error when the bytes are wrong, or the parsed value with the number of bytes it consumed.
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIp, parseIp } from '../policy/address.js';
+import { formatIp, parseIp } from '../net/address.js';
+import { isParseError as isFrameParseError, type ParseError as FrameParseError, type Parsed as FrameParsed } from '../net/frame-reader.js';
 
 export const SOCKS5 = 0x05;
 export const SOCKS4 = 0x04;
@@ -50,16 +51,14 @@ export enum Socks4Reply {
 export type ParseErrorCode = 'bad_version' | 'no_methods' | 'bad_command' | 'bad_address_type' | 'bad_reserved' | 'bad_domain' | 'too_long' | 'fragmented';
 
 /** A protocol violation; `reply` is the SOCKS5 reply the RFC asks for, when one applies. */
-export interface ParseError {
-  error: ParseErrorCode;
-  message: string;
+export interface ParseError extends FrameParseError<ParseErrorCode> {
   reply?: Socks5Reply;
 }
 
-export type Parsed<T> = { value: T; consumed: number } | 'more' | ParseError;
+export type Parsed<T> = FrameParsed<T, ParseError>;
 
 export function isParseError<T>(p: Parsed<T>): p is ParseError {
-  return typeof p === 'object' && 'error' in p;
+  return isFrameParseError<ParseError>(p);
 }
 
 /** A destination as carried in a request: exactly one of ip or host. */

@@ -1,24 +1,27 @@
 // Re-applies changed policies to open connections, where Linux allows it: congestion control,
 // Nagle and keepalive change on a live socket; MPTCP on/off, scheduler and path manager do not.
-import { readFileSync } from 'node:fs';
-import type { ConnectionRegistry } from '../relay/registry.js';
-import { applyLiveOptions, socketFd } from '../transport/dialer.js';
-import type { PolicyService } from './service.js';
-import type { Transport } from './types.js';
+import type { Socket } from 'node:net';
+import { defaultCongestionControl } from '../kernel/capabilities.js';
+import { socketFd } from '../kernel/sockopt.js';
+import type { PolicyDecision } from '../policy/service.js';
+import type { Destination, Transport } from '../policy/types.js';
+import { applyLiveOptions } from './dialer.js';
+
+/** An open relayed connection, as far as re-applying its policy is concerned (relay/registry's records are these). */
+export interface LiveConnection {
+  command: string;
+  destination: { host?: string; address: string; port: number };
+  policyId: number | null;
+  transport: Transport;
+  clientSocket: Socket;
+  outSocket?: Socket;
+}
 
 /** What a policy change did to open connections; the API returns it with the changed policy. */
 export interface LiveUpdate {
   /** open connections whose transport changed and was re-applied */
   connectionsUpdated: number;
   notes: string[];
-}
-
-function systemCongestion(): string | undefined {
-  try {
-    return readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'latin1').trim();
-  } catch {
-    return undefined;
-  }
 }
 
 function sameKeepAlive(a: Transport['keepAlive'], b: Transport['keepAlive']): boolean {
@@ -29,7 +32,7 @@ function sameKeepAlive(a: Transport['keepAlive'], b: Transport['keepAlive']): bo
 /** The options to set so that `next` is in effect where `prev` was (removed fields -> kernel default). */
 function liveDelta(prev: Transport, next: Transport): Transport | null {
   const d: Transport = {};
-  if (prev.congestion !== next.congestion) d.congestion = next.congestion ?? systemCongestion();
+  if (prev.congestion !== next.congestion) d.congestion = next.congestion ?? defaultCongestionControl();
   if (prev.noDelay !== next.noDelay) d.noDelay = next.noDelay ?? false;
   if (!sameKeepAlive(prev.keepAlive, next.keepAlive)) d.keepAlive = next.keepAlive ?? false;
   return Object.keys(d).length > 0 ? d : null;
@@ -43,15 +46,15 @@ export interface ReapplyCounts {
   failures: string[];
 }
 
-/** Matches every open connection again and applies what changed. */
-export function reapplyCounts(registry: ConnectionRegistry, policies: PolicyService): ReapplyCounts {
+/** Matches every open connection again (with `decide`) and applies what changed. */
+export function reapplyCounts(connections: Iterable<LiveConnection>, decide: (d: Destination) => PolicyDecision): ReapplyCounts {
   let updated = 0;
   let mptcpDiffers = 0;
   let pinned = 0;
   const failures = new Set<string>();
-  for (const rec of registry.list()) {
+  for (const rec of connections) {
     if (!rec.outSocket || rec.command !== 'connect') continue;
-    const decision = policies.decide({ host: rec.destination.host, ip: rec.destination.address, port: rec.destination.port });
+    const decision = decide({ host: rec.destination.host, ip: rec.destination.address, port: rec.destination.port });
     const prev = rec.transport;
     const next = decision.transport;
     if ((prev.mptcp === true) !== (next.mptcp === true)) mptcpDiffers++;
@@ -83,7 +86,7 @@ export function liveUpdateFrom(c: ReapplyCounts): LiveUpdate {
   return { connectionsUpdated: c.updated, notes };
 }
 
-/** Matches every open connection of this thread again and applies what changed. */
-export function reapplyPolicies(registry: ConnectionRegistry, policies: PolicyService): LiveUpdate {
-  return liveUpdateFrom(reapplyCounts(registry, policies));
+/** Matches `connections` again and applies what changed; what the API reports. */
+export function reapplyPolicies(connections: Iterable<LiveConnection>, decide: (d: Destination) => PolicyDecision): LiveUpdate {
+  return liveUpdateFrom(reapplyCounts(connections, decide));
 }

@@ -1,12 +1,27 @@
-// Reads length-prefixed protocol messages off a socket during a handshake: buffers what arrived,
+// Reads protocol messages off a socket during a handshake (SOCKS now, STUN over TCP later): buffers what arrived,
 // hands it to a bounded parser, and gives back whatever the client sent beyond the handshake.
 import type { Socket } from 'node:net';
-import { isParseError, type ParseError, type Parsed } from './codec.js';
 
 /** Bytes a client may send ahead of the handshake's end (pipelined data) before we stop reading. */
 const MAX_BUFFERED = 64 * 1024;
 
-export type ReadResult<T> = T | ParseError | 'closed';
+/** A protocol violation found by a parser; `error` is a stable code, `message` says what was wrong. */
+export interface ParseError<C extends string = string> {
+  error: C;
+  message: string;
+}
+
+/** What a bounded parser makes of the bytes so far: a message and its length, 'more', or an error. */
+export type Parsed<T, E extends ParseError = ParseError> = { value: T; consumed: number } | 'more' | E;
+
+export function isParseError<E extends ParseError>(p: unknown): p is E {
+  return typeof p === 'object' && p !== null && 'error' in p;
+}
+
+/** The reader's own error: more than MAX_BUFFERED bytes without a complete message. */
+export type TooLong = ParseError<'too_long'>;
+
+export type ReadResult<T, E extends ParseError = ParseError> = T | E | TooLong | 'closed';
 
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
@@ -31,11 +46,11 @@ export class FrameReader {
   };
 
   /** Waits until `parse` can decode a whole message from the buffered bytes. */
-  async next<T>(parse: (b: Buffer) => Parsed<T>): Promise<ReadResult<T>> {
+  async next<T, E extends ParseError = ParseError>(parse: (b: Buffer) => Parsed<T, E>): Promise<ReadResult<T, E>> {
     for (;;) {
       const r = parse(this.buf);
       if (r !== 'more') {
-        if (isParseError(r)) return r;
+        if (isParseError<E>(r)) return r;
         this.buf = this.buf.subarray(r.consumed);
         return r.value;
       }

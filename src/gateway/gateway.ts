@@ -4,19 +4,19 @@
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { createApi } from './api/server.js';
-import { setupApiToken } from './auth/api-token.js';
-import { parseInterceptAddress, parseListenAddress, type Settings } from './config/settings.js';
-import { applyFirewall, NFT_TABLE, removeFirewall, type FirewallSpec } from './intercept/firewall.js';
-import { InterceptServer } from './intercept/server.js';
-import { availableCongestionControls, mptcpCapabilities } from './kernel/capabilities.js';
-import type { Logger } from './log.js';
-import { addCounts, liveUpdateFrom, reapplyCounts } from './policy/live.js';
-import type { PolicyService } from './policy/service.js';
-import type { ConnectionRegistry } from './relay/registry.js';
-import { mergeSnapshots } from './relay/view.js';
-import { WorkerPool } from './workers/pool.js';
-import { drain, openSocksServices } from './workers/services.js';
+import { createApi } from '../api/server.js';
+import { setupApiToken } from '../auth/api-token.js';
+import { parseInterceptAddress, parseListenAddress, type Settings } from '../config/settings.js';
+import { applyFirewall, NFT_TABLE, removeFirewall, type FirewallSpec } from '../intercept/firewall.js';
+import { InterceptServer } from '../intercept/server.js';
+import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
+import type { Logger } from '../log/logger.js';
+import { addCounts, liveUpdateFrom, reapplyCounts } from '../transport/live.js';
+import type { PolicyService } from '../policy/service.js';
+import type { ConnectionRegistry } from '../relay/registry.js';
+import { mergeSnapshots } from '../relay/view.js';
+import { WorkerPool } from '../workers/pool.js';
+import { drain, openSocksServices } from '../workers/services.js';
 
 export interface Gateway {
   socks: AddressInfo;
@@ -69,7 +69,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     },
     verifyToken: token.verify,
     reapply: async () => {
-      const here = reapplyCounts(registry, policies);
+      const here = reapplyCounts(registry.list(), (d) => policies.decide(d));
       const there = pool ? await pool.policiesChanged() : [];
       return liveUpdateFrom(there.reduce(addCounts, here));
     },

@@ -1,47 +1,12 @@
 // The SOCKS5 client side, for chaining to an upstream (hybrid access: a router hands connections to
-// a concentrator that is another edgeward): the upstream URL, and the handshake over a connected
-// socket. The reply the upstream sends becomes an error carrying that reply, so that a SOCKS client
-// of ours gets the same answer.
+// a concentrator that is another edgeward): the handshake over a connected socket. The reply the
+// upstream sends becomes an error carrying that reply, so that a SOCKS client of ours gets the same
+// answer and an intercepted one a reset.
 import type { Socket } from 'node:net';
 import { isIPv4, isIPv6 } from 'node:net';
-import { AuthMethod, encodeAddress, Socks5Reply, SOCKS5, type Parsed, type SocksAddress } from './codec.js';
-import { FrameReader } from './frame-reader.js';
-
-/** Where to chain to: socks5://[user:pass@]host:port. */
-export interface Upstream {
-  host: string;
-  port: number;
-  username?: string;
-  password?: string;
-  /** the URL without the password, for logs and the API */
-  display: string;
-}
-
-/** Parses an upstream URL; returns an error message naming `what` (the flag or field) when it is wrong. */
-export function parseUpstream(text: string, what: string): Upstream | string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return `${what}: "${text}" is not a URL; expected socks5://[user:pass@]host:port`;
-  }
-  if (url.protocol !== 'socks5:' && url.protocol !== 'socks5h:') return `${what}: scheme "${url.protocol.replace(/:$/, '')}" is not supported; expected socks5://[user:pass@]host:port`;
-  if (url.pathname !== '' && url.pathname !== '/') return `${what}: unexpected path "${url.pathname}" in "${text}"`;
-  if (url.search !== '' || url.hash !== '') return `${what}: unexpected query or fragment in "${text}"`;
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  if (host === '') return `${what}: missing host in "${text}"`;
-  if (url.port === '') return `${what}: missing port in "${text}" (e.g. socks5://${host}:1080)`;
-  const username = decodeURIComponent(url.username);
-  const password = decodeURIComponent(url.password);
-  if (Buffer.byteLength(username) > 255 || Buffer.byteLength(password) > 255) return `${what}: username and password must be at most 255 bytes each (RFC 1929)`;
-  if ((username === '') !== (password === '')) return `${what}: give both a username and a password, or neither`;
-  const up: Upstream = { host, port: Number(url.port), display: `socks5://${username ? `${username}@` : ''}${isIPv6(host) ? `[${host}]` : host}:${url.port}` };
-  if (username) {
-    up.username = username;
-    up.password = password;
-  }
-  return up;
-}
+import { AuthMethod, encodeAddress, Socks5Reply, SOCKS5, type Parsed, type SocksAddress } from '../codec/socks.js';
+import { FrameReader } from '../net/frame-reader.js';
+import type { Upstream } from '../policy/via.js';
 
 /** The upstream refused or failed the request; `reply` is its SOCKS5 reply code. */
 export class UpstreamError extends Error {
