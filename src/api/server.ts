@@ -1,40 +1,19 @@
-// The REST API: policies, users, open connections, statistics, Prometheus metrics and the OpenAPI
-// document, all behind one bearer token except /health and /api/docs. Routes talk to the services
-// through their public surface; the TypeBox schemas in schemas.ts are the only validation.
+// The REST API's core: body parsing, the bearer token, errors as one JSON shape, the OpenAPI document,
+// and the route plugins: policies, users, status (connections, stats, metrics), then each
+// service's own routes under /api/v1/<service>. Routes talk to the services through their public
+// surface; the TypeBox schemas in schemas.ts are the only validation.
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { UserService } from '../auth/users.js';
-import type { Logger } from '../log/logger.js';
-import { legacyFieldOf, looksLegacy, translateLegacy, type LegacyPolicy } from '../policy/legacy.js';
-import type { LiveUpdate } from '../transport/live.js';
-import { PolicyError, type PolicyService } from '../policy/service.js';
-import type { Transport as TransportValue } from '../policy/types.js';
-import { mptcpCapabilities } from '../kernel/capabilities.js';
-import type { ConnectionRegistry } from '../relay/registry.js';
-import { connectionView, mergeSnapshots, type Snapshot } from '../relay/view.js';
-import { ApiError, errorReply, renameField, validationError, type ErrorReply } from './errors.js';
-import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { Metrics, mergeMetrics } from '../metrics/registry.js';
+import { registerRelayMetrics, statsFrom } from '../relay/metrics.js';
+import { BODY_LIMIT, type ApiDeps } from './common.js';
+import { ApiError, errorReply, validationError, type ErrorReply } from './errors.js';
+import { policyRoutes } from './routes/policies.js';
+import { statusRoutes } from './routes/status.js';
+import { userRoutes } from './routes/users.js';
 import * as S from './schemas.js';
 
-export interface ApiDeps {
-  policies: PolicyService;
-  users: UserService;
-  registry: ConnectionRegistry;
-  /** the connections of the other threads (worker threads serving SOCKS), when there are any */
-  remote?: RemoteConnections;
-  /** checks a presented bearer token */
-  verifyToken(token: string): boolean;
-  /** re-applies policies to open connections; called after every policy change */
-  reapply(): LiveUpdate | Promise<LiveUpdate>;
-  logger: Logger;
-  version: string;
-}
-
-/** Connections held by other threads, asked for over messages. */
-export interface RemoteConnections {
-  connections(limit: number): Promise<{ total: number; connections: Array<Record<string, unknown>> }>;
-  snapshots(): Promise<Snapshot[]>;
-}
+export { BODY_LIMIT, BULK_BODY_LIMIT, type ApiDeps, type RemoteThreads } from './common.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -45,18 +24,7 @@ declare module 'fastify' {
   }
 }
 
-/** Largest request body, except bulk imports. */
-export const BODY_LIMIT = 1024 * 1024;
-export const BULK_BODY_LIMIT = 8 * 1024 * 1024;
-
 const JSON_TYPES = ['application/json', 'application/merge-patch+json'];
-
-function errors(...codes: number[]): Record<number, typeof S.ErrorBody> {
-  const out: Record<number, typeof S.ErrorBody> = { 401: S.ErrorBody, 500: S.ErrorBody };
-  for (const c of codes) out[c] = S.ErrorBody;
-  return out;
-}
-const BODY_ERRORS = [400, 413, 415];
 
 /** Defense in depth: no "__proto__" key reaches code that copies fields (the schemas reject it too). */
 function rejectProto(key: string, value: unknown): unknown {
@@ -89,11 +57,18 @@ function sendError(reply: FastifyReply, r: ErrorReply): FastifyReply {
 
 /** Builds the API (not listening: the caller calls `listen`). */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
-  const { policies, users, registry, logger } = deps;
-  const snapshot = async (): Promise<Snapshot> => {
-    const local = registry.snapshot();
-    return deps.remote ? (await deps.remote.snapshots()).reduce(mergeSnapshots, local) : local;
-  };
+  const { logger } = deps;
+  let metrics = deps.metrics;
+  if (!metrics) {
+    metrics = new Metrics();
+    registerRelayMetrics(metrics, deps.registry);
+    metrics.gauge({ name: 'edgeward_policies', help: 'Transport policies stored.', aggregate: 'first', read: () => deps.policies.list().length });
+  }
+  const local = metrics;
+  // every thread's metrics, merged (this thread first: "first" families take its values)
+  const merged = async () => mergeMetrics([await local.json(), ...(deps.remote ? await deps.remote.metrics() : [])]);
+  const snapshot = async () => statsFrom((await (await merged()).getMetricsAsJSON()) as Awaited<ReturnType<Metrics['json']>>);
+  const metricsText = async () => (await merged()).metrics();
   const app = Fastify({
     logger: false,
     bodyLimit: BODY_LIMIT,
@@ -167,195 +142,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/api/docs', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
-  // ---- policies ----
-
-  const tags = { policies: ['policies'], users: ['users'], status: ['status'] };
-
-  app.get('/api/v1/policies', { schema: { tags: tags.policies, summary: 'List policies', response: { 200: S.PolicyList, ...errors() } } }, async () => ({
-    policies: policies.list(),
-  }));
-
-  app.post<{ Body: S.PolicyInputBody | S.LegacyPolicyBody }>(
-    '/api/v1/policies',
-    {
-      config: { bodyBranch: (body) => (looksLegacy(body) ? 1 : 0) },
-      schema: {
-        tags: tags.policies,
-        summary: 'Create a policy',
-        description: 'Takes a policy, or the legacy body of the original system ({"enable","ip","scheduler","path_manager"}), which is translated; `notes` says how.',
-        body: S.CreatePolicyBody,
-        response: { 201: S.PolicyChanged, ...errors(...BODY_ERRORS, 409, 422) },
-      },
-    },
-    async (req, reply) => {
-      let created;
-      let notes: string[] | undefined;
-      if (looksLegacy(req.body)) {
-        const t = translateLegacy(req.body as LegacyPolicy);
-        if (!t.ok) {
-          const available = t.error.field === 'path_manager' ? mptcpCapabilities().pathManagers : undefined;
-          throw new ApiError(422, t.error.code, `body.${t.error.field}`, t.error.message, available);
-        }
-        notes = t.notes;
-        try {
-          created = await policies.create(t.input);
-        } catch (e) {
-          if (!(e instanceof PolicyError)) throw e;
-          const legacy = legacyFieldOf(e.field);
-          throw legacy && e.field ? renameField(e, e.field, `body.${legacy}`) : e;
-        }
-      } else {
-        created = await policies.create(req.body as S.PolicyInputBody);
-      }
-      const liveUpdate = await deps.reapply();
-      reply.code(201).header('location', `/api/v1/policies/${created.id}`);
-      return notes && notes.length > 0 ? { ...created, liveUpdate, notes } : { ...created, liveUpdate };
-    },
-  );
-
-  app.post<{ Body: S.BulkBodyType }>(
-    '/api/v1/policies/bulk',
-    {
-      bodyLimit: BULK_BODY_LIMIT,
-      schema: {
-        tags: tags.policies,
-        summary: 'Create many policies, all or none',
-        description: `Up to ${S.MAX_BULK} policies in one transaction; an error names the first bad entry as policies[i].`,
-        body: S.BulkBody,
-        response: { 201: S.BulkCreated, ...errors(...BODY_ERRORS, 409, 422) },
-      },
-    },
-    async (req, reply) => {
-      const created = await policies.createMany(req.body.policies);
-      const liveUpdate = await deps.reapply();
-      reply.code(201);
-      return { policies: created, liveUpdate };
-    },
-  );
-
-  app.get('/api/v1/policies/default', { schema: { tags: tags.policies, summary: 'The default transport', description: 'Applies to destinations no policy matches, and fills the fields a matching policy leaves out.', response: { 200: S.Transport, ...errors() } } }, async () =>
-    policies.getDefault(),
-  );
-
-  app.put<{ Body: TransportValue }>(
-    '/api/v1/policies/default',
-    { schema: { tags: tags.policies, summary: 'Replace the default transport', body: S.Transport, response: { 200: S.DefaultChanged, ...errors(...BODY_ERRORS, 422) } } },
-    async (req) => {
-      let t: TransportValue;
-      try {
-        t = await policies.setDefault(req.body);
-      } catch (e) {
-        throw e instanceof PolicyError ? renameField(e, 'transport', 'body') : e;
-      }
-      return { ...t, liveUpdate: await deps.reapply() };
-    },
-  );
-
-  const idRoute = { tags: tags.policies, params: S.PolicyIdParams };
-
-  app.get<{ Params: { id: string } }>('/api/v1/policies/:id', { schema: { ...idRoute, summary: 'One policy', response: { 200: S.Policy, ...errors(400, 404) } } }, async (req) =>
-    policies.get(Number(req.params.id)),
-  );
-
-  app.put<{ Params: { id: string }; Body: S.PolicyInputBody }>(
-    '/api/v1/policies/:id',
-    { schema: { ...idRoute, summary: 'Replace a policy', body: S.PolicyInput, response: { 200: S.PolicyChanged, ...errors(...BODY_ERRORS, 404, 409, 422) } } },
-    async (req) => {
-      const p = await policies.replace(Number(req.params.id), req.body);
-      return { ...p, liveUpdate: await deps.reapply() };
-    },
-  );
-
-  app.patch<{ Params: { id: string }; Body: S.PolicyPatchBody }>(
-    '/api/v1/policies/:id',
-    {
-      schema: {
-        ...idRoute,
-        summary: 'Change part of a policy (JSON merge patch)',
-        description: 'Fields present replace the stored ones; null removes a field. Content-type application/json or application/merge-patch+json.',
-        body: S.PolicyPatch,
-        response: { 200: S.PolicyChanged, ...errors(...BODY_ERRORS, 404, 409, 422) },
-      },
-    },
-    async (req) => {
-      const p = await policies.patch(Number(req.params.id), req.body);
-      return { ...p, liveUpdate: await deps.reapply() };
-    },
-  );
-
-  app.delete<{ Params: { id: string } }>(
-    '/api/v1/policies/:id',
-    { schema: { ...idRoute, summary: 'Remove a policy', description: 'Open connections it applied to are matched again.', response: { 204: { type: 'null', description: 'removed' }, ...errors(400, 404) } } },
-    async (req, reply) => {
-      await policies.remove(Number(req.params.id));
-      await deps.reapply();
-      return reply.code(204).send();
-    },
-  );
-
-  // ---- users ----
-
-  app.get('/api/v1/users', { schema: { tags: tags.users, summary: 'List SOCKS users', response: { 200: S.UserList, ...errors() } } }, async () => ({
-    users: (await users.list()).map((u) => ({ username: u.username, createdAt: u.createdAt })),
-  }));
-
-  app.post<{ Body: S.UserInputBody }>(
-    '/api/v1/users',
-    { schema: { tags: tags.users, summary: 'Add a SOCKS user', body: S.UserInput, response: { 201: S.User, ...errors(...BODY_ERRORS, 409, 422) } } },
-    async (req, reply) => {
-      const u = await users.create(req.body.username, req.body.password);
-      reply.code(201);
-      return { username: u.username, createdAt: u.createdAt };
-    },
-  );
-
-  app.delete<{ Params: { username: string } }>(
-    '/api/v1/users/:username',
-    { schema: { tags: tags.users, summary: 'Remove a SOCKS user', params: S.UsernameParams, response: { 204: { type: 'null', description: 'removed' }, ...errors(400, 404) } } },
-    async (req, reply) => {
-      await users.remove(req.params.username);
-      return reply.code(204).send();
-    },
-  );
-
-  // ---- status ----
-
-  app.get<{ Querystring: { limit?: string } }>(
-    '/api/v1/connections',
-    { schema: { tags: tags.status, summary: 'Open connections', querystring: S.ConnectionsQuery, response: { 200: S.ConnectionList, ...errors(400) } } },
-    async (req) => {
-      const limit = req.query.limit === undefined ? Infinity : Number(req.query.limit);
-      const all = registry.list();
-      const local = { total: all.length, connections: all.slice(0, limit).map(connectionView) };
-      if (!deps.remote) return local;
-      const others = await deps.remote.connections(limit);
-      const connections = [...local.connections, ...others.connections]
-        .sort((a, b) => String(a.startedAt).localeCompare(String(b.startedAt)) || Number(a.id) - Number(b.id))
-        .slice(0, limit);
-      return { total: local.total + others.total, connections };
-    },
-  );
-
-  app.get('/api/v1/stats', { schema: { tags: tags.status, summary: 'Totals since start', response: { 200: S.Stats, ...errors() } } }, async () => ({
-    ...(await snapshot()),
-    policies: policies.list().length,
-    users: await users.count(),
-  }));
-
-  app.get(
-    '/metrics',
-    {
-      schema: {
-        tags: tags.status,
-        summary: 'Prometheus metrics',
-        response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, 401: S.ErrorBody },
-      },
-    },
-    async (_req, reply) => {
-      reply.type(METRICS_CONTENT_TYPE);
-      return renderMetrics({ snapshot: await snapshot(), policies: policies.list().length });
-    },
-  );
-
+  await app.register(policyRoutes(deps), { prefix: '/api/v1' });
+  await app.register(userRoutes(deps), { prefix: '/api/v1' });
+  await app.register(statusRoutes(deps, snapshot, metricsText));
+  for (const p of deps.plugins ?? []) await app.register(p.plugin, { prefix: p.prefix });
   return app;
 }

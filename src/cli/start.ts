@@ -1,6 +1,7 @@
 // `edgeward start`: run the gateway until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
-import { openProxyRefusal, readConfigFile, resolveSettings, SETTINGS, SettingsError, type Settings } from '../config/settings.js';
+import { flagOptions, helpText, settingsFromFlags } from '../config/schema.js';
+import { openProxyRefusal, readConfigFile, resolveSettings, SECTIONS, SettingsError, type Settings } from '../gateway/settings.js';
 import { startGateway, type Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../log/logger.js';
 import type { Command } from './command.js';
@@ -12,10 +13,10 @@ Runs the gateway: a SOCKS5/SOCKS4 proxy that gives every outgoing connection the
 of its destination (MPTCP, congestion control, Nagle, keepalive), and the REST API that manages
 policies and users (bearer token: env EDGEWARD_API_TOKEN, or generated into DATA/api-token).
 
-Options:
-  --config FILE               YAML file with any of the settings below (keys = flag names)
-${SETTINGS.map((s) => `  --${s.key}${s.arg ? ` ${s.arg}` : ''}`.padEnd(30) + s.help).join('\n')}
+Options (flags; in a --config YAML file the same names as keys, or sections with short keys):
+  --config FILE               YAML file with any of the settings below
 
+${helpText(SECTIONS)}
 Kernel: MPTCP policies need an upstream MPTCP kernel (5.6+, net.mptcp.enabled=1); without it they
 fall back to TCP and the connection record says so. Congestion controls are those listed in
 /proc/sys/net/ipv4/tcp_available_congestion_control. A policy's scheduler / pathManager is set
@@ -26,36 +27,13 @@ Signals: SIGTERM or SIGINT stops accepting, lets open connections drain for --sh
 seconds, then exits 0. A second signal exits at once.
 `;
 
-function flagOptions(): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
-  const o: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { config: { type: 'string' } };
-  for (const s of SETTINGS) o[s.key] = s.kind === 'boolean' ? { type: 'boolean' } : s.kind === 'list' ? { type: 'string', multiple: true } : { type: 'string' };
-  return o;
-}
-
-/** Flags -> partial settings; numbers are checked here so the message names the flag. */
-function settingsFromFlags(values: Record<string, unknown>): Partial<Settings> {
-  const out: Record<string, unknown> = {};
-  for (const s of SETTINGS) {
-    const v = values[s.key];
-    if (v === undefined) continue;
-    if (s.kind === 'seconds' || s.kind === 'count') {
-      const n = Number(v);
-      if (!/^\d+(\.\d+)?$/.test(String(v)) || (s.kind === 'count' && (!Number.isInteger(n) || n < 1))) {
-        throw new SettingsError(`--${s.key} must be ${s.kind === 'count' ? 'a positive integer' : 'a number of seconds'}, got "${String(v)}"`);
-      }
-      out[s.field] = n;
-    } else out[s.field] = v;
-  }
-  return out as Partial<Settings>;
-}
-
 async function run(args: string[]): Promise<number> {
   let settings: Settings;
   try {
-    const { values, positionals } = parseArgs({ args, options: flagOptions(), allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args, options: flagOptions(SECTIONS), allowPositionals: true, strict: true });
     if (positionals.length > 0) throw new SettingsError(`unexpected argument "${positionals[0]}"`);
     const file = typeof values.config === 'string' ? readConfigFile(values.config) : {};
-    settings = resolveSettings(file, settingsFromFlags(values));
+    settings = resolveSettings(file, settingsFromFlags(SECTIONS, values) as Partial<Settings>);
   } catch (e) {
     process.stderr.write(`edgeward start: ${(e as Error).message}\n(see edgeward start --help)\n`);
     return 2;

@@ -1,47 +1,42 @@
-// Puts the parts together for `edgeward start`: store, policies, users, the SOCKS listener (in the
-// main thread and in --workers worker threads on the same port), the TPROXY listener, the REST API,
-// the managed firewall, and the orderly stop (stop accepting, drain for a grace period, close).
+// `edgeward start` put together: the store, the thread parts, the services (a supervisor loop over
+// the enabled ones, in the main thread and, for those that run in every thread, in --workers
+// worker threads), the REST API with each service's routes, and the orderly stop: stop accepting,
+// drain for the grace period, close.
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createApi } from '../api/server.js';
 import { setupApiToken } from '../auth/api-token.js';
-import { parseInterceptAddress, parseListenAddress, type Settings } from '../config/settings.js';
-import { applyFirewall, NFT_TABLE, removeFirewall, type FirewallSpec } from '../intercept/firewall.js';
-import { InterceptServer } from '../intercept/server.js';
+import { parseListenAddress } from '../config/common.js';
+import { dupFd } from '../kernel/sockopt.js';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import type { Logger } from '../log/logger.js';
-import { addCounts, liveUpdateFrom, reapplyCounts } from '../transport/live.js';
-import type { PolicyService } from '../policy/service.js';
-import type { ConnectionRegistry } from '../relay/registry.js';
-import { mergeSnapshots } from '../relay/view.js';
-import { WorkerPool } from '../workers/pool.js';
-import { drain, openSocksServices } from '../workers/services.js';
+import type { MetricsJson } from '../metrics/registry.js';
+import { statsFrom } from '../relay/metrics.js';
+import { mergeMetrics } from '../metrics/registry.js';
+import { drain, stopServices, type Service } from '../runtime/service.js';
+import { WorkerPool } from '../runtime/worker-pool.js';
+import { addCounts, liveUpdateFrom, reapplyCounts, type ReapplyCounts } from '../transport/live.js';
+import { openThreadParts } from './parts.js';
+import { DEFINITIONS, type Settings } from './settings.js';
+import type { WorkerInit, WorkerStopped } from './worker.js';
 
 export interface Gateway {
-  socks: AddressInfo;
   api: AddressInfo;
-  /** the TPROXY listeners, when --intercept is given */
-  intercept: AddressInfo[];
-  /** threads serving SOCKS, the main thread included */
-  socksThreads: number;
-  registry: ConnectionRegistry;
-  policies: PolicyService;
   /** Stops accepting, waits up to graceMs for open connections, then closes the rest. */
   stop(graceMs: number): Promise<void>;
 }
 
-/** --workers: "auto" = one SOCKS thread per CPU, at most 8; or a number >= 1 (threads in all). */
-export function socksThreadCount(setting: string): number {
+/** --workers: "auto" = one thread per CPU, at most 8; or a number >= 1 (threads in all). */
+export function threadCount(setting: string): number {
   if (setting === 'auto') return Math.min(8, Math.max(1, availableParallelism()));
   return Number(setting);
 }
 
 export async function startGateway(settings: Settings, logger: Logger, version: string, env: NodeJS.ProcessEnv = process.env): Promise<Gateway> {
   const dataDir = resolve(settings.data);
-  const threads = socksThreadCount(settings.workers);
-  const main = await openSocksServices(settings, dataDir, logger, 0, threads);
-  const { store, policies, users, registry, outbound, socks, upstream } = main;
+  const threads = threadCount(settings.workers);
+  const { store, parts, upstream } = await openThreadParts(settings, dataDir, 0, threads);
   const token = await setupApiToken(store, dataDir, env.EDGEWARD_API_TOKEN);
   if (token.file) logger.info(token.generated ? 'generated API token' : 'API token from data directory', { file: token.file });
   else logger.info('API token from EDGEWARD_API_TOKEN');
@@ -53,62 +48,66 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     pathManagers: mptcp.pathManagers,
     congestion: availableCongestionControls(),
   });
-  if (settings.socksAuth && (await users.count()) === 0) {
-    logger.warn('--socks-auth is on but there are no users yet: add one with `edgeward user add NAME`');
-  }
 
+  const enabled = DEFINITIONS.filter((d) => d.enabled(settings));
+  const running: Array<{ name: string; service: Service }> = [];
   let pool: WorkerPool | null = null;
-  let firewall: FirewallSpec | null = null;
   const api = await createApi({
-    policies,
-    users,
-    registry,
+    policies: parts.policies,
+    users: parts.users,
+    registry: parts.registry,
+    metrics: parts.metrics,
     remote: {
-      connections: (limit) => (pool ? pool.connections(limit) : Promise.resolve({ total: 0, connections: [] })),
-      snapshots: () => (pool ? pool.snapshots() : Promise.resolve([])),
+      connections: async (limit) => {
+        const r = pool ? await pool.request<{ total: number; connections: Array<Record<string, unknown>> }>('connections', limit) : [];
+        return { total: r.reduce((n, x) => n + x.total, 0), connections: r.flatMap((x) => x.connections) };
+      },
+      metrics: async () => (pool ? pool.request<MetricsJson>('metrics') : []),
     },
     verifyToken: token.verify,
     reapply: async () => {
-      const here = reapplyCounts(registry.list(), (d) => policies.decide(d));
-      const there = pool ? await pool.policiesChanged() : [];
+      const here = reapplyCounts(parts.registry.list(), (d) => parts.policies.decide(d));
+      const there = pool ? await pool.request<ReapplyCounts>('policies-changed') : [];
       return liveUpdateFrom(there.reduce(addCounts, here));
     },
+    plugins: enabled.flatMap((d) => {
+      const routes = d.routes;
+      if (!routes) return [];
+      // the route plugin looks the service up when called: it is created below
+      return [{ prefix: `/api/v1/${d.name}`, plugin: async (app, opts) => routes(running.find((r) => r.name === d.name)!.service)(app, opts) }];
+    }),
     logger,
     version,
   });
-  users.on('removed', (username) => pool?.userRemoved(username));
+  parts.users.on('removed', (username: string) => pool?.notify('user-removed', username));
 
-  const socksAddr = parseListenAddress(settings.socks, '--socks');
   const apiAddr = parseListenAddress(settings.api, '--api');
-  const intercept = settings.intercept !== ''
-    ? new InterceptServer({ outbound, registry, idleTimeout: settings.idleTimeout * 1000, maxConnections: settings.maxConnections, transparentSource: settings.transparentSource, clientCongestion: settings.clientCongestion !== '' ? settings.clientCongestion : undefined, logger })
-    : null;
-  let socksBound: AddressInfo & { mptcp: boolean };
-  let interceptBound: AddressInfo[] = [];
+  const listening: Record<string, unknown> = {};
   try {
-    socksBound = await socks.listen(socksAddr.host, socksAddr.port, { mptcp: settings.socksMptcp, shareable: threads > 1 });
-    if (threads > 1) pool = await WorkerPool.start(threads - 1, settings, dataDir, socks.listenFd!, logger);
-    if (intercept) {
-      const at = parseInterceptAddress(settings.intercept);
-      interceptBound = await intercept.listen(at.host, at.port).catch((e: unknown) => {
-        const code = (e as { code?: string }).code;
-        throw new Error(`--intercept ${settings.intercept}: ${(e as Error).message}${code === 'EPERM' ? ' (IP_TRANSPARENT needs root or CAP_NET_ADMIN)' : ''}`);
-      });
-      if (settings.firewall) {
-        firewall = { port: at.port, interfaces: settings.interceptInterface, sources: [], excludes: [], dports: [] };
-        const applied = await applyFirewall(firewall).catch((e: unknown) => {
-          firewall = null;
-          throw new Error(`--firewall: ${(e as Error).message}`);
-        });
-        logger.info('firewall applied', { table: NFT_TABLE, interfaces: settings.interceptInterface, changes: applied.changes });
-      }
+    for (const def of enabled) {
+      const service = def.create({ settings, parts, logger, thread: 0, threads: def.everyThread ? threads : 1 });
+      running.push({ name: def.name, service });
+      Object.assign(listening, await service.listen());
+    }
+    if (threads > 1) {
+      const shared = running.filter((r) => enabled.find((d) => d.name === r.name)!.everyThread);
+      pool = await WorkerPool.start(
+        threads - 1,
+        new URL('./worker.js', import.meta.url),
+        (thread): WorkerInit => ({
+          settings,
+          dataDir,
+          thread,
+          threads,
+          fds: Object.fromEntries(shared.map((r) => [r.name, (r.service.sharedFds?.() ?? []).map(dupFd)])),
+        }),
+        logger,
+      );
     }
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {
-    if (firewall) await removeFirewall(firewall).catch(() => undefined);
-    await socks.close();
-    await pool?.stop(0);
-    await intercept?.close();
+    await stopServices(running.map((r) => r.service));
+    await pool?.terminate();
     await api.close();
     await store.close();
     throw e;
@@ -116,33 +115,22 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   const apiBound = api.server.address() as AddressInfo;
   const fmt = (a: AddressInfo): string => (a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
   logger.info('listening', {
-    socks: fmt(socksBound),
-    ...(settings.socksMptcp ? { socksMptcp: socksBound.mptcp } : {}),
-    socksThreads: threads,
+    ...listening,
     api: `http://${fmt(apiBound)}`,
-    auth: settings.socksAuth,
-    ...(intercept ? { intercept: interceptBound.map(fmt), transparentSource: settings.transparentSource } : {}),
+    services: running.map((r) => r.name),
     ...(upstream ? { upstream: upstream.display } : {}),
   });
 
   let stopping: Promise<void> | null = null;
   const stop = (graceMs: number): Promise<void> => {
     stopping ??= (async () => {
-      await Promise.all([socks.close(), intercept?.close(), pool?.stopAccepting()]);
-      logger.info('stopping: no new connections; draining', { open: registry.size, graceSeconds: graceMs / 1000 });
-      const [left, workers] = await Promise.all([drain(registry, graceMs), pool?.stop(graceMs)]);
-      socks.destroyClients();
-      intercept?.destroyClients();
-      const closed = left + (workers?.left ?? 0);
+      await Promise.all([...running.map((r) => r.service.stopAccepting()), pool?.request('stop-accepting')]);
+      logger.info('stopping: no new connections; draining', { open: parts.registry.size, graceSeconds: graceMs / 1000 });
+      const [left, workers] = await Promise.all([drain(parts.registry, graceMs), pool ? pool.stop<WorkerStopped>('stop', graceMs) : []]);
+      for (const e of await stopServices(running.map((r) => r.service))) logger.error('error while stopping a service', { error: e.message });
+      const closed = left + workers.reduce((n, w) => n + w.left, 0);
       if (closed > 0) logger.warn('grace period over: closed open connections', { closed });
-      if (firewall) {
-        // the listener is closed: take the rules away so the LAN's traffic flows as before
-        await removeFirewall(firewall).then(
-          (r) => logger.info('firewall removed', { table: NFT_TABLE, changes: r.changes }),
-          (e: unknown) => logger.error('firewall: could not remove the rules; run `edgeward firewall remove`', { error: (e as Error).message }),
-        );
-      }
-      const totals = (workers?.snapshots ?? []).reduce(mergeSnapshots, registry.snapshot());
+      const totals = statsFrom((await mergeMetrics([await parts.metrics.json(), ...workers.map((w) => w.metrics)]).getMetricsAsJSON()) as MetricsJson);
       await api.close();
       await store.close();
       logger.info('stopped', totals as unknown as Record<string, unknown>);
@@ -150,5 +138,5 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     return stopping;
   };
 
-  return { socks: socksBound, api: apiBound, intercept: interceptBound, socksThreads: threads, registry, policies, stop };
+  return { api: apiBound, stop };
 }

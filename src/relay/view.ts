@@ -1,10 +1,7 @@
 // Connections and totals as the API shows them, built in the thread that owns the sockets (the
-// transport in effect is read back from the kernel through the socket's fd), and merged across
-// worker threads.
+// transport in effect is read back from the kernel through the socket's fd).
 import { transportInEffect } from '../transport/dialer.js';
-import { recordBytes, type ConnectionRecord, type Totals } from './registry.js';
-
-export type Snapshot = Totals & { active: number; uptimeSeconds: number };
+import { recordBytes, type ConnectionRecord } from './registry.js';
 
 /** One open connection, as GET /api/v1/connections lists it. */
 export function connectionView(rec: ConnectionRecord): Record<string, unknown> {
@@ -27,23 +24,5 @@ export function connectionView(rec: ConnectionRecord): Record<string, unknown> {
     transport: rec.transport,
     inEffect,
     bytes: recordBytes(rec),
-  };
-}
-
-/** Adds the counters of `b` to those of `a` (uptime stays a's). */
-export function mergeSnapshots(a: Snapshot, b: Snapshot): Snapshot {
-  const failures = { ...a.failures };
-  for (const [k, v] of Object.entries(b.failures)) failures[k] = (failures[k] ?? 0) + v;
-  return {
-    connectionsTotal: a.connectionsTotal + b.connectionsTotal,
-    bytesUp: a.bytesUp + b.bytesUp,
-    bytesDown: a.bytesDown + b.bytesDown,
-    failures,
-    mptcpConnections: a.mptcpConnections + b.mptcpConnections,
-    mptcpFallbacks: a.mptcpFallbacks + b.mptcpFallbacks,
-    authFailures: a.authFailures + b.authFailures,
-    rejectedClients: a.rejectedClients + b.rejectedClients,
-    active: a.active + b.active,
-    uptimeSeconds: a.uptimeSeconds,
   };
 }

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULTS, openProxyRefusal, parseListenAddress, readConfigFile, resolveSettings, SettingsError, type Settings } from '../../src/config/settings.js';
+import { DEFAULTS, openProxyRefusal, parseListenAddress, readConfigFile, resolveSettings, SettingsError, type Settings } from '../../src/gateway/settings.js';
 
 /** Asserts that fn throws a SettingsError whose message matches every pattern. */
 function throwsSettings(fn: () => unknown, ...patterns: RegExp[]): void {

@@ -1,0 +1,49 @@
+// What the API's core and its route plugins share: the dependencies, body limits, and the error
+// responses every route declares.
+import type { FastifyPluginAsync } from 'fastify';
+import type { UserService } from '../auth/users.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics, MetricsJson } from '../metrics/registry.js';
+import type { PolicyService } from '../policy/service.js';
+import type { ConnectionRegistry } from '../relay/registry.js';
+import type { LiveUpdate } from '../transport/live.js';
+import * as S from './schemas.js';
+
+export interface ApiDeps {
+  policies: PolicyService;
+  users: UserService;
+  /** this thread's connections */
+  registry: ConnectionRegistry;
+  /** this thread's metrics (default: the registry's relay metrics and the policy count) */
+  metrics?: Metrics;
+  /** the connections and metrics of the other threads (worker threads), when there are any */
+  remote?: RemoteThreads;
+  /** checks a presented bearer token */
+  verifyToken(token: string): boolean;
+  /** re-applies policies to open connections; called after every policy change */
+  reapply(): LiveUpdate | Promise<LiveUpdate>;
+  /** the services' own routes, each under its prefix (/api/v1/<service>) */
+  plugins?: Array<{ prefix: string; plugin: FastifyPluginAsync }>;
+  logger: Logger;
+  version: string;
+}
+
+/** What other threads hold, asked for over messages. */
+export interface RemoteThreads {
+  connections(limit: number): Promise<{ total: number; connections: Array<Record<string, unknown>> }>;
+  metrics(): Promise<MetricsJson[]>;
+}
+
+/** Largest request body, except bulk imports. */
+export const BODY_LIMIT = 1024 * 1024;
+export const BULK_BODY_LIMIT = 8 * 1024 * 1024;
+export const BODY_ERRORS = [400, 413, 415];
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** The error responses of a route: 401 and 500 always, and `codes`. */
+export function errors(...codes: number[]): Record<number, typeof S.ErrorBody> {
+  const out: Record<number, typeof S.ErrorBody> = { 401: S.ErrorBody, 500: S.ErrorBody };
+  for (const c of codes) out[c] = S.ErrorBody;
+  return out;
+}

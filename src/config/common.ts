@@ -1,0 +1,96 @@
+// The gateway's own settings (API, data, threads, logs, shutdown) and those every relaying service
+// shares (timeouts, connection cap, upstream, transport defaults), and the listen-address parser.
+import { isIPv6 } from 'node:net';
+import { Type } from '@sinclair/typebox';
+import { availableCongestionControls } from '../kernel/capabilities.js';
+import type { KeepAliveSetting } from '../kernel/sockopt.js';
+import { parseIp } from '../net/address.js';
+import { parseUpstream } from '../policy/via.js';
+import { opt, section, SettingsError } from './schema.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses "HOST:PORT", "[V6]:PORT" or "PORT" (loopback). */
+export function parseListenAddress(text: string, what: string): ListenAddress {
+  let host = '127.0.0.1';
+  let portText = text;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+  if (v6) {
+    host = v6[1]!;
+    portText = v6[2]!;
+    if (!isIPv6(host)) throw new SettingsError(`${what}: "${host}" is not an IPv6 address`);
+  } else if (text.includes(':')) {
+    const i = text.lastIndexOf(':');
+    host = text.slice(0, i);
+    portText = text.slice(i + 1);
+    if (host.includes(':')) throw new SettingsError(`${what}: write IPv6 addresses in brackets, e.g. [::1]:1080`);
+    if (host === '') throw new SettingsError(`${what}: missing host before ":" in "${text}"`);
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new SettingsError(`${what}: port "${portText}" must be 0..65535`);
+  return { host, port: Number(portText) };
+}
+
+/** Parses "IDLE,INTERVAL,COUNT" (seconds, seconds, probes). */
+export function parseKeepAlive(text: string, what: string): KeepAliveSetting {
+  const m = /^(\d{1,5}),(\d{1,5}),(\d{1,3})$/.exec(text.trim());
+  const [idle, interval, count] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+  if (!m || idle < 1 || idle > 32767 || interval < 1 || interval > 32767 || count < 1 || count > 127) {
+    throw new SettingsError(`${what} must be IDLE,INTERVAL,COUNT: idle and interval 1..32767 seconds, count 1..127 probes (e.g. 60,10,6), got "${text}"`);
+  }
+  return { idle, interval, count };
+}
+
+export const gatewaySection = section({
+  name: 'gateway',
+  title: 'Gateway',
+  schema: Type.Object({
+    api: opt.string({ flag: 'api', key: 'api', arg: 'ADDR', help: 'REST API listen address', default: '127.0.0.1:8080' }),
+    data: opt.string({ flag: 'data', arg: 'DIR', help: 'data directory: SQLite store, api-token', default: './.edgeward' }),
+    workers: opt.string({ flag: 'workers', arg: 'N', help: 'threads serving SOCKS, all accepting from the one listening socket: a number, or auto = one per CPU up to 8', default: 'auto' }),
+    shutdownGrace: opt.seconds({ flag: 'shutdown-grace', arg: 'SEC', help: 'on SIGTERM/SIGINT, let open connections drain this long', default: 10 }),
+    logLevel: opt.choice(['debug', 'info', 'warn', 'error'] as const, { flag: 'log-level', arg: 'LEVEL', help: 'debug, info, warn or error', default: 'info' }),
+    logFormat: opt.choice(['auto', 'json', 'pretty'] as const, { flag: 'log-format', arg: 'FMT', help: 'json, pretty, or auto = pretty on a terminal', default: 'auto' }),
+  }),
+  validate(s) {
+    parseListenAddress(s.api, '--api');
+    if (s.workers !== 'auto' && !(/^\d{1,3}$/.test(s.workers) && Number(s.workers) >= 1 && Number(s.workers) <= 64)) {
+      throw new SettingsError(`--workers must be auto or a number of threads 1..64, got "${s.workers}"`);
+    }
+  },
+});
+
+export const transportSection = section({
+  name: 'transport',
+  title: 'Connections (SOCKS and intercepted alike)',
+  schema: Type.Object({
+    maxConnections: opt.count({ flag: 'max-connections', arg: 'N', help: 'open client connections at most, per service', default: 10000 }),
+    handshakeTimeout: opt.seconds({ flag: 'handshake-timeout', arg: 'SEC', help: 'time for a client to finish the SOCKS handshake', default: 10 }),
+    connectTimeout: opt.seconds({ flag: 'connect-timeout', arg: 'SEC', help: 'time to connect to a destination', default: 15 }),
+    idleTimeout: opt.seconds({ flag: 'idle-timeout', arg: 'SEC', help: 'close a connection idle this long; 0 = never', default: 3600 }),
+    bindOutgoing: opt.string({ flag: 'bind-outgoing', arg: 'ADDR', help: 'source address of outgoing connections', default: '' }),
+    upstream: opt.string({ flag: 'upstream', arg: 'URL', help: 'chain connections through socks5://[user:pass@]host:port unless a policy has its own via', default: '' }),
+    clientCongestion: opt.string({
+      flag: 'client-congestion',
+      arg: 'NAME',
+      help: 'congestion control on accepted connections (the hop toward the client: on a concentrator, the MPTCP link from the router)',
+      default: '',
+    }),
+    keepalive: opt.string({ flag: 'keepalive', arg: 'I,N,C', help: 'keepalive on both sockets by default: idle seconds, interval seconds, probes (e.g. 60,10,6)', default: '' }),
+    noDelay: opt.boolean({ flag: 'no-delay', help: 'TCP_NODELAY (Nagle off) on both sockets by default' }),
+  }),
+  validate(s) {
+    if (s.bindOutgoing !== '' && !parseIp(s.bindOutgoing)) throw new SettingsError(`--bind-outgoing: "${s.bindOutgoing}" is not an IP address`);
+    if (s.upstream !== '') {
+      const up = parseUpstream(s.upstream, '--upstream');
+      if (typeof up === 'string') throw new SettingsError(up);
+    }
+    if (s.keepalive !== '') parseKeepAlive(s.keepalive, '--keepalive');
+    if (s.clientCongestion !== '') {
+      const available = availableCongestionControls();
+      if (!available.includes(s.clientCongestion)) throw new SettingsError(`--client-congestion "${s.clientCongestion}" is not available on this kernel; available: ${available.join(', ')}`);
+    }
+  },
+});

@@ -1,0 +1,81 @@
+// The service contract: every job of the gateway (SOCKS, interception, later rendezvous and the
+// shield) is a service with one lifecycle: listen -> stop accepting -> (the supervisor drains open
+// connections for the grace period) -> close. A service declares its config section, whether it
+// runs in every worker thread, and optionally its API routes (a fastify plugin, main thread only).
+import type { FastifyPluginAsync } from 'fastify';
+import type { Section } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/registry.js';
+import type { UserService } from '../auth/users.js';
+import type { PolicyService } from '../policy/service.js';
+import type { ConnectionRegistry } from '../relay/registry.js';
+import type { OutboundSettings } from '../transport/outbound.js';
+
+/** What every thread that relays has once: built by the gateway, shared by the services of that thread. */
+export interface ThreadParts {
+  policies: PolicyService;
+  users: UserService;
+  registry: ConnectionRegistry;
+  outbound: OutboundSettings;
+  metrics: Metrics;
+}
+
+export interface ServiceContext<S> {
+  /** the settings (the service reads its own section's fields) */
+  settings: S;
+  parts: ThreadParts;
+  logger: Logger;
+  /** 0 = the main thread; 1.. = worker threads */
+  thread: number;
+  /** threads in all (each service that runs in every thread is split across them) */
+  threads: number;
+  /** in a worker thread: dups of the listening fds the main thread's instance shared */
+  inheritedFds?: number[];
+}
+
+/** A running service. */
+export interface Service {
+  /** Opens and listens; resolves with the fields the "listening" log line shows for it. */
+  listen(): Promise<Record<string, unknown>>;
+  /** In the main thread: listening fds that the worker threads' instances accept from too. */
+  sharedFds?(): number[];
+  /** Stops accepting; open connections go on. */
+  stopAccepting(): Promise<void>;
+  /** After the drain: closes what is left (clients still in a handshake) and releases kernel state. */
+  close(): Promise<void>;
+}
+
+/** A kind of service, in the list of services (src/gateway/services.ts). */
+export interface ServiceDefinition<S = never> {
+  name: string;
+  /** its YAML section and flags */
+  section: Section;
+  /** runs in every worker thread, accepting from the main thread's listening sockets */
+  everyThread: boolean;
+  enabled(settings: S): boolean;
+  create(ctx: ServiceContext<S>): Service;
+  /** its API routes, registered under /api/v1/<name> (main thread only) */
+  routes?: (service: Service) => FastifyPluginAsync;
+}
+
+/** Stops the services in reverse order and closes them; errors are collected, not thrown. */
+export async function stopServices(services: readonly Service[]): Promise<Error[]> {
+  const errors: Error[] = [];
+  for (const s of [...services].reverse()) {
+    await s.stopAccepting().catch((e: unknown) => errors.push(e as Error));
+    await s.close().catch((e: unknown) => errors.push(e as Error));
+  }
+  return errors;
+}
+
+/** Waits up to graceMs for the registry to empty, then closes what is left; how many were closed. */
+export async function drain(registry: ConnectionRegistry, graceMs: number): Promise<number> {
+  const deadline = Date.now() + graceMs;
+  while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const left = registry.size;
+  for (const rec of registry.list()) {
+    rec.clientSocket.destroy();
+    rec.outSocket?.destroy();
+  }
+  return left;
+}
