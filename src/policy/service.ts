@@ -1,6 +1,7 @@
 // Policies as a service: validation against the running kernel, storage, the live matcher snapshot
 // used on every new connection, and change notification for re-applying to open connections.
 import { EventEmitter } from 'node:events';
+import { EdgewardError } from '../core/errors.js';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import { StoreError, type Store } from '../store/store.js';
 import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
@@ -10,14 +11,14 @@ import type { Destination, Policy, PolicyInput, PolicyMatch, Transport, Via } fr
 export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';
 
 /** A rejected policy operation; `field` names the offending field (e.g. "transport.congestion"). */
-export class PolicyError extends Error {
+export class PolicyError extends EdgewardError<PolicyErrorCode> {
   constructor(
-    readonly code: PolicyErrorCode,
+    code: PolicyErrorCode,
     readonly field: string | null,
     message: string,
     readonly available?: string[],
   ) {
-    super(message);
+    super(code, message);
   }
 }
 
