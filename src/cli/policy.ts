@@ -255,7 +255,7 @@ async function importFile(args: string[]): Promise<number> {
 async function clashesWithStored(api: ApiClient, entries: ReadonlyArray<{ line: number; input: PolicyInput }>): Promise<Array<{ line: number; id: number }>> {
   const identity = (m: Policy['match']): string | null => {
     const n = normalizeMatch(m);
-    return typeof n === 'string' ? null : matchIdentity(n);
+    return n.ok ? matchIdentity(n.value) : null;
   };
   const { policies } = await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies');
   const stored = new Map<string, number>();

@@ -40,7 +40,7 @@ export async function openSocksServices(settings: Settings, dataDir: string, log
   const policies = await PolicyService.open(store, baseTransport(settings));
   const users = new UserService(store);
   const registry = new ConnectionRegistry(thread + 1, threads);
-  const upstream = settings.upstream !== '' ? (parseUpstream(settings.upstream, '--upstream') as Upstream) : null;
+  const upstream = settings.upstream !== '' ? ((r) => (r.ok ? r.value : null))(parseUpstream(settings.upstream, '--upstream')) : null; // resolveSettings has checked it
   const outbound: OutboundSettings = {
     policies,
     deny: CidrList.parse(settings.socksDeny, '--socks-deny'),
