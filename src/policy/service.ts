@@ -147,11 +147,6 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
     return { policy, transport: mergeTransport(this.defaultTransport, policy.transport), via: policy.via };
   }
 
-  /** A policy by id from the in-memory snapshot (hot path). */
-  cached(id: number): Policy | undefined {
-    return this.byId.get(id);
-  }
-
   list(): Policy[] {
     return [...this.byId.values()];
   }
