@@ -15,6 +15,15 @@ export interface Upstream {
   display: string;
 }
 
+/** Percent-decoded text, or null when the encoding is malformed (decodeURIComponent would throw). */
+function decode(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
 /** A refused upstream URL: `field` is the flag or field it came from, and the message begins with it. */
 export interface UpstreamIssue extends Issue<'invalid'> {
   field: string;
@@ -35,8 +44,9 @@ export function parseUpstream(text: string, what: string): Result<Upstream, Upst
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   if (host === '') return invalid(`missing host in "${text}"`);
   if (url.port === '') return invalid(`missing port in "${text}" (e.g. socks5://${host}:1080)`);
-  const username = decodeURIComponent(url.username);
-  const password = decodeURIComponent(url.password);
+  const username = decode(url.username);
+  const password = decode(url.password);
+  if (username === null || password === null) return invalid('bad percent-encoding in the username or password');
   if (Buffer.byteLength(username) > 255 || Buffer.byteLength(password) > 255) return invalid(`username and password must be at most 255 bytes each (RFC 1929)`);
   if ((username === '') !== (password === '')) return invalid(`give both a username and a password, or neither`);
   const up: Upstream = { host, port: Number(url.port), display: `socks5://${username ? `${username}@` : ''}${isIPv6(host) ? `[${host}]` : host}:${url.port}` };

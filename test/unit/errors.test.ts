@@ -81,6 +81,18 @@ describe('typed results', () => {
     assert.equal(v.value.display, 'socks5://u@proxy:1080');
   });
 
+  it('parseUpstream: malformed percent-encoding in the credentials is an error, not a throw', () => {
+    for (const url of ['socks5://%zz:pw@proxy:1080', 'socks5://user:%E0%A4%A@proxy:1080']) {
+      const r = parseUpstream(url, 'via');
+      assert.ok(!r.ok, url);
+      assert.equal(r.error.field, 'via');
+      assert.match(r.error.message, /^via: .*percent-encoding/);
+    }
+    const v = parseUpstream('socks5://us%40er:p%3Ass@proxy:1080', 'via');
+    assert.ok(v.ok);
+    assert.deepEqual([v.value.username, v.value.password], ['us@er', 'p:ss']);
+  });
+
   it('validatePolicy: a PolicyError whose field comes from the failing check, not from its message', () => {
     const cases: Array<[Parameters<typeof validatePolicy>[0], string, RegExp]> = [
       [{ match: { host: 'example.com', port: 70000 }, transport: {} }, 'match.port', /^match\.port must be/],
