@@ -2,19 +2,20 @@
 // turned into a sentence naming the field), body-parser failures, service errors, and the rest.
 import type { FastifyError, FastifySchemaValidationError } from 'fastify';
 import { UserError } from '../auth/users.js';
+import { EdgewardError } from '../core/errors.js';
 import { PolicyError } from '../policy/service.js';
 import type { ErrorBodyType } from './schemas.js';
 
-/** An error the API reports as is. */
-export class ApiError extends Error {
+/** An error the API reports as is: HTTP status, stable code, the field at fault. */
+export class ApiError extends EdgewardError {
   constructor(
     readonly status: number,
-    readonly code: string,
+    code: string,
     readonly field: string | null,
     message: string,
     readonly available?: string[],
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

@@ -2,19 +2,20 @@
 // that a client opening many connections pays for scrypt once, not per connection.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { EdgewardError } from '../core/errors.js';
 import { StoreError, type Store, type UserRecord } from '../store/store.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 
 export type UserErrorCode = 'invalid' | 'conflict' | 'not_found';
 
 /** A rejected user operation; `field` names the offending field. */
-export class UserError extends Error {
+export class UserError extends EdgewardError<UserErrorCode> {
   constructor(
-    readonly code: UserErrorCode,
+    code: UserErrorCode,
     readonly field: string | null,
     message: string,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

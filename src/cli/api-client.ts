@@ -2,6 +2,7 @@
 // (EDGEWARD_API_TOKEN or DATA/api-token), requests, and errors turned into one clear line.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { EdgewardError } from '../core/errors.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './.edgeward';
@@ -13,31 +14,35 @@ export const ENV_HELP = `Environment:
   EDGEWARD_API_TOKEN  its bearer token (default: the file DATA/api-token, DATA = --data or ${DEFAULT_DATA_DIR})
 `;
 
-/** An error reply of the API: status, stable code, message naming the field. */
-export class ApiError extends Error {
+/** An error reply the CLI received from the API: status, the reply's code, message naming the field. */
+export class ApiReplyError extends EdgewardError {
   constructor(
     readonly status: number,
-    readonly code: string,
+    code: string,
     readonly field: string | null,
     message: string,
     readonly available?: string[],
   ) {
-    super(message);
+    super(code, message);
   }
 }
 
 /** The API could not be reached at all (not running, wrong URL, timeout). */
-export class ApiUnreachable extends Error {
+export class ApiUnreachable extends EdgewardError<'unreachable'> {
   constructor(
     readonly url: string,
     readonly reason: string,
   ) {
-    super(`cannot reach the edgeward API at ${url} (${reason}): is "edgeward start" running?`);
+    super('unreachable', `cannot reach the edgeward API at ${url} (${reason}): is "edgeward start" running?`);
   }
 }
 
 /** A local problem before any request: no token, bad URL. */
-export class ClientSetupError extends Error {}
+export class ClientSetupError extends EdgewardError<'client_setup'> {
+  constructor(message: string) {
+    super('client_setup', message);
+  }
+}
 
 export class ApiClient {
   constructor(
@@ -45,7 +50,7 @@ export class ApiClient {
     private readonly token: string,
   ) {}
 
-  /** Sends a request; resolves to the parsed JSON body (undefined for 204). Throws ApiError / ApiUnreachable. */
+  /** Sends a request; resolves to the parsed JSON body (undefined for 204). Throws ApiReplyError / ApiUnreachable. */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -70,7 +75,7 @@ export class ApiClient {
     if (!res.ok) {
       const err = (parsed as { error?: { code?: unknown; message?: unknown; field?: unknown; available?: unknown } } | undefined)?.error;
       if (err && typeof err.message === 'string') {
-        throw new ApiError(
+        throw new ApiReplyError(
           res.status,
           typeof err.code === 'string' ? err.code : 'error',
           typeof err.field === 'string' ? err.field : null,
@@ -78,10 +83,10 @@ export class ApiClient {
           Array.isArray(err.available) ? err.available.map(String) : undefined,
         );
       }
-      throw new ApiError(res.status, 'error', null, `HTTP ${res.status} ${res.statusText} from ${this.baseUrl}: is this an edgeward API?`);
+      throw new ApiReplyError(res.status, 'error', null, `HTTP ${res.status} ${res.statusText} from ${this.baseUrl}: is this an edgeward API?`);
     }
     if (res.status !== 204 && parsed === undefined) {
-      throw new ApiError(res.status, 'error', null, `the reply from ${this.baseUrl} is not JSON: is this an edgeward API?`);
+      throw new ApiReplyError(res.status, 'error', null, `the reply from ${this.baseUrl} is not JSON: is this an edgeward API?`);
     }
     return parsed as T;
   }
@@ -125,11 +130,11 @@ export function clientFromEnv(dataDir: string | undefined, env: NodeJS.ProcessEn
 
 /** Prints an error of a client command to stderr; returns the exit code (1). */
 export function reportError(e: unknown, prefix = 'edgeward'): number {
-  if (e instanceof ApiError && e.status === 401) {
+  if (e instanceof ApiReplyError && e.status === 401) {
     process.stderr.write(`${prefix}: the API refused the token (${e.message}): set EDGEWARD_API_TOKEN to the token of the running edgeward (see DATA/api-token)\n`);
     return 1;
   }
-  if (e instanceof ApiError) {
+  if (e instanceof ApiReplyError) {
     process.stderr.write(`${prefix}: ${e.message}\n`);
     return 1;
   }

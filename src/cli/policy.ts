@@ -6,7 +6,7 @@ import { parseLegacyFile } from '../policy/legacy.js';
 import { matchIdentity, normalizeMatch } from '../policy/matcher.js';
 import type { Policy, PolicyInput, Transport } from '../policy/types.js';
 import type { LiveUpdate } from '../transport/live.js';
-import { ApiError, clientFromEnv, ENV_HELP, reportError, type ApiClient } from './api-client.js';
+import { ApiReplyError, clientFromEnv, ENV_HELP, reportError, type ApiClient } from './api-client.js';
 import type { Command } from './command.js';
 
 const MAX_IMPORT_BYTES = 16 * 1024 * 1024;
@@ -224,14 +224,14 @@ async function importFile(args: string[]): Promise<number> {
   try {
     res = await api.request('POST', '/api/v1/policies/bulk', { policies: parsed.policies.map((p) => p.input) });
   } catch (e) {
-    const m = e instanceof ApiError && e.field !== null ? /policies\[(\d+)\]/.exec(e.field) : null;
+    const m = e instanceof ApiReplyError && e.field !== null ? /policies\[(\d+)\]/.exec(e.field) : null;
     const entry = m ? parsed.policies[Number(m[1])] : undefined;
-    if (e instanceof ApiError && entry) {
+    if (e instanceof ApiReplyError && entry) {
       process.stderr.write(`${file}:${entry.line}: ${e.message.replace(/^(body\.)?policies\[\d+\]:?\s*/, '')}\n`);
       process.stderr.write(`${file}: nothing imported\n`);
       return 1;
     }
-    if (e instanceof ApiError && e.code === 'conflict') {
+    if (e instanceof ApiReplyError && e.code === 'conflict') {
       // the store refused a match that an existing policy has, without saying which entry: find it here
       const clashes = await clashesWithStored(api, parsed.policies);
       if (clashes.length > 0) {
@@ -255,7 +255,7 @@ async function importFile(args: string[]): Promise<number> {
 async function clashesWithStored(api: ApiClient, entries: ReadonlyArray<{ line: number; input: PolicyInput }>): Promise<Array<{ line: number; id: number }>> {
   const identity = (m: Policy['match']): string | null => {
     const n = normalizeMatch(m);
-    return typeof n === 'string' ? null : matchIdentity(n);
+    return n.ok ? matchIdentity(n.value) : null;
   };
   const { policies } = await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies');
   const stored = new Map<string, number>();

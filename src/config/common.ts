@@ -85,7 +85,7 @@ export const transportSection = section({
     if (s.bindOutgoing !== '' && !parseIp(s.bindOutgoing)) throw new SettingsError(`--bind-outgoing: "${s.bindOutgoing}" is not an IP address`);
     if (s.upstream !== '') {
       const up = parseUpstream(s.upstream, '--upstream');
-      if (typeof up === 'string') throw new SettingsError(up);
+      if (!up.ok) throw new SettingsError(up.error.message);
     }
     if (s.keepalive !== '') parseKeepAlive(s.keepalive, '--keepalive');
     if (s.clientCongestion !== '') {

@@ -5,10 +5,13 @@
 import { readFileSync } from 'node:fs';
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
+import { EdgewardError } from '../core/errors.js';
 
 /** A bad setting; the message names it (the flag, or the file and key). */
-export class SettingsError extends Error {
-  readonly code = 'invalid_setting';
+export class SettingsError extends EdgewardError<'invalid_setting'> {
+  constructor(message: string) {
+    super('invalid_setting', message);
+  }
 }
 
 export type OptionKind = 'string' | 'boolean' | 'list' | 'seconds' | 'count' | 'choice';

@@ -38,7 +38,7 @@ export async function openThreadParts(settings: Settings, dataDir: string, threa
   const users = new UserService(store);
   const registry = new ConnectionRegistry(thread + 1, threads);
   const up = settings.upstream !== '' ? parseUpstream(settings.upstream, '--upstream') : null;
-  const upstream = typeof up === 'string' ? null : up; // checked when the settings were resolved
+  const upstream = up?.ok ? up.value : null; // checked when the settings were resolved
   const metrics = new Metrics();
   registerRelayMetrics(metrics, registry);
   metrics.gauge({ name: 'edgeward_policies', help: 'Transport policies stored.', aggregate: 'first', read: () => policies.list().length });

@@ -163,7 +163,7 @@ export function resolveFirewallSpec(spec: FirewallSpec): ResolvedFirewallSpec | 
     const out = { v4: [] as string[], v6: [] as string[] };
     if (!listOk(list)) return out;
     for (const text of list) {
-      const c = typeof text === 'string' ? parseCidr(text.trim()) : 'not a string';
+      const c = typeof text === 'string' ? ((r) => (r.ok ? r.value : r.error.message))(parseCidr(text.trim())) : 'not a string';
       if (typeof c === 'string') {
         err(code, flag, c.includes(String(text)) ? c : `"${String(text)}": ${c}`);
         continue;

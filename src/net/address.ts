@@ -1,6 +1,8 @@
 // IP addresses, CIDR blocks and host names: parsing and matching, shared by the policy matcher and
 // the SOCKS access lists.
 import { isIPv4, isIPv6 } from 'node:net';
+import { EdgewardError, type Issue } from '../core/errors.js';
+import { err, ok, type Result } from '../core/result.js';
 
 export interface IpAddress {
   family: 4 | 6;
@@ -86,24 +88,26 @@ export function formatIp(ip: IpAddress): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
-/** Parses "a.b.c.d/n", "v6/n", or a bare address (a full-length block). Returns an error string. */
-export function parseCidr(s: string): Cidr | string {
+export type CidrIssue = Issue<'invalid_address' | 'invalid_prefix'>;
+
+/** Parses "a.b.c.d/n", "v6/n", or a bare address (a full-length block). */
+export function parseCidr(s: string): Result<Cidr, CidrIssue> {
   const slash = s.indexOf('/');
   const addrText = slash >= 0 ? s.slice(0, slash) : s;
   const ip = parseIp(addrText);
-  if (!ip) return `"${addrText}" is not an IPv4 or IPv6 address`;
+  if (!ip) return err({ code: 'invalid_address', field: null, message: `"${addrText}" is not an IPv4 or IPv6 address` });
   const textMax = isIPv4(addrText) ? 32 : 128;
   const max = ip.family === 4 ? 32 : 128;
   let prefix = max;
   if (slash >= 0) {
     const p = s.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(p) || Number(p) > textMax) return `prefix length "/${p}" must be 0..${textMax} for IPv${textMax === 32 ? 4 : 6}`;
+    if (!/^\d{1,3}$/.test(p) || Number(p) > textMax) return err({ code: 'invalid_prefix', field: null, message: `prefix length "/${p}" must be 0..${textMax} for IPv${textMax === 32 ? 4 : 6}` });
     // an IPv4-mapped v6 block (::ffff:a.b.c.d/n) is narrowed to its IPv4 part
     prefix = Math.max(0, Number(p) - (textMax - max));
   }
   const bytes = ip.bytes.slice();
   for (let bit = prefix; bit < max; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  return { family: ip.family, bytes, prefix };
+  return ok({ family: ip.family, bytes, prefix });
 }
 
 /** Canonical "addr/prefix" text of a block. */
@@ -142,19 +146,30 @@ export function sameIp(a: string, b: string): boolean {
   return !!x && !!y && x.family === y.family && x.bytes.every((v, i) => v === y.bytes[i]);
 }
 
+/** A bad entry in a list of CIDR blocks; the message names the setting and the entry. */
+export class CidrListError extends EdgewardError<CidrIssue['code']> {
+  constructor(
+    issue: CidrIssue,
+    readonly field: string,
+    readonly entry: string,
+  ) {
+    super(issue.code, `${field}: "${entry}": ${issue.message}`);
+  }
+}
+
 /** A list of CIDR blocks, answering "is this address inside any of them". */
 export class CidrList {
   private readonly blocks: Cidr[];
   constructor(blocks: Cidr[]) {
     this.blocks = blocks;
   }
-  /** Builds a list from text; throws an Error naming the bad entry. */
+  /** Builds a list from text; throws a CidrListError naming the setting `what` and the bad entry. */
   static parse(entries: readonly string[], what: string): CidrList {
     return new CidrList(
       entries.map((e) => {
         const c = parseCidr(e);
-        if (typeof c === 'string') throw new Error(`${what}: "${e}": ${c}`);
-        return c;
+        if (!c.ok) throw new CidrListError(c.error, what, e);
+        return c.value;
       }),
     );
   }

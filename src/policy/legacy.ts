@@ -55,8 +55,8 @@ export function translateLegacy(l: LegacyPolicy): LegacyTranslation {
   if (l.ip === '') return fail('invalid', 'ip', 'ip is empty: expected a host name, IP address or CIDR block');
   const match: PolicyMatch = l.ip.includes('/') ? { cidr: l.ip } : { host: l.ip };
   const normalized = normalizeMatch(match);
-  if (typeof normalized === 'string') {
-    return fail('invalid', 'ip', `ip "${l.ip}" is not a valid ${match.cidr !== undefined ? 'CIDR block' : 'host name or IP address'} (${normalized})`);
+  if (!normalized.ok) {
+    return fail('invalid', 'ip', `ip "${l.ip}" is not a valid ${match.cidr !== undefined ? 'CIDR block' : 'host name or IP address'} (${normalized.error.message})`);
   }
 
   const notes: string[] = [];

@@ -5,6 +5,8 @@
 //   4. CIDR block             (longer prefix wins)
 // Between two policies of the same kind and length, the one with a port beats the one without.
 // For a domain CONNECT both the name and the resolved address are tried; the best of both wins.
+import type { Issue } from '../core/errors.js';
+import { err, ok, type Err, type Result } from '../core/result.js';
 import { cidrContains, formatCidr, formatIp, normalizeHostname, parseCidr, parseIp, type Cidr } from '../net/address.js';
 import type { Destination, Policy, PolicyMatch } from './types.js';
 
@@ -23,32 +25,44 @@ export interface NormalizedMatch {
   cidr?: Cidr;
 }
 
-/** Checks and canonicalizes a match clause; returns an error message naming the field. */
-export function normalizeMatch(m: PolicyMatch): NormalizedMatch | string {
+export type MatchField = 'match' | 'match.port' | 'match.cidr' | 'match.host';
+
+/** A refused match clause: `field` is the part at fault, and the message begins with it. */
+export interface MatchIssue extends Issue<'invalid'> {
+  field: MatchField;
+}
+
+function invalid(field: MatchField, message: string): Err<MatchIssue> {
+  return err({ code: 'invalid', field, message });
+}
+
+/** Checks and canonicalizes a match clause. */
+export function normalizeMatch(m: PolicyMatch): Result<NormalizedMatch, MatchIssue> {
   const port = m.port;
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) return 'match.port must be an integer 1..65535';
-  if ((m.host === undefined) === (m.cidr === undefined)) return 'match needs exactly one of "host" or "cidr"';
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) return invalid('match.port', 'match.port must be an integer 1..65535');
+  if ((m.host === undefined) === (m.cidr === undefined)) return invalid('match', 'match needs exactly one of "host" or "cidr"');
   if (m.cidr !== undefined) {
-    const c = parseCidr(m.cidr);
-    if (typeof c === 'string') return `match.cidr: ${c}`;
+    const parsed = parseCidr(m.cidr);
+    if (!parsed.ok) return invalid('match.cidr', `match.cidr: ${parsed.error.message}`);
+    const c = parsed.value;
     const full = c.family === 4 ? 32 : 128;
-    if (c.prefix === full) return { kind: 'ip', key: formatIp(c), port, length: full, cidr: c };
-    return { kind: 'cidr', key: formatCidr(c), port, length: c.prefix, cidr: c };
+    if (c.prefix === full) return ok({ kind: 'ip', key: formatIp(c), port, length: full, cidr: c });
+    return ok({ kind: 'cidr', key: formatCidr(c), port, length: c.prefix, cidr: c });
   }
   const host = m.host!;
   const ip = parseIp(host);
   if (ip) {
-    const c = parseCidr(host) as Cidr;
-    return { kind: 'ip', key: formatIp(c), port, length: c.prefix, cidr: c };
+    const full = ip.family === 4 ? 32 : 128;
+    return ok({ kind: 'ip', key: formatIp(ip), port, length: full, cidr: { ...ip, prefix: full } });
   }
   if (host.startsWith('*.')) {
     const suffix = normalizeHostname(host.slice(2));
-    if (!suffix) return `match.host: "${host}" is not a valid wildcard (expected *.example.com)`;
-    return { kind: 'wildcard', key: suffix, port, length: suffix.split('.').length };
+    if (!suffix) return invalid('match.host', `match.host: "${host}" is not a valid wildcard (expected *.example.com)`);
+    return ok({ kind: 'wildcard', key: suffix, port, length: suffix.split('.').length });
   }
   const name = normalizeHostname(host);
-  if (!name) return `match.host: "${host}" is not a valid host name, wildcard (*.example.com) or IP address`;
-  return { kind: 'host', key: name, port, length: 0 };
+  if (!name) return invalid('match.host', `match.host: "${host}" is not a valid host name, wildcard (*.example.com) or IP address`);
+  return ok({ kind: 'host', key: name, port, length: 0 });
 }
 
 /** Rank of a match: higher wins. */
@@ -75,8 +89,9 @@ export class PolicyMatcher {
 
   constructor(policies: readonly Policy[]) {
     for (const policy of policies) {
-      const match = normalizeMatch(policy.match);
-      if (typeof match === 'string') continue; // the store only holds validated policies
+      const normalized = normalizeMatch(policy.match);
+      if (!normalized.ok) continue; // the store only holds validated policies
+      const match = normalized.value;
       const entry: Entry = { policy, match, score: score(match) };
       if (match.kind === 'cidr') this.cidrs.push(entry);
       else {

@@ -1,6 +1,8 @@
 // Policies as a service: validation against the running kernel, storage, the live matcher snapshot
 // used on every new connection, and change notification for re-applying to open connections.
 import { EventEmitter } from 'node:events';
+import { EdgewardError } from '../core/errors.js';
+import { err, ok, type Result } from '../core/result.js';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import { StoreError, type Store } from '../store/store.js';
 import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
@@ -10,14 +12,14 @@ import type { Destination, Policy, PolicyInput, PolicyMatch, Transport, Via } fr
 export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';
 
 /** A rejected policy operation; `field` names the offending field (e.g. "transport.congestion"). */
-export class PolicyError extends Error {
+export class PolicyError extends EdgewardError<PolicyErrorCode> {
   constructor(
-    readonly code: PolicyErrorCode,
+    code: PolicyErrorCode,
     readonly field: string | null,
     message: string,
     readonly available?: string[],
   ) {
-    super(message);
+    super(code, message);
   }
 }
 
@@ -29,49 +31,61 @@ export interface PolicyDecision {
   via?: Via;
 }
 
-/** Checks a policy's via: "direct" or a socks5:// URL. Throws PolicyError. */
-export function validateVia(via: Via): void {
-  if (via === 'direct') return;
+/** Checks a policy's via: "direct" or a socks5:// URL. */
+export function validateVia(via: Via): Result<Via, PolicyError> {
+  if (via === 'direct') return ok(via);
   const up = parseUpstream(via, 'via');
-  if (typeof up === 'string') throw new PolicyError('invalid', 'via', `${up} (or "direct")`);
+  if (!up.ok) return err(new PolicyError('invalid', up.error.field, `${up.error.message} (or "direct")`));
+  return ok(via);
 }
 
 const KEEPALIVE_LIMITS = { idle: 32767, interval: 32767, count: 127 } as const;
 
-/** Checks a transport against what this kernel offers. Throws PolicyError. */
-export function validateTransport(t: Transport, prefix = 'transport'): void {
+/** Checks a transport against what this kernel offers. */
+export function validateTransport(t: Transport, prefix = 'transport'): Result<Transport, PolicyError> {
   if (t.congestion !== undefined) {
     const available = availableCongestionControls();
     if (!available.includes(t.congestion)) {
-      throw new PolicyError('unsupported', `${prefix}.congestion`, `${prefix}.congestion "${t.congestion}" is not available on this kernel; available: ${available.join(', ')}`, available);
+      return err(new PolicyError('unsupported', `${prefix}.congestion`, `${prefix}.congestion "${t.congestion}" is not available on this kernel; available: ${available.join(', ')}`, available));
     }
   }
   if (t.scheduler !== undefined || t.pathManager !== undefined) {
     const caps = mptcpCapabilities();
     if (t.scheduler !== undefined && !caps.schedulers.includes(t.scheduler)) {
-      throw new PolicyError('unsupported', `${prefix}.scheduler`, `${prefix}.scheduler "${t.scheduler}" is not available on this kernel; available: ${caps.schedulers.join(', ') || '(none: no MPTCP)'}`, caps.schedulers);
+      return err(new PolicyError('unsupported', `${prefix}.scheduler`, `${prefix}.scheduler "${t.scheduler}" is not available on this kernel; available: ${caps.schedulers.join(', ') || '(none: no MPTCP)'}`, caps.schedulers));
     }
     if (t.pathManager !== undefined && !caps.pathManagers.includes(t.pathManager)) {
-      throw new PolicyError('unsupported', `${prefix}.pathManager`, `${prefix}.pathManager "${t.pathManager}" is not available on this kernel; available: ${caps.pathManagers.join(', ') || '(none: no MPTCP)'}`, caps.pathManagers);
+      return err(new PolicyError('unsupported', `${prefix}.pathManager`, `${prefix}.pathManager "${t.pathManager}" is not available on this kernel; available: ${caps.pathManagers.join(', ') || '(none: no MPTCP)'}`, caps.pathManagers));
     }
   }
   if (t.keepAlive) {
     for (const k of ['idle', 'interval', 'count'] as const) {
       const v = t.keepAlive[k];
       if (!Number.isInteger(v) || v < 1 || v > KEEPALIVE_LIMITS[k]) {
-        throw new PolicyError('invalid', `${prefix}.keepAlive.${k}`, `${prefix}.keepAlive.${k} must be an integer 1..${KEEPALIVE_LIMITS[k]}`);
+        return err(new PolicyError('invalid', `${prefix}.keepAlive.${k}`, `${prefix}.keepAlive.${k} must be an integer 1..${KEEPALIVE_LIMITS[k]}`));
       }
     }
   }
+  return ok(t);
 }
 
-/** Validates a policy; returns its match identity (unique across policies). Throws PolicyError. */
-export function validatePolicy(input: PolicyInput): string {
+/** Validates a policy; its value is the policy's match identity (unique across policies). */
+export function validatePolicy(input: PolicyInput): Result<string, PolicyError> {
   const m = normalizeMatch(input.match);
-  if (typeof m === 'string') throw new PolicyError('invalid', m.split(/[ :]/)[0] ?? 'match', m);
-  validateTransport(input.transport);
-  if (input.via !== undefined) validateVia(input.via);
-  return matchIdentity(m);
+  if (!m.ok) return err(new PolicyError(m.error.code, m.error.field, m.error.message));
+  const t = validateTransport(input.transport);
+  if (!t.ok) return t;
+  if (input.via !== undefined) {
+    const v = validateVia(input.via);
+    if (!v.ok) return v;
+  }
+  return ok(matchIdentity(m.value));
+}
+
+/** The value of a validation, or its PolicyError thrown. */
+function orThrow<T>(r: Result<T, PolicyError>): T {
+  if (!r.ok) throw r.error;
+  return r.value;
 }
 
 function storeToPolicyError(e: unknown): never {
@@ -133,11 +147,6 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
     return { policy, transport: mergeTransport(this.defaultTransport, policy.transport), via: policy.via };
   }
 
-  /** A policy by id from the in-memory snapshot (hot path). */
-  cached(id: number): Policy | undefined {
-    return this.byId.get(id);
-  }
-
   list(): Policy[] {
     return [...this.byId.values()];
   }
@@ -149,7 +158,7 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   }
 
   async create(input: PolicyInput): Promise<Policy> {
-    const key = validatePolicy(input);
+    const key = orThrow(validatePolicy(input));
     const p = await this.store.createPolicy(input, key).catch(storeToPolicyError);
     await this.reload();
     return p;
@@ -159,13 +168,12 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   async createMany(inputs: readonly PolicyInput[]): Promise<Policy[]> {
     const seen = new Map<string, number>();
     const rows = inputs.map((input, index) => {
-      let key: string;
-      try {
-        key = validatePolicy(input);
-      } catch (e) {
-        if (e instanceof PolicyError) throw new PolicyError(e.code, `policies[${index}].${e.field ?? ''}`, `policies[${index}]: ${e.message}`, e.available);
-        throw e;
+      const v = validatePolicy(input);
+      if (!v.ok) {
+        const e = v.error;
+        throw new PolicyError(e.code, `policies[${index}].${e.field ?? ''}`, `policies[${index}]: ${e.message}`, e.available);
       }
+      const key = v.value;
       const dup = seen.get(key);
       if (dup !== undefined) throw new PolicyError('conflict', `policies[${index}].match`, `policies[${index}]: same match as policies[${dup}]`);
       seen.set(key, index);
@@ -177,7 +185,7 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   }
 
   async replace(id: number, input: PolicyInput): Promise<Policy> {
-    const key = validatePolicy(input);
+    const key = orThrow(validatePolicy(input));
     const p = await this.store.replacePolicy(id, input, key).catch(storeToPolicyError);
     if (!p) throw new PolicyError('not_found', 'id', `no policy with id ${id}`);
     await this.reload();
@@ -209,7 +217,7 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   }
 
   async setDefault(t: Transport): Promise<Transport> {
-    validateTransport(t);
+    orThrow(validateTransport(t));
     await this.store.setDefaultTransport(t);
     await this.reload();
     return t;

@@ -1,5 +1,6 @@
 // The one interface to persistent state. SQLite implements it now; a PostgreSQL backend can follow
 // without touching callers, which is why every method is asynchronous.
+import { EdgewardError } from '../core/errors.js';
 import type { Policy, PolicyInput, Transport } from './records.js';
 
 export interface UserRecord {
@@ -10,14 +11,7 @@ export interface UserRecord {
 export type StoreErrorCode = 'conflict' | 'not_found' | 'corrupt';
 
 /** A store failure a caller can act on (a duplicate key, a missing row). */
-export class StoreError extends Error {
-  constructor(
-    readonly code: StoreErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class StoreError extends EdgewardError<StoreErrorCode> {}
 
 export interface Store {
   listPolicies(): Promise<Policy[]>;

@@ -72,7 +72,7 @@ function upstreamFor(decision: PolicyDecision, s: OutboundSettings): Upstream | 
   let up = parsedVia.get(via);
   if (up === undefined) {
     const parsed = parseUpstream(via, 'via');
-    up = typeof parsed === 'string' ? null : parsed; // the policy service only stores valid URLs
+    up = parsed.ok ? parsed.value : null; // the policy service only stores valid URLs
     if (parsedVia.size > 10_000) parsedVia.clear(); // bounded: policies come and go
     parsedVia.set(via, up);
   }

@@ -8,14 +8,20 @@ function ip(text: string): IpAddress {
   return a;
 }
 
+/** A parse as the value or the error's message (assertions below read either). */
+function parsed(text: string): Cidr | string {
+  const r = parseCidr(text);
+  return r.ok ? r.value : r.error.message;
+}
+
 function cidr(text: string): Cidr {
-  const c = parseCidr(text);
+  const c = parsed(text);
   assert.ok(typeof c !== 'string', `${text}: ${String(c)}`);
   return c;
 }
 
 function cidrError(text: string): string {
-  const c = parseCidr(text);
+  const c = parsed(text);
   assert.equal(typeof c, 'string', `${text} should be refused`);
   return c as string;
 }

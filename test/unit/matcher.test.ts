@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matchIdentity, normalizeMatch, PolicyMatcher, type NormalizedMatch } from '../../src/policy/matcher.js';
+import { matchIdentity, normalizeMatch as normalizeMatchResult, PolicyMatcher, type NormalizedMatch } from '../../src/policy/matcher.js';
 import type { Destination, Policy, PolicyMatch } from '../../src/policy/types.js';
 
 let nextId = 1;
@@ -13,6 +13,12 @@ function policy(match: PolicyMatch, comment = JSON.stringify(match)): Policy {
 /** The comment of the policy that applies to `dest`, or null for the default policy. */
 function winner(policies: Policy[], dest: Destination): string | null {
   return new PolicyMatcher(policies).match(dest)?.comment ?? null;
+}
+
+/** normalizeMatch's value, or its error's message (the assertions below read either). */
+function normalizeMatch(m: PolicyMatch): NormalizedMatch | string {
+  const r = normalizeMatchResult(m);
+  return r.ok ? r.value : r.error.message;
 }
 
 function normalized(m: PolicyMatch): NormalizedMatch {
