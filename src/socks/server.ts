@@ -129,10 +129,7 @@ export class SocksServer {
   private async handshake(ctx: SessionContext, timer: NodeJS.Timeout): Promise<void> {
     const { client, reader, opts } = ctx;
     const first = await reader.next((b) => (b.length < 1 ? 'more' : { value: b[0]!, consumed: 0 }));
-    if (first === SOCKS4) {
-      clearTimeout(timer);
-      return this.socks4(ctx, timer);
-    }
+    if (first === SOCKS4) return this.socks4(ctx, timer);
     if (first !== SOCKS5) {
       clearTimeout(timer);
       if (typeof first === 'number') opts.registry.countFailure('bad_version');
@@ -200,9 +197,9 @@ export class SocksServer {
     else ctx.client.destroy();
   }
 
-  private async socks4(ctx: SessionContext, _timer: NodeJS.Timeout): Promise<void> {
+  /** SOCKS4/4a: one request, under the same handshake timer as SOCKS5 (it runs from the accept). */
+  private async socks4(ctx: SessionContext, timer: NodeJS.Timeout): Promise<void> {
     const { client, reader, opts } = ctx;
-    const timer = setTimeout(() => client.destroy(), opts.handshakeTimeout);
     const req = await reader.next(parseSocks4Request);
     clearTimeout(timer);
     if (req === 'closed') return void client.destroy();
