@@ -1,10 +1,9 @@
 // The SOCKS server: SOCKS5 (RFC 1928) with username/password (RFC 1929), CONNECT, BIND and UDP
 // ASSOCIATE; SOCKS4/4a CONNECT. Handshake states are named after the RFC; errors become replies in
 // replies.ts only; one connection's failure never touches another.
-import { lookup } from 'node:dns/promises';
-import net from 'node:net';
-import { closeFd, isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
+import type net from 'node:net';
 import { parseIp } from '../net/address.js';
+import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
 import type { Listener } from '../relay/registry.js';
 import { connectOutbound, type Outbound } from '../transport/outbound.js';
@@ -40,18 +39,22 @@ enum State {
 }
 
 export class SocksServer {
-  readonly server: net.Server;
-  /** the listening socket's fd when this server made it itself (listen with mptcp or shareable) */
-  listenFd: number | null = null;
-  /** every accepted client socket until it closes, handshaking or relaying */
-  private readonly clients = new Set<net.Socket>();
+  private readonly listener: ClientListener;
 
   constructor(private readonly opts: SocksServerOptions) {
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (s) => this.accept(s));
-    this.server.maxConnections = opts.maxConnections;
-    this.server.on('drop', () => {
-      opts.registry.totals.rejectedClients++;
+    this.listener = new ClientListener({
+      accept: { allowHalfOpen: true, pauseOnConnect: false, noDelay: true },
+      maxConnections: opts.maxConnections,
+      onConnection: (client) => this.accept(client),
+      onDrop: () => {
+        opts.registry.totals.rejectedClients++;
+      },
     });
+  }
+
+  /** the listening socket's fd when this server made it itself (listen with mptcp or shareable) or was given it */
+  get listenFd(): number | null {
+    return this.listener.fd;
   }
 
   /**
@@ -61,48 +64,24 @@ export class SocksServer {
    * other threads (`listenFd`); with `fd`, this server accepts on a socket another thread made.
    */
   async listen(host: string, port: number, o: { mptcp?: boolean; shareable?: boolean; fd?: number } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
-    let fd: number | undefined = o.fd;
-    // a socket made elsewhere: ask the kernel what it is
-    let mptcp = o.fd !== undefined && isMptcpSocket(o.fd);
-    if (fd === undefined && (o.mptcp || o.shareable)) {
-      const ip = net.isIP(host) ? host : (await lookup(host)).address;
-      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: o.mptcp === true });
-      fd = opened.fd;
-      mptcp = opened.mptcp;
-      if (opened.mptcpUnavailable) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
-    }
-    return new Promise((resolve, reject) => {
-      const onError = (e: Error): void => {
-        if (fd !== undefined) closeFd(fd);
-        reject(e);
-      };
-      this.server.once('error', onError);
-      const address = fd !== undefined ? { fd } : { host, port, backlog: 1024 };
-      this.server.listen(address, () => {
-        this.server.removeListener('error', onError);
-        this.listenFd = fd ?? null;
-        resolve({ ...(this.server.address() as net.AddressInfo), mptcp });
-      });
-    });
+    const bound = await this.listener.listen({ host, port, mptcp: o.mptcp, shareable: o.shareable, fd: o.fd });
+    if (bound.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: bound.mptcpUnavailable });
+    return { address: bound.address, family: bound.family, port: bound.port, mptcp: bound.mptcp };
   }
 
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
-    // the listener stops at once; server.close's callback would wait for every connection to end
-    if (this.server.listening) this.server.close();
+    this.listener.close();
     return Promise.resolve();
   }
 
   /** Closes every client connection still open (after the drain: the ones that never got to relaying, and the rest). */
   destroyClients(): void {
-    for (const s of this.clients) s.destroy();
-    this.clients.clear();
+    this.listener.destroyClients();
   }
 
   private accept(client: net.Socket): void {
     const { opts } = this;
-    this.clients.add(client);
-    client.once('close', () => this.clients.delete(client));
     const remote = client.remoteAddress ?? '';
     if (opts.clientAllow.size > 0) {
       const ip = parseIp(remote);
