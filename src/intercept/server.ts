@@ -2,15 +2,22 @@
 // the firewall diverts to it. The original destination is the accepted socket's own local address;
 // from there on an intercepted connection is like a SOCKS CONNECT: same policy engine, outbound
 // (direct or chained to an upstream), relay, registry and API, marked as intercepted.
+//
+// Failures are counted (registry.countFailure) under their own names, not as SOCKS replies:
+//   intercept_local_destination   the connection was addressed to this machine (refused, never looped)
+//   intercept_<reason>            the outgoing connect failed; <reason> from net/errors.ts:
+//     intercept_connection_refused, intercept_network_unreachable, intercept_host_unreachable,
+//     intercept_timed_out, intercept_not_allowed, intercept_upstream_failed, intercept_general_failure
+// The client then gets a reset, as a failed connect would have given it without the gateway.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from '../log/logger.js';
 import { formatIp, isLoopback, isUnspecified, parseIp } from '../net/address.js';
+import { connectFailure } from '../net/errors.js';
 import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
-import { replyForError, replyName } from '../socks/replies.js';
 
 export interface InterceptServerOptions {
   outbound: OutboundSettings;
@@ -139,7 +146,7 @@ export class InterceptServer {
         });
       },
       (err: unknown) => {
-        const reason = replyName(replyForError(err));
+        const reason = `intercept_${connectFailure(err)}`;
         opts.registry.countFailure(reason);
         opts.logger.debug('intercept: connect failed', { client: srcIp, destination: `${destIp}:${destPort}`, reason, error: (err as Error).message });
         // a reset tells the unaware client what a refused connect would have told it
