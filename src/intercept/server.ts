@@ -2,15 +2,22 @@
 // the firewall diverts to it. The original destination is the accepted socket's own local address;
 // from there on an intercepted connection is like a SOCKS CONNECT: same policy engine, outbound
 // (direct or chained to an upstream), relay, registry and API, marked as intercepted.
+//
+// Failures are counted (registry.countFailure) under their own names, not as SOCKS replies:
+//   intercept_local_destination   the connection was addressed to this machine (refused, never looped)
+//   intercept_<reason>            the outgoing connect failed; <reason> from net/errors.ts:
+//     intercept_connection_refused, intercept_network_unreachable, intercept_host_unreachable,
+//     intercept_timed_out, intercept_not_allowed, intercept_upstream_failed, intercept_general_failure
+// The client then gets a reset, as a failed connect would have given it without the gateway.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from '../log/logger.js';
-import { openListenSocket, closeFd } from '../kernel/sockopt.js';
 import { formatIp, isLoopback, isUnspecified, parseIp } from '../net/address.js';
+import { connectFailure } from '../net/errors.js';
+import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
-import { replyForError, replyName } from '../socks/replies.js';
 
 export interface InterceptServerOptions {
   outbound: OutboundSettings;
@@ -52,9 +59,9 @@ function isUnspecifiedOrLoopback(ip: string): boolean {
 }
 
 export class InterceptServer {
-  private readonly servers: net.Server[] = [];
+  /** one per listening address (IPv4 and IPv6 unless a host was given); kept after close for destroyClients */
+  private readonly listeners: ClientListener[] = [];
   private readonly local = new LocalAddresses();
-  private readonly clients = new Set<net.Socket>();
 
   constructor(private readonly opts: InterceptServerOptions) {}
 
@@ -67,9 +74,16 @@ export class InterceptServer {
     const bound: net.AddressInfo[] = [];
     try {
       for (const h of hosts) {
-        let fd: number;
+        const listener = new ClientListener({
+          accept: { allowHalfOpen: true, pauseOnConnect: true },
+          maxConnections: this.opts.maxConnections,
+          onConnection: (client) => this.accept(client),
+          onDrop: () => this.opts.registry.totals.rejectedClients++,
+          onError: (e) => this.opts.logger.error('intercept listener error', { error: e.message }),
+        });
+        let a: net.AddressInfo;
         try {
-          fd = openListenSocket({ family: h.family, host: h.host, port, backlog: 1024, transparent: true }).fd;
+          a = await listener.listen({ host: h.host, port, transparent: true });
         } catch (e) {
           // a machine without IPv6 still intercepts IPv4
           if (host === undefined && h.family === 6 && (e as { code?: string }).code === 'EAFNOSUPPORT') {
@@ -78,23 +92,7 @@ export class InterceptServer {
           }
           throw e;
         }
-        const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
-        server.maxConnections = this.opts.maxConnections;
-        server.on('drop', () => this.opts.registry.totals.rejectedClients++);
-        await new Promise<void>((resolve, reject) => {
-          const onError = (e: Error): void => {
-            closeFd(fd);
-            reject(e);
-          };
-          server.once('error', onError);
-          server.listen({ fd }, () => {
-            server.removeListener('error', onError);
-            resolve();
-          });
-        });
-        server.on('error', (e) => this.opts.logger.error('intercept listener error', { error: e.message }));
-        this.servers.push(server);
-        const a = server.address() as net.AddressInfo;
+        this.listeners.push(listener);
         bound.push({ address: h.host, family: a.family, port: a.port });
       }
     } catch (e) {
@@ -106,20 +104,17 @@ export class InterceptServer {
 
   /** Stops accepting at once; open connections go on. */
   async close(): Promise<void> {
-    for (const s of this.servers.splice(0)) s.close();
+    for (const l of this.listeners) l.close();
   }
 
   /** Closes every intercepted client connection still open (those still connecting too). */
   destroyClients(): void {
-    for (const s of this.clients) s.destroy();
-    this.clients.clear();
+    for (const l of this.listeners) l.destroyClients();
   }
 
   private accept(client: net.Socket): void {
     const { opts } = this;
     client.on('error', () => undefined); // handled in the relay; never crash
-    this.clients.add(client);
-    client.once('close', () => this.clients.delete(client));
     const destIp = canonical(client.localAddress ?? '');
     const destPort = client.localPort ?? 0;
     const srcIp = canonical(client.remoteAddress ?? '');
@@ -151,7 +146,7 @@ export class InterceptServer {
         });
       },
       (err: unknown) => {
-        const reason = replyName(replyForError(err));
+        const reason = `intercept_${connectFailure(err)}`;
         opts.registry.countFailure(reason);
         opts.logger.debug('intercept: connect failed', { client: srcIp, destination: `${destIp}:${destPort}`, reason, error: (err as Error).message });
         // a reset tells the unaware client what a refused connect would have told it

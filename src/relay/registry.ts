@@ -110,10 +110,6 @@ export class ConnectionRegistry {
     return [...this.open.values()];
   }
 
-  get(id: number): ConnectionRecord | undefined {
-    return this.open.get(id);
-  }
-
   /** Totals including the bytes of connections still open. */
   snapshot(): Totals & { active: number; uptimeSeconds: number } {
     let up = this.totals.bytesUp;

@@ -1,33 +1,24 @@
-// The one place where operating-system errors become SOCKS replies.
+// Failures as SOCKS replies: the reason net/errors.ts gives an operating-system error becomes the
+// RFC 1928 reply (microsocks' EC_* from errno, in one place); a chained upstream's own reply is
+// passed on as it came.
 import { UpstreamError } from '../transport/upstream.js';
 import { Socks5Reply } from '../codec/socks.js';
+import { connectFailure, type ConnectFailure } from '../net/errors.js';
 
-/** Maps a connect/resolve error (errno code) to the RFC 1928 reply. */
+const REPLY_FOR: Record<ConnectFailure, Socks5Reply> = {
+  connection_refused: Socks5Reply.CONNECTION_REFUSED,
+  network_unreachable: Socks5Reply.NETWORK_UNREACHABLE,
+  host_unreachable: Socks5Reply.HOST_UNREACHABLE,
+  timed_out: Socks5Reply.TTL_EXPIRED,
+  not_allowed: Socks5Reply.NOT_ALLOWED,
+  upstream_failed: Socks5Reply.GENERAL_FAILURE,
+  general_failure: Socks5Reply.GENERAL_FAILURE,
+};
+
+/** Maps a connect/bind/resolve error to the RFC 1928 reply. */
 export function replyForError(err: unknown): Socks5Reply {
   if (err instanceof UpstreamError) return err.reply; // a chained upstream's own answer, passed on
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case 'ECONNREFUSED':
-      return Socks5Reply.CONNECTION_REFUSED;
-    case 'ENETUNREACH':
-    case 'ENETDOWN':
-      return Socks5Reply.NETWORK_UNREACHABLE;
-    case 'EHOSTUNREACH':
-    case 'EHOSTDOWN':
-    case 'ENOTFOUND': // getaddrinfo: no such name
-    case 'EAI_NONAME':
-    case 'EAI_NODATA':
-    case 'EAI_AGAIN':
-    case 'EADDRNOTAVAIL':
-      return Socks5Reply.HOST_UNREACHABLE;
-    case 'ETIMEDOUT':
-      return Socks5Reply.TTL_EXPIRED;
-    case 'EACCES':
-    case 'EPERM':
-      return Socks5Reply.NOT_ALLOWED;
-    default:
-      return Socks5Reply.GENERAL_FAILURE;
-  }
+  return REPLY_FOR[connectFailure(err)];
 }
 
 const NAMES: Record<Socks5Reply, string> = {
@@ -42,7 +33,7 @@ const NAMES: Record<Socks5Reply, string> = {
   [Socks5Reply.ADDRESS_TYPE_NOT_SUPPORTED]: 'address_type_not_supported',
 };
 
-/** Stable name of a reply, used in logs, stats and metrics labels. */
+/** Stable name of a reply, used in logs, stats and metrics labels (a SOCKS failure is counted by the reply it got). */
 export function replyName(r: Socks5Reply): string {
   return NAMES[r];
 }

@@ -1,10 +1,10 @@
 // The SOCKS server: SOCKS5 (RFC 1928) with username/password (RFC 1929), CONNECT, BIND and UDP
-// ASSOCIATE; SOCKS4/4a CONNECT. Handshake states are named after the RFC; errors become replies in
-// replies.ts only; one connection's failure never touches another.
-import { lookup } from 'node:dns/promises';
-import net from 'node:net';
-import { closeFd, isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
+// ASSOCIATE; SOCKS4/4a CONNECT. An explicit handshake state (State, after microsocks) decides which
+// message is read next; errors become replies in replies.ts only; one connection's failure never
+// touches another.
+import type net from 'node:net';
 import { parseIp } from '../net/address.js';
+import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
 import type { Listener } from '../relay/registry.js';
 import { connectOutbound, type Outbound } from '../transport/outbound.js';
@@ -22,6 +22,7 @@ import {
   Socks5Reply,
   SOCKS4,
   SOCKS5,
+  type Parsed,
   type SocksAddress,
 } from '../codec/socks.js';
 import { FrameReader } from '../net/frame-reader.js';
@@ -30,28 +31,55 @@ import { handleUdpAssociate } from './udp.js';
 import type { SessionContext, SocksServerOptions } from './session.js';
 export type { SessionContext, SocksServerOptions } from './session.js';
 
-/** Handshake progress of one client, after microsocks' SS_* states. */
+/**
+ * Handshake states of one client, after microsocks' SS_1_CONNECTED, SS_2_NEED_AUTH, SS_3_AUTHED:
+ * each accepts exactly one client message, read by its own parser (see advance()).
+ */
 enum State {
+  /** nothing read yet: a SOCKS5 method selection, or a SOCKS4 request (the version byte tells which) */
   CONNECTED = 'connected',
+  /** username/password (RFC 1929) was selected: the credentials */
   NEED_AUTH = 'need_auth',
+  /** authenticated, or no authentication selected: the SOCKS5 request */
   AUTHED = 'authed',
-  CONNECTING = 'connecting',
-  RELAYING = 'relaying',
+}
+
+/** What a complete handshake asks for. */
+type HandshakeRequest = { listener: 'socks5'; command: Socks5Command; address: SocksAddress } | { listener: 'socks4'; address: SocksAddress };
+
+/** Where one handshake step leads: the next state, a request to carry out, or the end (answered and counted). */
+type Step = { next: State } | { request: HandshakeRequest } | { ended: true };
+
+const ENDED: Step = { ended: true };
+
+/** The version byte, left in the buffer for the message's own parser. */
+function peekVersion(b: Buffer): Parsed<number> {
+  return b.length < 1 ? 'more' : { value: b[0]!, consumed: 0 };
+}
+
+/** The method the server selects from the client's offer (RFC 1928 section 3). */
+function selectMethod(offered: readonly number[], requireAuth: boolean): AuthMethod {
+  if (requireAuth) return offered.includes(AuthMethod.USERNAME_PASSWORD) ? AuthMethod.USERNAME_PASSWORD : AuthMethod.NO_ACCEPTABLE;
+  return offered.includes(AuthMethod.NO_AUTH) ? AuthMethod.NO_AUTH : AuthMethod.NO_ACCEPTABLE;
 }
 
 export class SocksServer {
-  readonly server: net.Server;
-  /** the listening socket's fd when this server made it itself (listen with mptcp or shareable) */
-  listenFd: number | null = null;
-  /** every accepted client socket until it closes, handshaking or relaying */
-  private readonly clients = new Set<net.Socket>();
+  private readonly listener: ClientListener;
 
   constructor(private readonly opts: SocksServerOptions) {
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (s) => this.accept(s));
-    this.server.maxConnections = opts.maxConnections;
-    this.server.on('drop', () => {
-      opts.registry.totals.rejectedClients++;
+    this.listener = new ClientListener({
+      accept: { allowHalfOpen: true, pauseOnConnect: false, noDelay: true },
+      maxConnections: opts.maxConnections,
+      onConnection: (client) => this.accept(client),
+      onDrop: () => {
+        opts.registry.totals.rejectedClients++;
+      },
     });
+  }
+
+  /** the listening socket's fd when this server made it itself (listen with mptcp or shareable) or was given it */
+  get listenFd(): number | null {
+    return this.listener.fd;
   }
 
   /**
@@ -61,48 +89,24 @@ export class SocksServer {
    * other threads (`listenFd`); with `fd`, this server accepts on a socket another thread made.
    */
   async listen(host: string, port: number, o: { mptcp?: boolean; shareable?: boolean; fd?: number } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
-    let fd: number | undefined = o.fd;
-    // a socket made elsewhere: ask the kernel what it is
-    let mptcp = o.fd !== undefined && isMptcpSocket(o.fd);
-    if (fd === undefined && (o.mptcp || o.shareable)) {
-      const ip = net.isIP(host) ? host : (await lookup(host)).address;
-      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: 1024, mptcp: o.mptcp === true });
-      fd = opened.fd;
-      mptcp = opened.mptcp;
-      if (opened.mptcpUnavailable) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
-    }
-    return new Promise((resolve, reject) => {
-      const onError = (e: Error): void => {
-        if (fd !== undefined) closeFd(fd);
-        reject(e);
-      };
-      this.server.once('error', onError);
-      const address = fd !== undefined ? { fd } : { host, port, backlog: 1024 };
-      this.server.listen(address, () => {
-        this.server.removeListener('error', onError);
-        this.listenFd = fd ?? null;
-        resolve({ ...(this.server.address() as net.AddressInfo), mptcp });
-      });
-    });
+    const bound = await this.listener.listen({ host, port, mptcp: o.mptcp, shareable: o.shareable, fd: o.fd });
+    if (bound.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: bound.mptcpUnavailable });
+    return { address: bound.address, family: bound.family, port: bound.port, mptcp: bound.mptcp };
   }
 
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
-    // the listener stops at once; server.close's callback would wait for every connection to end
-    if (this.server.listening) this.server.close();
+    this.listener.close();
     return Promise.resolve();
   }
 
   /** Closes every client connection still open (after the drain: the ones that never got to relaying, and the rest). */
   destroyClients(): void {
-    for (const s of this.clients) s.destroy();
-    this.clients.clear();
+    this.listener.destroyClients();
   }
 
   private accept(client: net.Socket): void {
     const { opts } = this;
-    this.clients.add(client);
-    client.once('close', () => this.clients.delete(client));
     const remote = client.remoteAddress ?? '';
     if (opts.clientAllow.size > 0) {
       const ip = parseIp(remote);
@@ -126,57 +130,15 @@ export class SocksServer {
     });
   }
 
+  /** Runs the handshake state machine under the handshake timer, then carries out the request. */
   private async handshake(ctx: SessionContext, timer: NodeJS.Timeout): Promise<void> {
-    const { client, reader, opts } = ctx;
-    const first = await reader.next((b) => (b.length < 1 ? 'more' : { value: b[0]!, consumed: 0 }));
-    if (first === SOCKS4) {
-      clearTimeout(timer);
-      return this.socks4(ctx, timer);
-    }
-    if (first !== SOCKS5) {
-      clearTimeout(timer);
-      if (typeof first === 'number') opts.registry.countFailure('bad_version');
-      client.destroy();
-      return;
-    }
-    let state = State.CONNECTED;
-    const greeting = await reader.next(parseGreeting);
-    if (greeting === 'closed' || 'error' in greeting) return this.abort(ctx, timer, greeting);
-    const offersPassword = greeting.methods.includes(AuthMethod.USERNAME_PASSWORD);
-    let method = AuthMethod.NO_ACCEPTABLE;
-    if (opts.requireAuth) {
-      if (offersPassword) method = AuthMethod.USERNAME_PASSWORD;
-    } else if (greeting.methods.includes(AuthMethod.NO_AUTH)) method = AuthMethod.NO_AUTH;
-    client.write(Buffer.from([SOCKS5, method]));
-    if (method === AuthMethod.NO_ACCEPTABLE) {
-      opts.registry.totals.authFailures++;
-      ctx.log.debug('no acceptable authentication method', { client: client.remoteAddress, offered: greeting.methods });
-      clearTimeout(timer);
-      client.end();
-      return;
-    }
-    if (method === AuthMethod.USERNAME_PASSWORD) {
-      state = State.NEED_AUTH;
-      const creds = await reader.next(parseCredentials);
-      if (creds === 'closed' || 'error' in creds) return this.abort(ctx, timer, creds);
-      const ok = await opts.users.verify(creds.username, creds.password);
-      if (client.destroyed) return clearTimeout(timer);
-      client.write(Buffer.from([0x01, ok ? 0x00 : 0x01]));
-      if (!ok) {
-        opts.registry.totals.authFailures++;
-        ctx.log.warn('SOCKS authentication failed', { client: client.remoteAddress, user: creds.username });
-        clearTimeout(timer);
-        client.end();
-        return;
-      }
-      ctx.user = creds.username;
-    }
-    state = State.AUTHED;
-    const request = await reader.next(parseRequest);
-    if (request === 'closed' || 'error' in request) return this.abort(ctx, timer, request);
-    clearTimeout(timer);
-    state = State.CONNECTING;
-    if (ctx.log.enabled('debug')) ctx.log.debug('SOCKS request', { state, command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
+    let step: Step = { next: State.CONNECTED };
+    while ('next' in step) step = await this.advance(ctx, step.next);
+    clearTimeout(timer); // the handshake is over, one way or the other
+    if ('ended' in step) return;
+    const { request } = step;
+    if (request.listener === 'socks4') return this.connect(ctx, request.address, 'socks4');
+    if (ctx.log.enabled('debug')) ctx.log.debug('SOCKS request', { command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
     switch (request.command) {
       case Socks5Command.CONNECT:
         return this.connect(ctx, request.address, 'socks5');
@@ -187,37 +149,88 @@ export class SocksServer {
     }
   }
 
-  /** Ends a session whose handshake failed; sends the reply the RFC asks for, if any. */
-  private abort(ctx: SessionContext, timer: NodeJS.Timeout, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): void {
-    clearTimeout(timer);
+  /**
+   * The transitions, in one place: reads the one message `state` accepts and answers it. Leads to
+   * the next state, to a request to carry out, or to the end of a failed handshake (answered and counted).
+   */
+  private async advance(ctx: SessionContext, state: State): Promise<Step> {
+    const { client, reader, opts } = ctx;
+    switch (state) {
+      case State.CONNECTED: {
+        const version = await reader.next(peekVersion);
+        if (version === SOCKS4) return this.socks4Request(ctx);
+        if (version !== SOCKS5) {
+          if (typeof version === 'number') opts.registry.countFailure('bad_version');
+          client.destroy();
+          return ENDED;
+        }
+        const greeting = await reader.next(parseGreeting);
+        if (greeting === 'closed' || 'error' in greeting) return this.fail(ctx, greeting);
+        const method = selectMethod(greeting.methods, opts.requireAuth);
+        client.write(Buffer.from([SOCKS5, method]));
+        if (method === AuthMethod.USERNAME_PASSWORD) return { next: State.NEED_AUTH };
+        if (method === AuthMethod.NO_AUTH) return { next: State.AUTHED };
+        opts.registry.totals.authFailures++;
+        ctx.log.debug('no acceptable authentication method', { client: client.remoteAddress, offered: greeting.methods });
+        client.end();
+        return ENDED;
+      }
+      case State.NEED_AUTH: {
+        const creds = await reader.next(parseCredentials);
+        if (creds === 'closed' || 'error' in creds) return this.fail(ctx, creds);
+        const ok = await opts.users.verify(creds.username, creds.password);
+        if (client.destroyed) return ENDED; // the handshake timer went off while the password was checked
+        client.write(Buffer.from([0x01, ok ? 0x00 : 0x01]));
+        if (!ok) {
+          opts.registry.totals.authFailures++;
+          ctx.log.warn('SOCKS authentication failed', { client: client.remoteAddress, user: creds.username });
+          client.end();
+          return ENDED;
+        }
+        ctx.user = creds.username;
+        return { next: State.AUTHED };
+      }
+      case State.AUTHED: {
+        const request = await reader.next(parseRequest);
+        if (request === 'closed' || 'error' in request) return this.fail(ctx, request);
+        return { request: { listener: 'socks5', command: request.command, address: request.address } };
+      }
+    }
+  }
+
+  /** Ends a SOCKS5 handshake that failed; sends the reply the RFC asks for, if any. */
+  private fail(ctx: SessionContext, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): Step {
     if (why === 'closed') {
       ctx.client.destroy();
-      return;
+      return ENDED;
     }
     ctx.opts.registry.countFailure(why.error);
     ctx.log.debug('bad SOCKS handshake', { client: ctx.client.remoteAddress, error: why.error, detail: why.message });
     if (why.reply !== undefined) ctx.client.end(buildReply(why.reply));
     else ctx.client.destroy();
+    return ENDED;
   }
 
-  private async socks4(ctx: SessionContext, _timer: NodeJS.Timeout): Promise<void> {
+  /** SOCKS4/4a: the first message is the whole request; CONNECT only, and never with --socks-auth. */
+  private async socks4Request(ctx: SessionContext): Promise<Step> {
     const { client, reader, opts } = ctx;
-    const timer = setTimeout(() => client.destroy(), opts.handshakeTimeout);
     const req = await reader.next(parseSocks4Request);
-    clearTimeout(timer);
-    if (req === 'closed') return void client.destroy();
+    if (req === 'closed') {
+      client.destroy();
+      return ENDED;
+    }
     if ('error' in req) {
       opts.registry.countFailure(req.error);
       client.end(buildSocks4Reply(Socks4Reply.REJECTED));
-      return;
+      return ENDED;
     }
     if (opts.requireAuth || req.command !== Socks5Command.CONNECT) {
       // SOCKS4 carries no password, so it cannot pass --socks-auth; BIND is SOCKS5-only here
       opts.registry.countFailure(opts.requireAuth ? 'socks4_needs_auth' : 'command_not_supported');
       client.end(buildSocks4Reply(Socks4Reply.REJECTED));
-      return;
+      return ENDED;
     }
-    return this.connect(ctx, req.address, 'socks4');
+    return { request: { listener: 'socks4', address: req.address } };
   }
 
   private async connect(ctx: SessionContext, dest: SocksAddress, listener: Listener): Promise<void> {

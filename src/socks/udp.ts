@@ -1,6 +1,7 @@
 // UDP ASSOCIATE (RFC 1928 section 7): a relay socket for one client, alive while its TCP control
 // connection is. Datagrams are taken only from the client's address; replies only from hosts the
-// client has sent to (address-restricted, so the relay is no open UDP reflector).
+// client has sent to (address-restricted, so the relay is no open UDP reflector), and of those only
+// from the MAX_UDP_PEERS it sent to last, so that a client spraying addresses cannot grow memory.
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { sameIp } from '../net/address.js';
@@ -8,6 +9,34 @@ import { isDenied, resolveHost } from '../transport/outbound.js';
 import { buildReply, buildUdpDatagram, parseUdpDatagram, Socks5Reply, type SocksAddress } from '../codec/socks.js';
 import { replyForError, replyName } from './replies.js';
 import type { SessionContext } from './session.js';
+
+/** Peers one association accepts replies from: the client's most recent destinations (address and port). */
+export const MAX_UDP_PEERS = 1024;
+
+/** The peers a client has sent to, newest last; beyond `limit` the one contacted longest ago is forgotten. */
+export class RecentPeers {
+  // a Set iterates in insertion order: the first entry is the one contacted longest ago
+  private readonly peers = new Set<string>();
+
+  constructor(private readonly limit = MAX_UDP_PEERS) {}
+
+  /** Notes that the client sent to ip:port (again). */
+  add(ip: string, port: number): void {
+    const key = `${ip}|${port}`;
+    this.peers.delete(key);
+    this.peers.add(key);
+    if (this.peers.size > this.limit) this.peers.delete(this.peers.values().next().value!);
+  }
+
+  /** true when a datagram from ip:port may go to the client. */
+  has(ip: string, port: number): boolean {
+    return this.peers.has(`${ip}|${port}`);
+  }
+
+  get size(): number {
+    return this.peers.size;
+  }
+}
 
 /** Runs one UDP association until the control connection closes or goes idle. */
 export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAddress): Promise<void> {
@@ -17,7 +46,7 @@ export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAd
   const family = isIPv6(localIp) && !/^::ffff:/i.test(localIp) ? 'udp6' : 'udp4';
   const relaySock = dgram.createSocket({ type: family });
   const outbound = new Map<'udp4' | 'udp6', dgram.Socket>();
-  const contacted = new Set<string>();
+  const contacted = new RecentPeers();
   const counts = { up: 0, down: 0 };
   // the client's UDP source: fixed by the request when given, else learned from its first datagram
   let clientPort = requested.port !== 0 ? requested.port : 0;
@@ -80,7 +109,7 @@ export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAd
     s = dgram.createSocket({ type: kind });
     s.on('error', (err) => ctx.log.debug('UDP relay send error', { id: rec.id, error: err.message }));
     s.on('message', (msg, rinfo) => {
-      if (closed || clientPort === 0 || !contacted.has(`${rinfo.address}|${rinfo.port}`)) return;
+      if (closed || clientPort === 0 || !contacted.has(rinfo.address, rinfo.port)) return;
       lastActivity = Date.now();
       counts.down += msg.length;
       relaySock.send(buildUdpDatagram(rinfo.address, rinfo.port, msg), clientPort, clientIp);
@@ -105,8 +134,7 @@ export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAd
         opts.registry.countFailure('udp_not_allowed');
         return;
       }
-      const key = `${ip}|${d.address.port}`;
-      contacted.add(key);
+      contacted.add(ip, d.address.port);
       counts.up += d.data.length;
       outSocket(isIPv6(ip) ? 'udp6' : 'udp4').send(d.data, d.address.port, ip);
     };

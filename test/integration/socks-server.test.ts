@@ -1,0 +1,199 @@
+// The SOCKS server in this process (new SocksServer, a real store in a temporary directory, real
+// sockets on loopback), for what needs a timeout smaller than the command line's whole seconds or
+// a look at the server's own counters: the handshake timer of SOCKS4, and the bound on the peers
+// a UDP association accepts replies from.
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { UserService } from '../../src/auth/users.js';
+import { createLogger } from '../../src/log/logger.js';
+import { CidrList } from '../../src/net/address.js';
+import { PolicyService } from '../../src/policy/service.js';
+import { ConnectionRegistry } from '../../src/relay/registry.js';
+import { SocksServer } from '../../src/socks/server.js';
+import { MAX_UDP_PEERS } from '../../src/socks/udp.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+
+interface Running {
+  socks: SocksServer;
+  registry: ConnectionRegistry;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** A SocksServer on 127.0.0.1:0 without auth, allow or deny lists. */
+async function startSocks(handshakeTimeout: number): Promise<Running> {
+  const dir = mkdtempSync(join(tmpdir(), 'edgeward-socks-server-'));
+  const store = new SqliteStore(dir);
+  const registry = new ConnectionRegistry();
+  const socks = new SocksServer({
+    requireAuth: false,
+    users: new UserService(store),
+    clientAllow: new CidrList([]),
+    outbound: { policies: await PolicyService.open(store, {}), deny: new CidrList([]), connectTimeout: 5000 },
+    registry,
+    handshakeTimeout,
+    idleTimeout: 0,
+    maxConnections: 100,
+    logger: createLogger({ level: 'error', write: () => undefined }),
+  });
+  const bound = await socks.listen('127.0.0.1', 0);
+  return {
+    socks,
+    registry,
+    port: bound.port,
+    stop: async () => {
+      await socks.close();
+      socks.destroyClients();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `done` until it holds; rejects after timeoutMs naming `what`. */
+async function until(what: string, done: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** The next `n` bytes from a socket (buffered across reads). */
+function reader(s: net.Socket): (n: number) => Promise<Buffer> {
+  let buf = Buffer.alloc(0);
+  let wake: (() => void) | null = null;
+  s.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    wake?.();
+  });
+  return async (n) => {
+    while (buf.length < n) await new Promise<void>((r) => (wake = r));
+    const out = buf.subarray(0, n);
+    buf = buf.subarray(n);
+    return out;
+  };
+}
+
+interface UdpSocket {
+  socket: dgram.Socket;
+  port: number;
+  /** datagrams received, with their sender */
+  received: Array<{ data: Buffer; address: string; port: number }>;
+}
+
+async function udpSocket(host: string): Promise<UdpSocket> {
+  const socket = dgram.createSocket('udp4');
+  const received: UdpSocket['received'] = [];
+  socket.on('message', (data, r) => received.push({ data, address: r.address, port: r.port }));
+  await new Promise<void>((resolve) => socket.bind(0, host, () => resolve()));
+  return { socket, port: socket.address().port, received };
+}
+
+/** A SOCKS UDP datagram to an IPv4 destination: RSV(2) FRAG ATYP=1 ADDR PORT DATA. */
+function udpFrame(ip: string, port: number, data: string): Buffer {
+  const head = Buffer.from([0, 0, 0, 1, ...ip.split('.').map(Number), port >> 8, port & 255]);
+  return Buffer.concat([head, Buffer.from(data)]);
+}
+
+describe('SOCKS4 handshake timeout', () => {
+  const TIMEOUT = 1000;
+  let gw: Running;
+
+  before(async () => {
+    gw = await startSocks(TIMEOUT);
+  });
+
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it('closes a SOCKS4 client that stalls after its first bytes once --handshake-timeout has passed since it connected, and counts handshake_timeout', { timeout: 10_000 }, async () => {
+    const connectedAt = Date.now();
+    const s = await connect(gw.port);
+    s.on('error', () => undefined);
+    const closed = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now() - connectedAt)));
+    await sleep(0.8 * TIMEOUT);
+    // the version byte and the command of a SOCKS4 request, then nothing
+    s.write(Buffer.from([0x04, 0x01]));
+    const ms = await Promise.race([closed, sleep(3 * TIMEOUT).then(() => Infinity)]);
+    s.destroy();
+    // one timeout from the connect, not a fresh one from the first byte (that would be 1.8x)
+    assert.ok(ms >= 0.7 * TIMEOUT && ms < 1.4 * TIMEOUT, `closed ${ms} ms after connecting; handshake timeout ${TIMEOUT} ms`);
+    assert.equal(gw.registry.totals.failures.handshake_timeout, 1, JSON.stringify(gw.registry.totals.failures));
+  });
+});
+
+describe('UDP ASSOCIATE: the peers replies are taken from are bounded', () => {
+  let gw: Running;
+
+  before(async () => {
+    gw = await startSocks(5000);
+  });
+
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it(`after a client sent to more than MAX_UDP_PEERS (${MAX_UDP_PEERS}) peers, the newest peer's reply reaches it and the forgotten oldest one's does not`, { timeout: 30_000 }, async () => {
+    const control = await connect(gw.port);
+    control.on('error', () => undefined);
+    const client = await udpSocket('127.0.0.1');
+    const oldest = await udpSocket('127.0.0.1');
+    const newest = await udpSocket('127.0.0.1');
+    // every sprayed peer is 127.1.x.y on one port: a wildcard socket receives for all of them
+    const sink = await udpSocket('0.0.0.0');
+    try {
+      const read = reader(control);
+      control.write(Buffer.from([0x05, 0x01, 0x00]));
+      assert.deepEqual([...(await read(2))], [0x05, 0x00]);
+      control.write(Buffer.from([0x05, 0x03, 0x00, 0x01, 0, 0, 0, 0, 0, 0]));
+      const reply = await read(10);
+      assert.equal(reply[1], 0x00, 'UDP ASSOCIATE succeeded');
+      const relay = { host: `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`, port: reply.readUInt16BE(8) };
+      const send = (ip: string, port: number, data: string): void => client.socket.send(udpFrame(ip, port, data), relay.port, relay.host);
+      const repliesFrom = (peer: UdpSocket): string[] => client.received.map((d) => d.data.subarray(10).toString()).filter((t) => t.startsWith(`${peer.port}:`));
+
+      send('127.0.0.1', oldest.port, 'first');
+      await until('the oldest peer to receive', () => oldest.received.length === 1);
+      const relayOut = oldest.received[0]!;
+      oldest.socket.send(`${oldest.port}:while contacted`, relayOut.port, relayOut.address);
+      await until('the reply of a contacted peer', () => repliesFrom(oldest).length === 1);
+
+      // MAX_UDP_PEERS more peers, in batches the sockets' buffers hold
+      const BATCH = 64;
+      for (let i = 0; i < MAX_UDP_PEERS; i += BATCH) {
+        for (let j = i; j < Math.min(i + BATCH, MAX_UDP_PEERS); j++) send(`127.1.${Math.floor(j / 250)}.${(j % 250) + 1}`, sink.port, 'spray');
+        await until(`${Math.min(i + BATCH, MAX_UDP_PEERS)} sprayed datagrams relayed`, () => sink.received.length === Math.min(i + BATCH, MAX_UDP_PEERS));
+      }
+      send('127.0.0.1', newest.port, 'last');
+      await until('the newest peer to receive', () => newest.received.length === 1);
+      assert.equal(newest.received[0]!.port, relayOut.port, 'one outgoing relay socket');
+
+      oldest.socket.send(`${oldest.port}:after the spray`, relayOut.port, relayOut.address);
+      newest.socket.send(`${newest.port}:after the spray`, relayOut.port, relayOut.address);
+      await until('the newest peer\'s reply', () => repliesFrom(newest).length === 1);
+      await sleep(300);
+      assert.deepEqual(repliesFrom(oldest), [`${oldest.port}:while contacted`], 'the forgotten peer\'s reply is dropped');
+    } finally {
+      control.destroy();
+      for (const u of [client, oldest, newest, sink]) u.socket.close();
+    }
+  });
+});
