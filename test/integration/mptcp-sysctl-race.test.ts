@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/mptcp-sysctl-race.mjs', import.meta.url));
@@ -77,11 +77,11 @@ describe('MPTCP path manager across worker threads', { skip: missing && !ci ? mi
     assert.ok(!spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').some((l) => l.split(' ')[0] === ns), `namespace ${ns} left behind`);
   });
 
-  it(`${THREADS} threads x ${ITERATIONS} sockets: each sees its own path manager, and the sysctl ends as it began`, { timeout: 120_000 }, async (t) => {
+  async function race(t: TestContext, share: 'workerData' | 'none'): Promise<void> {
     assert.equal(missing, false, `CI=true and this test cannot run: ${String(missing)}`);
     const host = hostPm();
     const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, FIXTURE, String(THREADS), String(ITERATIONS), ...available.slice(0, 2)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, FIXTURE, String(THREADS), String(ITERATIONS), share, ...available.slice(0, 2)], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
@@ -105,5 +105,9 @@ describe('MPTCP path manager across worker threads', { skip: missing && !ci ? mi
       assert.equal(x.notApplied, 0, `thread wanting ${x.want}: path manager not applied`);
       assert.equal(x.wrong, 0, `thread wanting ${x.want} saw another value inside its critical section ${x.wrong} times: ${JSON.stringify(x.seen)}`);
     }
-  });
+  }
+
+  it(`${THREADS} threads x ${ITERATIONS} sockets: each sees its own path manager, and the sysctl ends as it began`, { timeout: 120_000 }, (t) => race(t, 'workerData'));
+
+  it('the same when the workers are not handed the lock: they inherit the main thread\'s', { timeout: 120_000 }, (t) => race(t, 'none'));
 });
