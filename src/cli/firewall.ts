@@ -5,7 +5,6 @@ import {
   applyFirewall,
   DEFAULT_MARK,
   DEFAULT_TABLE,
-  describeArgv,
   FirewallError,
   firewallStatus,
   NFT_TABLE,
@@ -18,6 +17,7 @@ import {
   type FirewallFamily,
   type FirewallSpec,
 } from '../intercept/firewall.js';
+import { describeArgv } from '../kernel/command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward firewall <print|apply|remove|status> [options]
@@ -176,8 +176,10 @@ async function apply(args: string[]): Promise<number> {
 async function remove(args: string[]): Promise<number> {
   const { values, positionals } = parse(args);
   noPositionals(positionals);
-  // the apply command line may be repeated here; removal finds edgeward's rules by their tag
-  const { changes } = await removeFirewall(specFromFlags(values));
+  // the apply command line may be repeated here (its numbers are still checked); removal finds
+  // edgeward's rules by their tag, whatever options they were made with
+  specFromFlags(values);
+  const { changes } = await removeFirewall();
   if (changes.length === 0) process.stdout.write('nothing to remove: no firewall of edgeward is in place\n');
   for (const c of changes) process.stdout.write(`${c}\n`);
   return 0;

@@ -105,7 +105,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     }
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {
-    if (firewall) await removeFirewall(firewall).catch(() => undefined);
+    if (firewall) await removeFirewall().catch(() => undefined);
     await socks.close();
     await pool?.stop(0);
     await intercept?.close();
@@ -137,7 +137,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       if (closed > 0) logger.warn('grace period over: closed open connections', { closed });
       if (firewall) {
         // the listener is closed: take the rules away so the LAN's traffic flows as before
-        await removeFirewall(firewall).then(
+        await removeFirewall().then(
           (r) => logger.info('firewall removed', { table: NFT_TABLE, changes: r.changes }),
           (e: unknown) => logger.error('firewall: could not remove the rules; run `edgeward firewall remove`', { error: (e as Error).message }),
         );
