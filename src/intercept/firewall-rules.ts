@@ -29,7 +29,7 @@ export function rulesetComments(s: ResolvedFirewallSpec): string[] {
   const families = s.v4 && s.v6 ? 'IPv4 and IPv6' : s.v4 ? 'IPv4' : 'IPv6';
   return [
     `edgeward interception firewall: ${families} TCP arriving on ${s.interfaces.join(', ')} -> TPROXY to port ${s.port}, mark ${mark}.`,
-    `Policy routing (added by edgeward firewall apply): ip rule fwmark ${mark} lookup ${s.table}; local default dev lo table ${s.table}.`,
+    `Policy routing (added by edgeward intercept firewall apply): ip rule fwmark ${mark} lookup ${s.table}; local default dev lo table ${s.table}.`,
     'Load with `nft -f`: the first two lines make reloading replace the table in the same transaction.',
   ];
 }
