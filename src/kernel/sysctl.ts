@@ -4,7 +4,7 @@
 // around socket(2) and puts the previous values back. Those sysctls are global to the network
 // namespace, so that set/create/restore must be exclusive across every thread of the process: it
 // runs under a lock in a SharedArrayBuffer that all threads share (see mptcpSysctlLock).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { getEnvironmentData, isMainThread, setEnvironmentData } from 'node:worker_threads';
 import { ThreadLock } from './thread-lock.js';
 
@@ -53,6 +53,8 @@ export function readSysctl(name: string): string | null {
 export function writeSysctl(name: string, value: string): void {
   const path = sysctlPath(name);
   if (path === null) throw new SysctlError('invalid_name', name, `"${name}" is not a sysctl name`);
+  // procfs never creates a file: say "no such sysctl" whatever errno an unprivileged open would give
+  if (!existsSync(path)) throw new SysctlError('not_found', dotted(name), `cannot write ${dotted(name)}: the kernel has no such sysctl`, 'ENOENT');
   try {
     writeFileSync(path, value);
   } catch (e) {
