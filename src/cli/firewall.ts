@@ -1,11 +1,12 @@
-// `edgeward firewall ...`: print, apply, remove and show the interception firewall (nftables table
-// inet edgeward_intercept + the policy routing TPROXY needs). See src/intercept/firewall.ts.
+// `edgeward intercept firewall ...` (alias: `edgeward firewall ...`): print, apply, remove and show
+// the interception firewall (nftables table inet edgeward_intercept + the policy routing TPROXY
+// needs). See src/intercept/firewall.ts. Both names run the same code and print the same output;
+// messages name the command as it was typed.
 import { parseArgs } from 'node:util';
 import {
   applyFirewall,
   DEFAULT_MARK,
   DEFAULT_TABLE,
-  describeArgv,
   FirewallError,
   firewallStatus,
   NFT_TABLE,
@@ -18,25 +19,30 @@ import {
   type FirewallFamily,
   type FirewallSpec,
 } from '../intercept/firewall.js';
+import { describeArgv } from '../kernel/command.js';
 import type { Command } from './command.js';
 
-const usage = `Usage: edgeward firewall <print|apply|remove|status> [options]
+/** The documented name of the command. */
+export const FIREWALL_COMMAND = 'edgeward intercept firewall';
+
+export const usage = `Usage: ${FIREWALL_COMMAND} <print|apply|remove|status> [options]
+       edgeward firewall <print|apply|remove|status> [options]     (alias, same behaviour)
 
 Diverts the TCP connections of clients that know nothing of proxies to edgeward's TPROXY listener
 (edgeward start --intercept PORT). edgeward keeps all of it to itself: one nftables table,
 "table inet ${NFT_TABLE}", and ip rules and routes tagged with routing protocol ${ROUTE_PROTOCOL}.
 No other table, chain, rule or route is ever changed.
 
-  edgeward firewall print  --port PORT --interface IFACE [options]
+  ${FIREWALL_COMMAND} print  --port PORT --interface IFACE [options]
       write the nft script and the ip commands to stdout as a shell script; changes nothing
-  edgeward firewall apply  --port PORT --interface IFACE [options]
+  ${FIREWALL_COMMAND} apply  --port PORT --interface IFACE [options]
       load the table in one transaction (nft -f) and add the policy routing that is missing;
       running it again changes nothing, running it with other options replaces the old setup.
       If a step fails after changing something, all of edgeward's rules are removed again.
-  edgeward firewall remove
+  ${FIREWALL_COMMAND} remove
       delete edgeward's table and its tagged ip rules and routes, whatever options apply had
       (they may be repeated here and are ignored); with nothing there, a no-op
-  edgeward firewall status [--mark MARK] [--table N] [--family F] [--json]
+  ${FIREWALL_COMMAND} status [--mark MARK] [--table N] [--family F] [--json]
       what of it is in place
 
 Options:
@@ -147,15 +153,15 @@ function print(args: string[]): number {
   const spec = checkedSpec(values, 'print');
   const out = [
     '#!/bin/sh',
-    `# edgeward firewall ${args.map((a) => describeArgv([a])).join(' ')}`,
-    '# What `edgeward firewall apply` does (it also skips ip rules and routes that are already there).',
+    `# ${FIREWALL_COMMAND} print ${args.map((a) => describeArgv([a])).join(' ')}`,
+    `# What \`${FIREWALL_COMMAND} apply\` does (it also skips ip rules and routes that are already there).`,
     'set -e',
     "nft -f - <<'EDGEWARD_NFT'",
     renderRuleset(spec).trimEnd(),
     'EDGEWARD_NFT',
     ...routingCommands(spec, 'apply').map(describeArgv),
     '',
-    '# Undo (what `edgeward firewall remove` does):',
+    `# Undo (what \`${FIREWALL_COMMAND} remove\` does):`,
     `#   printf '${renderRemoval().trimEnd().replace(/\n/g, '\\n')}\\n' | nft -f -`,
     ...routingCommands(spec, 'remove').map((argv) => `#   ${describeArgv(argv)}`),
   ];
@@ -176,8 +182,10 @@ async function apply(args: string[]): Promise<number> {
 async function remove(args: string[]): Promise<number> {
   const { values, positionals } = parse(args);
   noPositionals(positionals);
-  // the apply command line may be repeated here; removal finds edgeward's rules by their tag
-  const { changes } = await removeFirewall(specFromFlags(values));
+  // the apply command line may be repeated here (its numbers are still checked); removal finds
+  // edgeward's rules by their tag, whatever options they were made with
+  specFromFlags(values);
+  const { changes } = await removeFirewall();
   if (changes.length === 0) process.stdout.write('nothing to remove: no firewall of edgeward is in place\n');
   for (const c of changes) process.stdout.write(`${c}\n`);
   return 0;
@@ -205,28 +213,34 @@ async function status(args: string[]): Promise<number> {
 
 const SUBCOMMANDS: Record<string, (args: string[]) => number | Promise<number>> = { print, apply, remove, rm: remove, status };
 
-export const command: Command = {
-  summary: 'print, apply or remove the TPROXY firewall for --intercept (nftables + policy routing)',
-  usage,
-  async run(args: string[]): Promise<number> {
-    const [sub, ...rest] = args;
-    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
-    if (!fn) {
-      process.stderr.write(`${sub === undefined ? 'edgeward firewall: missing sub-command' : `edgeward firewall: unknown sub-command "${sub}"`}\n\n${usage}`);
-      return 2;
-    }
-    try {
-      return await fn(rest);
-    } catch (e) {
-      if (e instanceof UsageError) {
-        process.stderr.write(`edgeward firewall ${sub}: ${e.message.replace(/\n/g, `\nedgeward firewall ${sub}: `)}\nRun "edgeward firewall --help" for the options.\n`);
+/** The firewall command under the name it was invoked as (for its messages). */
+export function firewallCommand(invokedAs: string, summary: string): Command {
+  return {
+    summary,
+    usage,
+    async run(args: string[]): Promise<number> {
+      const [sub, ...rest] = args;
+      const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
+      if (!fn) {
+        process.stderr.write(`${sub === undefined ? `${invokedAs}: missing sub-command` : `${invokedAs}: unknown sub-command "${sub}"`}\n\n${usage}`);
         return 2;
       }
-      if (e instanceof FirewallError) {
-        process.stderr.write(`edgeward firewall ${sub}: ${e.message}\n`);
-        return e.code === 'invalid_spec' ? 2 : 1;
+      try {
+        return await fn(rest);
+      } catch (e) {
+        if (e instanceof UsageError) {
+          process.stderr.write(`${invokedAs} ${sub}: ${e.message.replace(/\n/g, `\n${invokedAs} ${sub}: `)}\nRun "${invokedAs} --help" for the options.\n`);
+          return 2;
+        }
+        if (e instanceof FirewallError) {
+          process.stderr.write(`${invokedAs} ${sub}: ${e.message}\n`);
+          return e.code === 'invalid_spec' ? 2 : 1;
+        }
+        throw e;
       }
-      throw e;
-    }
-  },
-};
+    },
+  };
+}
+
+/** `edgeward firewall`: the earlier name, kept as an alias of `edgeward intercept firewall`. */
+export const command: Command = firewallCommand('edgeward firewall', `alias of \`${FIREWALL_COMMAND}\` (the TPROXY firewall for --intercept)`);

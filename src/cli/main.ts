@@ -5,7 +5,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./start.js')).command,
   policy: async () => (await import('./policy.js')).command,
   user: async () => (await import('./user.js')).command,
-  firewall: async () => (await import('./firewall.js')).command,
+  intercept: async () => (await import('./intercept.js')).command,
+  firewall: async () => (await import('./firewall.js')).command, // alias of `intercept firewall`
 };
 
 async function topUsage(): Promise<string> {

@@ -1,16 +1,11 @@
 // What the running kernel offers, read from /proc/sys: congestion controls, MPTCP, its schedulers
 // and path managers. Read fresh on every call: modules can be loaded while edgeward runs.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readSysctl } from './sysctl.js';
 
-const PROC = '/proc/sys/net';
+// withMptcpSysctls lives in sysctl.ts with the lock that guards it; importers of this module keep it
+export { withMptcpSysctls } from './sysctl.js';
 
-function readProc(path: string): string | null {
-  try {
-    return readFileSync(`${PROC}/${path}`, 'latin1').trim();
-  } catch {
-    return null;
-  }
-}
+const readProc = (path: string): string | null => readSysctl(`net/${path}`);
 
 function words(s: string | null): string[] {
   return s ? s.split(/\s+/).filter(Boolean) : [];
@@ -54,43 +49,4 @@ export function mptcpCapabilities(): MptcpCapabilities {
     scheduler: readProc('mptcp/scheduler'),
     pathManager,
   };
-}
-
-/**
- * Runs `create` with net.mptcp.scheduler / net.mptcp.path_manager set as asked. Upstream MPTCP has
- * no per-socket option for either: the kernel copies both sysctls into a new MPTCP socket when it
- * is created, so edgeward sets them just around socket(2) (synchronous, so no other socket of this
- * process can slip in) and puts the previous values back. Returns what could not be applied.
- */
-export function withMptcpSysctls<T>(want: { scheduler?: string; pathManager?: string }, create: () => T): { result: T; notApplied: string[] } {
-  const restore: Array<[string, string]> = [];
-  const notApplied: string[] = [];
-  const swap = (file: string, value: string | undefined, label: string): void => {
-    if (value === undefined) return;
-    const current = readProc(`mptcp/${file}`);
-    if (current === value) return;
-    if (current === null) {
-      notApplied.push(`${label} ${value}: kernel has no net.mptcp.${file}`);
-      return;
-    }
-    try {
-      writeFileSync(`${PROC}/mptcp/${file}`, value);
-      restore.push([file, current]);
-    } catch (e) {
-      notApplied.push(`${label} ${value}: cannot write net.mptcp.${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-    }
-  };
-  swap('scheduler', want.scheduler, 'scheduler');
-  swap('path_manager', want.pathManager, 'pathManager');
-  try {
-    return { result: create(), notApplied };
-  } finally {
-    for (const [file, value] of restore) {
-      try {
-        writeFileSync(`${PROC}/mptcp/${file}`, value);
-      } catch {
-        // the value was writable a moment ago; nothing better to do than keep going
-      }
-    }
-  }
 }

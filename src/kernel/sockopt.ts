@@ -4,6 +4,7 @@
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
 import type { Socket } from 'node:net';
+import { underMptcpSysctlLock } from './sysctl.js';
 
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
@@ -69,7 +70,8 @@ export function openStreamSocket(family: 4 | 6, mptcp: boolean): OpenedSocket {
   const domain = family === 6 ? AF_INET6 : AF_INET;
   const type = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
   if (mptcp) {
-    const fd = c_socket(domain, type, IPPROTO_MPTCP) as number;
+    // the new socket copies net.mptcp.* as they are now: not in the middle of another thread's swap
+    const fd = underMptcpSysctlLock(() => c_socket(domain, type, IPPROTO_MPTCP) as number).result;
     if (fd >= 0) return { fd, mptcp: true };
     const err = new KernelError('socket(IPPROTO_MPTCP)', koffi.errno());
     const plain = c_socket(domain, type, IPPROTO_TCP) as number;

@@ -1,4 +1,5 @@
-// `edgeward firewall print|apply|remove` for real: the CLI runs inside throw-away network namespaces
+// `edgeward intercept firewall print|apply|remove` for real (and its alias `edgeward firewall`): the
+// CLI runs inside throw-away network namespaces
 // of this test (nothing on the host is touched), against the real nft and ip. Checks: apply is
 // idempotent, leaves a foreign table and a foreign ip rule alone, remove restores the exact state
 // from before, and a client's connection to an address that exists nowhere lands on an
@@ -42,10 +43,10 @@ function must(argv: string[]): string {
   return r.stdout;
 }
 
-/** `edgeward firewall ARGS` inside `ns`, optionally as an unprivileged user. */
+/** `edgeward intercept firewall ARGS` inside `ns`, optionally as an unprivileged user. */
 function firewall(ns: string, args: string[], opts: { asNobody?: boolean } = {}): Promise<Run> {
   const drop = opts.asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
-  return exec(['ip', 'netns', 'exec', ns, ...drop, process.execPath, BIN, 'firewall', ...args]);
+  return exec(['ip', 'netns', 'exec', ns, ...drop, process.execPath, BIN, 'intercept', 'firewall', ...args]);
 }
 
 /** Everything the firewall could change, as text. */
@@ -88,7 +89,42 @@ if (skip) process.stdout.write(`# skipping the firewall integration tests: ${ski
 
 const LAN_ARGS = ['--port', '15001', '--interface', 'lan0'];
 
-describe('edgeward firewall in a namespace: idempotent, owns only its own rules, leaves no trace', { skip }, () => {
+// print and --help need no privilege and touch nothing: these run as any user, anywhere
+describe('the command\'s names: `edgeward intercept firewall`, and `edgeward firewall` as its alias', () => {
+  it('both print the same script', async () => {
+    const args = ['print', ...LAN_ARGS, '--dport', '80,443', '--exclude', '10.0.0.0/8', '--source', '2001:db8:1::/64'];
+    const documented = await exec([process.execPath, BIN, 'intercept', 'firewall', ...args]);
+    const alias = await exec([process.execPath, BIN, 'firewall', ...args]);
+    assert.equal(documented.code, 0, documented.stderr);
+    assert.equal(alias.code, 0, alias.stderr);
+    assert.match(documented.stdout, /^table inet edgeward_intercept \{$/m);
+    assert.match(documented.stdout, /^# edgeward intercept firewall print --port 15001 /m);
+    assert.equal(alias.stdout, documented.stdout);
+  });
+
+  it('both refuse a bad flag the same way (exit 2, the flag named)', async () => {
+    const documented = await exec([process.execPath, BIN, 'intercept', 'firewall', 'print', '--port', '0', '--interface', 'lan0']);
+    const alias = await exec([process.execPath, BIN, 'firewall', 'print', '--port', '0', '--interface', 'lan0']);
+    for (const r of [documented, alias]) {
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /--port: the intercept listener's port must be 1\.\.65535/);
+    }
+  });
+
+  it('--help names the documented form and the alias, under each name', async () => {
+    for (const argv of [['intercept', '--help'], ['intercept', 'firewall', '--help'], ['firewall', '--help']]) {
+      const r = await exec([process.execPath, BIN, ...argv]);
+      assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: edgeward intercept firewall <print\|apply\|remove\|status>/m, argv.join(' '));
+      assert.match(r.stdout, /edgeward firewall .*alias/, argv.join(' '));
+    }
+    const top = await exec([process.execPath, BIN, '--help']);
+    assert.match(top.stdout, /^ {2}intercept /m);
+    assert.match(top.stdout, /^ {2}firewall +alias of `edgeward intercept firewall`/m);
+  });
+});
+
+describe('edgeward intercept firewall in a namespace: idempotent, owns only its own rules, leaves no trace', { skip }, () => {
   const ns = `ew-fwi-${process.pid}`;
   let pristine = '';
 

@@ -1,0 +1,198 @@
+// An nftables table that edgeward owns outright: applied as one `nft -f -` transaction that declares,
+// deletes and redefines it (atomic, and idempotent: applying the same body twice leaves one table),
+// removed the same way (a no-op when it is absent), inspected (exists? counters?). Nothing outside
+// the named table is ever touched: the body is checked to stay inside the table's braces. The TPROXY
+// table of the intercept service uses it, and so will the shield's.
+import { type CommandRunner, defaultRunner, deniedPermission, describeArgv, failureDetail, type RunResult, succeeded } from './command.js';
+
+export type NftFamily = 'ip' | 'ip6' | 'inet' | 'arp' | 'bridge' | 'netdev';
+
+/** A table edgeward owns, by family and name. */
+export interface NftTable {
+  family: NftFamily;
+  name: string;
+}
+
+export type NftErrorCode =
+  /** the family or name is not one nft accepts */
+  | 'invalid_table'
+  /** the body would reach outside the table (unbalanced braces) */
+  | 'invalid_body'
+  | 'nft_missing'
+  | 'permission'
+  /** the kernel lacks what the ruleset needs (nf_tables or one of its expression modules) */
+  | 'kernel_unsupported'
+  | 'timeout'
+  | 'nft_failed';
+
+/** An nft operation that failed; `message` says which command and what to do about it. */
+export class NftError extends Error {
+  constructor(
+    readonly code: NftErrorCode,
+    message: string,
+    /** the command as a shell line ("nft -f -"), when one ran */
+    readonly command?: string,
+    /** what nft said, in one line */
+    readonly detail?: string,
+  ) {
+    super(message);
+    this.name = 'NftError';
+  }
+}
+
+const FAMILIES: readonly NftFamily[] = ['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev'];
+/** nft identifiers; NFT_NAME_MAXLEN is 256 including the terminating NUL */
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+
+function checkTable(t: NftTable): string {
+  if (!FAMILIES.includes(t.family)) throw new NftError('invalid_table', `nft family "${String(t.family)}" is not one of ${FAMILIES.join(', ')}`);
+  if (typeof t.name !== 'string' || !TABLE_NAME.test(t.name)) throw new NftError('invalid_table', `"${String(t.name)}" is not an nft table name (a letter or "_", then letters, digits, "_")`);
+  return `${t.family} ${t.name}`;
+}
+
+/** Throws unless every "{" of `lines` is closed inside them and no "}" closes anything outside (quoted text aside). */
+function checkBody(lines: readonly string[]): void {
+  let depth = 0;
+  for (const [i, line] of lines.entries()) {
+    let quoted = false;
+    for (const ch of line) {
+      if (ch === '"') quoted = !quoted;
+      if (quoted || ch === '"') continue;
+      if (ch === '#') break; // a comment runs to the end of the line
+      if (ch === '{') depth++;
+      if (ch === '}' && --depth < 0) throw new NftError('invalid_body', `table body line ${i + 1} closes a brace it did not open: "${line.trim()}"`);
+    }
+  }
+  if (depth !== 0) throw new NftError('invalid_body', `table body leaves ${depth} brace(s) open`);
+}
+
+/**
+ * The nft script that replaces `table` with one holding `body` (lines inside the table's braces):
+ * declare, delete, define, so `nft -f` replaces any earlier version in one transaction. `comments`
+ * become leading "#" lines.
+ */
+export function renderTableScript(table: NftTable, body: readonly string[], comments: readonly string[] = []): string {
+  const ref = checkTable(table);
+  checkBody(body);
+  const head = comments.flatMap((c) => c.split('\n')).map((c) => `# ${c}`);
+  return `${[...head, `table ${ref} {}`, `delete table ${ref}`, `table ${ref} {`, ...body, '}'].join('\n')}\n`;
+}
+
+/** The nft script that deletes `table` if it is there, and is a no-op otherwise, in one transaction. */
+export function renderTableRemoval(table: NftTable): string {
+  const ref = checkTable(table);
+  return `table ${ref} {}\ndelete table ${ref}\n`;
+}
+
+const NOT_FOUND = /No such file or directory/i;
+
+/** Turns a failed nft command into an NftError that says what to do: the one place this mapping lives. */
+export function nftFailure(argv: readonly string[], r: RunResult): NftError {
+  const cmd = describeArgv(argv);
+  const detail = failureDetail(r);
+  if (r.error === 'ENOENT') return new NftError('nft_missing', 'nft not found: install nftables (e.g. apt install nftables)', cmd, detail);
+  if (r.error === 'ETIMEDOUT') return new NftError('timeout', `${cmd}: did not finish in time`, cmd, detail);
+  if (r.error !== undefined) return new NftError('nft_failed', `${cmd}: cannot run it (${r.error}): ${detail}`, cmd, detail);
+  if (deniedPermission(r)) return new NftError('permission', `${cmd}: ${detail}: changing nftables needs root (CAP_NET_ADMIN)`, cmd, detail);
+  if (NOT_FOUND.test(r.stderr) || /Operation not supported|not supported/i.test(r.stderr)) {
+    return new NftError('kernel_unsupported', `${cmd}: the kernel refused the ruleset (${detail}): it lacks a module the ruleset needs, or does not allow a statement where it is used`, cmd, detail);
+  }
+  return new NftError('nft_failed', `${cmd}: ${detail}`, cmd, detail);
+}
+
+async function nft(run: CommandRunner, args: readonly string[], input?: string): Promise<RunResult> {
+  const argv = ['nft', ...args];
+  const r = await run(argv, input);
+  if (!succeeded(r)) throw nftFailure(argv, r);
+  return r;
+}
+
+/** Loads `table` with `body` in one transaction, replacing whatever version of it was there. */
+export async function applyTable(table: NftTable, body: readonly string[], opts: { comments?: readonly string[]; run?: CommandRunner } = {}): Promise<void> {
+  await nft(opts.run ?? defaultRunner, ['-f', '-'], renderTableScript(table, body, opts.comments));
+}
+
+/** Whether `table` is loaded. */
+export async function tableExists(table: NftTable, run: CommandRunner = defaultRunner): Promise<boolean> {
+  const argv = ['nft', 'list', 'table', ...checkTable(table).split(' ')];
+  const r = await run(argv);
+  if (succeeded(r)) return true;
+  if (r.error === undefined && NOT_FOUND.test(r.stderr)) return false;
+  throw nftFailure(argv, r);
+}
+
+/** Deletes `table` when it is loaded; resolves to whether there was one to delete. */
+export async function removeTable(table: NftTable, run: CommandRunner = defaultRunner): Promise<boolean> {
+  if (!(await tableExists(table, run))) return false;
+  await nft(run, ['-f', '-'], renderTableRemoval(table));
+  return true;
+}
+
+/** A named counter object of the table ("counter NAME { }"). */
+export interface NftNamedCounter {
+  name: string;
+  packets: number;
+  bytes: number;
+  comment?: string;
+}
+
+/** The anonymous counter of a rule ("... counter ..."), identified by chain and handle (and its comment). */
+export interface NftRuleCounter {
+  chain: string;
+  handle: number;
+  packets: number;
+  bytes: number;
+  comment?: string;
+}
+
+export interface NftCounters {
+  named: NftNamedCounter[];
+  rules: NftRuleCounter[];
+}
+
+interface NftJson {
+  nftables?: Array<Record<string, unknown>>;
+}
+
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+
+/**
+ * The counters of `table` in one snapshot (`nft -j -t list table`, set elements left out): its named
+ * counters and the anonymous counter of each rule that has one. null when the table is not loaded.
+ */
+export async function listCounters(table: NftTable, run: CommandRunner = defaultRunner): Promise<NftCounters | null> {
+  const argv = ['nft', '-j', '-t', 'list', 'table', ...checkTable(table).split(' ')];
+  const r = await run(argv);
+  if (!succeeded(r)) {
+    if (r.error === undefined && NOT_FOUND.test(r.stderr)) return null;
+    throw nftFailure(argv, r);
+  }
+  let doc: NftJson;
+  try {
+    doc = JSON.parse(r.stdout) as NftJson;
+  } catch {
+    throw new NftError('nft_failed', `${describeArgv(argv)}: unexpected output (not JSON): ${r.stdout.slice(0, 200)}`, describeArgv(argv));
+  }
+  const out: NftCounters = { named: [], rules: [] };
+  for (const item of Array.isArray(doc.nftables) ? doc.nftables : []) {
+    const counter = obj(item.counter);
+    if (counter && str(counter.name) !== undefined) {
+      const c: NftNamedCounter = { name: str(counter.name)!, packets: num(counter.packets), bytes: num(counter.bytes) };
+      if (str(counter.comment) !== undefined) c.comment = str(counter.comment);
+      out.named.push(c);
+      continue;
+    }
+    const rule = obj(item.rule);
+    if (!rule || !Array.isArray(rule.expr)) continue;
+    for (const e of rule.expr as unknown[]) {
+      const anon = obj(obj(e)?.counter);
+      if (!anon) continue; // `counter name "x"` is a string here, counted among the named ones
+      const c: NftRuleCounter = { chain: str(rule.chain) ?? '', handle: num(rule.handle), packets: num(anon.packets), bytes: num(anon.bytes) };
+      if (str(rule.comment) !== undefined) c.comment = str(rule.comment);
+      out.rules.push(c);
+    }
+  }
+  return out;
+}
