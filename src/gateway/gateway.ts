@@ -9,6 +9,7 @@ import { createApi } from '../api/server.js';
 import { setupApiToken } from '../auth/api-token.js';
 import { parseListenAddress } from '../config/common.js';
 import { dupFd } from '../kernel/sockopt.js';
+import { mptcpSysctlLock } from '../kernel/sysctl.js';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
@@ -99,6 +100,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
           dataDir,
           thread,
           threads,
+          sysctlLock: mptcpSysctlLock(),
           fds: Object.fromEntries(shared.map((r) => [r.name, (r.service.sharedFds?.() ?? []).map(dupFd)])),
         }),
         logger,

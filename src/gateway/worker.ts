@@ -3,6 +3,7 @@
 // sockets (fds belong to the process: one accept queue feeds every thread, so a busy thread simply
 // accepts less). The main thread owns the API and asks workers over messages (runtime/worker-pool).
 import { workerData } from 'node:worker_threads';
+import { useMptcpSysctlLock } from '../kernel/sysctl.js';
 import { createLogger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
 import { connectionView } from '../relay/view.js';
@@ -20,6 +21,8 @@ export interface WorkerInit {
   threads: number;
   /** per service: dups of the listening fds its main-thread instance shared */
   fds: Record<string, number[]>;
+  /** the process-wide lock around the MPTCP sysctl swap (kernel/sysctl.ts) */
+  sysctlLock: SharedArrayBuffer;
 }
 
 /** A worker's answer to "stop": how many connections the grace period left, and its final metrics. */
@@ -29,6 +32,8 @@ export interface WorkerStopped {
 }
 
 async function main(init: WorkerInit): Promise<void> {
+  // before the first socket: the MPTCP scheduler/path manager swap is exclusive across threads
+  useMptcpSysctlLock(init.sysctlLock);
   const logger = createLogger({ level: init.settings.logLevel, format: init.settings.logFormat }, { worker: init.thread });
   const { store, parts } = await openThreadParts(init.settings, init.dataDir, init.thread, init.threads);
   const services: Service[] = [];

@@ -186,10 +186,6 @@ export class SqliteStore implements Store {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM users').get() as { n: number }).n;
   }
 
-  async getApiTokenHash(): Promise<string | null> {
-    return this.getSetting('api_token_hash');
-  }
-
   async setApiTokenHash(hash: string): Promise<void> {
     this.setSetting('api_token_hash', hash);
   }

@@ -34,7 +34,6 @@ export interface Store {
   deleteUser(username: string): Promise<boolean>;
   countUsers(): Promise<number>;
 
-  getApiTokenHash(): Promise<string | null>;
   setApiTokenHash(hash: string): Promise<void>;
 
   close(): Promise<void>;
