@@ -8,7 +8,9 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
-import { runCmd, SocketReader, startEchoServer, startGateway, type Gateway, type TcpPeer } from '../helpers/gateway.js';
+import { startGateway, type Gateway } from '../helpers/edgeward.js';
+import { SocketReader, startEchoServer, type TcpPeer } from '../helpers/peers.js';
+import { runCmd } from '../helpers/process.js';
 
 const T = { timeout: 30_000 };
 

@@ -1,4 +1,4 @@
-// The SOCKS side of the real program (`node bin/edgeward.js start`, run by test/helpers/gateway.ts)
+// The SOCKS side of the real program (`node bin/edgeward.js start`, run by test/helpers/edgeward.ts)
 // driven by clients nobody here wrote: curl (SOCKS5, SOCKS5 with remote names, SOCKS4, SOCKS4a,
 // IPv6, username/password), proxychains4 around a proxy-unaware program, and the npm `socks`
 // client (CONNECT, UDP ASSOCIATE, BIND); raw bytes where the point is a reply code. Everything on
@@ -12,25 +12,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
+import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
 import {
-  BIN,
   closedPort,
-  runCmd,
   SocketReader,
   startEchoServer,
-  startGateway,
   startHttpServer,
   startTcpServer,
   startTestDns,
   startUdpEchoServer,
   tcpConnect,
-  waitFor,
   withResolvConf,
-  type Gateway,
   type HttpPeer,
   type TcpPeer,
   type TestDns,
-} from '../helpers/gateway.js';
+} from '../helpers/peers.js';
+import { runCmd, waitFor } from '../helpers/process.js';
 
 const T = { timeout: 30_000 };
 // Name lookups are kept on loopback with a private /etc/resolv.conf (unshare -m) naming a DNS server

@@ -4,7 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { blackholeUplinkA, buildHybridLab, firewallState, startPeerEchoServer, timedDownload, type HybridLab } from '../helpers/hybrid-lab.js';
-import { download, edgewardSkipReason, Lab, labSkipReason, setDefaultTransport, startEdgeward, startFileServer, type EdgewardInLab, type FileServer } from '../helpers/lab.js';
+import { setDefaultTransport, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
+import { download, startFileServer, type FileServer } from '../helpers/file-server.js';
+import { Lab } from '../helpers/netns.js';
+import { edgewardSkipReason, labSkipReason } from '../helpers/requirements.js';
 
 const MIN_RATIO = 1.6;
 const INTERCEPT_PORT = 15001;

@@ -3,20 +3,11 @@
 // must be at least 1.6x as fast as with `mptcp: false`, and the API must show the second subflow.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  buildTwoPathLab,
-  compareThroughEdgeward,
-  download,
-  edgewardSkipReason,
-  Lab,
-  labSkipReason,
-  setDefaultTransport,
-  startEdgeward,
-  startFileServer,
-  type EdgewardInLab,
-  type FileServer,
-  type TwoPathLab,
-} from '../helpers/lab.js';
+import { setDefaultTransport, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
+import { download, startFileServer, type FileServer } from '../helpers/file-server.js';
+import { Lab } from '../helpers/netns.js';
+import { edgewardSkipReason, labSkipReason } from '../helpers/requirements.js';
+import { buildTwoPathLab, compareThroughEdgeward, type TwoPathLab } from '../helpers/two-path-lab.js';
 
 const MIN_RATIO = 1.6;
 const skip = labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }) ?? edgewardSkipReason();

@@ -1,0 +1,54 @@
+// What the tests need from this machine: programs, root, a kernel with network namespaces, MPTCP and
+// tc tbf, and a built dist/. Each check answers with the reason a test cannot run here, or null.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './process.js';
+
+let probeCache: string | null | undefined;
+
+function hasProgram(name: string): boolean {
+  const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8', timeout: 5000 });
+  return r.status === 0;
+}
+
+/** Creates and removes a probe namespace with a tbf-shaped veth pair and reads MPTCP there. */
+function probeKernel(): string | null {
+  const ns = `ewprobe${process.pid}`;
+  const ip = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8', timeout: 5000 });
+  const add = ip(['netns', 'add', ns]);
+  if (add.status !== 0) return `\`ip netns add\` does not work here: ${(add.stderr || add.error?.message || '').trim()}`;
+  try {
+    const mptcp = spawnSync('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/mptcp/enabled'], { encoding: 'utf8', timeout: 5000 });
+    if (mptcp.status !== 0) return 'the kernel has no MPTCP (no /proc/sys/net/mptcp/enabled)';
+    if (mptcp.stdout.trim() !== '1') return 'MPTCP is disabled in new network namespaces (net.mptcp.enabled=0)';
+    const limits = ip(['-n', ns, 'mptcp', 'limits', 'set', 'subflows', '2', 'add_addr_accepted', '2']);
+    if (limits.status !== 0) return `\`ip mptcp limits\` does not work: ${limits.stderr.trim()}`;
+    const veth = ip(['-n', ns, 'link', 'add', 'probe0', 'type', 'veth', 'peer', 'name', 'probe1']);
+    if (veth.status !== 0) return `cannot create veth pairs: ${veth.stderr.trim()}`;
+    const tbf = spawnSync('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'probe0', 'root', 'tbf', 'rate', '50mbit', 'burst', '64kb', 'latency', '50ms'], { encoding: 'utf8', timeout: 5000 });
+    if (tbf.status !== 0) return `tc tbf is unavailable: ${(tbf.stderr || tbf.error?.message || '').trim()}`;
+    return null;
+  } finally {
+    ip(['netns', 'del', ns]);
+  }
+}
+
+/**
+ * Why lab tests cannot run here (not root, no `ip netns`, no MPTCP, no tc tbf, a missing program),
+ * or null when they can. `needs` lists programs the caller runs (curl, mptcpize, python3, ...).
+ */
+export function labSkipReason(opts: { needs?: string[] } = {}): string | null {
+  if (process.platform !== 'linux') return 'the lab needs Linux network namespaces';
+  if (process.getuid?.() !== 0) return 'the lab needs root (network namespaces, veth, tc)';
+  for (const prog of ['ip', 'tc', ...(opts.needs ?? [])]) {
+    if (!hasProgram(prog)) return `program "${prog}" is not installed`;
+  }
+  if (probeCache === undefined) probeCache = probeKernel();
+  return probeCache;
+}
+
+/** "edgeward start not built" while dist/cli/start.js is missing, else null. */
+export function edgewardSkipReason(): string | null {
+  return existsSync(join(ROOT, 'dist', 'cli', 'start.js')) ? null : 'edgeward start not built';
+}
