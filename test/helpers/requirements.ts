@@ -1,5 +1,6 @@
 // What the tests need from this machine: programs, root, a kernel with network namespaces, MPTCP and
 // tc tbf, and a built dist/. Each check answers with the reason a test cannot run here, or null.
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,7 +49,16 @@ export function labSkipReason(opts: { needs?: string[] } = {}): string | null {
   return probeCache;
 }
 
-/** "edgeward start not built" while dist/cli/start.js is missing, else null. */
+/** What bin/edgeward.js loads: present once `npm run build` has run. */
+const BUILT_ENTRY = join(ROOT, 'dist', 'cli', 'main.js');
+const NOT_BUILT = 'edgeward is not built (no dist/cli/main.js): run `npm run build`, or `npm test`, which builds first';
+
+/** Why the real program cannot be started (dist/ not built), or null. */
 export function edgewardSkipReason(): string | null {
-  return existsSync(join(ROOT, 'dist', 'cli', 'start.js')) ? null : 'edgeward start not built';
+  return existsSync(BUILT_ENTRY) ? null : NOT_BUILT;
+}
+
+/** Fails unless dist/ is built: tests that run bin/edgeward.js call it first (npm test builds before testing). */
+export function assertBuilt(): void {
+  assert.ok(existsSync(BUILT_ENTRY), NOT_BUILT);
 }

@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
 import { SocketReader, startEchoServer, type TcpPeer } from '../helpers/peers.js';
+import { assertBuilt } from '../helpers/requirements.js';
 import { runCmd } from '../helpers/process.js';
 
 const T = { timeout: 30_000 };
@@ -64,12 +64,11 @@ describe('live policy changes on open connections (real program, ss)', () => {
 
   before(
     async () => {
-      const build = await runCmd([process.execPath, join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { timeoutMs: 120_000 });
-      assert.equal(build.code, 0, `the build failed:\n${build.stdout}${build.stderr}`);
+      assertBuilt();
       echo = await startEchoServer();
       gw = await startGateway();
     },
-    { timeout: 180_000 },
+    { timeout: 60_000 },
   );
 
   after(async () => {

@@ -27,6 +27,7 @@ import {
   type TcpPeer,
   type TestDns,
 } from '../helpers/peers.js';
+import { assertBuilt } from '../helpers/requirements.js';
 import { runCmd, waitFor } from '../helpers/process.js';
 
 const T = { timeout: 30_000 };
@@ -129,8 +130,7 @@ describe('edgeward start: SOCKS through the real program', () => {
 
   before(
     async () => {
-      const build = await runCmd([process.execPath, join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { timeoutMs: 120_000 });
-      assert.equal(build.code, 0, `the build failed:\n${build.stdout}${build.stderr}`);
+      assertBuilt();
       web = await startHttpServer(BODY);
       echo = await startEchoServer();
       const args = ['--socks-deny', '127.0.0.2/32', '--log-level', 'debug'];
@@ -145,7 +145,7 @@ describe('edgeward start: SOCKS through the real program', () => {
       writeFileSync(clientResolv, `nameserver ${clientDns.address}\noptions attempts:1 timeout:2\n`);
       gw = await startGateway({ args, resolvConf: `nameserver ${dns.address}\noptions attempts:1 timeout:2\n` });
     },
-    { timeout: 180_000 },
+    { timeout: 60_000 },
   );
 
   after(async () => {
