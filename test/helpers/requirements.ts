@@ -1,16 +1,42 @@
 // What the tests need from this machine: programs, root, a kernel with network namespaces, MPTCP and
-// tc tbf, and a built dist/. Each check answers with the reason a test cannot run here, or null.
+// tc tbf, and a built dist/. Each check answers with the reason a test cannot run here, or null;
+// requirement() turns that reason into a skip, or under CI=true into a failure.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { before } from 'node:test';
 import { ROOT } from './process.js';
+
+/** The programs each suite runs and their Debian packages (scripts/run-tests.mjs checks the same list before testing). */
+const REQUIREMENTS = JSON.parse(readFileSync(join(ROOT, 'test', 'requirements.json'), 'utf8')) as { packages: Record<string, string> };
+
+/**
+ * The skip reason to give node:test (`{ skip }`, `t.skip()`) for a test that cannot run here, or
+ * false. Under CI=true a missing tool or privilege must fail, never skip: then it returns false and
+ * registers a `before` hook, in the suite being defined (or the file), that fails with the reason.
+ */
+export function requirement(reason: string | false | null | undefined): string | false {
+  if (!reason) return false;
+  if (process.env.CI !== 'true') return reason;
+  before(() => assert.fail(`CI=true: a test that cannot run here fails instead of being skipped: ${reason}. On Debian, \`bash .ci/run\` (as root) installs what the tests use.`));
+  return false;
+}
 
 let probeCache: string | null | undefined;
 
 function hasProgram(name: string): boolean {
   const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8', timeout: 5000 });
   return r.status === 0;
+}
+
+/** Which of `names` are not on PATH, with the Debian packages that provide them; null when none is missing. */
+export function missingPrograms(names: readonly string[]): string | null {
+  const missing = names.filter((n) => !hasProgram(n));
+  if (missing.length === 0) return null;
+  const packages = [...new Set(missing.map((n) => REQUIREMENTS.packages[n] ?? n))];
+  const what = missing.length === 1 ? `program "${missing[0]}" is` : `programs ${missing.map((n) => `"${n}"`).join(', ')} are`;
+  return `${what} not installed (Debian: apt-get install -y ${packages.join(' ')})`;
 }
 
 /** Creates and removes a probe namespace with a tbf-shaped veth pair and reads MPTCP there. */
@@ -42,9 +68,8 @@ function probeKernel(): string | null {
 export function labSkipReason(opts: { needs?: string[] } = {}): string | null {
   if (process.platform !== 'linux') return 'the lab needs Linux network namespaces';
   if (process.getuid?.() !== 0) return 'the lab needs root (network namespaces, veth, tc)';
-  for (const prog of ['ip', 'tc', ...(opts.needs ?? [])]) {
-    if (!hasProgram(prog)) return `program "${prog}" is not installed`;
-  }
+  const missing = missingPrograms(['ip', 'tc', ...(opts.needs ?? [])]);
+  if (missing) return missing;
   if (probeCache === undefined) probeCache = probeKernel();
   return probeCache;
 }

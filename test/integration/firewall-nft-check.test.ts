@@ -5,13 +5,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { renderRemoval, renderRuleset, type FirewallSpec } from '../../src/intercept/firewall.js';
+import { missingPrograms, requirement } from '../helpers/requirements.js';
 
 const base: FirewallSpec = { port: 15001, interfaces: ['lan0'], sources: [], excludes: [], dports: [] };
 const spec = (over: Partial<FirewallSpec>): FirewallSpec => ({ ...base, ...over });
 
-const isRoot = process.getuid?.() === 0;
-const hasNft = spawnSync('nft', ['--version']).status === 0;
-const skipNft = !isRoot ? 'needs root (ip netns add)' : !hasNft ? 'nft (nftables) is not installed' : false;
+const skipNft = requirement(process.getuid?.() !== 0 ? 'needs root (ip netns add)' : missingPrograms(['ip', 'nft']));
 if (skipNft) process.stdout.write(`# skipping the nft check-mode tests: ${skipNft}\n`);
 
 describe('nft -c accepts the rendered scripts', { skip: skipNft }, () => {

@@ -9,7 +9,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
 import { SocketReader, startEchoServer, type TcpPeer } from '../helpers/peers.js';
-import { assertBuilt } from '../helpers/requirements.js';
+import { assertBuilt, requirement } from '../helpers/requirements.js';
 import { runCmd } from '../helpers/process.js';
 
 const T = { timeout: 30_000 };
@@ -109,7 +109,7 @@ describe('live policy changes on open connections (real program, ss)', () => {
     return mine[0]!;
   }
 
-  const NEEDS_TWO = { ...T, skip: OTHER ? false : `the kernel offers one congestion control only (${AVAILABLE.join(' ')}): nothing to switch to` };
+  const NEEDS_TWO = { ...T, skip: requirement(!OTHER && `the kernel offers one congestion control only (${AVAILABLE.join(' ')}): nothing to switch to`) };
 
   it(`switches the congestion control of an open connection (${KERNEL_DEFAULT} -> ${OTHER}) when the default policy changes`, NEEDS_TWO, async () => {
     const { socket, reader } = await holdConnection();

@@ -8,10 +8,10 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { download, startFileServer } from '../helpers/file-server.js';
 import { Lab, listNamespaces, withLab, type Netns } from '../helpers/netns.js';
-import { labSkipReason } from '../helpers/requirements.js';
+import { labSkipReason, requirement } from '../helpers/requirements.js';
 import { buildTwoPathLab } from '../helpers/two-path-lab.js';
 
-const skip = labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] });
+const skip = requirement(labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }));
 if (skip) console.log(`lab tests skipped: ${skip}`);
 
 const MIN_RATIO = 1.6;
