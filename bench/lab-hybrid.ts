@@ -4,7 +4,10 @@
 // mptcp:false) and the failover stall: the longest time without a byte arriving when uplink A is
 // cut in the middle of an MPTCP download. Always tears the lab down.
 import { blackholeUplinkA, buildHybridLab, timedDownload } from '../test/helpers/hybrid-lab.js';
-import { download, edgewardSkipReason, labSkipReason, setDefaultTransport, startEdgeward, startFileServer, withLab } from '../test/helpers/lab.js';
+import { setDefaultTransport, startEdgeward } from '../test/helpers/edgeward.js';
+import { download, startFileServer } from '../test/helpers/file-server.js';
+import { withLab } from '../test/helpers/netns.js';
+import { edgewardSkipReason, labSkipReason } from '../test/helpers/requirements.js';
 
 export type HybridOutcome =
   | { status: 'measured'; tcpMbps: number; mptcpMbps: number; ratio: number; stallSeconds: number; failoverMbps: number; blackholeStallSeconds: number }

@@ -1,15 +1,11 @@
 // The lab half of the benchmark: one download through edgeward's SOCKS5 listener over two shaped
 // paths, with the default policy at mptcp:false and at mptcp:true. Builds the same topology as
 // test/lab/socks-mptcp.test.ts and always tears it down.
-import {
-  buildTwoPathLab,
-  compareThroughEdgeward,
-  edgewardSkipReason,
-  labSkipReason,
-  startEdgeward,
-  startFileServer,
-  withLab,
-} from '../test/helpers/lab.js';
+import { startEdgeward } from '../test/helpers/edgeward.js';
+import { startFileServer } from '../test/helpers/file-server.js';
+import { withLab } from '../test/helpers/netns.js';
+import { edgewardSkipReason, labSkipReason } from '../test/helpers/requirements.js';
+import { buildTwoPathLab, compareThroughEdgeward } from '../test/helpers/two-path-lab.js';
 
 export interface LabRatioOptions {
   /** rate of each of the two paths; default 50 Mbit/s */

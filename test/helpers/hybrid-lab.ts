@@ -10,7 +10,7 @@
 // and routes the LAN back over uplink A, so the path also works without the proxy (and with
 // --transparent-source). MPTCP: both ends accept 2 subflows; the concentrator announces its
 // uplink-B address, so a router->concentrator MPTCP connection gets a second subflow over uplink B.
-import { Lab, type Link, type Netns } from './lab.js';
+import type { Lab, Link, Netns } from './netns.js';
 
 export interface HybridLab {
   lab: Lab;

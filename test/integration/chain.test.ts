@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { readFileSync } from 'node:fs';
-import { closedPort, runCmd, startGateway, startHttpServer, startTcpServer, startTestDns, type Gateway, type HttpPeer, type TestDns } from '../helpers/gateway.js';
+import { startGateway, type Gateway } from '../helpers/edgeward.js';
+import { closedPort, startHttpServer, startTcpServer, startTestDns, type HttpPeer, type TestDns } from '../helpers/peers.js';
+import { runCmd } from '../helpers/process.js';
 
 /** The name only the upstream's resolver knows. */
 const UPSTREAM_ONLY_NAME = 'far.edgeward.test';

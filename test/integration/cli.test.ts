@@ -1,5 +1,5 @@
 // `edgeward policy` and `edgeward user`: the real binary (bin/edgeward.js -> dist/) against a real
-// API served from this process on loopback. The `before` hook builds dist/ first.
+// API served from this process on loopback. dist/ must be built (npm test builds it first).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { reapplyPolicies } from '../../src/transport/live.js';
 import { PolicyService } from '../../src/policy/service.js';
 import { ConnectionRegistry } from '../../src/relay/registry.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { assertBuilt } from '../helpers/requirements.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'edgeward.js');
@@ -71,9 +72,7 @@ async function clearPolicies(): Promise<void> {
 
 before(
   async () => {
-    const tsc = await spawnNode([join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
-    assert.equal(tsc.code, 0, `the build (tsc -p tsconfig.json) failed:\n${tsc.stdout}${tsc.stderr}`);
-
+    assertBuilt();
     dataDir = mkdtempSync(join(tmpdir(), 'edgeward-cli-data-'));
     workDir = mkdtempSync(join(tmpdir(), 'edgeward-cli-work-'));
     store = new SqliteStore(dataDir);
@@ -88,7 +87,7 @@ before(
     await app.listen({ host: '127.0.0.1', port: 0 });
     apiUrl = `http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`;
   },
-  { timeout: 180_000 },
+  { timeout: 60_000 },
 );
 
 after(async () => {

@@ -1,17 +1,16 @@
 // The interception firewall's rendered scripts against the real nft, in check mode (-c: parse and
-// validate against the kernel, commit nothing), inside a network namespace of this test's own so
-// not even a failed check could touch the host's ruleset. (Moved from test/unit/firewall-render.)
+// validate against the kernel, commit nothing), inside a network namespace of this test's own so not
+// even a failed check could touch the host's ruleset. Needs root (ip netns add) and nft.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { renderRemoval, renderRuleset, type FirewallSpec } from '../../src/intercept/firewall.js';
+import { missingPrograms, requirement } from '../helpers/requirements.js';
 
 const base: FirewallSpec = { port: 15001, interfaces: ['lan0'], sources: [], excludes: [], dports: [] };
 const spec = (over: Partial<FirewallSpec>): FirewallSpec => ({ ...base, ...over });
 
-const isRoot = process.getuid?.() === 0;
-const hasNft = spawnSync('nft', ['--version']).status === 0;
-const skipNft = !isRoot ? 'needs root (ip netns add)' : !hasNft ? 'nft (nftables) is not installed' : false;
+const skipNft = requirement(process.getuid?.() !== 0 ? 'needs root (ip netns add)' : missingPrograms(['ip', 'nft']));
 if (skipNft) process.stdout.write(`# skipping the nft check-mode tests: ${skipNft}\n`);
 
 describe('nft -c accepts the rendered scripts', { skip: skipNft }, () => {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { missingPrograms, requirement } from '../helpers/requirements.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // the real program, as an operator runs it (npm test builds dist/ first)
@@ -79,12 +80,7 @@ function deleteNamespaces(names: string[]): void {
   for (const ns of names) assert.ok(!left.split('\n').some((l) => l.split(' ')[0] === ns), `namespace ${ns} left behind`);
 }
 
-const have = (argv: string[]): boolean => spawnSync(argv[0]!, argv.slice(1)).status === 0;
-const skip =
-  process.getuid?.() !== 0 ? 'needs root (network namespaces, nftables)'
-  : !have(['nft', '--version']) ? 'nft (nftables) is not installed'
-  : !have(['ip', '-V']) ? 'ip (iproute2) is not installed'
-  : false;
+const skip = requirement(process.getuid?.() !== 0 ? 'needs root (network namespaces, nftables)' : missingPrograms(['nft', 'ip', 'setpriv']));
 if (skip) process.stdout.write(`# skipping the firewall integration tests: ${skip}\n`);
 
 const LAN_ARGS = ['--port', '15001', '--interface', 'lan0'];
@@ -235,7 +231,7 @@ except Exception as e:
     print('error', type(e).__name__)
 `;
 
-const skipFunctional = skip || (!have(['python3', '-c', '']) ? 'python3 is not installed' : false);
+const skipFunctional = skip || requirement(missingPrograms(['python3']));
 if (!skip && skipFunctional) process.stdout.write(`# skipping the interception check: ${skipFunctional}\n`);
 
 describe('interception: a connection to an address that exists nowhere lands on the TPROXY listener', { skip: skipFunctional }, () => {

@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { SocksClient } from 'socks';
-import { runCmd, SocketReader, startEchoServer, startGateway, type Gateway, type TcpPeer } from '../helpers/gateway.js';
+import { startGateway, type Gateway } from '../helpers/edgeward.js';
+import { SocketReader, startEchoServer, type TcpPeer } from '../helpers/peers.js';
+import { assertBuilt, requirement } from '../helpers/requirements.js';
+import { runCmd } from '../helpers/process.js';
 
 const T = { timeout: 30_000 };
 
@@ -62,12 +64,11 @@ describe('live policy changes on open connections (real program, ss)', () => {
 
   before(
     async () => {
-      const build = await runCmd([process.execPath, join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { timeoutMs: 120_000 });
-      assert.equal(build.code, 0, `the build failed:\n${build.stdout}${build.stderr}`);
+      assertBuilt();
       echo = await startEchoServer();
       gw = await startGateway();
     },
-    { timeout: 180_000 },
+    { timeout: 60_000 },
   );
 
   after(async () => {
@@ -108,7 +109,7 @@ describe('live policy changes on open connections (real program, ss)', () => {
     return mine[0]!;
   }
 
-  const NEEDS_TWO = { ...T, skip: OTHER ? false : `the kernel offers one congestion control only (${AVAILABLE.join(' ')}): nothing to switch to` };
+  const NEEDS_TWO = { ...T, skip: requirement(!OTHER && `the kernel offers one congestion control only (${AVAILABLE.join(' ')}): nothing to switch to`) };
 
   it(`switches the congestion control of an open connection (${KERNEL_DEFAULT} -> ${OTHER}) when the default policy changes`, NEEDS_TWO, async () => {
     const { socket, reader } = await holdConnection();

@@ -7,7 +7,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BIN, runCmd, sleep, startGateway, startHttpServer, waitFor, type Gateway, type HttpPeer } from '../helpers/gateway.js';
+import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
+import { startHttpServer, type HttpPeer } from '../helpers/peers.js';
+import { runCmd, sleep, waitFor } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'edgeward-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,11 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { blackholeUplinkA, buildHybridLab, firewallState, startPeerEchoServer, timedDownload, type HybridLab } from '../helpers/hybrid-lab.js';
-import { download, edgewardSkipReason, Lab, labSkipReason, setDefaultTransport, startEdgeward, startFileServer, type EdgewardInLab, type FileServer } from '../helpers/lab.js';
+import { setDefaultTransport, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
+import { download, startFileServer, type FileServer } from '../helpers/file-server.js';
+import { Lab } from '../helpers/netns.js';
+import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 
 const MIN_RATIO = 1.6;
 const INTERCEPT_PORT = 15001;
-const skip = labSkipReason({ needs: ['curl', 'python3', 'nft'] }) ?? edgewardSkipReason();
+const skip = requirement(labSkipReason({ needs: ['curl', 'python3', 'nft', 'sysctl'] }) ?? edgewardSkipReason());
 if (skip) console.log(`hybrid access lab test skipped: ${skip}`);
 
 interface ConnectionView {
@@ -25,7 +28,7 @@ function connections(body: unknown): ConnectionView[] {
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> concentrator -> server', { skip: skip ?? false }, () => {
+describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> concentrator -> server', { skip }, () => {
   const lab = new Lab();
   let topo: HybridLab;
   let file: FileServer;

@@ -3,23 +3,14 @@
 // must be at least 1.6x as fast as with `mptcp: false`, and the API must show the second subflow.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  buildTwoPathLab,
-  compareThroughEdgeward,
-  download,
-  edgewardSkipReason,
-  Lab,
-  labSkipReason,
-  setDefaultTransport,
-  startEdgeward,
-  startFileServer,
-  type EdgewardInLab,
-  type FileServer,
-  type TwoPathLab,
-} from '../helpers/lab.js';
+import { setDefaultTransport, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
+import { download, startFileServer, type FileServer } from '../helpers/file-server.js';
+import { Lab } from '../helpers/netns.js';
+import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
+import { buildTwoPathLab, compareThroughEdgeward, type TwoPathLab } from '../helpers/two-path-lab.js';
 
 const MIN_RATIO = 1.6;
-const skip = labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }) ?? edgewardSkipReason();
+const skip = requirement(labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }) ?? edgewardSkipReason());
 if (skip) console.log(`SOCKS MPTCP lab test skipped: ${skip}`);
 
 /** What GET /api/v1/connections says about one connection (the fields this test reads). */
@@ -35,7 +26,7 @@ function connectionTo(body: unknown, address: string): ConnectionView | undefine
   return (list as ConnectionView[]).find((c) => c?.destination?.address === address);
 }
 
-describe('SOCKS5 through edgeward over two 50 Mbit/s paths', { skip: skip ?? false }, () => {
+describe('SOCKS5 through edgeward over two 50 Mbit/s paths', { skip }, () => {
   const lab = new Lab();
   let topo: TwoPathLab;
   let file: FileServer;

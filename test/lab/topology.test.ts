@@ -6,9 +6,12 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { buildTwoPathLab, download, Lab, labSkipReason, listNamespaces, startFileServer, withLab, type Netns } from '../helpers/lab.js';
+import { download, startFileServer } from '../helpers/file-server.js';
+import { Lab, listNamespaces, withLab, type Netns } from '../helpers/netns.js';
+import { labSkipReason, requirement } from '../helpers/requirements.js';
+import { buildTwoPathLab } from '../helpers/two-path-lab.js';
 
-const skip = labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] });
+const skip = requirement(labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }));
 if (skip) console.log(`lab tests skipped: ${skip}`);
 
 const MIN_RATIO = 1.6;
@@ -125,7 +128,7 @@ async function gone(pid: number): Promise<boolean> {
 
 /** Runs a child process that builds a lab and then dies as told; returns the namespaces it reported. */
 async function labInChildThatDies(how: 'throw' | 'sigterm'): Promise<{ names: string[]; pid: number; code: number | null; signal: string | null }> {
-  const labUrl = new URL('../helpers/lab.ts', import.meta.url).href;
+  const labUrl = new URL('../helpers/netns.ts', import.meta.url).href;
   const script = `
     import { Lab } from ${JSON.stringify(labUrl)};
     const lab = new Lab();

@@ -1,5 +1,5 @@
-// The interception firewall's generator: validation names the flag at fault, and the nft script holds
-// what it must. That the real nft accepts it: test/integration/firewall-nft-check.test.ts.
+// The interception firewall's generator: validation names the flag at fault and the nft script holds
+// what it must. That the real nft accepts the scripts is test/integration/firewall-nft-check.test.ts.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
