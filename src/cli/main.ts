@@ -11,7 +11,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 
 async function topUsage(): Promise<string> {
   const lines = ['Usage: edgeward <command> [options]', '', 'Commands:'];
-  for (const [name, load] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${(await load()).summary}`);
+  for (const [name, load] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${(await load()).summary}`);
   lines.push('', 'Run `edgeward <command> --help` for the options of a command.', 'Version: ' + version());
   return lines.join('\n') + '\n';
 }

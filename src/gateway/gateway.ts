@@ -50,8 +50,12 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     congestion: availableCongestionControls(),
   });
 
-  const enabled = DEFINITIONS.filter((d) => d.enabled(settings));
-  const running: Array<{ name: string; service: Service }> = [];
+  // every enabled service is created (nothing opened yet), so that the API can mount its routes
+  const running = DEFINITIONS.filter((d) => d.enabled(settings)).map((def) => ({
+    def,
+    service: def.create({ settings, parts, logger, thread: 0, threads: def.everyThread ? threads : 1 }),
+  }));
+  const started: Service[] = [];
   let pool: WorkerPool | null = null;
   const api = await createApi({
     policies: parts.policies,
@@ -71,12 +75,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       const there = pool ? await pool.request<ReapplyCounts>('policies-changed') : [];
       return liveUpdateFrom(there.reduce(addCounts, here));
     },
-    plugins: enabled.flatMap((d) => {
-      const routes = d.routes;
-      if (!routes) return [];
-      // the route plugin looks the service up when called: it is created below
-      return [{ prefix: `/api/v1/${d.name}`, plugin: async (app, opts) => routes(running.find((r) => r.name === d.name)!.service)(app, opts) }];
-    }),
+    plugins: running.flatMap(({ def, service }) => (def.routes ? [{ prefix: `/api/v1/${def.name}`, plugin: def.routes(service) }] : [])),
     logger,
     version,
   });
@@ -85,13 +84,12 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   const apiAddr = parseListenAddress(settings.api, '--api');
   const listening: Record<string, unknown> = {};
   try {
-    for (const def of enabled) {
-      const service = def.create({ settings, parts, logger, thread: 0, threads: def.everyThread ? threads : 1 });
-      running.push({ name: def.name, service });
+    for (const { service } of running) {
+      started.push(service);
       Object.assign(listening, await service.listen());
     }
     if (threads > 1) {
-      const shared = running.filter((r) => enabled.find((d) => d.name === r.name)!.everyThread);
+      const shared = running.filter((r) => r.def.everyThread);
       pool = await WorkerPool.start(
         threads - 1,
         new URL('./worker.js', import.meta.url),
@@ -101,14 +99,14 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
           thread,
           threads,
           sysctlLock: mptcpSysctlLock(),
-          fds: Object.fromEntries(shared.map((r) => [r.name, (r.service.sharedFds?.() ?? []).map(dupFd)])),
+          fds: Object.fromEntries(shared.map((r) => [r.def.name, (r.service.sharedFds?.() ?? []).map(dupFd)])),
         }),
         logger,
       );
     }
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {
-    await stopServices(running.map((r) => r.service));
+    await stopServices(started);
     await pool?.terminate();
     await api.close();
     await store.close();
@@ -119,7 +117,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   logger.info('listening', {
     ...listening,
     api: `http://${fmt(apiBound)}`,
-    services: running.map((r) => r.name),
+    services: running.map((r) => r.def.name),
     ...(upstream ? { upstream: upstream.display } : {}),
   });
 

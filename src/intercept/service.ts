@@ -5,6 +5,8 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import type { AddressInfo } from 'node:net';
 import type { transportSection } from '../config/common.js';
+import { ApiError } from '../api/errors.js';
+import { ErrorBody } from '../api/schemas.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
 import { interceptSection, parseInterceptAddress, type InterceptSettings } from './config.js';
 import { applyFirewall, firewallStatus, NFT_TABLE, removeFirewall, type FirewallSpec } from './firewall.js';
@@ -79,9 +81,12 @@ export const interceptService: ServiceDefinition<InterceptServiceSettings> = {
     const managed = (): boolean => (service as Service & { firewall(): FirewallSpec | null }).firewall() !== null;
     app.get(
       '/firewall',
-      { schema: { tags: ['intercept'], summary: 'The interception firewall, as the kernel has it', response: { 200: FirewallState } } },
+      { schema: { tags: ['intercept'], summary: 'The interception firewall, as the kernel has it', response: { 200: FirewallState, 503: ErrorBody } } },
       async () => {
-        const st = await firewallStatus();
+        const st = await firewallStatus().catch((e: unknown) => {
+          // nft or ip missing, or no privilege to read the ruleset: say so, it is not the caller's fault
+          throw new ApiError(503, 'firewall_unreadable', null, `cannot read the firewall: ${(e as Error).message}`);
+        });
         return { table: NFT_TABLE, loaded: st.table, applied: st.applied, managed: managed() };
       },
     );

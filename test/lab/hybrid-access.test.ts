@@ -85,6 +85,12 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     assert.ok(r.stdout.includes("b''") || /reset|refused/i.test(r.stderr), `expected a closed connection, got ${r.stdout} ${r.stderr}`);
   });
 
+  test('the intercept service reports the firewall it applied (GET /api/v1/intercept/firewall)', { timeout: 20_000 }, async () => {
+    const r = await router!.api('GET', '/api/v1/intercept/firewall');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, { table: 'edgeward_intercept', loaded: true, applied: true, managed: true });
+  });
+
   test('a destination that refuses: the unaware client gets a reset, as without the router', { timeout: 20_000 }, async () => {
     const script = `import socket\nc = socket.create_connection(("${topo.serverAddr}", 9), timeout=5)\nc.settimeout(5)\ntry:\n    print(repr(c.recv(10)))\nexcept ConnectionResetError:\n    print("reset")`;
     const r = await lab.exec(topo.client, ['python3', '-c', script], { timeoutMs: 10_000 });
