@@ -2,6 +2,7 @@
 // ports, mark, table, family), validated with an error per problem that names its flag, and
 // resolved (defaults filled in, CIDRs canonical and split by family, no duplicates). Also the error
 // type every firewall operation throws.
+import { EdgewardError } from '../core/errors.js';
 import { formatCidr, parseCidr } from '../net/address.js';
 
 /** Default packet mark of intercepted packets: 0x6577 is "ew". */
@@ -65,15 +66,14 @@ export type FirewallErrorCode =
   | 'ip_failed';
 
 /** A firewall operation that failed; the message says which command and what to do about it. */
-export class FirewallError extends Error {
+export class FirewallError extends EdgewardError<FirewallErrorCode> {
   constructor(
-    readonly code: FirewallErrorCode,
+    code: FirewallErrorCode,
     message: string,
     /** the spec's problems, for code 'invalid_spec' */
     readonly specErrors: FirewallSpecError[] = [],
   ) {
-    super(message);
-    this.name = 'FirewallError';
+    super(code, message);
   }
 }
 

@@ -2,6 +2,7 @@
 // routes ("ip route ... local default dev lo table T") that TPROXY needs. Everything edgeward adds
 // carries its routing protocol number (EDGEWARD_ROUTE_PROTOCOL), so listing and removal find exactly
 // what edgeward created and nothing else. Lists are read as JSON with numeric names (`ip -N -j`).
+import { EdgewardError } from '../core/errors.js';
 import { type CommandRunner, deniedPermission, describeArgv, failureDetail, type RunResult, succeeded } from './command.js';
 
 /** Routing protocol number ("proto 101", 0x65 = "e") tagging the ip rules and routes edgeward adds. */
@@ -12,15 +13,14 @@ export type IpFamily = 'ipv4' | 'ipv6';
 export type IpRouteErrorCode = 'ip_missing' | 'permission' | 'family_unavailable' | 'timeout' | 'ip_failed';
 
 /** An ip command that failed; `message` says which command and what to do about it. */
-export class IpRouteError extends Error {
+export class IpRouteError extends EdgewardError<IpRouteErrorCode> {
   constructor(
-    readonly code: IpRouteErrorCode,
+    code: IpRouteErrorCode,
     message: string,
     /** the command as a shell line, when one ran */
     readonly command?: string,
   ) {
-    super(message);
-    this.name = 'IpRouteError';
+    super(code, message);
   }
 }
 

@@ -3,6 +3,7 @@
 // removed the same way (a no-op when it is absent), inspected (exists? counters?). Nothing outside
 // the named table is ever touched: the body is checked to stay inside the table's braces. The TPROXY
 // table of the intercept service uses it, and so will the shield's.
+import { EdgewardError } from '../core/errors.js';
 import { type CommandRunner, defaultRunner, deniedPermission, describeArgv, failureDetail, type RunResult, succeeded } from './command.js';
 
 export type NftFamily = 'ip' | 'ip6' | 'inet' | 'arp' | 'bridge' | 'netdev';
@@ -26,17 +27,16 @@ export type NftErrorCode =
   | 'nft_failed';
 
 /** An nft operation that failed; `message` says which command and what to do about it. */
-export class NftError extends Error {
+export class NftError extends EdgewardError<NftErrorCode> {
   constructor(
-    readonly code: NftErrorCode,
+    code: NftErrorCode,
     message: string,
     /** the command as a shell line ("nft -f -"), when one ran */
     readonly command?: string,
     /** what nft said, in one line */
     readonly detail?: string,
   ) {
-    super(message);
-    this.name = 'NftError';
+    super(code, message);
   }
 }
 

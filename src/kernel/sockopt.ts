@@ -2,6 +2,7 @@
 // Node cannot create an IPPROTO_MPTCP socket nor set TCP_CONGESTION/TCP_KEEPINTVL, so edgeward
 // creates the fd here and hands it to net.Socket, which adopts it as an ordinary TCP handle.
 import koffi from 'koffi';
+import { EdgewardError } from '../core/errors.js';
 import { constants as osConstants } from 'node:os';
 import type { Socket } from 'node:net';
 import { underMptcpSysctlLock } from './sysctl.js';
@@ -44,13 +45,14 @@ const c_inet_pton = libc.func('int inet_pton(int af, const char *src, _Out_ void
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
 /** A failed system call, carrying the errno name (EPERM, ENOENT, ...) as its code. */
-export class KernelError extends Error {
-  constructor(readonly call: string, readonly errno: number) {
+export class KernelError extends EdgewardError {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+  ) {
     const code = errnoNames.get(errno) ?? `errno ${errno}`;
-    super(`${call} failed: ${code}`);
-    this.code = code;
+    super(code, `${call} failed: ${code}`);
   }
-  readonly code: string;
 }
 
 function check(call: string, rc: number): void {

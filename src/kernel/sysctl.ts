@@ -4,6 +4,7 @@
 // around socket(2) and puts the previous values back. Those sysctls are global to the network
 // namespace, so that set/create/restore must be exclusive across every thread of the process: it
 // runs under a lock in a SharedArrayBuffer that all threads share (see mptcpSysctlLock).
+import { EdgewardError } from '../core/errors.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { getEnvironmentData, isMainThread, setEnvironmentData } from 'node:worker_threads';
 import { ThreadLock } from './thread-lock.js';
@@ -13,17 +14,16 @@ const PROC_SYS = '/proc/sys';
 export type SysctlErrorCode = 'invalid_name' | 'not_found' | 'permission' | 'invalid_value' | 'write_failed';
 
 /** A sysctl that could not be written; `code` is stable, `message` names the sysctl. */
-export class SysctlError extends Error {
+export class SysctlError extends EdgewardError<SysctlErrorCode> {
   constructor(
-    readonly code: SysctlErrorCode,
+    code: SysctlErrorCode,
     /** the sysctl, dotted (net.mptcp.path_manager) */
     readonly sysctl: string,
     message: string,
     /** the errno name of the failed write (EINVAL, EACCES, ...), when there was one */
     readonly errno?: string,
   ) {
-    super(message);
-    this.name = 'SysctlError';
+    super(code, message);
   }
 }
 

@@ -3,7 +3,7 @@
 // counters at scrape time. `statsFrom` turns merged metrics back into the /api/v1/stats shape, so
 // stats and /metrics are one set of numbers.
 import { valueOf, valuesBy, type Metrics, type MetricsJson } from '../metrics/registry.js';
-import type { ConnectionRegistry } from './registry.js';
+import type { ConnectionRegistry, Totals } from './registry.js';
 
 export const RELAY_METRICS = {
   active: 'edgeward_connections_active',
@@ -49,7 +49,7 @@ export function registerRelayMetrics(metrics: Metrics, registry: ConnectionRegis
       [{ result: 'fallback' }, registry.totals.mptcpFallbacks],
     ],
   });
-  metrics.counter({ name: m.authFailures, help: 'Failed SOCKS username/password authentications (and SOCKS5 clients offering no acceptable method).', read: () => registry.totals.authFailures });
+  metrics.counter({ name: m.authFailures, help: 'Failed client authentications: SOCKS username/password refused, or no acceptable SOCKS5 method offered.', read: () => registry.totals.authFailures });
   metrics.counter({
     name: m.rejected,
     help: 'Clients closed before their handshake: not in --socks-allow, or over --max-connections (SOCKS and intercept listeners).',
@@ -59,18 +59,7 @@ export function registerRelayMetrics(metrics: Metrics, registry: ConnectionRegis
 }
 
 /** Totals as GET /api/v1/stats shows them, from merged metrics. */
-export interface Stats {
-  active: number;
-  connectionsTotal: number;
-  bytesUp: number;
-  bytesDown: number;
-  failures: Record<string, number>;
-  mptcpConnections: number;
-  mptcpFallbacks: number;
-  authFailures: number;
-  rejectedClients: number;
-  uptimeSeconds: number;
-}
+export type Stats = Totals & { active: number; uptimeSeconds: number };
 
 export function statsFrom(json: MetricsJson): Stats {
   const m = RELAY_METRICS;

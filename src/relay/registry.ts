@@ -34,11 +34,16 @@ export interface ConnectionRecord {
   udp?: { up: number; down: number };
 }
 
+/**
+ * What every listener of a thread counts, whatever its protocol: relayed connections, bytes, MPTCP
+ * results, failures by reason (each service names its own: SOCKS reply names, intercept_*), failed
+ * client authentications, and clients refused before their handshake.
+ */
 export interface Totals {
   connectionsTotal: number;
   bytesUp: number;
   bytesDown: number;
-  /** failed requests by SOCKS reply name (e.g. connection_refused) */
+  /** requests that never reached relaying, by reason (e.g. connection_refused, intercept_timed_out) */
   failures: Record<string, number>;
   mptcpConnections: number;
   mptcpFallbacks: number;

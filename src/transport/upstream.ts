@@ -5,18 +5,17 @@
 import type { Socket } from 'node:net';
 import { isIPv4, isIPv6 } from 'node:net';
 import { AuthMethod, encodeAddress, Socks5Reply, SOCKS5, type Parsed, type SocksAddress } from '../codec/socks.js';
+import { EdgewardError } from '../core/errors.js';
 import { FrameReader } from '../net/frame-reader.js';
 import type { Upstream } from '../policy/via.js';
 
 /** The upstream refused or failed the request; `reply` is its SOCKS5 reply code. */
-export class UpstreamError extends Error {
-  readonly code: string;
+export class UpstreamError extends EdgewardError<'EUPSTREAM'> {
   constructor(
     readonly reply: Socks5Reply,
     message: string,
   ) {
-    super(message);
-    this.code = 'EUPSTREAM';
+    super('EUPSTREAM', message);
   }
 }
 
