@@ -65,6 +65,11 @@ export class InterceptServer {
 
   constructor(private readonly opts: InterceptServerOptions) {}
 
+  /** Intercepted client connections still open: connecting to their destination, or relaying. */
+  get clientCount(): number {
+    return this.listeners.reduce((n, l) => n + l.clientCount, 0);
+  }
+
   /**
    * Opens the TPROXY listener(s): on `host` when given, else on 0.0.0.0 and :: (IPv6-only) both.
    * Needs CAP_NET_ADMIN for IP_TRANSPARENT. Resolves with the bound addresses.

@@ -42,6 +42,17 @@ export const interceptService: ServiceDefinition<InterceptServiceSettings> = {
       logger,
     });
     let firewall: FirewallSpec | null = null;
+    parts.metrics.gauge({
+      name: 'edgeward_intercept_clients',
+      help: 'Intercepted client connections open now: connecting to their destination or relaying.',
+      read: () => server.clientCount,
+    });
+    parts.metrics.gauge({
+      name: 'edgeward_intercept_firewall_applied',
+      help: '1 while the TPROXY firewall this gateway applied (--firewall) is in place, else 0.',
+      aggregate: 'max',
+      read: () => (firewall ? 1 : 0),
+    });
     const removeRules = async (): Promise<void> => {
       if (!firewall) return;
       firewall = null;

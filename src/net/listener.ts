@@ -97,6 +97,11 @@ export class ClientListener {
     return bound;
   }
 
+  /** Accepted client connections still open (in a handshake or relaying). */
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
   /** Stops accepting at once; accepted clients go on (server.close's callback would wait for them all). */
   close(): void {
     if (this.server.listening) this.server.close();

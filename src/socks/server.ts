@@ -94,6 +94,11 @@ export class SocksServer {
     return { address: bound.address, family: bound.family, port: bound.port, mptcp: bound.mptcp };
   }
 
+  /** Accepted client connections still open: in the handshake, or relaying. */
+  get clientCount(): number {
+    return this.listener.clientCount;
+  }
+
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
     this.listener.close();

@@ -34,6 +34,11 @@ export const socksService: ServiceDefinition<SocksServiceSettings> = {
       maxConnections: Math.max(1, Math.ceil(s.maxConnections / ctx.threads)),
       logger: ctx.logger,
     });
+    parts.metrics.gauge({
+      name: 'edgeward_socks_clients',
+      help: 'SOCKS client connections open now: in the handshake or relaying (every thread).',
+      read: () => server.clientCount,
+    });
     return {
       async listen() {
         const inherited = ctx.inheritedFds?.[0];

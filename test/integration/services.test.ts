@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
-import { startHttpServer, type HttpPeer } from '../helpers/peers.js';
-import { runCmd } from '../helpers/process.js';
+import { startHttpServer, tcpConnect, type HttpPeer } from '../helpers/peers.js';
+import { runCmd, waitFor } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'edgeward-services-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,6 +55,18 @@ describe('a gateway started from a sectioned YAML file, with 3 threads', () => {
     assert.equal(stats.body.failures.not_allowed, 1);
     assert.equal(metric(m.text, 'edgeward_policies'), 0, 'a value that is the same in every thread is not summed');
     assert.match(m.text, /# HELP edgeward_request_failures_total Requests that never reached relaying/);
+  });
+
+  it('has metrics of the SOCKS service of its own: clients in the handshake count in edgeward_socks_clients', async () => {
+    const value = async (): Promise<number | undefined> => metric((await g.api<string>('GET', '/metrics')).text, 'edgeward_socks_clients');
+    await waitFor('no SOCKS client open', async () => (await value()) === 0);
+    const idle = await tcpConnect(g.socksHost, g.socksPort);
+    try {
+      await waitFor('the silent client to be counted', async () => (await value()) === 1);
+    } finally {
+      idle.destroy();
+    }
+    await waitFor('the closed client to be gone', async () => (await value()) === 0);
   });
 
   it('has no route of a service that is not running (intercept)', async () => {

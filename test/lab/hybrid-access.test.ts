@@ -89,6 +89,8 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     const r = await router!.api('GET', '/api/v1/intercept/firewall');
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.body, { table: 'edgeward_intercept', loaded: true, applied: true, managed: true });
+    const m = await router!.api('GET', '/metrics');
+    assert.match(m.text, /^edgeward_intercept_firewall_applied 1$/m, m.text);
   });
 
   test('a destination that refuses: the unaware client gets a reset, as without the router', { timeout: 20_000 }, async () => {
