@@ -49,7 +49,7 @@ export const gatewaySection = section({
   schema: Type.Object({
     api: opt.string({ flag: 'api', key: 'api', arg: 'ADDR', help: 'REST API listen address', default: '127.0.0.1:8080' }),
     data: opt.string({ flag: 'data', arg: 'DIR', help: 'data directory: SQLite store, api-token', default: './.edgeward' }),
-    workers: opt.string({ flag: 'workers', arg: 'N', help: 'threads serving SOCKS, all accepting from the one listening socket: a number, or auto = one per CPU up to 8', default: 'auto' }),
+    workers: opt.string({ flag: 'workers', arg: 'N', help: 'threads in all that run the services running in every thread (SOCKS), each accepting from the one listening socket: a number, or auto = one per CPU up to 8', default: 'auto' }),
     shutdownGrace: opt.seconds({ flag: 'shutdown-grace', arg: 'SEC', help: 'on SIGTERM/SIGINT, let open connections drain this long', default: 10 }),
     logLevel: opt.choice(['debug', 'info', 'warn', 'error'] as const, { flag: 'log-level', arg: 'LEVEL', help: 'debug, info, warn or error', default: 'info' }),
     logFormat: opt.choice(['auto', 'json', 'pretty'] as const, { flag: 'log-format', arg: 'FMT', help: 'json, pretty, or auto = pretty on a terminal', default: 'auto' }),
