@@ -25,12 +25,18 @@ const FirewallState = Type.Object({
   managed: Type.Boolean({ description: 'this gateway applied it (--firewall) and removes it on stop' }),
 });
 
-export const interceptService: ServiceDefinition<InterceptServiceSettings> = {
+/** The running intercept service: what its routes read besides the lifecycle. */
+export interface InterceptService extends Service {
+  /** the firewall this gateway applied (--firewall), or null */
+  firewall(): FirewallSpec | null;
+}
+
+export const interceptService: ServiceDefinition<InterceptServiceSettings, InterceptService> = {
   name: 'intercept',
   section: interceptSection,
   everyThread: false,
   enabled: (s) => s.intercept !== '',
-  create(ctx): Service & { firewall(): FirewallSpec | null } {
+  create(ctx): InterceptService {
     const { settings: s, parts, logger } = ctx;
     const server = new InterceptServer({
       outbound: parts.outbound,
@@ -89,7 +95,7 @@ export const interceptService: ServiceDefinition<InterceptServiceSettings> = {
     };
   },
   routes: (service) => async (app) => {
-    const managed = (): boolean => (service as Service & { firewall(): FirewallSpec | null }).firewall() !== null;
+    const managed = (): boolean => service.firewall() !== null;
     app.get(
       '/firewall',
       { schema: { tags: ['intercept'], summary: 'The interception firewall, as the kernel has it', response: { 200: FirewallState, 503: ErrorBody } } },

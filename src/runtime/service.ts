@@ -45,17 +45,17 @@ export interface Service {
   close(): Promise<void>;
 }
 
-/** A kind of service, in the list of services (src/gateway/services.ts). */
-export interface ServiceDefinition<S = never> {
+/** A kind of service, in the list of services (src/gateway/services.ts); V is what it creates. */
+export interface ServiceDefinition<S = never, V extends Service = Service> {
   name: string;
   /** its YAML section and flags */
   section: Section;
   /** runs in every worker thread, accepting from the main thread's listening sockets */
   everyThread: boolean;
   enabled(settings: S): boolean;
-  create(ctx: ServiceContext<S>): Service;
-  /** its API routes, registered under /api/v1/<name> (main thread only) */
-  routes?: (service: Service) => FastifyPluginAsync;
+  create(ctx: ServiceContext<S>): V;
+  /** its API routes, registered under /api/v1/<name> (main thread only), given the running service */
+  routes?(service: V): FastifyPluginAsync;
 }
 
 /** Stops the services in reverse order and closes them; errors are collected, not thrown. */
