@@ -1,11 +1,13 @@
 // The services of the gateway, in start order. Adding a service: its folder, and one line here.
 import { interceptService } from '../intercept/service.js';
+import { rendezvousService } from '../rendezvous/service.js';
 import type { ServiceDefinition } from '../runtime/service.js';
 import { socksService } from '../socks/service.js';
 
 export const SERVICES = [
   socksService,
   interceptService,
+  rendezvousService,
 ] as const;
 
 type SettingsOf<D> = D extends ServiceDefinition<infer S> ? S : never;

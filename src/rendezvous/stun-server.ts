@@ -1,0 +1,244 @@
+// The STUN server of the rendezvous service, on UDP and TCP at one address and port: answers
+// Binding requests (RFC 8489) with the client's reflexive address, and RFC 3489 ("classic")
+// clients with MAPPED-ADDRESS. Malformed messages are dropped, never answered or thrown on; a
+// request naming a comprehension-required attribute the server does not understand gets 420 with
+// UNKNOWN-ATTRIBUTES. TURN methods are not implemented yet and get 400 saying so.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import {
+  Attr,
+  frameLength,
+  getAttr,
+  checkFingerprint,
+  isComprehensionRequired,
+  looksLikeStun,
+  MAGIC_COOKIE,
+  parseStun,
+  StunClass,
+  StunMessageBuilder,
+  StunMethod,
+  unknownComprehensionRequired,
+} from '../codec/stun.js';
+import type { Logger } from '../log/logger.js';
+import { parseIp } from '../net/address.js';
+
+/** What the server counts; the service turns these into metric families. */
+export interface StunCounters {
+  /** Binding requests answered with the reflexive address, by transport */
+  binding: { udp: number; tcp: number };
+  /** requests answered with an error, by code */
+  errors: Record<string, number>;
+  /** datagrams and frames dropped as malformed (bad header, length, attribute, fingerprint) */
+  malformed: number;
+}
+
+export function newStunCounters(): StunCounters {
+  return { binding: { udp: 0, tcp: 0 }, errors: {}, malformed: 0 };
+}
+
+export interface StunServerOptions {
+  software: string;
+  counters: StunCounters;
+  /** TCP clients at most */
+  maxTcpClients: number;
+  /** ms a TCP client may stay without sending a complete message; 0 = never closed for that */
+  tcpIdleTimeout: number;
+  logger: Logger;
+}
+
+/** Attributes a Binding request may carry that this server understands (or may safely ignore). */
+const BINDING_KNOWN = new Set<number>([
+  Attr.USERNAME,
+  Attr.MESSAGE_INTEGRITY,
+  Attr.MESSAGE_INTEGRITY_SHA256,
+  Attr.REALM,
+  Attr.NONCE,
+  Attr.USERHASH,
+  Attr.PASSWORD_ALGORITHM,
+  Attr.PRIORITY,
+  Attr.USE_CANDIDATE,
+]);
+
+/** MAPPED-ADDRESS value (RFC 3489 / RFC 8489 section 14.1): reserved, family, port, address. */
+function mappedAddress(ip: string, port: number): Buffer {
+  const parsed = parseIp(ip);
+  const bytes = parsed ? Buffer.from(parsed.bytes) : Buffer.alloc(4);
+  const out = Buffer.alloc(4 + bytes.length);
+  out[1] = bytes.length === 16 ? 0x02 : 0x01;
+  out.writeUInt16BE(port, 2);
+  bytes.copy(out, 4);
+  return out;
+}
+
+/** The IPv4 form of an IPv4-mapped IPv6 address (a dual-stack socket reports those). */
+function plainIp(ip: string): string {
+  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}
+
+/** An RFC 3489 Binding request: STUN-shaped, the length adds up, but no magic cookie. */
+function classicBindingRequest(buf: Buffer): { attributes: number[] } | null {
+  if (buf.length < 20 || buf.length > 548 || buf.readUInt16BE(0) !== 0x0001) return null;
+  if (buf.readUInt16BE(2) + 20 !== buf.length || buf.readUInt32BE(4) === MAGIC_COOKIE) return null;
+  const attributes: number[] = [];
+  for (let off = 20; off < buf.length; ) {
+    if (off + 4 > buf.length) return null;
+    const len = buf.readUInt16BE(off + 2);
+    if (off + 4 + len > buf.length) return null;
+    attributes.push(buf.readUInt16BE(off));
+    off += 4 + len + ((4 - (len % 4)) % 4);
+  }
+  return { attributes };
+}
+
+export class StunServer {
+  private udp: dgram.Socket | null = null;
+  private tcp: net.Server | null = null;
+  private readonly tcpClients = new Set<net.Socket>();
+
+  constructor(private readonly opts: StunServerOptions) {}
+
+  /**
+   * Listens on UDP and TCP at host:port (port 0: the kernel picks the UDP port, TCP takes the same).
+   * Resolves with the bound address.
+   */
+  async listen(host: string, port: number): Promise<{ address: string; port: number }> {
+    const family = net.isIPv6(host) ? 'udp6' : 'udp4';
+    const udp = dgram.createSocket({ type: family, ipv6Only: family === 'udp6' });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, host, () => {
+        udp.removeListener('error', reject);
+        resolve();
+      });
+    });
+    const bound = udp.address();
+    const tcp = net.createServer({ allowHalfOpen: false }, (s) => this.acceptTcp(s));
+    tcp.maxConnections = this.opts.maxTcpClients;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ host, port: bound.port, ipv6Only: family === 'udp6' }, () => {
+          tcp.removeListener('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      udp.close();
+      throw e;
+    }
+    udp.on('error', (e) => this.opts.logger.warn('STUN UDP socket error', { error: e.message }));
+    udp.on('message', (msg, rinfo) => {
+      const reply = this.answer(msg, plainIp(rinfo.address), rinfo.port, 'udp');
+      if (reply) udp.send(reply, rinfo.port, rinfo.address);
+    });
+    tcp.on('error', (e) => this.opts.logger.warn('STUN TCP listener error', { error: e.message }));
+    this.udp = udp;
+    this.tcp = tcp;
+    return { address: bound.address, port: bound.port };
+  }
+
+  /** Stops taking requests: closes the UDP socket and the TCP listener. */
+  close(): void {
+    this.udp?.close();
+    this.udp = null;
+    this.tcp?.close();
+    this.tcp = null;
+  }
+
+  /** Closes the TCP clients still connected. */
+  destroyClients(): void {
+    for (const s of this.tcpClients) s.destroy();
+    this.tcpClients.clear();
+  }
+
+  private acceptTcp(s: net.Socket): void {
+    this.tcpClients.add(s);
+    s.once('close', () => this.tcpClients.delete(s));
+    s.on('error', () => undefined);
+    if (this.opts.tcpIdleTimeout > 0) s.setTimeout(this.opts.tcpIdleTimeout, () => s.destroy());
+    const ip = plainIp(s.remoteAddress ?? '');
+    const port = s.remotePort ?? 0;
+    let buf: Buffer = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      for (;;) {
+        // ChannelData (first two bits 01) needs a channel bound by a TURN allocation on this
+        // connection, and there are none yet: whatever starts that way is not for us
+        if (buf.length > 0 && (buf[0]! & 0xc0) === 0x40) {
+          this.opts.counters.malformed++;
+          s.destroy();
+          return;
+        }
+        const n = frameLength(buf);
+        if (n === 'more') return;
+        if (typeof n !== 'number') {
+          // a stream that lost its framing cannot be resynchronized: close it
+          this.opts.counters.malformed++;
+          s.destroy();
+          return;
+        }
+        if (buf.length < n) return;
+        const frame = buf.subarray(0, n);
+        buf = buf.subarray(n);
+        const reply = this.answer(frame, ip, port, 'tcp');
+        if (reply && !s.destroyed) s.write(reply);
+      }
+    });
+  }
+
+  /** The answer to one datagram or frame, or null to drop it. */
+  answer(buf: Buffer, ip: string, port: number, transport: 'udp' | 'tcp'): Buffer | null {
+    const c = this.opts.counters;
+    if (!looksLikeStun(buf)) {
+      const classic = transport === 'udp' ? classicBindingRequest(buf) : null;
+      if (!classic) {
+        c.malformed++;
+        return null;
+      }
+      return this.answerClassic(buf, classic.attributes, ip, port);
+    }
+    const parsed = parseStun(buf);
+    if (!parsed.ok) {
+      c.malformed++;
+      return null;
+    }
+    const m = parsed.value;
+    const hasFingerprint = getAttr(m, Attr.FINGERPRINT) !== undefined;
+    if (hasFingerprint && !checkFingerprint(m)) {
+      c.malformed++;
+      return null;
+    }
+    if (m.cls !== StunClass.Request) return null; // indications (keepalives) and stray responses get no answer
+    const reply = (cls: StunClass): StunMessageBuilder => new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
+    const finish = (b: StunMessageBuilder): Buffer => (hasFingerprint ? b.addFingerprint() : b).build();
+    const fail = (code: number, reason?: string, unknown?: number[]): Buffer => {
+      c.errors[String(code)] = (c.errors[String(code)] ?? 0) + 1;
+      const b = reply(StunClass.ErrorResponse).addErrorCode(code, reason);
+      if (unknown) b.addUnknownAttributes(unknown);
+      return finish(b);
+    };
+    if (m.method !== StunMethod.Binding) return fail(400, 'Bad Request: only Binding is implemented here so far (TURN is not)');
+    const unknown = unknownComprehensionRequired(m, BINDING_KNOWN);
+    if (unknown.length > 0) return fail(420, undefined, unknown);
+    c.binding[transport]++;
+    return finish(reply(StunClass.SuccessResponse).addXorAddress(Attr.XOR_MAPPED_ADDRESS, ip, port));
+  }
+
+  /** An RFC 3489 client: MAPPED-ADDRESS, and its own magic-cookie bytes copied back (RFC 8489 section 11). */
+  private answerClassic(req: Buffer, attributes: number[], ip: string, port: number): Buffer {
+    const c = this.opts.counters;
+    const id = req.subarray(8, 20);
+    const unknown = [...new Set(attributes.filter((t) => isComprehensionRequired(t) && !BINDING_KNOWN.has(t)))];
+    let out: Buffer;
+    if (unknown.length > 0) {
+      // CHANGE-REQUEST (0x0003) among them: this server has one address and cannot answer from another
+      c.errors['420'] = (c.errors['420'] ?? 0) + 1;
+      out = new StunMessageBuilder(StunMethod.Binding, StunClass.ErrorResponse, id).addErrorCode(420).addUnknownAttributes(unknown).build();
+    } else {
+      c.binding.udp++;
+      out = new StunMessageBuilder(StunMethod.Binding, StunClass.SuccessResponse, id).add(Attr.MAPPED_ADDRESS, mappedAddress(ip, port)).build();
+    }
+    req.copy(out, 4, 4, 8);
+    return out;
+  }
+}
