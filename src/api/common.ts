@@ -22,7 +22,7 @@ export interface ApiDeps {
   verifyToken(token: string): boolean;
   /** re-applies policies to open connections; called after every policy change */
   reapply(): LiveUpdate | Promise<LiveUpdate>;
-  /** the services' own routes, each under its prefix (/api/v1/<service>) */
+  /** the services' own routes, each under its prefix (/api/v1) */
   plugins?: Array<{ prefix: string; plugin: FastifyPluginAsync }>;
   logger: Logger;
   version: string;

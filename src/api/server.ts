@@ -1,6 +1,6 @@
 // The REST API's core: body parsing, the bearer token, errors as one JSON shape, the OpenAPI document,
 // and the route plugins: policies, users, status (connections, stats, metrics), then each
-// service's own routes under /api/v1/<service>. Routes talk to the services through their public
+// service's own routes under /api/v1. Routes talk to the services through their public
 // surface; the TypeBox schemas in schemas.ts are the only validation.
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';

@@ -18,7 +18,11 @@ export const MAX_MESSAGE_LENGTH = HEADER_LENGTH + 0xfffc;
 export const MAX_ATTRIBUTES = 64;
 export const FINGERPRINT_XOR = 0x5354554e;
 export const CHANNEL_MIN = 0x4000;
-export const CHANNEL_MAX = 0x4fff;
+/**
+ * RFC 8656 narrowed channels to 0x4000-0x4FFF, but RFC 5766 allowed up to 0x7FFE and coturn's own
+ * clients (turnutils_uclient) still pick from there: accepted, for interoperability.
+ */
+export const CHANNEL_MAX = 0x7ffe;
 
 export enum StunClass { Request = 0, Indication = 1, SuccessResponse = 2, ErrorResponse = 3 }
 export enum StunMethod { Binding = 0x001, Allocate = 0x003, Refresh = 0x004, Send = 0x006, Data = 0x007, CreatePermission = 0x008, ChannelBind = 0x009, Connect = 0x00a, ConnectionBind = 0x00b, ConnectionAttempt = 0x00c }
@@ -154,7 +158,7 @@ export function frameLength(buf: Buffer): number | 'more' | StunIssue {
   if (top === 1) {
     if (buf.length < 4) return 'more';
     const channel = buf.readUInt16BE(0);
-    if (channel > CHANNEL_MAX) return issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x4fff`);
+    if (channel > CHANNEL_MAX) return issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x7ffe`);
     return 4 + ((buf.readUInt16BE(2) + 3) & ~3);
   }
   if (buf.length < 8) return 'more';
@@ -169,7 +173,7 @@ export function parseChannelData(buf: Buffer): Result<{ channel: number; data: B
   if (buf.length < 4) return err(issue('too_short', null, `${buf.length} bytes is shorter than the 4-byte ChannelData header`));
   const channel = buf.readUInt16BE(0);
   if (channel < CHANNEL_MIN || channel > CHANNEL_MAX) {
-    return err(issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x4fff`));
+    return err(issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x7ffe`));
   }
   const length = buf.readUInt16BE(2);
   if (buf.length < 4 + length) return err(issue('bad_length', 'length', `ChannelData claims ${length} bytes but carries ${buf.length - 4}`));
@@ -179,7 +183,7 @@ export function parseChannelData(buf: Buffer): Result<{ channel: number; data: B
 
 /** A ChannelData message; over TCP/TLS (padForStream) padded with zeros to a multiple of 4. */
 export function buildChannelData(channel: number, data: Buffer, padForStream: boolean): Buffer {
-  if (!Number.isInteger(channel) || channel < CHANNEL_MIN || channel > CHANNEL_MAX) throw new StunBuildError('bad_value', `channel number ${channel} is outside 0x4000-0x4fff`);
+  if (!Number.isInteger(channel) || channel < CHANNEL_MIN || channel > CHANNEL_MAX) throw new StunBuildError('bad_value', `channel number ${channel} is outside 0x4000-0x7ffe`);
   if (data.length > 0xffff) throw new StunBuildError('too_long', `ChannelData of ${data.length} bytes exceeds 65535`);
   const out = Buffer.alloc(4 + (padForStream ? (data.length + 3) & ~3 : data.length));
   out.writeUInt16BE(channel, 0);

@@ -75,7 +75,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       const there = pool ? await pool.request<ReapplyCounts>('policies-changed') : [];
       return liveUpdateFrom(there.reduce(addCounts, here));
     },
-    plugins: running.flatMap(({ def, service }) => (def.routes ? [{ prefix: `/api/v1/${def.name}`, plugin: def.routes(service) }] : [])),
+    plugins: running.flatMap(({ def, service }) => (def.routes ? [{ prefix: '/api/v1', plugin: def.routes(service) }] : [])),
     logger,
     version,
   });

@@ -97,7 +97,7 @@ export const interceptService: ServiceDefinition<InterceptServiceSettings, Inter
   routes: (service) => async (app) => {
     const managed = (): boolean => service.firewall() !== null;
     app.get(
-      '/firewall',
+      '/intercept/firewall',
       { schema: { tags: ['intercept'], summary: 'The interception firewall, as the kernel has it', response: { 200: FirewallState, 503: ErrorBody } } },
       async () => {
         const st = await firewallStatus().catch((e: unknown) => {

@@ -1,7 +1,8 @@
 // The rendezvous service's settings (YAML section `rendezvous:`): where its STUN/TURN server listens.
 import { Type, type Static } from '@sinclair/typebox';
 import { parseListenAddress } from '../config/common.js';
-import { opt, section } from '../config/schema.js';
+import { opt, section, SettingsError } from '../config/schema.js';
+import { CidrList, isUnspecified, parseIp } from '../net/address.js';
 
 export const rendezvousSection = section({
   name: 'rendezvous',
@@ -11,12 +12,24 @@ export const rendezvousSection = section({
       flag: 'turn',
       key: 'listen',
       arg: '[HOST:]PORT',
-      help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port). Answers STUN Binding (RFC 8489, and RFC 3489 clients); TURN allocations are not implemented yet',
+      help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port): STUN Binding on both, TURN allocations over UDP',
       default: '',
     }),
+    turnRealm: opt.string({ flag: 'turn-realm', key: 'realm', arg: 'REALM', help: 'the TURN realm (long-term credentials)', default: 'edgeward' }),
+    turnSecret: opt.list({ flag: 'turn-secret', key: 'secrets', arg: 'SECRET', help: 'TURN REST secret (coturn\'s scheme: username EXPIRY:USER, password base64(HMAC-SHA1(secret, username))); repeatable, newest first, to rotate. Without one, TURN requests are refused' }),
+    turnRelayIp: opt.string({ flag: 'turn-relay-ip', key: 'relay-ip', arg: 'ADDR', help: 'address relayed transport addresses are allocated on (default: the --turn address; required when that is 0.0.0.0 or ::)', default: '' }),
+    turnAllowPeers: opt.list({ flag: 'turn-allow-peers', key: 'allow-peers', arg: 'CIDR', help: 'peers allowed despite the default denylist (loopback, private, link-local, CGNAT, multicast)' }),
+    turnDenyPeers: opt.list({ flag: 'turn-deny-peers', key: 'deny-peers', arg: 'CIDR', help: 'peers denied in addition to the default denylist' }),
+    turnMaxAllocations: opt.count({ flag: 'turn-max-allocations', key: 'max-allocations', arg: 'N', help: 'TURN allocations at most (486 beyond)', default: 10000 }),
   }),
   validate(s) {
-    if (s.turn !== '') parseListenAddress(s.turn, '--turn');
+    if (s.turn === '') return;
+    const at = parseListenAddress(s.turn, '--turn');
+    const relay = s.turnRelayIp !== '' ? s.turnRelayIp : at.host;
+    if (s.turnRelayIp !== '' && !parseIp(s.turnRelayIp)) throw new SettingsError(`--turn-relay-ip: "${s.turnRelayIp}" is not an IP address`);
+    if (!parseIp(relay) || isUnspecified(relay)) throw new SettingsError(`--turn ${s.turn}: give --turn-relay-ip ADDR, the address relayed transport addresses are allocated on`);
+    CidrList.parse(s.turnAllowPeers, '--turn-allow-peers');
+    CidrList.parse(s.turnDenyPeers, '--turn-deny-peers');
   },
 });
 

@@ -1,24 +1,131 @@
 // The rendezvous service: a STUN/TURN server (UDP and TCP on one address), in the main thread.
-// Today it answers STUN Binding (the reflexive address peers need for hole punching); TURN
-// allocations, accounts and signaling are being built on it (issue 8 and 9).
-import type { Static } from '@sinclair/typebox';
+// STUN Binding on both transports; TURN allocations over UDP with TURN REST credentials. TURN over
+// TCP/TLS, users from the store, accounts and signaling are being built on it (issues 8 and 9).
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { ApiError } from '../api/errors.js';
+import { ErrorBody } from '../api/schemas.js';
 import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
+import type { Allocation } from './allocations.js';
 import { rendezvousSection, type RendezvousSettings } from './config.js';
+import { PeerPolicy } from './peer-policy.js';
 import { newStunCounters, StunServer } from './stun-server.js';
+import { restCredential } from './turn-auth.js';
+import { TurnHandler } from './turn-handler.js';
 
 export type RendezvousServiceSettings = RendezvousSettings & Static<typeof transportSection.schema>;
 
-export const rendezvousService: ServiceDefinition<RendezvousServiceSettings> = {
+/** The running rendezvous service, as its routes see it. */
+export interface RendezvousService extends Service {
+  turn: TurnHandler | null;
+  secrets: readonly string[];
+  /** turn: URIs clients put in iceServers */
+  uris(): string[];
+}
+
+const AllocationView = Type.Object({
+  id: Type.Integer(),
+  user: Type.String({ description: 'the USER part of the TURN REST username' }),
+  client: Type.Object({ address: Type.String(), port: Type.Integer() }),
+  transport: Type.Literal('udp'),
+  relayed: Type.Object({ address: Type.String(), port: Type.Integer() }),
+  permissions: Type.Array(Type.String(), { description: 'peer IPs the allocation may exchange datagrams with' }),
+  channels: Type.Integer({ description: 'channels bound' }),
+  bytes: Type.Object({ up: Type.Integer({ description: 'client to peers' }), down: Type.Integer({ description: 'peers to client' }) }),
+  secondsLeft: Type.Integer(),
+});
+
+const CredentialsBody = Type.Object(
+  {
+    user: Type.String({ minLength: 1, maxLength: 200, pattern: '^[^:]+$', description: 'who the credential is for (no ":")' }),
+    ttl: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, description: 'seconds the credential is valid (default 86400)' })),
+  },
+  { additionalProperties: false },
+);
+
+function view(a: Allocation): Static<typeof AllocationView> {
+  return {
+    id: a.id,
+    user: a.user,
+    client: a.client,
+    transport: 'udp',
+    relayed: a.relayed,
+    permissions: [...a.permissions.keys()],
+    channels: a.channels.size,
+    bytes: a.bytes,
+    secondsLeft: Math.max(0, Math.round((a.expiresAt - Date.now()) / 1000)),
+  };
+}
+
+function routes(service: RendezvousService): FastifyPluginAsync {
+  return async (app) => {
+    const tags = ['rendezvous'];
+    const turn = (): TurnHandler => {
+      if (!service.turn) throw new ApiError(409, 'turn_not_configured', null, 'TURN is not configured: start edgeward with --turn-secret');
+      return service.turn;
+    };
+    app.get('/turn/allocations', { schema: { tags, summary: 'TURN allocations', response: { 200: Type.Object({ allocations: Type.Array(AllocationView) }), 401: ErrorBody, 409: ErrorBody } } }, async () => ({
+      allocations: turn().table.list().map(view),
+    }));
+    app.delete<{ Params: { id: string } }>(
+      '/turn/allocations/:id',
+      { schema: { tags, summary: 'End a TURN allocation now', params: Type.Object({ id: Type.String({ pattern: '^[0-9]{1,12}$', title: 'an integer' }) }, { additionalProperties: false }), response: { 204: { type: 'null', description: 'ended' }, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } } },
+      async (req, reply) => {
+        const t = turn();
+        const a = t.table.list().find((x) => x.id === Number(req.params.id));
+        if (!a) throw new ApiError(404, 'not_found', 'params.id', `no TURN allocation with id ${req.params.id}`);
+        t.table.remove(a);
+        return reply.code(204).send();
+      },
+    );
+    app.post<{ Body: Static<typeof CredentialsBody> }>(
+      '/turn/credentials',
+      {
+        schema: {
+          tags,
+          summary: 'Issue a TURN REST credential',
+          body: CredentialsBody,
+          response: { 200: Type.Object({ username: Type.String(), password: Type.String(), ttl: Type.Integer(), uris: Type.Array(Type.String()) }), 400: ErrorBody, 401: ErrorBody, 409: ErrorBody },
+        },
+      },
+      async (req) => {
+        turn();
+        const c = restCredential(req.body.user, service.secrets[0]!, req.body.ttl ?? 86400);
+        return { ...c, uris: service.uris() };
+      },
+    );
+  };
+}
+
+export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, RendezvousService> = {
   name: 'rendezvous',
   section: rendezvousSection,
   everyThread: false,
   enabled: (s) => s.turn !== '',
-  create(ctx): Service {
+  create(ctx): RendezvousService {
     const { settings: s, parts, logger } = ctx;
     const counters = newStunCounters();
-    const server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, logger });
+    const at = parseListenAddress(s.turn, '--turn');
+    let server: StunServer | null = null;
+    const turn =
+      s.turnSecret.length > 0
+        ? new TurnHandler(
+            {
+              realm: s.turnRealm,
+              secrets: s.turnSecret,
+              relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
+              peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
+              maxAllocations: s.turnMaxAllocations,
+              software: 'edgeward',
+            },
+            (client, data) => server?.sendUdp(client.address, client.port, data),
+          )
+        : null;
+    server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, turn: turn ?? undefined, logger });
+    const stun = server;
+    let bound: { address: string; port: number } | null = null;
     const m = parts.metrics;
     m.counter({
       name: 'edgeward_stun_binding_requests_total',
@@ -31,26 +138,53 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings> = {
     });
     m.counter({
       name: 'edgeward_stun_error_responses_total',
-      help: 'STUN requests answered with an error response, by error code (400 unsupported method, 420 unknown attribute, ...).',
+      help: 'STUN/TURN requests answered with an error response before TURN processing, by error code (400 unsupported, 420 unknown attribute, ...).',
       labels: ['code'],
       read: () => Object.entries(counters.errors).map(([code, n]) => [{ code }, n]),
     });
-    m.counter({ name: 'edgeward_stun_malformed_total', help: 'STUN datagrams and TCP frames dropped as malformed (header, length, attributes, fingerprint).', read: () => counters.malformed });
+    m.counter({ name: 'edgeward_stun_malformed_total', help: 'STUN datagrams, TCP frames and ChannelData dropped as malformed (header, length, attributes, fingerprint, unbound channel).', read: () => counters.malformed });
+    if (turn) {
+      const t = turn;
+      m.gauge({ name: 'edgeward_turn_allocations', help: 'TURN allocations open now.', read: () => t.table.size });
+      m.counter({ name: 'edgeward_turn_allocations_total', help: 'TURN allocations made since start.', read: () => t.counters.allocations });
+      m.counter({ name: 'edgeward_turn_challenges_total', help: 'TURN requests without credentials answered 401 with a realm and nonce (the first round of every allocation).', read: () => t.counters.challenges });
+      m.counter({ name: 'edgeward_turn_auth_failures_total', help: 'TURN requests refused for their credentials: wrong, expired or unknown (401), stale or foreign nonce (438); never labelled by user.', read: () => t.counters.authFailures });
+      m.counter({ name: 'edgeward_turn_denied_peers_total', help: 'CreatePermission and ChannelBind refused (403) for a peer address the policy denies.', read: () => t.counters.deniedPeers });
+      m.counter({
+        name: 'edgeward_turn_relayed_bytes_total',
+        help: 'Bytes relayed by TURN allocations, open ones included: up = client to peers, down = peers to client.',
+        labels: ['direction'],
+        read: () => {
+          const open = t.table.list().reduce((n, a) => ({ up: n.up + a.bytes.up, down: n.down + a.bytes.down }), { up: 0, down: 0 });
+          return [
+            [{ direction: 'up' }, t.counters.bytesUp + open.up],
+            [{ direction: 'down' }, t.counters.bytesDown + open.down],
+          ];
+        },
+      });
+    }
+    const hostPort = (): string => {
+      const b = bound ?? { address: at.host, port: at.port };
+      return b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
+    };
     return {
+      turn,
+      secrets: s.turnSecret,
+      uris: () => [`turn:${hostPort()}?transport=udp`],
       async listen() {
-        const at = parseListenAddress(s.turn, '--turn');
-        const bound = await server.listen(at.host, at.port).catch((e: unknown) => {
+        bound = await stun.listen(at.host, at.port).catch((e: unknown) => {
           throw new Error(`--turn ${s.turn}: ${(e as Error).message}`);
         });
-        const shown = bound.address.includes(':') ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
-        return { turn: shown };
+        if (!turn) logger.warn('--turn without --turn-secret: STUN only; TURN requests are refused');
+        return { turn: hostPort(), turnRelay: turn ? 'udp' : 'off' };
       },
       async stopAccepting() {
-        server.close();
+        stun.close();
       },
       async close() {
-        server.destroyClients();
+        stun.destroyClients();
       },
     };
   },
+  routes,
 };

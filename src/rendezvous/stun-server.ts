@@ -2,7 +2,8 @@
 // Binding requests (RFC 8489) with the client's reflexive address, and RFC 3489 ("classic")
 // clients with MAPPED-ADDRESS. Malformed messages are dropped, never answered or thrown on; a
 // request naming a comprehension-required attribute the server does not understand gets 420 with
-// UNKNOWN-ATTRIBUTES. TURN methods are not implemented yet and get 400 saying so.
+// UNKNOWN-ATTRIBUTES. TURN requests over UDP go to the TURN handler (turn-handler.ts); over TCP they
+// get 400 (not implemented yet).
 import dgram from 'node:dgram';
 import net from 'node:net';
 import {
@@ -20,6 +21,7 @@ import {
   unknownComprehensionRequired,
 } from '../codec/stun.js';
 import type { Logger } from '../log/logger.js';
+import { TURN_KNOWN, type TurnHandler } from './turn-handler.js';
 import { parseIp } from '../net/address.js';
 
 /** What the server counts; the service turns these into metric families. */
@@ -41,6 +43,8 @@ export interface StunServerOptions {
   counters: StunCounters;
   /** TCP clients at most */
   maxTcpClients: number;
+  /** TURN over UDP; absent: TURN requests get 400 */
+  turn?: TurnHandler;
   /** ms a TCP client may stay without sending a complete message; 0 = never closed for that */
   tcpIdleTimeout: number;
   logger: Logger;
@@ -58,6 +62,8 @@ const BINDING_KNOWN = new Set<number>([
   Attr.PRIORITY,
   Attr.USE_CANDIDATE,
 ]);
+
+const TURN_METHODS = new Set<number>([StunMethod.Allocate, StunMethod.Refresh, StunMethod.CreatePermission, StunMethod.ChannelBind]);
 
 /** MAPPED-ADDRESS value (RFC 3489 / RFC 8489 section 14.1): reserved, family, port, address. */
 function mappedAddress(ip: string, port: number): Buffer {
@@ -128,8 +134,14 @@ export class StunServer {
     }
     udp.on('error', (e) => this.opts.logger.warn('STUN UDP socket error', { error: e.message }));
     udp.on('message', (msg, rinfo) => {
-      const reply = this.answer(msg, plainIp(rinfo.address), rinfo.port, 'udp');
-      if (reply) udp.send(reply, rinfo.port, rinfo.address);
+      const client = { address: plainIp(rinfo.address), port: rinfo.port };
+      const turn = this.opts.turn;
+      // ChannelData (first two bits 01) belongs to a TURN allocation of this client
+      if (turn && msg.length > 0 && (msg[0]! & 0xc0) === 0x40) {
+        if (!turn.channelData(msg, client)) this.opts.counters.malformed++;
+        return;
+      }
+      this.answer(msg, client.address, client.port, 'udp', (reply) => udp.send(reply, rinfo.port, rinfo.address));
     });
     tcp.on('error', (e) => this.opts.logger.warn('STUN TCP listener error', { error: e.message }));
     this.udp = udp;
@@ -139,10 +151,16 @@ export class StunServer {
 
   /** Stops taking requests: closes the UDP socket and the TCP listener. */
   close(): void {
+    this.opts.turn?.close();
     this.udp?.close();
     this.udp = null;
     this.tcp?.close();
     this.tcp = null;
+  }
+
+  /** Sends a datagram to a client from the server's UDP socket (TURN's Data indications and ChannelData). */
+  sendUdp(address: string, port: number, data: Buffer): void {
+    this.udp?.send(data, port, address);
   }
 
   /** Closes the TCP clients still connected. */
@@ -180,48 +198,69 @@ export class StunServer {
         if (buf.length < n) return;
         const frame = buf.subarray(0, n);
         buf = buf.subarray(n);
-        const reply = this.answer(frame, ip, port, 'tcp');
-        if (reply && !s.destroyed) s.write(reply);
+        this.answer(frame, ip, port, 'tcp', (reply) => {
+          if (!s.destroyed) s.write(reply);
+        });
       }
     });
   }
 
-  /** The answer to one datagram or frame, or null to drop it. */
-  answer(buf: Buffer, ip: string, port: number, transport: 'udp' | 'tcp'): Buffer | null {
+  /** Answers one datagram or frame through `send`, or drops it. */
+  answer(buf: Buffer, ip: string, port: number, transport: 'udp' | 'tcp', send: (reply: Buffer) => void): void {
     const c = this.opts.counters;
     if (!looksLikeStun(buf)) {
       const classic = transport === 'udp' ? classicBindingRequest(buf) : null;
       if (!classic) {
         c.malformed++;
-        return null;
+        return;
       }
-      return this.answerClassic(buf, classic.attributes, ip, port);
+      send(this.answerClassic(buf, classic.attributes, ip, port));
+      return;
     }
     const parsed = parseStun(buf);
     if (!parsed.ok) {
       c.malformed++;
-      return null;
+      return;
     }
     const m = parsed.value;
     const hasFingerprint = getAttr(m, Attr.FINGERPRINT) !== undefined;
     if (hasFingerprint && !checkFingerprint(m)) {
       c.malformed++;
-      return null;
+      return;
     }
-    if (m.cls !== StunClass.Request) return null; // indications (keepalives) and stray responses get no answer
+    const turn = transport === 'udp' ? this.opts.turn : undefined;
+    if (m.cls === StunClass.Indication && m.method === StunMethod.Send && turn) {
+      turn.sendIndication(m, { address: ip, port });
+      return;
+    }
+    if (m.cls !== StunClass.Request) return; // other indications (keepalives) and stray responses get no answer
     const reply = (cls: StunClass): StunMessageBuilder => new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
     const finish = (b: StunMessageBuilder): Buffer => (hasFingerprint ? b.addFingerprint() : b).build();
-    const fail = (code: number, reason?: string, unknown?: number[]): Buffer => {
+    const fail = (code: number, reason?: string, unknown?: number[]): void => {
       c.errors[String(code)] = (c.errors[String(code)] ?? 0) + 1;
       const b = reply(StunClass.ErrorResponse).addErrorCode(code, reason);
       if (unknown) b.addUnknownAttributes(unknown);
-      return finish(b);
+      send(finish(b));
     };
-    if (m.method !== StunMethod.Binding) return fail(400, 'Bad Request: only Binding is implemented here so far (TURN is not)');
+    if (m.method !== StunMethod.Binding) {
+      if (!TURN_METHODS.has(m.method)) return fail(400, 'Bad Request: unknown method');
+      if (transport === 'tcp') return fail(400, 'Bad Request: TURN over TCP is not implemented yet (use UDP)');
+      if (!turn) return fail(400, 'Bad Request: TURN is not configured on this server (no --turn-secret)');
+      const unknown = unknownComprehensionRequired(m, TURN_KNOWN);
+      if (unknown.length > 0) {
+        if (this.opts.logger.enabled('debug')) this.opts.logger.debug('TURN request with unknown attributes: 420', { method: m.method, unknown: unknown.map((t) => `0x${t.toString(16)}`) });
+        return fail(420, undefined, unknown);
+      }
+      turn.request(m, { address: ip, port }, hasFingerprint, send).catch((e: unknown) => {
+        this.opts.logger.error('TURN request failed', { method: m.method, error: String(e) });
+        fail(500);
+      });
+      return;
+    }
     const unknown = unknownComprehensionRequired(m, BINDING_KNOWN);
     if (unknown.length > 0) return fail(420, undefined, unknown);
     c.binding[transport]++;
-    return finish(reply(StunClass.SuccessResponse).addXorAddress(Attr.XOR_MAPPED_ADDRESS, ip, port));
+    send(finish(reply(StunClass.SuccessResponse).addXorAddress(Attr.XOR_MAPPED_ADDRESS, ip, port)));
   }
 
   /** An RFC 3489 client: MAPPED-ADDRESS, and its own magic-cookie bytes copied back (RFC 8489 section 11). */

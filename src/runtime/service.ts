@@ -1,7 +1,8 @@
 // The service contract: every job of the gateway (SOCKS, interception, later rendezvous and the
 // shield) is a service with one lifecycle: listen -> stop accepting -> (the supervisor drains open
 // connections for the grace period) -> close. A service declares its config section, whether it
-// runs in every worker thread, and optionally its API routes (a fastify plugin, main thread only).
+// runs in every worker thread, and optionally its API routes (a fastify plugin under /api/v1, main
+// thread only).
 import type { FastifyPluginAsync } from 'fastify';
 import type { Section } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -54,7 +55,7 @@ export interface ServiceDefinition<S = never, V extends Service = Service> {
   everyThread: boolean;
   enabled(settings: S): boolean;
   create(ctx: ServiceContext<S>): V;
-  /** its API routes, registered under /api/v1/<name> (main thread only), given the running service */
+  /** its API routes, registered under /api/v1 (paths of its own: /intercept/..., /turn/...; main thread only), given the running service */
   routes?(service: V): FastifyPluginAsync;
 }
 

@@ -126,13 +126,13 @@ describe('edgeward start --turn: the STUN server', { skip }, () => {
     assert.equal(reply?.readUInt16BE(0), 0x0101);
   });
 
-  it('answers a TURN Allocate with 400 saying TURN is not implemented yet (not silence)', async () => {
+  it('without --turn-secret, answers a TURN Allocate with 400 saying TURN is not configured (not silence)', async () => {
     const { reply } = await udpAsk(port, stunMessage(0x0003, Buffer.from('allocate-id!')));
     assert.ok(reply);
     assert.equal(reply.readUInt16BE(0), 0x0113, 'Allocate error response');
     const code = attributes(reply).get(0x0009)!;
     assert.equal(code[2]! * 100 + code[3]!, 400);
-    assert.match(code.subarray(4).toString(), /not/);
+    assert.match(code.subarray(4).toString(), /not configured/);
   });
 
   it('over TCP: two requests in one write get two answers; a broken frame closes only that connection', async () => {

@@ -1,0 +1,283 @@
+// TURN allocations over UDP (RFC 8656): a relayed transport address per client 5-tuple, with its
+// permissions (peer IPs, 300 s) and channel bindings (channel <-> peer address, 600 s), lifetimes
+// swept every second, and the relaying itself: Send indications and ChannelData out, Data
+// indications and ChannelData back. A failed send to one peer drops that datagram only.
+import dgram from 'node:dgram';
+import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
+import { randomBytes } from 'node:crypto';
+
+export const DEFAULT_LIFETIME_S = 600;
+export const MAX_LIFETIME_S = 3600;
+export const PERMISSION_LIFETIME_S = 300;
+export const CHANNEL_LIFETIME_S = 600;
+/** Seconds a port reserved by EVEN-PORT (R bit) waits for its RESERVATION-TOKEN. */
+export const RESERVATION_LIFETIME_S = 30;
+/** Binds tried to find an even port (and a free next one) before answering 508. */
+const EVEN_PORT_TRIES = 32;
+/** Permissions and channels one allocation may hold (a bound on what a client can make us keep). */
+export const MAX_PERMISSIONS = 256;
+
+export interface Allocation {
+  id: number;
+  /** "udp|IP|PORT" of the client */
+  key: string;
+  client: { address: string; port: number };
+  user: string;
+  username: string;
+  /** the key that signed the Allocate: later requests of this allocation must be signed with it */
+  authKey: Buffer;
+  relay: dgram.Socket;
+  relayed: { address: string; port: number };
+  createdAt: number;
+  expiresAt: number;
+  /** peer IP -> expiry (ms) */
+  permissions: Map<string, number>;
+  /** channel -> peer, and "IP|PORT" -> channel */
+  channels: Map<number, { address: string; port: number; expiresAt: number }>;
+  channelOf: Map<string, number>;
+  bytes: { up: number; down: number };
+  /** the transaction id of the Allocate, for retransmissions */
+  transactionId: Buffer;
+}
+
+export interface AllocationTableOptions {
+  /** address the relay sockets bind to */
+  relayIp: string;
+  maxAllocations: number;
+  /** sends to the client over the server's own socket */
+  toClient(a: Allocation, data: Buffer): void;
+  now?: () => number;
+}
+
+export class AllocationTable {
+  private readonly byKey = new Map<string, Allocation>();
+  /** ports held for a second Allocate (EVEN-PORT with R), by token */
+  private readonly reservations = new Map<string, { socket: dgram.Socket; expiresAt: number }>();
+  private nextId = 1;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: AllocationTableOptions) {
+    this.now = opts.now ?? (() => Date.now());
+    this.sweeper = setInterval(() => this.sweep(), 1000);
+    this.sweeper.unref();
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  list(): Allocation[] {
+    return [...this.byKey.values()];
+  }
+
+  get(key: string): Allocation | undefined {
+    const a = this.byKey.get(key);
+    if (a && a.expiresAt <= this.now()) {
+      this.remove(a);
+      return undefined;
+    }
+    return a;
+  }
+
+  /** A UDP socket bound on the relay address (port 0: any). */
+  private async bindRelay(port: number): Promise<dgram.Socket> {
+    const relay = dgram.createSocket({ type: this.opts.relayIp.includes(':') ? 'udp6' : 'udp4' });
+    await new Promise<void>((resolve, reject) => {
+      relay.once('error', (e) => {
+        relay.close();
+        reject(e);
+      });
+      relay.bind(port, this.opts.relayIp, () => {
+        relay.removeAllListeners('error');
+        resolve();
+      });
+    });
+    return relay;
+  }
+
+  /**
+   * An even port (EVEN-PORT), and with `reserveNext` the next port held for RESERVATION_LIFETIME_S
+   * under a token the client can redeem in a second Allocate (RTP/RTCP pairs). Null when no such
+   * pair was found in a bounded number of tries (508).
+   */
+  private async evenRelay(reserveNext: boolean): Promise<{ relay: dgram.Socket; token?: Buffer } | null> {
+    for (let i = 0; i < EVEN_PORT_TRIES; i++) {
+      const s = await this.bindRelay(0);
+      const port = s.address().port;
+      if (port % 2 !== 0) {
+        s.close();
+        continue;
+      }
+      if (!reserveNext) return { relay: s };
+      try {
+        const next = await this.bindRelay(port + 1);
+        const token = randomBytes(8);
+        this.reservations.set(token.toString('hex'), { socket: next, expiresAt: this.now() + RESERVATION_LIFETIME_S * 1000 });
+        return { relay: s, token };
+      } catch {
+        s.close();
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Opens the relay socket and records the allocation: any port, an even one (`even`), or the port
+   * reserved under `reservation`. 'quota' at the allocation cap; 'unavailable' when no such port
+   * (or no such reservation) is there. Rejects with a bind error.
+   */
+  async create(p: {
+    key: string;
+    client: { address: string; port: number };
+    user: string;
+    username: string;
+    authKey: Buffer;
+    lifetimeS: number;
+    transactionId: Buffer;
+    even?: { reserveNext: boolean };
+    reservation?: Buffer;
+  }): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'unavailable'> {
+    if (this.byKey.size >= this.opts.maxAllocations) return 'quota';
+    let relay: dgram.Socket;
+    let reservationToken: Buffer | undefined;
+    if (p.reservation) {
+      const r = this.reservations.get(p.reservation.toString('hex'));
+      if (!r) return 'unavailable';
+      this.reservations.delete(p.reservation.toString('hex'));
+      relay = r.socket;
+    } else if (p.even) {
+      const e = await this.evenRelay(p.even.reserveNext);
+      if (!e) return 'unavailable';
+      relay = e.relay;
+      reservationToken = e.token;
+    } else {
+      relay = await this.bindRelay(0);
+    }
+    const bound = relay.address();
+    const now = this.now();
+    const a: Allocation = {
+      id: this.nextId++,
+      key: p.key,
+      client: p.client,
+      user: p.user,
+      username: p.username,
+      authKey: p.authKey,
+      relay,
+      relayed: { address: bound.address, port: bound.port },
+      createdAt: now,
+      expiresAt: now + p.lifetimeS * 1000,
+      permissions: new Map(),
+      channels: new Map(),
+      channelOf: new Map(),
+      bytes: { up: 0, down: 0 },
+      transactionId: p.transactionId,
+    };
+    // a send that fails (no route, ICMP unreachable reported on the socket) loses that datagram only
+    relay.on('error', () => undefined);
+    relay.on('message', (data, rinfo) => this.fromPeer(a, data, rinfo.address, rinfo.port));
+    this.byKey.set(p.key, a);
+    return reservationToken ? Object.assign(a, { reservationToken }) : a;
+  }
+
+  refresh(a: Allocation, lifetimeS: number): void {
+    if (lifetimeS === 0) this.remove(a);
+    else a.expiresAt = this.now() + lifetimeS * 1000;
+  }
+
+  remove(a: Allocation): void {
+    if (this.byKey.get(a.key) !== a) return;
+    this.byKey.delete(a.key);
+    a.relay.close();
+  }
+
+  /** Installs or refreshes a permission for each peer IP; false when the allocation holds too many. */
+  permit(a: Allocation, ips: readonly string[]): boolean {
+    const fresh = ips.filter((ip) => !a.permissions.has(ip));
+    if (a.permissions.size + fresh.length > MAX_PERMISSIONS) return false;
+    const until = this.now() + PERMISSION_LIFETIME_S * 1000;
+    for (const ip of ips) a.permissions.set(ip, until);
+    return true;
+  }
+
+  /**
+   * Binds `channel` to the peer (or refreshes the binding) and installs the peer's permission.
+   * 'conflict' when the channel is bound to another peer or the peer to another channel (400).
+   */
+  bindChannel(a: Allocation, channel: number, peer: { address: string; port: number }): 'ok' | 'conflict' | 'quota' {
+    const peerKey = `${peer.address}|${peer.port}`;
+    const existing = a.channels.get(channel);
+    if (existing && `${existing.address}|${existing.port}` !== peerKey) return 'conflict';
+    const other = a.channelOf.get(peerKey);
+    if (other !== undefined && other !== channel) return 'conflict';
+    if (!existing && a.channels.size >= MAX_PERMISSIONS) return 'quota';
+    if (!this.permit(a, [peer.address])) return 'quota';
+    a.channels.set(channel, { ...peer, expiresAt: this.now() + CHANNEL_LIFETIME_S * 1000 });
+    a.channelOf.set(peerKey, channel);
+    return 'ok';
+  }
+
+  private permitted(a: Allocation, ip: string): boolean {
+    const until = a.permissions.get(ip);
+    return until !== undefined && until > this.now();
+  }
+
+  /** A Send indication's or a ChannelData's payload to a peer; dropped without a permission. */
+  toPeer(a: Allocation, peer: { address: string; port: number }, data: Buffer): boolean {
+    if (!this.permitted(a, peer.address)) return false;
+    a.bytes.up += data.length;
+    a.relay.send(data, peer.port, peer.address);
+    return true;
+  }
+
+  /** ChannelData from the client: to the channel's peer, when the channel is bound. */
+  fromClientChannel(a: Allocation, channel: number, data: Buffer): boolean {
+    const peer = a.channels.get(channel);
+    if (!peer || peer.expiresAt <= this.now()) return false;
+    return this.toPeer(a, peer, data);
+  }
+
+  private fromPeer(a: Allocation, data: Buffer, address: string, port: number): void {
+    const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
+    if (!this.permitted(a, ip)) return; // no permission: the datagram is dropped (RFC 8656 section 11)
+    a.bytes.down += data.length;
+    const channel = a.channelOf.get(`${ip}|${port}`);
+    if (channel !== undefined && (a.channels.get(channel)?.expiresAt ?? 0) > this.now()) {
+      this.opts.toClient(a, buildChannelData(channel, data, false));
+      return;
+    }
+    const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, ip, port).add(Attr.DATA, data).build();
+    this.opts.toClient(a, ind);
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [token, r] of this.reservations) {
+      if (r.expiresAt <= now) {
+        r.socket.close();
+        this.reservations.delete(token);
+      }
+    }
+    for (const a of this.byKey.values()) {
+      if (a.expiresAt <= now) {
+        this.remove(a);
+        continue;
+      }
+      for (const [ip, until] of a.permissions) if (until <= now) a.permissions.delete(ip);
+      for (const [ch, peer] of a.channels) {
+        if (peer.expiresAt <= now) {
+          a.channels.delete(ch);
+          a.channelOf.delete(`${peer.address}|${peer.port}`);
+        }
+      }
+    }
+  }
+
+  /** Closes every relay socket and stops the sweeper. */
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const r of this.reservations.values()) r.socket.close();
+    this.reservations.clear();
+    for (const a of [...this.byKey.values()]) this.remove(a);
+  }
+}

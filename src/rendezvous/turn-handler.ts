@@ -1,0 +1,266 @@
+// The TURN requests and indications of clients over UDP (RFC 8656): Allocate, Refresh,
+// CreatePermission, ChannelBind (long-term credentials with TURN REST usernames, stateless nonces),
+// Send indications and ChannelData. State lives in allocations.ts; who may be a peer in
+// peer-policy.ts. TURN over TCP/TLS, TCP allocations and users from the store come next (issue 8).
+import {
+  Attr,
+  CHANNEL_MAX,
+  CHANNEL_MIN,
+  checkMessageIntegrity,
+  decodeString,
+  decodeUint32,
+  decodeXorAddress,
+  getAttr,
+  parseChannelData,
+  StunClass,
+  StunMessageBuilder,
+  StunMethod,
+  type StunMessage,
+} from '../codec/stun.js';
+import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation } from './allocations.js';
+import type { PeerPolicy } from './peer-policy.js';
+import { Nonces, restCredentialKeys } from './turn-auth.js';
+
+export interface TurnOptions {
+  realm: string;
+  /** TURN REST secrets, newest first */
+  secrets: readonly string[];
+  relayIp: string;
+  peers: PeerPolicy;
+  maxAllocations: number;
+  software: string;
+}
+
+/** What TURN counts; the service turns these into metric families (never labelled by user). */
+export interface TurnCounters {
+  allocations: number;
+  /** 401s to requests without credentials: the first round of every allocation */
+  challenges: number;
+  /** wrong, expired or unknown credentials (401), stale or foreign nonces (438) */
+  authFailures: number;
+  deniedPeers: number;
+  /** bytes relayed since start by allocations that have ended; open ones are added at scrape time */
+  bytesUp: number;
+  bytesDown: number;
+}
+
+type Client = { address: string; port: number };
+type Send = (data: Buffer) => void;
+type Auth = { user: string; username: string; key: Buffer };
+
+/** Attributes of TURN requests that this server understands. */
+export const TURN_KNOWN = new Set<number>([
+  Attr.USERNAME,
+  Attr.REALM,
+  Attr.NONCE,
+  Attr.MESSAGE_INTEGRITY,
+  Attr.MESSAGE_INTEGRITY_SHA256,
+  Attr.REQUESTED_TRANSPORT,
+  Attr.LIFETIME,
+  Attr.XOR_PEER_ADDRESS,
+  Attr.CHANNEL_NUMBER,
+  Attr.DATA,
+  Attr.REQUESTED_ADDRESS_FAMILY,
+  Attr.EVEN_PORT,
+  Attr.RESERVATION_TOKEN,
+]);
+
+export class TurnHandler {
+  readonly table: AllocationTable;
+  private readonly nonces = new Nonces();
+  readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0, bytesUp: 0, bytesDown: 0 };
+
+  constructor(
+    private readonly opts: TurnOptions,
+    toClient: (client: Client, data: Buffer) => void,
+  ) {
+    this.table = new AllocationTable({ relayIp: opts.relayIp, maxAllocations: opts.maxAllocations, toClient: (a, d) => toClient(a.client, d) });
+  }
+
+  close(): void {
+    this.table.close();
+  }
+
+  /** ChannelData from a client: relayed to the channel's peer when bound, else dropped. */
+  channelData(buf: Buffer, client: Client): boolean {
+    const cd = parseChannelData(buf);
+    if (!cd.ok) return false;
+    const a = this.table.get(key(client));
+    return a !== undefined && this.table.fromClientChannel(a, cd.value.channel, cd.value.data);
+  }
+
+  /** A Send indication: relayed when the allocation has a permission for the peer; no answer either way. */
+  sendIndication(m: StunMessage, client: Client): void {
+    const a = this.table.get(key(client));
+    const peer = peerOf(m);
+    const data = getAttr(m, Attr.DATA);
+    if (!a || !peer || !data || !this.opts.peers.permits(peer.address)) return;
+    this.table.toPeer(a, peer, data.value);
+  }
+
+  /** Answers a TURN request (Allocate, Refresh, CreatePermission, ChannelBind). */
+  async request(m: StunMessage, client: Client, fingerprint: boolean, send: Send): Promise<void> {
+    const respond = (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth): void => {
+      const b = new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
+      fill(b);
+      if (auth) b.addMessageIntegrity(auth.key);
+      if (fingerprint) b.addFingerprint();
+      send(b.build());
+    };
+    const fail = (code: number, reason?: string, auth?: Auth): void => respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code, reason), auth);
+    const challenge = (code: 401 | 438, failure = true): void => {
+      if (failure) this.counters.authFailures++;
+      else this.counters.challenges++;
+      respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code).addString(Attr.REALM, this.opts.realm).addString(Attr.NONCE, this.nonces.issue(`${client.address}|${client.port}`)));
+    };
+
+    // ---- authentication (RFC 8489 section 9.2) ----
+    if (!getAttr(m, Attr.MESSAGE_INTEGRITY)) return challenge(401, false); // the normal first exchange
+    const username = text(m, Attr.USERNAME);
+    const realm = text(m, Attr.REALM);
+    const nonce = text(m, Attr.NONCE);
+    if (username === null || realm === null || nonce === null) return fail(400, 'Bad Request: USERNAME, REALM and NONCE are required with MESSAGE-INTEGRITY');
+    const fresh = this.nonces.check(nonce, `${client.address}|${client.port}`);
+    if (fresh !== 'ok') return challenge(438);
+    if (realm !== this.opts.realm) return challenge(401);
+    const creds = restCredentialKeys(username, realm, this.opts.secrets, Date.now());
+    // an expired credential gets no new allocation, nor anything else: the client must fetch a new one
+    if (!creds.ok) return challenge(401);
+    const authKey = creds.keys.find((k) => checkMessageIntegrity(m, k));
+    if (!authKey) return challenge(401);
+    const auth: Auth = { user: creds.user, username, key: authKey };
+
+    const k = key(client);
+    if (m.method === StunMethod.Allocate) return this.allocate(m, client, auth, respond, fail);
+    const a = this.table.get(k);
+    if (!a) return fail(437, undefined, auth);
+    if (a.username !== username) return fail(441, undefined, auth);
+    switch (m.method) {
+      case StunMethod.Refresh: {
+        const lifetime = lifetimeOf(m, 0);
+        this.table.refresh(a, lifetime);
+        if (lifetime === 0) this.countClosed(a);
+        return respond(StunClass.SuccessResponse, (b) => b.addUint32(Attr.LIFETIME, lifetime), auth);
+      }
+      case StunMethod.CreatePermission: {
+        const peers = m.attributes.filter((x) => x.type === Attr.XOR_PEER_ADDRESS).map((x) => decodeXorAddress(x.value, m.transactionId));
+        if (peers.length === 0 || peers.some((p) => !p.ok)) return fail(400, 'Bad Request: XOR-PEER-ADDRESS missing or malformed', auth);
+        const ips = peers.map((p) => (p.ok ? p.value.ip : ''));
+        if (ips.some((ip) => !this.opts.peers.permits(ip))) {
+          this.counters.deniedPeers++;
+          return fail(403, 'Forbidden: peer address not allowed', auth);
+        }
+        if (!this.table.permit(a, ips)) return fail(508, undefined, auth);
+        return respond(StunClass.SuccessResponse, () => undefined, auth);
+      }
+      case StunMethod.ChannelBind: {
+        const ch = getAttr(m, Attr.CHANNEL_NUMBER);
+        const channel = ch && ch.value.length === 4 ? ch.value.readUInt16BE(0) : -1;
+        const peer = peerOf(m);
+        if (channel < CHANNEL_MIN || channel > CHANNEL_MAX || !peer) return fail(400, 'Bad Request: CHANNEL-NUMBER 0x4000-0x7FFE and XOR-PEER-ADDRESS are required', auth);
+        if (!this.opts.peers.permits(peer.address)) {
+          this.counters.deniedPeers++;
+          return fail(403, 'Forbidden: peer address not allowed', auth);
+        }
+        const r = this.table.bindChannel(a, channel, peer);
+        if (r === 'conflict') return fail(400, 'Bad Request: channel or peer already bound otherwise', auth);
+        if (r === 'quota') return fail(508, undefined, auth);
+        return respond(StunClass.SuccessResponse, () => undefined, auth);
+      }
+      default:
+        return fail(400, 'Bad Request: method not supported', auth);
+    }
+  }
+
+  private async allocate(m: StunMessage, client: Client, auth: Auth, respond: (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth) => void, fail: (code: number, reason?: string, auth?: Auth) => void): Promise<void> {
+    const existing = this.table.get(key(client));
+    if (existing) {
+      // a retransmitted Allocate gets the same answer; another one on this 5-tuple is a mismatch
+      if (existing.transactionId.equals(m.transactionId)) return respond(StunClass.SuccessResponse, (b) => this.allocated(b, existing, client), auth);
+      return fail(437, undefined, auth);
+    }
+    const rt = getAttr(m, Attr.REQUESTED_TRANSPORT);
+    if (!rt || rt.value.length !== 4) return fail(400, 'Bad Request: REQUESTED-TRANSPORT is required', auth);
+    if (rt.value[0] !== 17) return fail(442, undefined, auth);
+    const family = getAttr(m, Attr.REQUESTED_ADDRESS_FAMILY);
+    const relayFamily = this.opts.relayIp.includes(':') ? 0x02 : 0x01;
+    if (family && family.value[0] !== relayFamily) return fail(440, undefined, auth);
+    const evenPort = getAttr(m, Attr.EVEN_PORT);
+    const token = getAttr(m, Attr.RESERVATION_TOKEN);
+    if (evenPort && token) return fail(400, 'Bad Request: EVEN-PORT and RESERVATION-TOKEN together', auth);
+    if (token && (token.value.length !== 8 || family)) return fail(400, 'Bad Request: RESERVATION-TOKEN must be 8 bytes, without REQUESTED-ADDRESS-FAMILY', auth);
+    const lifetime = lifetimeOf(m, DEFAULT_LIFETIME_S);
+    let a: Awaited<ReturnType<AllocationTable['create']>>;
+    try {
+      a = await this.table.create({
+        key: key(client),
+        client,
+        user: auth.user,
+        username: auth.username,
+        authKey: auth.key,
+        lifetimeS: lifetime === 0 ? DEFAULT_LIFETIME_S : lifetime,
+        transactionId: Buffer.from(m.transactionId),
+        even: evenPort ? { reserveNext: evenPort.value.length > 0 && (evenPort.value[0]! & 0x80) !== 0 } : undefined,
+        reservation: token ? Buffer.from(token.value) : undefined,
+      });
+    } catch {
+      return fail(508, undefined, auth);
+    }
+    if (a === 'quota') return fail(486, undefined, auth);
+    if (a === 'unavailable') return fail(508, undefined, auth);
+    this.counters.allocations++;
+    const made = a;
+    made.relay.once('close', () => this.countClosed(made));
+    respond(
+      StunClass.SuccessResponse,
+      (b) => {
+        this.allocated(b, made, client);
+        if (made.reservationToken) b.add(Attr.RESERVATION_TOKEN, made.reservationToken);
+      },
+      auth,
+    );
+  }
+
+  private allocated(b: StunMessageBuilder, a: Allocation, client: Client): void {
+    b.addXorAddress(Attr.XOR_RELAYED_ADDRESS, a.relayed.address, a.relayed.port)
+      .addUint32(Attr.LIFETIME, Math.max(0, Math.round((a.expiresAt - Date.now()) / 1000)))
+      .addXorAddress(Attr.XOR_MAPPED_ADDRESS, client.address, client.port);
+  }
+
+  private readonly closed = new WeakSet<Allocation>();
+
+  /** Folds an ended allocation's bytes into the totals, once. */
+  private countClosed(a: Allocation): void {
+    if (this.closed.has(a)) return;
+    this.closed.add(a);
+    this.counters.bytesUp += a.bytes.up;
+    this.counters.bytesDown += a.bytes.down;
+  }
+}
+
+function key(c: Client): string {
+  return `udp|${c.address}|${c.port}`;
+}
+
+function text(m: StunMessage, type: number): string | null {
+  const a = getAttr(m, type);
+  if (!a) return null;
+  const r = decodeString(type, a.value);
+  return r.ok ? r.value : null;
+}
+
+function peerOf(m: StunMessage): Client | null {
+  const a = getAttr(m, Attr.XOR_PEER_ADDRESS);
+  if (!a) return null;
+  const r = decodeXorAddress(a.value, m.transactionId);
+  return r.ok ? { address: r.value.ip, port: r.value.port } : null;
+}
+
+/** The LIFETIME asked for, bounded to MAX_LIFETIME_S (0 stays 0: delete); `absent` when not given. */
+function lifetimeOf(m: StunMessage, absent: number): number {
+  const a = getAttr(m, Attr.LIFETIME);
+  if (!a) return absent;
+  const r = decodeUint32(a.value);
+  if (!r.ok) return absent;
+  return r.value === 0 ? 0 : Math.min(Math.max(r.value, 60), MAX_LIFETIME_S);
+}

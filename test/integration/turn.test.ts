@@ -1,0 +1,127 @@
+// TURN over UDP (edgeward start --turn ... --turn-secret) against coturn's own clients:
+// turnutils_uclient relays through edgeward to turnutils_peer with channels and with Send
+// indications; REST credentials from the API work, expired or wrongly signed ones do not; the
+// default peer denylist refuses loopback peers (403); allocations are listed and can be ended.
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, type Gateway } from '../helpers/edgeward.js';
+import { startProcess, runCmd, type RunningProcess } from '../helpers/process.js';
+import { closedPort } from '../helpers/peers.js';
+import { missingPrograms, requirement } from '../helpers/requirements.js';
+
+const skip = requirement(missingPrograms(['turnutils_uclient', 'turnutils_peer']));
+if (skip) process.stdout.write(`# skipping the TURN interoperability tests: ${skip}\n`);
+
+const SECRET = 'turn-test-secret';
+
+function metric(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+async function turnPort(g: Gateway): Promise<number> {
+  const listening = await g.waitForLog((l) => l.msg === 'listening');
+  const m = /^127\.0\.0\.1:(\d+)$/.exec(String(listening.turn));
+  assert.ok(m, JSON.stringify(listening));
+  return Number(m[1]);
+}
+
+/** turnutils_uclient: 20 messages of 100 bytes through the TURN server to the peer and back. */
+function uclient(port: number, peerPort: number, auth: string[], extra: string[] = []): ReturnType<typeof runCmd> {
+  return runCmd(['turnutils_uclient', ...extra, '-e', '127.0.0.1', '-r', String(peerPort), ...auth, '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
+}
+
+describe('TURN over UDP with coturn\'s clients', { skip }, () => {
+  let g: Gateway;
+  let port = 0;
+  let peerPort = 0;
+  let peer: RunningProcess;
+  before(async () => {
+    g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-secret', SECRET, '--turn-allow-peers', '127.0.0.0/8'] });
+    port = await turnPort(g);
+    peerPort = await closedPort();
+    peer = startProcess(['turnutils_peer', '-p', String(peerPort), '-L', '127.0.0.1']);
+    await new Promise((r) => setTimeout(r, 300));
+  });
+  after(async () => {
+    await peer?.stop();
+    await g?.stop();
+  });
+
+  it('relays through channels (turnutils_uclient default mode) with nothing lost', async () => {
+    const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /tot_recv_msgs=40\b/);
+    assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
+  });
+
+  it('relays through Send and Data indications (-s) with nothing lost', async () => {
+    const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice'], ['-s']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /tot_recv_msgs=40\b/);
+    assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
+  });
+
+  it('lists the allocations uclient left open with their user, ends one on DELETE, and counts the bytes of those that ended', async () => {
+    const list = await g.api<{ allocations: Array<{ id: number; user: string; bytes: { up: number; down: number }; relayed: { port: number } }> }>('GET', '/api/v1/turn/allocations');
+    assert.equal(list.status, 200, list.text);
+    const mine = list.body.allocations.filter((a) => a.user === 'alice');
+    // uclient ends the allocations it relayed through (Refresh with LIFETIME 0) and leaves the others
+    assert.ok(mine.length >= 1, list.text);
+    const gone = await g.api('DELETE', `/api/v1/turn/allocations/${mine[0]!.id}`);
+    assert.equal(gone.status, 204, gone.text);
+    const after = await g.api<{ allocations: Array<{ id: number }> }>('GET', '/api/v1/turn/allocations');
+    assert.ok(!after.body.allocations.some((a) => a.id === mine[0]!.id));
+    assert.equal((await g.api('DELETE', `/api/v1/turn/allocations/${mine[0]!.id}`)).status, 404);
+    const m = (await g.api<string>('GET', '/metrics')).text;
+    assert.ok(metric(m, 'edgeward_turn_relayed_bytes_total{direction="up"}') >= 4000, m);
+    assert.ok(metric(m, 'edgeward_turn_allocations_total') >= 4, m);
+  });
+
+  it('issues REST credentials over the API that turnutils_uclient can use as a long-term user', async () => {
+    const c = await g.api<{ username: string; password: string; ttl: number; uris: string[] }>('POST', '/api/v1/turn/credentials', { user: 'bob', ttl: 600 });
+    assert.equal(c.status, 200, c.text);
+    assert.match(c.body.username, /^\d+:bob$/);
+    assert.deepEqual(c.body.uris, [`turn:127.0.0.1:${port}?transport=udp`]);
+    const r = await uclient(port, peerPort, ['-u', c.body.username, '-w', c.body.password]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
+    const bad = await g.api('POST', '/api/v1/turn/credentials', { user: 'a:b' });
+    assert.equal(bad.status, 400, bad.text);
+  });
+
+  it('refuses an expired credential and one signed with another secret: no allocation, counted', async () => {
+    const before = (await g.api<string>('GET', '/metrics')).text;
+    const username = `${Math.floor(Date.now() / 1000) - 10}:carol`;
+    const password = createHmac('sha1', SECRET).update(username).digest('base64');
+    const expired = await uclient(port, peerPort, ['-u', username, '-w', password]);
+    assert.notEqual(expired.code, 0, 'an expired credential must not allocate');
+    const wrong = await uclient(port, peerPort, ['-W', 'not-the-secret', '-u', 'mallory']);
+    assert.notEqual(wrong.code, 0, 'a credential made with another secret must not allocate');
+    const afterM = (await g.api<string>('GET', '/metrics')).text;
+    assert.equal(metric(afterM, 'edgeward_turn_allocations_total'), metric(before, 'edgeward_turn_allocations_total'));
+    assert.ok(metric(afterM, 'edgeward_turn_auth_failures_total') >= metric(before, 'edgeward_turn_auth_failures_total') + 2, afterM);
+  });
+});
+
+describe('TURN peers: the default denylist', { skip }, () => {
+  let g: Gateway;
+  let port = 0;
+  before(async () => {
+    g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-secret', SECRET] });
+    port = await turnPort(g);
+  });
+  after(async () => {
+    await g?.stop();
+  });
+
+  it('refuses a loopback peer with 403 (no SSRF into the server\'s own network)', async () => {
+    const peerPort = await closedPort();
+    const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice']);
+    assert.notEqual(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /403/);
+    const m = (await g.api<string>('GET', '/metrics')).text;
+    assert.ok(metric(m, 'edgeward_turn_denied_peers_total') >= 1, m);
+  });
+});
