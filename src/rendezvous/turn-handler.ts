@@ -137,7 +137,7 @@ export class TurnHandler {
     if (a.username !== username) return fail(441, undefined, auth);
     switch (m.method) {
       case StunMethod.Refresh: {
-        const lifetime = lifetimeOf(m, 0);
+        const lifetime = lifetimeOf(m, DEFAULT_LIFETIME_S); // absent: the default, not 0 (which ends it)
         this.table.refresh(a, lifetime);
         if (lifetime === 0) this.countClosed(a);
         return respond(StunClass.SuccessResponse, (b) => b.addUint32(Attr.LIFETIME, lifetime), auth);
