@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startGateway, type Gateway } from '../helpers/edgeward.js';
+import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
 import { startProcess, runCmd, type RunningProcess } from '../helpers/process.js';
 import { closedPort } from '../helpers/peers.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
@@ -89,6 +89,26 @@ describe('TURN over UDP with coturn\'s clients', { skip }, () => {
     assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
     const bad = await g.api('POST', '/api/v1/turn/credentials', { user: 'a:b' });
     assert.equal(bad.status, 400, bad.text);
+  });
+
+  it('edgeward turn credentials|allocations|end do the same from the command line', async () => {
+    const env = { ...process.env, EDGEWARD_API_URL: g.apiUrl, EDGEWARD_API_TOKEN: g.token ?? '' };
+    const cred = await runCmd([process.execPath, BIN, 'turn', 'credentials', 'dave', '--ttl', '300', '--json'], { env });
+    assert.equal(cred.code, 0, cred.stderr);
+    const c = JSON.parse(cred.stdout) as { username: string; password: string; ttl: number };
+    assert.match(c.username, /^\d+:dave$/);
+    assert.equal(c.ttl, 300);
+    const r = await uclient(port, peerPort, ['-u', c.username, '-w', c.password]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const table = await runCmd([process.execPath, BIN, 'turn', 'allocations'], { env });
+    assert.equal(table.code, 0, table.stderr);
+    const row = table.stdout.split('\n').find((l) => /\sdave\s/.test(l));
+    assert.ok(row, table.stdout);
+    const id = row.trim().split(/\s+/)[0]!;
+    const ended = await runCmd([process.execPath, BIN, 'turn', 'end', id], { env });
+    assert.equal(ended.code, 0, ended.stderr);
+    assert.equal((await runCmd([process.execPath, BIN, 'turn', 'end', id], { env })).code, 1, 'ending it twice is a failure (404)');
+    assert.equal((await runCmd([process.execPath, BIN, 'turn', 'credentials'], { env })).code, 2, 'a missing USER is a usage error');
   });
 
   it('refuses an expired credential and one signed with another secret: no allocation, counted', async () => {

@@ -1,0 +1,119 @@
+// `edgeward turn ...`: TURN credentials and allocations of the rendezvous service, through the REST API.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { clientFromEnv, ENV_HELP, reportError } from './api-client.js';
+import type { Command } from './command.js';
+
+const usage = `Usage: edgeward turn <credentials|allocations|end> [options]
+
+The TURN server of "edgeward start --turn ADDR --turn-secret SECRET".
+
+  edgeward turn credentials USER [--ttl SECONDS] [--json]
+      a TURN REST credential for USER (username EXPIRY:USER, password from the newest secret),
+      valid --ttl seconds (default 86400, 60..604800), with the turn: URIs to put in iceServers
+  edgeward turn allocations [--json]
+      the allocations open now: user, client, relayed address, permissions, channels, bytes, time left
+  edgeward turn end ID
+      end an allocation now
+
+Options:
+  --ttl SECONDS      credentials: how long the credential is valid
+  --json             print JSON
+  --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
+
+${ENV_HELP}
+Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage error.
+`;
+
+class UsageError extends Error {}
+
+function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options: { data: { type: 'string' }, json: { type: 'boolean' }, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+function onePositional(pos: string[], name: string): string {
+  if (pos.length === 0) throw new UsageError(`missing ${name}`);
+  if (pos.length > 1) throw new UsageError(`unexpected argument "${pos[1]}"`);
+  return pos[0]!;
+}
+
+async function credentials(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { ttl: { type: 'string' } });
+  const user = onePositional(positionals, 'USER');
+  let ttl: number | undefined;
+  if (values.ttl !== undefined) {
+    if (!/^\d{1,7}$/.test(values.ttl)) throw new UsageError(`--ttl must be a number of seconds, got "${values.ttl}"`);
+    ttl = Number(values.ttl);
+  }
+  const c = await clientFromEnv(values.data).request<{ username: string; password: string; ttl: number; uris: string[] }>('POST', '/api/v1/turn/credentials', ttl === undefined ? { user } : { user, ttl });
+  if (values.json) process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
+  else process.stdout.write(`username ${c.username}\npassword ${c.password}\nttl      ${c.ttl}\nuris     ${c.uris.join(' ')}\n`);
+  return 0;
+}
+
+interface AllocationView {
+  id: number;
+  user: string;
+  client: { address: string; port: number };
+  relayed: { address: string; port: number };
+  permissions: string[];
+  channels: number;
+  bytes: { up: number; down: number };
+  secondsLeft: number;
+}
+
+async function allocations(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {});
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const { allocations: list } = await clientFromEnv(values.data).request<{ allocations: AllocationView[] }>('GET', '/api/v1/turn/allocations');
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+    return 0;
+  }
+  if (list.length === 0) {
+    process.stdout.write('no allocations\n');
+    return 0;
+  }
+  const addr = (a: { address: string; port: number }): string => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+  const rows = list.map((a) => [String(a.id), a.user, addr(a.client), addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
+  const head = ['ID', 'USER', 'CLIENT', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+  return 0;
+}
+
+async function end(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {});
+  const id = onePositional(positionals, 'ID');
+  if (!/^\d{1,12}$/.test(id)) throw new UsageError(`ID must be a number, got "${id}"`);
+  await clientFromEnv(values.data).request('DELETE', `/api/v1/turn/allocations/${id}`);
+  process.stdout.write(`allocation ${id} ended\n`);
+  return 0;
+}
+
+const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { credentials, allocations, end };
+
+export const command: Command = {
+  summary: 'TURN credentials and allocations of the rendezvous service (talks to the REST API)',
+  usage,
+  async run(args: string[]): Promise<number> {
+    const [sub, ...rest] = args;
+    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
+    if (!fn) {
+      process.stderr.write(`${sub === undefined ? 'edgeward turn: missing sub-command' : `edgeward turn: unknown sub-command "${sub}"`}\n\n${usage}`);
+      return 2;
+    }
+    try {
+      return await fn(rest);
+    } catch (e) {
+      if (e instanceof UsageError) {
+        process.stderr.write(`edgeward turn ${sub}: ${e.message}\nRun "edgeward turn --help" for the options.\n`);
+        return 2;
+      }
+      return reportError(e, `edgeward turn ${sub}`);
+    }
+  },
+};
