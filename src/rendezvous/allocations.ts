@@ -1,4 +1,4 @@
-// TURN allocations over UDP (RFC 8656): a relayed transport address per client 5-tuple, with its
+// TURN allocations with UDP relays (RFC 8656), for clients over UDP or TCP: a relayed transport address per client 5-tuple, with its
 // permissions (peer IPs, 300 s) and channel bindings (channel <-> peer address, 600 s), lifetimes
 // swept every second, and the relaying itself: Send indications and ChannelData out, Data
 // indications and ChannelData back. A failed send to one peer drops that datagram only.
@@ -19,9 +19,13 @@ export const MAX_PERMISSIONS = 256;
 
 export interface Allocation {
   id: number;
-  /** "udp|IP|PORT" of the client */
+  /** "TRANSPORT|IP|PORT" of the client */
   key: string;
   client: { address: string; port: number };
+  /** how the client talks to the server: ChannelData is padded to 4 bytes over TCP */
+  transport: 'udp' | 'tcp';
+  /** sends to the client: the server's UDP socket, or the client's TCP connection */
+  toClient(data: Buffer): void;
   user: string;
   username: string;
   /** the key that signed the Allocate: later requests of this allocation must be signed with it */
@@ -44,8 +48,6 @@ export interface AllocationTableOptions {
   /** address the relay sockets bind to */
   relayIp: string;
   maxAllocations: number;
-  /** sends to the client over the server's own socket */
-  toClient(a: Allocation, data: Buffer): void;
   now?: () => number;
 }
 
@@ -130,6 +132,8 @@ export class AllocationTable {
   async create(p: {
     key: string;
     client: { address: string; port: number };
+    transport: 'udp' | 'tcp';
+    toClient(data: Buffer): void;
     user: string;
     username: string;
     authKey: Buffer;
@@ -160,6 +164,8 @@ export class AllocationTable {
       id: this.nextId++,
       key: p.key,
       client: p.client,
+      transport: p.transport,
+      toClient: p.toClient,
       user: p.user,
       username: p.username,
       authKey: p.authKey,
@@ -243,11 +249,11 @@ export class AllocationTable {
     a.bytes.down += data.length;
     const channel = a.channelOf.get(`${ip}|${port}`);
     if (channel !== undefined && (a.channels.get(channel)?.expiresAt ?? 0) > this.now()) {
-      this.opts.toClient(a, buildChannelData(channel, data, false));
+      a.toClient(buildChannelData(channel, data, a.transport === 'tcp'));
       return;
     }
     const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, ip, port).add(Attr.DATA, data).build();
-    this.opts.toClient(a, ind);
+    a.toClient(ind);
   }
 
   private sweep(): void {

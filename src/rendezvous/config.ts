@@ -12,7 +12,7 @@ export const rendezvousSection = section({
       flag: 'turn',
       key: 'listen',
       arg: '[HOST:]PORT',
-      help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port): STUN Binding on both, TURN allocations over UDP',
+      help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port): STUN Binding, and TURN with --turn-secret (UDP relays, clients over UDP or TCP)',
       default: '',
     }),
     turnRealm: opt.string({ flag: 'turn-realm', key: 'realm', arg: 'REALM', help: 'the TURN realm (long-term credentials)', default: 'edgeward' }),

@@ -1,6 +1,6 @@
 // The rendezvous service: a STUN/TURN server (UDP and TCP on one address), in the main thread.
-// STUN Binding on both transports; TURN allocations over UDP with TURN REST credentials. TURN over
-// TCP/TLS, users from the store, accounts and signaling are being built on it (issues 8 and 9).
+// STUN Binding and TURN (UDP relays, clients over UDP or TCP, TURN REST credentials). TURN over TLS,
+// users from the store, accounts and signaling are being built on it (issues 8 and 9).
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
@@ -29,7 +29,7 @@ const AllocationView = Type.Object({
   id: Type.Integer(),
   user: Type.String({ description: 'the USER part of the TURN REST username' }),
   client: Type.Object({ address: Type.String(), port: Type.Integer() }),
-  transport: Type.Literal('udp'),
+  transport: Type.Union([Type.Literal('udp'), Type.Literal('tcp')], { description: 'how the client talks to the server (the relay is UDP)' }),
   relayed: Type.Object({ address: Type.String(), port: Type.Integer() }),
   permissions: Type.Array(Type.String(), { description: 'peer IPs the allocation may exchange datagrams with' }),
   channels: Type.Integer({ description: 'channels bound' }),
@@ -50,7 +50,7 @@ function view(a: Allocation): Static<typeof AllocationView> {
     id: a.id,
     user: a.user,
     client: a.client,
-    transport: 'udp',
+    transport: a.transport,
     relayed: a.relayed,
     permissions: [...a.permissions.keys()],
     channels: a.channels.size,
@@ -108,22 +108,18 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const { settings: s, parts, logger } = ctx;
     const counters = newStunCounters();
     const at = parseListenAddress(s.turn, '--turn');
-    let server: StunServer | null = null;
     const turn =
       s.turnSecret.length > 0
-        ? new TurnHandler(
-            {
-              realm: s.turnRealm,
-              secrets: s.turnSecret,
-              relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
-              peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
-              maxAllocations: s.turnMaxAllocations,
-              software: 'edgeward',
-            },
-            (client, data) => server?.sendUdp(client.address, client.port, data),
-          )
+        ? new TurnHandler({
+            realm: s.turnRealm,
+            secrets: s.turnSecret,
+            relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
+            peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
+            maxAllocations: s.turnMaxAllocations,
+            software: 'edgeward',
+          })
         : null;
-    server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, turn: turn ?? undefined, logger });
+    const server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, turn: turn ?? undefined, logger });
     const stun = server;
     let bound: { address: string; port: number } | null = null;
     const m = parts.metrics;
@@ -170,7 +166,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     return {
       turn,
       secrets: s.turnSecret,
-      uris: () => [`turn:${hostPort()}?transport=udp`],
+      uris: () => [`turn:${hostPort()}?transport=udp`, `turn:${hostPort()}?transport=tcp`],
       async listen() {
         bound = await stun.listen(at.host, at.port).catch((e: unknown) => {
           throw new Error(`--turn ${s.turn}: ${(e as Error).message}`);

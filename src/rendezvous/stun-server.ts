@@ -2,8 +2,8 @@
 // Binding requests (RFC 8489) with the client's reflexive address, and RFC 3489 ("classic")
 // clients with MAPPED-ADDRESS. Malformed messages are dropped, never answered or thrown on; a
 // request naming a comprehension-required attribute the server does not understand gets 420 with
-// UNKNOWN-ATTRIBUTES. TURN requests over UDP go to the TURN handler (turn-handler.ts); over TCP they
-// get 400 (not implemented yet).
+// UNKNOWN-ATTRIBUTES. TURN requests, indications and ChannelData, over UDP and over TCP, go to the
+// TURN handler (turn-handler.ts).
 import dgram from 'node:dgram';
 import net from 'node:net';
 import {
@@ -43,7 +43,7 @@ export interface StunServerOptions {
   counters: StunCounters;
   /** TCP clients at most */
   maxTcpClients: number;
-  /** TURN over UDP; absent: TURN requests get 400 */
+  /** TURN (clients over UDP and TCP); absent: TURN requests get 400 */
   turn?: TurnHandler;
   /** ms a TCP client may stay without sending a complete message; 0 = never closed for that */
   tcpIdleTimeout: number;
@@ -134,7 +134,7 @@ export class StunServer {
     }
     udp.on('error', (e) => this.opts.logger.warn('STUN UDP socket error', { error: e.message }));
     udp.on('message', (msg, rinfo) => {
-      const client = { address: plainIp(rinfo.address), port: rinfo.port };
+      const client = { address: plainIp(rinfo.address), port: rinfo.port, transport: 'udp' as const };
       const turn = this.opts.turn;
       // ChannelData (first two bits 01) belongs to a TURN allocation of this client
       if (turn && msg.length > 0 && (msg[0]! & 0xc0) === 0x40) {
@@ -158,11 +158,6 @@ export class StunServer {
     this.tcp = null;
   }
 
-  /** Sends a datagram to a client from the server's UDP socket (TURN's Data indications and ChannelData). */
-  sendUdp(address: string, port: number, data: Buffer): void {
-    this.udp?.send(data, port, address);
-  }
-
   /** Closes the TCP clients still connected. */
   destroyClients(): void {
     for (const s of this.tcpClients) s.destroy();
@@ -176,13 +171,17 @@ export class StunServer {
     if (this.opts.tcpIdleTimeout > 0) s.setTimeout(this.opts.tcpIdleTimeout, () => s.destroy());
     const ip = plainIp(s.remoteAddress ?? '');
     const port = s.remotePort ?? 0;
+    const client = { address: ip, port, transport: 'tcp' as const };
+    const turn = this.opts.turn;
+    if (turn) s.once('close', () => turn.connectionClosed(client));
     let buf: Buffer = Buffer.alloc(0);
     s.on('data', (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       for (;;) {
-        // ChannelData (first two bits 01) needs a channel bound by a TURN allocation on this
-        // connection, and there are none yet: whatever starts that way is not for us
-        if (buf.length > 0 && (buf[0]! & 0xc0) === 0x40) {
+        // ChannelData (first two bits 01) needs a TURN allocation on this connection: without
+        // one, whatever starts that way is not for us
+        const channelData = buf.length > 0 && (buf[0]! & 0xc0) === 0x40;
+        if (channelData && !turn?.hasAllocation(client)) {
           this.opts.counters.malformed++;
           s.destroy();
           return;
@@ -198,6 +197,10 @@ export class StunServer {
         if (buf.length < n) return;
         const frame = buf.subarray(0, n);
         buf = buf.subarray(n);
+        if (channelData) {
+          if (!turn!.channelData(frame, client)) this.opts.counters.malformed++;
+          continue;
+        }
         this.answer(frame, ip, port, 'tcp', (reply) => {
           if (!s.destroyed) s.write(reply);
         });
@@ -228,9 +231,10 @@ export class StunServer {
       c.malformed++;
       return;
     }
-    const turn = transport === 'udp' ? this.opts.turn : undefined;
+    const turn = this.opts.turn;
+    const client = { address: ip, port, transport };
     if (m.cls === StunClass.Indication && m.method === StunMethod.Send && turn) {
-      turn.sendIndication(m, { address: ip, port });
+      turn.sendIndication(m, client);
       return;
     }
     if (m.cls !== StunClass.Request) return; // other indications (keepalives) and stray responses get no answer
@@ -244,14 +248,13 @@ export class StunServer {
     };
     if (m.method !== StunMethod.Binding) {
       if (!TURN_METHODS.has(m.method)) return fail(400, 'Bad Request: unknown method');
-      if (transport === 'tcp') return fail(400, 'Bad Request: TURN over TCP is not implemented yet (use UDP)');
       if (!turn) return fail(400, 'Bad Request: TURN is not configured on this server (no --turn-secret)');
       const unknown = unknownComprehensionRequired(m, TURN_KNOWN);
       if (unknown.length > 0) {
         if (this.opts.logger.enabled('debug')) this.opts.logger.debug('TURN request with unknown attributes: 420', { method: m.method, unknown: unknown.map((t) => `0x${t.toString(16)}`) });
         return fail(420, undefined, unknown);
       }
-      turn.request(m, { address: ip, port }, hasFingerprint, send).catch((e: unknown) => {
+      turn.request(m, client, hasFingerprint, send).catch((e: unknown) => {
         this.opts.logger.error('TURN request failed', { method: m.method, error: String(e) });
         fail(500);
       });

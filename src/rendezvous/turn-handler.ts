@@ -1,7 +1,7 @@
-// The TURN requests and indications of clients over UDP (RFC 8656): Allocate, Refresh,
+// The TURN requests and indications of clients over UDP and TCP (RFC 8656): Allocate, Refresh,
 // CreatePermission, ChannelBind (long-term credentials with TURN REST usernames, stateless nonces),
 // Send indications and ChannelData. State lives in allocations.ts; who may be a peer in
-// peer-policy.ts. TURN over TCP/TLS, TCP allocations and users from the store come next (issue 8).
+// peer-policy.ts. TURN over TLS, TCP allocations and users from the store come next (issue 8).
 import {
   Attr,
   CHANNEL_MAX,
@@ -44,7 +44,8 @@ export interface TurnCounters {
   bytesDown: number;
 }
 
-type Client = { address: string; port: number };
+/** A client of the server: its address and how it talks to us. */
+export type Client = { address: string; port: number; transport: 'udp' | 'tcp' };
 type Send = (data: Buffer) => void;
 type Auth = { user: string; username: string; key: Buffer };
 
@@ -70,11 +71,19 @@ export class TurnHandler {
   private readonly nonces = new Nonces();
   readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0, bytesUp: 0, bytesDown: 0 };
 
-  constructor(
-    private readonly opts: TurnOptions,
-    toClient: (client: Client, data: Buffer) => void,
-  ) {
-    this.table = new AllocationTable({ relayIp: opts.relayIp, maxAllocations: opts.maxAllocations, toClient: (a, d) => toClient(a.client, d) });
+  constructor(private readonly opts: TurnOptions) {
+    this.table = new AllocationTable({ relayIp: opts.relayIp, maxAllocations: opts.maxAllocations });
+  }
+
+  /** true when the client has an allocation (a TCP connection may then carry ChannelData). */
+  hasAllocation(client: Client): boolean {
+    return this.table.get(key(client)) !== undefined;
+  }
+
+  /** A TCP client went away: its allocation ends with the connection (RFC 8656 section 3.1). */
+  connectionClosed(client: Client): void {
+    const a = this.table.get(key(client));
+    if (a) this.table.remove(a);
   }
 
   close(): void {
@@ -131,7 +140,7 @@ export class TurnHandler {
     const auth: Auth = { user: creds.user, username, key: authKey };
 
     const k = key(client);
-    if (m.method === StunMethod.Allocate) return this.allocate(m, client, auth, respond, fail);
+    if (m.method === StunMethod.Allocate) return this.allocate(m, client, auth, send, respond, fail);
     const a = this.table.get(k);
     if (!a) return fail(437, undefined, auth);
     if (a.username !== username) return fail(441, undefined, auth);
@@ -172,7 +181,7 @@ export class TurnHandler {
     }
   }
 
-  private async allocate(m: StunMessage, client: Client, auth: Auth, respond: (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth) => void, fail: (code: number, reason?: string, auth?: Auth) => void): Promise<void> {
+  private async allocate(m: StunMessage, client: Client, auth: Auth, send: Send, respond: (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth) => void, fail: (code: number, reason?: string, auth?: Auth) => void): Promise<void> {
     const existing = this.table.get(key(client));
     if (existing) {
       // a retransmitted Allocate gets the same answer; another one on this 5-tuple is a mismatch
@@ -194,7 +203,9 @@ export class TurnHandler {
     try {
       a = await this.table.create({
         key: key(client),
-        client,
+        client: { address: client.address, port: client.port },
+        transport: client.transport,
+        toClient: send,
         user: auth.user,
         username: auth.username,
         authKey: auth.key,
@@ -239,7 +250,7 @@ export class TurnHandler {
 }
 
 function key(c: Client): string {
-  return `udp|${c.address}|${c.port}`;
+  return `${c.transport}|${c.address}|${c.port}`;
 }
 
 function text(m: StunMessage, type: number): string | null {
@@ -249,7 +260,7 @@ function text(m: StunMessage, type: number): string | null {
   return r.ok ? r.value : null;
 }
 
-function peerOf(m: StunMessage): Client | null {
+function peerOf(m: StunMessage): { address: string; port: number } | null {
   const a = getAttr(m, Attr.XOR_PEER_ADDRESS);
   if (!a) return null;
   const r = decodeXorAddress(a.value, m.transactionId);

@@ -63,6 +63,13 @@ describe('TURN over UDP with coturn\'s clients', { skip }, () => {
     assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
   });
 
+  it('relays with TURN over TCP (-t: the client talks TCP to the server, the relay is UDP) with nothing lost', async () => {
+    const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice'], ['-t']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /tot_recv_msgs=40\b/);
+    assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
+  });
+
   it('lists the allocations uclient left open with their user, ends one on DELETE, and counts the bytes of those that ended', async () => {
     const list = await g.api<{ allocations: Array<{ id: number; user: string; bytes: { up: number; down: number }; relayed: { port: number } }> }>('GET', '/api/v1/turn/allocations');
     assert.equal(list.status, 200, list.text);
@@ -83,7 +90,7 @@ describe('TURN over UDP with coturn\'s clients', { skip }, () => {
     const c = await g.api<{ username: string; password: string; ttl: number; uris: string[] }>('POST', '/api/v1/turn/credentials', { user: 'bob', ttl: 600 });
     assert.equal(c.status, 200, c.text);
     assert.match(c.body.username, /^\d+:bob$/);
-    assert.deepEqual(c.body.uris, [`turn:127.0.0.1:${port}?transport=udp`]);
+    assert.deepEqual(c.body.uris, [`turn:127.0.0.1:${port}?transport=udp`, `turn:127.0.0.1:${port}?transport=tcp`]);
     const r = await uclient(port, peerPort, ['-u', c.body.username, '-w', c.body.password]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
