@@ -70,6 +70,13 @@ describe('TURN over UDP with coturn\'s clients', { skip }, () => {
     assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
   });
 
+  it('relays between two allocations on this same server (-y: relay to relay) with nothing lost', async () => {
+    const r = await runCmd(['turnutils_uclient', '-y', '-W', SECRET, '-u', 'alice', '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /tot_recv_msgs=40\b/);
+    assert.match(r.stdout + r.stderr, /Total lost packets 0 /);
+  });
+
   it('lists the allocations uclient left open with their user, ends one on DELETE, and counts the bytes of those that ended', async () => {
     const list = await g.api<{ allocations: Array<{ id: number; user: string; bytes: { up: number; down: number }; relayed: { port: number } }> }>('GET', '/api/v1/turn/allocations');
     assert.equal(list.status, 200, list.text);
