@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
 import { startHttpServer, type HttpPeer } from '../helpers/peers.js';
-import { runCmd, sleep, waitFor } from '../helpers/process.js';
+import { runCmd, waitFor } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'edgeward-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,6 +47,12 @@ describe('edgeward start --config', () => {
 
   it('holds at most max-connections clients: the next one is closed at once', async () => {
     const open: net.Socket[] = [];
+    // the clients of the tests before must be gone, and then exactly these two held, or the count is off
+    const socksClients = async (): Promise<number> => {
+      const m = /^edgeward_socks_clients (\d+)$/m.exec((await g.api<string>('GET', '/metrics')).text);
+      return m ? Number(m[1]) : -1;
+    };
+    await waitFor('no SOCKS client left open by the tests before', async () => (await socksClients()) === 0, 10_000);
     try {
       for (let i = 0; i < 2; i++) {
         const s = net.connect(g.socksPort, '127.0.0.1');
@@ -54,7 +60,7 @@ describe('edgeward start --config', () => {
         await new Promise<void>((resolve) => s.once('connect', () => resolve()));
         open.push(s);
       }
-      await sleep(100);
+      await waitFor('the gateway to hold both clients', async () => (await socksClients()) === 2, 10_000);
       const third = net.connect(g.socksPort, '127.0.0.1');
       third.on('error', () => undefined);
       const closed = await new Promise<boolean>((resolve) => {
