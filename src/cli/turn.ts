@@ -1,5 +1,6 @@
 // `edgeward turn ...`: TURN credentials and allocations of the rendezvous service, through the REST API.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { formatHostPort } from '../net/address.js';
 import { clientFromEnv, ENV_HELP, reportError } from './api-client.js';
 import type { Command } from './command.js';
 
@@ -77,7 +78,7 @@ async function allocations(args: string[]): Promise<number> {
     process.stdout.write('no allocations\n');
     return 0;
   }
-  const addr = (a: { address: string; port: number }): string => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+  const addr = (a: { address: string; port: number }): string => formatHostPort(a.address, a.port);
   const rows = list.map((a) => [String(a.id), a.user, addr(a.client), addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
   const head = ['ID', 'USER', 'CLIENT', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

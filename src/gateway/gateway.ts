@@ -10,6 +10,7 @@ import { setupApiToken } from '../auth/api-token.js';
 import { parseListenAddress } from '../config/common.js';
 import { dupFd } from '../kernel/sockopt.js';
 import { mptcpSysctlLock } from '../kernel/sysctl.js';
+import { formatHostPort } from '../net/address.js';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
@@ -113,10 +114,9 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     throw e;
   }
   const apiBound = api.server.address() as AddressInfo;
-  const fmt = (a: AddressInfo): string => (a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
   logger.info('listening', {
     ...listening,
-    api: `http://${fmt(apiBound)}`,
+    api: `http://${formatHostPort(apiBound.address, apiBound.port)}`,
     services: running.map((r) => r.def.name),
     ...(upstream ? { upstream: upstream.display } : {}),
   });

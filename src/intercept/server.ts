@@ -12,7 +12,7 @@
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from '../log/logger.js';
-import { formatIp, isLoopback, isUnspecified, parseIp } from '../net/address.js';
+import { canonicalIp, isLoopback, isUnspecified, parseIp } from '../net/address.js';
 import { connectFailure } from '../net/errors.js';
 import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
@@ -40,17 +40,11 @@ class LocalAddresses {
     const now = Date.now();
     if (now - this.readAt > 5000) {
       this.set = new Set();
-      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) this.set.add(canonical(a.address));
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) this.set.add(canonicalIp(a.address));
       this.readAt = now;
     }
     return this.set.has(ip);
   }
-}
-
-/** Canonical text of an address; IPv4-mapped IPv6 becomes IPv4. */
-function canonical(ip: string): string {
-  const p = parseIp(ip);
-  return p ? formatIp(p) : ip;
 }
 
 function isUnspecifiedOrLoopback(ip: string): boolean {
@@ -120,9 +114,9 @@ export class InterceptServer {
   private accept(client: net.Socket): void {
     const { opts } = this;
     client.on('error', () => undefined); // handled in the relay; never crash
-    const destIp = canonical(client.localAddress ?? '');
+    const destIp = canonicalIp(client.localAddress ?? '');
     const destPort = client.localPort ?? 0;
-    const srcIp = canonical(client.remoteAddress ?? '');
+    const srcIp = canonicalIp(client.remoteAddress ?? '');
     if (isUnspecifiedOrLoopback(destIp) || this.local.has(destIp)) {
       // addressed to this machine: relaying it would connect back to ourselves
       opts.registry.countFailure('intercept_local_destination');

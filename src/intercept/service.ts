@@ -3,20 +3,16 @@
 // listen and removed on close. Its API route shows the firewall's state as read from the kernel.
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import type { AddressInfo } from 'node:net';
 import type { transportSection } from '../config/common.js';
 import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
+import { formatHostPort } from '../net/address.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
 import { interceptSection, parseInterceptAddress, type InterceptSettings } from './config.js';
 import { applyFirewall, firewallStatus, NFT_TABLE, removeFirewall, type FirewallSpec } from './firewall.js';
 import { InterceptServer } from './server.js';
 
 export type InterceptServiceSettings = InterceptSettings & Static<typeof transportSection.schema>;
-
-function fmt(a: AddressInfo): string {
-  return a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-}
 
 const FirewallState = Type.Object({
   table: Type.String({ description: 'the nftables table edgeward owns' }),
@@ -85,7 +81,7 @@ export const interceptService: ServiceDefinition<InterceptServiceSettings, Inter
           firewall = spec;
           logger.info('firewall applied', { table: NFT_TABLE, interfaces: s.interceptInterface, changes: applied.changes });
         }
-        return { intercept: bound.map(fmt), transparentSource: s.transparentSource };
+        return { intercept: bound.map((a) => formatHostPort(a.address, a.port)), transparentSource: s.transparentSource };
       },
       stopAccepting: () => server.close(),
       async close() {

@@ -90,6 +90,20 @@ export function formatIp(ip: IpAddress): string {
 
 export type CidrIssue = Issue<'invalid_address' | 'invalid_prefix'>;
 
+/**
+ * An address as a socket reports it, with an IPv4-mapped IPv6 address (a dual-stack socket's view of
+ * an IPv4 peer) made IPv4. Cheap enough for every datagram: nothing is parsed unless it is mapped.
+ */
+export function canonicalIp(ip: string): string {
+  if (ip.length > 7 && ip.charCodeAt(0) === 58 && /^::ffff:/i.test(ip) && isIPv4(ip.slice(7))) return ip.slice(7);
+  return ip;
+}
+
+/** "a.b.c.d:PORT", or "[v6]:PORT". */
+export function formatHostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** Parses "a.b.c.d/n", "v6/n", or a bare address (a full-length block). */
 export function parseCidr(s: string): Result<Cidr, CidrIssue> {
   const slash = s.indexOf('/');

@@ -5,6 +5,7 @@
 import dgram from 'node:dgram';
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
+import { canonicalIp } from '../net/address.js';
 
 export const DEFAULT_LIFETIME_S = 600;
 export const MAX_LIFETIME_S = 3600;
@@ -244,7 +245,7 @@ export class AllocationTable {
   }
 
   private fromPeer(a: Allocation, data: Buffer, address: string, port: number): void {
-    const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
+    const ip = canonicalIp(address);
     if (!this.permitted(a, ip)) return; // no permission: the datagram is dropped (RFC 8656 section 11)
     a.bytes.down += data.length;
     const channel = a.channelOf.get(`${ip}|${port}`);

@@ -7,6 +7,7 @@ import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
 import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
+import { formatHostPort } from '../net/address.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
 import type { Allocation } from './allocations.js';
 import { rendezvousSection, type RendezvousSettings } from './config.js';
@@ -161,7 +162,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     }
     const hostPort = (): string => {
       const b = bound ?? { address: at.host, port: at.port };
-      return b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
+      return formatHostPort(b.address, b.port);
     };
     return {
       turn,

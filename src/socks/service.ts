@@ -3,16 +3,12 @@
 import type { Static } from '@sinclair/typebox';
 import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
-import { CidrList } from '../net/address.js';
+import { CidrList, formatHostPort } from '../net/address.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
 import { socksSection, type SocksSettings } from './config.js';
 import { SocksServer } from './server.js';
 
 export type SocksServiceSettings = SocksSettings & Static<typeof transportSection.schema>;
-
-function fmt(a: { address: string; port: number; family?: string }): string {
-  return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-}
 
 export const socksService: ServiceDefinition<SocksServiceSettings> = {
   name: 'socks',
@@ -51,7 +47,7 @@ export const socksService: ServiceDefinition<SocksServiceSettings> = {
         if (s.socksAuth && (await parts.users.count()) === 0) {
           ctx.logger.warn('--socks-auth is on but there are no users yet: add one with `edgeward user add NAME`');
         }
-        return { socks: fmt(bound), ...(s.socksMptcp ? { socksMptcp: bound.mptcp } : {}), socksThreads: ctx.threads, auth: s.socksAuth };
+        return { socks: formatHostPort(bound.address, bound.port), ...(s.socksMptcp ? { socksMptcp: bound.mptcp } : {}), socksThreads: ctx.threads, auth: s.socksAuth };
       },
       sharedFds: () => (server.listenFd !== null ? [server.listenFd] : []),
       stopAccepting: () => server.close(),
