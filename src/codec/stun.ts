@@ -68,6 +68,8 @@ export interface StunAttribute {
 export interface StunMessage {
   method: number;
   cls: StunClass;
+  /** an RFC 3489 message: no magic cookie, its transaction id is the 16 bytes after the length */
+  rfc3489?: boolean;
   /** 12 bytes, a view into raw */
   transactionId: Buffer;
   /** in wire order; attributes the RFC says to ignore (after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT, after FINGERPRINT) are left out */
@@ -99,12 +101,16 @@ const decodeType = (t: number): { method: number; cls: StunClass } => ({
 const encodeType = (method: number, cls: StunClass): number =>
   (method & 0x000f) | ((method & 0x0070) << 1) | ((method & 0x0f80) << 2) | ((cls & 1) << 4) | ((cls & 2) << 7);
 
-/** Parses one whole STUN message (a UDP datagram, or a frame cut by frameLength); trailing bytes are an error. */
-export function parseStun(buf: Buffer): Result<StunMessage, StunIssue> {
+/**
+ * Parses one whole STUN message (a UDP datagram, or a frame cut by frameLength); trailing bytes are
+ * an error. With `rfc3489`, a message without the magic cookie is taken as an RFC 3489 one.
+ */
+export function parseStun(buf: Buffer, opts: { rfc3489?: boolean } = {}): Result<StunMessage, StunIssue> {
   if (buf.length < HEADER_LENGTH) return err(issue('too_short', null, `${buf.length} bytes is shorter than the 20-byte STUN header`));
   if (buf.length > MAX_MESSAGE_LENGTH) return err(issue('too_long', null, `${buf.length} bytes is longer than any STUN message (${MAX_MESSAGE_LENGTH})`));
   if ((buf[0]! & 0xc0) !== 0) return err(issue('not_stun', 'header.type', 'the top two bits of a STUN message type are not zero'));
-  if (buf.readUInt32BE(4) !== MAGIC_COOKIE) return err(issue('not_stun', 'header.magic_cookie', 'the magic cookie is not 0x2112a442'));
+  const rfc3489 = buf.readUInt32BE(4) !== MAGIC_COOKIE;
+  if (rfc3489 && !opts.rfc3489) return err(issue('not_stun', 'header.magic_cookie', 'the magic cookie is not 0x2112a442'));
   const length = buf.readUInt16BE(2);
   if (length % 4 !== 0) return err(issue('bad_length', 'header.length', `message length ${length} is not a multiple of 4`));
   if (HEADER_LENGTH + length !== buf.length) {
@@ -135,7 +141,22 @@ export function parseStun(buf: Buffer): Result<StunMessage, StunIssue> {
     off = next;
   }
   const { method, cls } = decodeType(buf.readUInt16BE(0));
-  return ok({ method, cls, transactionId: buf.subarray(8, HEADER_LENGTH), attributes, raw: buf });
+  const m: StunMessage = { method, cls, transactionId: buf.subarray(8, HEADER_LENGTH), attributes, raw: buf };
+  if (rfc3489) m.rfc3489 = true;
+  return ok(m);
+}
+
+/** reserved, family, port, address: the value of an address attribute, not XORed. */
+function addressValue(ip: string, port: number): Buffer {
+  // an IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) is written as IPv4
+  const parsed = ip.includes('%') ? null : parseIp(ip); // a zone id means nothing to the peer
+  if (!parsed) throw new StunBuildError('bad_value', `${JSON.stringify(ip)} is not an IP address`);
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new StunBuildError('bad_value', `port ${port} is out of range`);
+  const value = Buffer.alloc(4 + parsed.bytes.length);
+  value[1] = parsed.family === 4 ? 0x01 : 0x02;
+  value.writeUInt16BE(port, 2);
+  value.set(parsed.bytes, 4);
+  return value;
 }
 
 /** The first attribute of that type, or undefined. */
@@ -334,12 +355,13 @@ export class StunMessageBuilder {
   /** 0: open; 1: after MESSAGE-INTEGRITY; 2: after MESSAGE-INTEGRITY-SHA256; 3: after FINGERPRINT */
   #stage = 0;
 
+  /** `transactionId`: 12 bytes after the magic cookie, or 16 bytes for an RFC 3489 message (no cookie). */
   constructor(method: number, cls: StunClass, transactionId: Buffer) {
     if (!Number.isInteger(method) || method < 0 || method > 0xfff) throw new StunBuildError('bad_value', `method ${method} is not a 12-bit number`);
-    if (transactionId.length !== 12) throw new StunBuildError('bad_value', `a transaction id is 12 bytes, not ${transactionId.length}`);
+    if (transactionId.length !== 12 && transactionId.length !== 16) throw new StunBuildError('bad_value', `a transaction id is 12 bytes (16 for RFC 3489), not ${transactionId.length}`);
     this.#header.writeUInt16BE(encodeType(method, cls), 0);
-    this.#header.writeUInt32BE(MAGIC_COOKIE, 4);
-    transactionId.copy(this.#header, 8);
+    if (transactionId.length === 12) this.#header.writeUInt32BE(MAGIC_COOKIE, 4);
+    transactionId.copy(this.#header, 20 - transactionId.length);
   }
 
   #append(type: number, value: Buffer): this {
@@ -384,17 +406,16 @@ export class StunMessageBuilder {
 
   /** XOR-MAPPED-ADDRESS, XOR-PEER-ADDRESS or XOR-RELAYED-ADDRESS, IPv4 or IPv6. */
   addXorAddress(type: number, ip: string, port: number): this {
-    // an IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) is written as IPv4
-    const parsed = ip.includes('%') ? null : parseIp(ip); // a zone id means nothing to the peer
-    const bytes = parsed ? parsed.bytes : null;
-    if (!bytes) throw new StunBuildError('bad_value', `${JSON.stringify(ip)} is not an IP address`);
-    if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new StunBuildError('bad_value', `port ${port} is out of range`);
-    const value = Buffer.alloc(4 + bytes.length);
-    value[1] = bytes.length === 4 ? 0x01 : 0x02;
+    const value = addressValue(ip, port);
     value.writeUInt16BE(port ^ (MAGIC_COOKIE >>> 16), 2);
     const mask = xorMask(this.#header.subarray(8, HEADER_LENGTH));
-    for (let i = 0; i < bytes.length; i++) value[4 + i] = bytes[i]! ^ mask[i]!;
+    for (let i = 4; i < value.length; i++) value[i]! ^= mask[i - 4]!;
     return this.add(type, value);
+  }
+
+  /** MAPPED-ADDRESS (and the other plain address attributes): what RFC 3489 clients read. */
+  addAddress(type: number, ip: string, port: number): this {
+    return this.add(type, addressValue(ip, port));
   }
 
   /** ERROR-CODE with the RFC's reason phrase unless one is given. */

@@ -11,9 +11,6 @@ import {
   frameLength,
   getAttr,
   checkFingerprint,
-  isComprehensionRequired,
-  looksLikeStun,
-  MAGIC_COOKIE,
   parseStun,
   StunClass,
   StunMessageBuilder,
@@ -22,7 +19,7 @@ import {
 } from '../codec/stun.js';
 import type { Logger } from '../log/logger.js';
 import { TURN_KNOWN, type TurnHandler } from './turn-handler.js';
-import { parseIp } from '../net/address.js';
+import { canonicalIp } from '../net/address.js';
 
 /** What the server counts; the service turns these into metric families. */
 export interface StunCounters {
@@ -65,37 +62,6 @@ const BINDING_KNOWN = new Set<number>([
 
 const TURN_METHODS = new Set<number>([StunMethod.Allocate, StunMethod.Refresh, StunMethod.CreatePermission, StunMethod.ChannelBind]);
 
-/** MAPPED-ADDRESS value (RFC 3489 / RFC 8489 section 14.1): reserved, family, port, address. */
-function mappedAddress(ip: string, port: number): Buffer {
-  const parsed = parseIp(ip);
-  const bytes = parsed ? Buffer.from(parsed.bytes) : Buffer.alloc(4);
-  const out = Buffer.alloc(4 + bytes.length);
-  out[1] = bytes.length === 16 ? 0x02 : 0x01;
-  out.writeUInt16BE(port, 2);
-  bytes.copy(out, 4);
-  return out;
-}
-
-/** The IPv4 form of an IPv4-mapped IPv6 address (a dual-stack socket reports those). */
-function plainIp(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
-
-/** An RFC 3489 Binding request: STUN-shaped, the length adds up, but no magic cookie. */
-function classicBindingRequest(buf: Buffer): { attributes: number[] } | null {
-  if (buf.length < 20 || buf.length > 548 || buf.readUInt16BE(0) !== 0x0001) return null;
-  if (buf.readUInt16BE(2) + 20 !== buf.length || buf.readUInt32BE(4) === MAGIC_COOKIE) return null;
-  const attributes: number[] = [];
-  for (let off = 20; off < buf.length; ) {
-    if (off + 4 > buf.length) return null;
-    const len = buf.readUInt16BE(off + 2);
-    if (off + 4 + len > buf.length) return null;
-    attributes.push(buf.readUInt16BE(off));
-    off += 4 + len + ((4 - (len % 4)) % 4);
-  }
-  return { attributes };
-}
-
 export class StunServer {
   private udp: dgram.Socket | null = null;
   private tcp: net.Server | null = null;
@@ -134,7 +100,7 @@ export class StunServer {
     }
     udp.on('error', (e) => this.opts.logger.warn('STUN UDP socket error', { error: e.message }));
     udp.on('message', (msg, rinfo) => {
-      const client = { address: plainIp(rinfo.address), port: rinfo.port, transport: 'udp' as const };
+      const client = { address: canonicalIp(rinfo.address), port: rinfo.port, transport: 'udp' as const };
       const turn = this.opts.turn;
       // ChannelData (first two bits 01) belongs to a TURN allocation of this client
       if (turn && msg.length > 0 && (msg[0]! & 0xc0) === 0x40) {
@@ -169,7 +135,7 @@ export class StunServer {
     s.once('close', () => this.tcpClients.delete(s));
     s.on('error', () => undefined);
     if (this.opts.tcpIdleTimeout > 0) s.setTimeout(this.opts.tcpIdleTimeout, () => s.destroy());
-    const ip = plainIp(s.remoteAddress ?? '');
+    const ip = canonicalIp(s.remoteAddress ?? '');
     const port = s.remotePort ?? 0;
     const client = { address: ip, port, transport: 'tcp' as const };
     const turn = this.opts.turn;
@@ -211,17 +177,9 @@ export class StunServer {
   /** Answers one datagram or frame through `send`, or drops it. */
   answer(buf: Buffer, ip: string, port: number, transport: 'udp' | 'tcp', send: (reply: Buffer) => void): void {
     const c = this.opts.counters;
-    if (!looksLikeStun(buf)) {
-      const classic = transport === 'udp' ? classicBindingRequest(buf) : null;
-      if (!classic) {
-        c.malformed++;
-        return;
-      }
-      send(this.answerClassic(buf, classic.attributes, ip, port));
-      return;
-    }
-    const parsed = parseStun(buf);
-    if (!parsed.ok) {
+    // RFC 3489 clients (no magic cookie) send Binding requests over UDP only
+    const parsed = parseStun(buf, { rfc3489: transport === 'udp' });
+    if (!parsed.ok || (parsed.value.rfc3489 && (parsed.value.method !== StunMethod.Binding || parsed.value.cls !== StunClass.Request))) {
       c.malformed++;
       return;
     }
@@ -238,7 +196,9 @@ export class StunServer {
       return;
     }
     if (m.cls !== StunClass.Request) return; // other indications (keepalives) and stray responses get no answer
-    const reply = (cls: StunClass): StunMessageBuilder => new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
+    // an RFC 3489 client gets its 16-byte id back and no attribute it would not know (section 11)
+    const reply = (cls: StunClass): StunMessageBuilder =>
+      m.rfc3489 ? new StunMessageBuilder(m.method, cls, m.raw.subarray(4, 20)) : new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
     const finish = (b: StunMessageBuilder): Buffer => (hasFingerprint ? b.addFingerprint() : b).build();
     const fail = (code: number, reason?: string, unknown?: number[]): void => {
       c.errors[String(code)] = (c.errors[String(code)] ?? 0) + 1;
@@ -263,24 +223,7 @@ export class StunServer {
     const unknown = unknownComprehensionRequired(m, BINDING_KNOWN);
     if (unknown.length > 0) return fail(420, undefined, unknown);
     c.binding[transport]++;
-    send(finish(reply(StunClass.SuccessResponse).addXorAddress(Attr.XOR_MAPPED_ADDRESS, ip, port)));
-  }
-
-  /** An RFC 3489 client: MAPPED-ADDRESS, and its own magic-cookie bytes copied back (RFC 8489 section 11). */
-  private answerClassic(req: Buffer, attributes: number[], ip: string, port: number): Buffer {
-    const c = this.opts.counters;
-    const id = req.subarray(8, 20);
-    const unknown = [...new Set(attributes.filter((t) => isComprehensionRequired(t) && !BINDING_KNOWN.has(t)))];
-    let out: Buffer;
-    if (unknown.length > 0) {
-      // CHANGE-REQUEST (0x0003) among them: this server has one address and cannot answer from another
-      c.errors['420'] = (c.errors['420'] ?? 0) + 1;
-      out = new StunMessageBuilder(StunMethod.Binding, StunClass.ErrorResponse, id).addErrorCode(420).addUnknownAttributes(unknown).build();
-    } else {
-      c.binding.udp++;
-      out = new StunMessageBuilder(StunMethod.Binding, StunClass.SuccessResponse, id).add(Attr.MAPPED_ADDRESS, mappedAddress(ip, port)).build();
-    }
-    req.copy(out, 4, 4, 8);
-    return out;
+    const ok = reply(StunClass.SuccessResponse);
+    send(finish(m.rfc3489 ? ok.addAddress(Attr.MAPPED_ADDRESS, ip, port) : ok.addXorAddress(Attr.XOR_MAPPED_ADDRESS, ip, port)));
   }
 }
