@@ -29,11 +29,8 @@ export interface Allocation {
   toClient(data: Buffer): void;
   user: string;
   username: string;
-  /** the key that signed the Allocate: later requests of this allocation must be signed with it */
-  authKey: Buffer;
   relay: dgram.Socket;
   relayed: { address: string; port: number };
-  createdAt: number;
   expiresAt: number;
   /** peer IP -> expiry (ms) */
   permissions: Map<string, number>;
@@ -45,6 +42,13 @@ export interface Allocation {
   transactionId: Buffer;
 }
 
+/** What an Allocate asks for: the allocation's own fields, its lifetime, and how its port is chosen. */
+export type AllocationRequest = Pick<Allocation, 'key' | 'client' | 'transport' | 'toClient' | 'user' | 'username' | 'transactionId'> & {
+  lifetimeS: number;
+  even?: { reserveNext: boolean };
+  reservation?: Buffer;
+};
+
 export interface AllocationTableOptions {
   /** address the relay sockets bind to */
   relayIp: string;
@@ -54,6 +58,7 @@ export interface AllocationTableOptions {
 
 export class AllocationTable {
   private readonly byKey = new Map<string, Allocation>();
+  private readonly endedBytes = { up: 0, down: 0 };
   /** ports held for a second Allocate (EVEN-PORT with R), by token */
   private readonly reservations = new Map<string, { socket: dgram.Socket; expiresAt: number }>();
   private nextId = 1;
@@ -130,19 +135,7 @@ export class AllocationTable {
    * reserved under `reservation`. 'quota' at the allocation cap; 'unavailable' when no such port
    * (or no such reservation) is there. Rejects with a bind error.
    */
-  async create(p: {
-    key: string;
-    client: { address: string; port: number };
-    transport: 'udp' | 'tcp';
-    toClient(data: Buffer): void;
-    user: string;
-    username: string;
-    authKey: Buffer;
-    lifetimeS: number;
-    transactionId: Buffer;
-    even?: { reserveNext: boolean };
-    reservation?: Buffer;
-  }): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'unavailable'> {
+  async create(p: AllocationRequest): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'unavailable'> {
     if (this.byKey.size >= this.opts.maxAllocations) return 'quota';
     let relay: dgram.Socket;
     let reservationToken: Buffer | undefined;
@@ -169,10 +162,8 @@ export class AllocationTable {
       toClient: p.toClient,
       user: p.user,
       username: p.username,
-      authKey: p.authKey,
       relay,
       relayed: { address: bound.address, port: bound.port },
-      createdAt: now,
       expiresAt: now + p.lifetimeS * 1000,
       permissions: new Map(),
       channels: new Map(),
@@ -195,7 +186,19 @@ export class AllocationTable {
   remove(a: Allocation): void {
     if (this.byKey.get(a.key) !== a) return;
     this.byKey.delete(a.key);
+    this.endedBytes.up += a.bytes.up;
+    this.endedBytes.down += a.bytes.down;
     a.relay.close();
+  }
+
+  /** Bytes relayed since start: by the allocations that ended, and by those open now. */
+  bytesRelayed(): { up: number; down: number } {
+    let { up, down } = this.endedBytes;
+    for (const a of this.byKey.values()) {
+      up += a.bytes.up;
+      down += a.bytes.down;
+    }
+    return { up, down };
   }
 
   /** Installs or refreshes a permission for each peer IP; false when the allocation holds too many. */

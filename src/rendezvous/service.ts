@@ -152,10 +152,10 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
         help: 'Bytes relayed by TURN allocations, open ones included: up = client to peers, down = peers to client.',
         labels: ['direction'],
         read: () => {
-          const open = t.table.list().reduce((n, a) => ({ up: n.up + a.bytes.up, down: n.down + a.bytes.down }), { up: 0, down: 0 });
+          const b = t.table.bytesRelayed();
           return [
-            [{ direction: 'up' }, t.counters.bytesUp + open.up],
-            [{ direction: 'down' }, t.counters.bytesDown + open.down],
+            [{ direction: 'up' }, b.up],
+            [{ direction: 'down' }, b.down],
           ];
         },
       });

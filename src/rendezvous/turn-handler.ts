@@ -39,9 +39,6 @@ export interface TurnCounters {
   /** wrong, expired or unknown credentials (401), stale or foreign nonces (438) */
   authFailures: number;
   deniedPeers: number;
-  /** bytes relayed since start by allocations that have ended; open ones are added at scrape time */
-  bytesUp: number;
-  bytesDown: number;
 }
 
 /** A client of the server: its address and how it talks to us. */
@@ -69,7 +66,7 @@ export const TURN_KNOWN = new Set<number>([
 export class TurnHandler {
   readonly table: AllocationTable;
   private readonly nonces = new Nonces();
-  readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0, bytesUp: 0, bytesDown: 0 };
+  readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0 };
 
   constructor(private readonly opts: TurnOptions) {
     this.table = new AllocationTable({ relayIp: opts.relayIp, maxAllocations: opts.maxAllocations });
@@ -148,7 +145,6 @@ export class TurnHandler {
       case StunMethod.Refresh: {
         const lifetime = lifetimeOf(m, DEFAULT_LIFETIME_S); // absent: the default, not 0 (which ends it)
         this.table.refresh(a, lifetime);
-        if (lifetime === 0) this.countClosed(a);
         return respond(StunClass.SuccessResponse, (b) => b.addUint32(Attr.LIFETIME, lifetime), auth);
       }
       case StunMethod.CreatePermission: {
@@ -208,7 +204,6 @@ export class TurnHandler {
         toClient: send,
         user: auth.user,
         username: auth.username,
-        authKey: auth.key,
         lifetimeS: lifetime === 0 ? DEFAULT_LIFETIME_S : lifetime,
         transactionId: Buffer.from(m.transactionId),
         even: evenPort ? { reserveNext: evenPort.value.length > 0 && (evenPort.value[0]! & 0x80) !== 0 } : undefined,
@@ -221,7 +216,6 @@ export class TurnHandler {
     if (a === 'unavailable') return fail(508, undefined, auth);
     this.counters.allocations++;
     const made = a;
-    made.relay.once('close', () => this.countClosed(made));
     respond(
       StunClass.SuccessResponse,
       (b) => {
@@ -238,15 +232,6 @@ export class TurnHandler {
       .addXorAddress(Attr.XOR_MAPPED_ADDRESS, client.address, client.port);
   }
 
-  private readonly closed = new WeakSet<Allocation>();
-
-  /** Folds an ended allocation's bytes into the totals, once. */
-  private countClosed(a: Allocation): void {
-    if (this.closed.has(a)) return;
-    this.closed.add(a);
-    this.counters.bytesUp += a.bytes.up;
-    this.counters.bytesDown += a.bytes.down;
-  }
 }
 
 function key(c: Client): string {
