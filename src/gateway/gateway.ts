@@ -16,7 +16,7 @@ import type { Logger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
 import { statsFrom } from '../relay/metrics.js';
 import { mergeMetrics } from '../metrics/registry.js';
-import { drain, stopServices, type Service } from '../runtime/service.js';
+import { closeServices, drain, stopServices, type Service } from '../runtime/service.js';
 import { WorkerPool } from '../runtime/worker-pool.js';
 import { addCounts, liveUpdateFrom, reapplyCounts, type ReapplyCounts } from '../transport/live.js';
 import { openThreadParts } from './parts.js';
@@ -127,7 +127,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       await Promise.all([...running.map((r) => r.service.stopAccepting()), pool?.request('stop-accepting')]);
       logger.info('stopping: no new connections; draining', { open: parts.registry.size, graceSeconds: graceMs / 1000 });
       const [left, workers] = await Promise.all([drain(parts.registry, graceMs), pool ? pool.stop<WorkerStopped>('stop', graceMs) : []]);
-      for (const e of await stopServices(running.map((r) => r.service))) logger.error('error while stopping a service', { error: e.message });
+      for (const e of await closeServices(running.map((r) => r.service))) logger.error('error while stopping a service', { error: e.message });
       const closed = left + workers.reduce((n, w) => n + w.left, 0);
       if (closed > 0) logger.warn('grace period over: closed open connections', { closed });
       const totals = statsFrom((await mergeMetrics([await parts.metrics.json(), ...workers.map((w) => w.metrics)]).getMetricsAsJSON()) as MetricsJson);

@@ -7,7 +7,7 @@ import { useMptcpSysctlLock } from '../kernel/sysctl.js';
 import { createLogger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
 import { connectionView } from '../relay/view.js';
-import { drain, stopServices, type Service } from '../runtime/service.js';
+import { closeServices, drain, type Service } from '../runtime/service.js';
 import { closeChannel, reportStartFailure, serveRequests } from '../runtime/worker-pool.js';
 import { reapplyCounts } from '../transport/live.js';
 import { openThreadParts } from './parts.js';
@@ -61,7 +61,7 @@ async function main(init: WorkerInit): Promise<void> {
     stop: async (graceMs): Promise<WorkerStopped> => {
       await Promise.all(services.map((s) => s.stopAccepting()));
       const left = await drain(parts.registry, Number(graceMs));
-      await stopServices(services);
+      await closeServices(services);
       const metrics = await parts.metrics.json();
       await store.close();
       closeChannel();

@@ -59,14 +59,18 @@ export interface ServiceDefinition<S = never, V extends Service = Service> {
   routes?(service: V): FastifyPluginAsync;
 }
 
-/** Stops the services in reverse order and closes them; errors are collected, not thrown. */
+/** Closes the services (after stopAccepting and the drain), in reverse order; errors are collected, not thrown. */
+export async function closeServices(services: readonly Service[]): Promise<Error[]> {
+  const errors: Error[] = [];
+  for (const s of [...services].reverse()) await s.close().catch((e: unknown) => errors.push(e as Error));
+  return errors;
+}
+
+/** Stops the services at once: stop accepting, then close, without a drain (a failed start-up). */
 export async function stopServices(services: readonly Service[]): Promise<Error[]> {
   const errors: Error[] = [];
-  for (const s of [...services].reverse()) {
-    await s.stopAccepting().catch((e: unknown) => errors.push(e as Error));
-    await s.close().catch((e: unknown) => errors.push(e as Error));
-  }
-  return errors;
+  for (const s of services) await s.stopAccepting().catch((e: unknown) => errors.push(e as Error));
+  return [...errors, ...(await closeServices(services))];
 }
 
 /** Waits up to graceMs for the registry to empty, then closes what is left; how many were closed. */
