@@ -1,12 +1,13 @@
 // `edgeward policy ...`: list, add, remove and import transport policies, and show or set the
 // default, through the REST API of a running `edgeward start`.
 import { readFileSync, statSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { parseLegacyFile } from '../policy/legacy.js';
 import { matchIdentity, normalizeMatch } from '../policy/matcher.js';
 import type { Policy, PolicyInput, Transport } from '../policy/types.js';
 import type { LiveUpdate } from '../transport/live.js';
-import { ApiReplyError, clientFromEnv, ENV_HELP, reportError, type ApiClient } from './api-client.js';
+import { ApiReplyError, clientFromEnv, ENV_HELP, type ApiClient } from './api-client.js';
+import { apiCommand, parseOptions, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const MAX_IMPORT_BYTES = 16 * 1024 * 1024;
@@ -63,11 +64,6 @@ const TRANSPORT_OPTIONS = {
   'path-manager': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
-const COMMON_OPTIONS = { data: { type: 'string' } } as const satisfies ParseArgsConfig['options'];
-
-/** A mistake in the command line: printed with a pointer to --help, exit status 2. */
-class UsageError extends Error {}
-
 type TransportFlags = { [K in keyof typeof TRANSPORT_OPTIONS]?: (typeof TRANSPORT_OPTIONS)[K]['type'] extends 'string' ? string : boolean };
 
 function exclusive(values: Record<string, unknown>, a: string, b: string): void {
@@ -123,14 +119,6 @@ function printLiveUpdate(u: LiveUpdate | undefined): void {
   for (const n of u.notes) process.stdout.write(`  note: ${n}\n`);
 }
 
-function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
 function positionals(got: string[], names: string[]): string[] {
   if (got.length < names.length) throw new UsageError(`missing ${names.slice(got.length).join(' ')}`);
   if (got.length > names.length) throw new UsageError(`unexpected argument "${got[names.length]}"`);
@@ -138,7 +126,7 @@ function positionals(got: string[], names: string[]): string[] {
 }
 
 async function list(args: string[]): Promise<number> {
-  const { values, positionals: pos } = parse(args, { json: { type: 'boolean' } });
+  const { values, positionals: pos } = parseOptions(args, { json: { type: 'boolean' } });
   positionals(pos, []);
   const api = clientFromEnv(values.data);
   const { policies } = await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies');
@@ -161,7 +149,7 @@ async function list(args: string[]): Promise<number> {
 }
 
 async function add(args: string[]): Promise<number> {
-  const { values, positionals: pos } = parse(args, {
+  const { values, positionals: pos } = parseOptions(args, {
     ...TRANSPORT_OPTIONS,
     host: { type: 'string' },
     cidr: { type: 'string' },
@@ -186,7 +174,7 @@ async function add(args: string[]): Promise<number> {
 }
 
 async function rm(args: string[]): Promise<number> {
-  const { values, positionals: pos } = parse(args, {});
+  const { values, positionals: pos } = parseOptions(args, {});
   const [id] = positionals(pos, ['ID']);
   if (!/^[0-9]{1,15}$/.test(id!)) throw new UsageError(`ID must be a policy id (a number, see "edgeward policy list"), not "${id}"`);
   const api = clientFromEnv(values.data);
@@ -196,7 +184,7 @@ async function rm(args: string[]): Promise<number> {
 }
 
 async function importFile(args: string[]): Promise<number> {
-  const { values, positionals: pos } = parse(args, {});
+  const { values, positionals: pos } = parseOptions(args, {});
   const [file] = positionals(pos, ['FILE']);
   let text: string;
   try {
@@ -273,7 +261,7 @@ async function clashesWithStored(api: ApiClient, entries: ReadonlyArray<{ line: 
 }
 
 async function defaults(args: string[]): Promise<number> {
-  const { values, positionals: pos } = parse(args, { ...TRANSPORT_OPTIONS, reset: { type: 'boolean' }, json: { type: 'boolean' } });
+  const { values, positionals: pos } = parseOptions(args, { ...TRANSPORT_OPTIONS, reset: { type: 'boolean' }, json: { type: 'boolean' } });
   positionals(pos, []);
   const change = transportFromFlags(values);
   const changing = values.reset === true || Object.keys(change).length > 0;
@@ -296,24 +284,4 @@ async function defaults(args: string[]): Promise<number> {
 
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { list, ls: list, add, rm, remove: rm, import: importFile, default: defaults };
 
-export const command: Command = {
-  summary: 'list, add, remove and import transport policies (talks to the REST API)',
-  usage,
-  async run(args: string[]): Promise<number> {
-    const [sub, ...rest] = args;
-    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
-    if (!fn) {
-      process.stderr.write(`${sub === undefined ? 'edgeward policy: missing sub-command' : `edgeward policy: unknown sub-command "${sub}"`}\n\n${usage}`);
-      return 2;
-    }
-    try {
-      return await fn(rest);
-    } catch (e) {
-      if (e instanceof UsageError) {
-        process.stderr.write(`edgeward policy ${sub}: ${e.message}\nRun "edgeward policy --help" for the options.\n`);
-        return 2;
-      }
-      return reportError(e, `edgeward policy ${sub}`);
-    }
-  },
-};
+export const command: Command = apiCommand('policy', 'list, add, remove and import transport policies (talks to the REST API)', usage, SUBCOMMANDS);

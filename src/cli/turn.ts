@@ -1,7 +1,7 @@
 // `edgeward turn ...`: TURN credentials and allocations of the rendezvous service, through the REST API.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatHostPort } from '../net/address.js';
-import { clientFromEnv, ENV_HELP, reportError } from './api-client.js';
+import { clientFromEnv, ENV_HELP } from './api-client.js';
+import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward turn <credentials|allocations|end> [options]
@@ -25,24 +25,8 @@ ${ENV_HELP}
 Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage error.
 `;
 
-class UsageError extends Error {}
-
-function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options: { data: { type: 'string' }, json: { type: 'boolean' }, ...options }, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
-function onePositional(pos: string[], name: string): string {
-  if (pos.length === 0) throw new UsageError(`missing ${name}`);
-  if (pos.length > 1) throw new UsageError(`unexpected argument "${pos[1]}"`);
-  return pos[0]!;
-}
-
 async function credentials(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ttl: { type: 'string' } });
+  const { values, positionals } = parseOptions(args, { ttl: { type: 'string' }, json: { type: 'boolean' } });
   const user = onePositional(positionals, 'USER');
   let ttl: number | undefined;
   if (values.ttl !== undefined) {
@@ -67,7 +51,7 @@ interface AllocationView {
 }
 
 async function allocations(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const { allocations: list } = await clientFromEnv(values.data).request<{ allocations: AllocationView[] }>('GET', '/api/v1/turn/allocations');
   if (values.json) {
@@ -87,7 +71,7 @@ async function allocations(args: string[]): Promise<number> {
 }
 
 async function end(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   const id = onePositional(positionals, 'ID');
   if (!/^\d{1,12}$/.test(id)) throw new UsageError(`ID must be a number, got "${id}"`);
   await clientFromEnv(values.data).request('DELETE', `/api/v1/turn/allocations/${id}`);
@@ -97,24 +81,4 @@ async function end(args: string[]): Promise<number> {
 
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { credentials, allocations, end };
 
-export const command: Command = {
-  summary: 'TURN credentials and allocations of the rendezvous service (talks to the REST API)',
-  usage,
-  async run(args: string[]): Promise<number> {
-    const [sub, ...rest] = args;
-    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
-    if (!fn) {
-      process.stderr.write(`${sub === undefined ? 'edgeward turn: missing sub-command' : `edgeward turn: unknown sub-command "${sub}"`}\n\n${usage}`);
-      return 2;
-    }
-    try {
-      return await fn(rest);
-    } catch (e) {
-      if (e instanceof UsageError) {
-        process.stderr.write(`edgeward turn ${sub}: ${e.message}\nRun "edgeward turn --help" for the options.\n`);
-        return 2;
-      }
-      return reportError(e, `edgeward turn ${sub}`);
-    }
-  },
-};
+export const command: Command = apiCommand('turn', 'TURN credentials and allocations of the rendezvous service (talks to the REST API)', usage, SUBCOMMANDS);

@@ -1,7 +1,7 @@
 // `edgeward user ...`: the SOCKS users (RFC 1929 username/password), through the REST API.
 // Passwords come from stdin (--password-stdin) or a prompt without echo, never from the command line.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { clientFromEnv, ENV_HELP, reportError } from './api-client.js';
+import { clientFromEnv, ENV_HELP } from './api-client.js';
+import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward user <add|rm|list> [options]
@@ -24,22 +24,6 @@ Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage er
 `;
 
 const MAX_PASSWORD_INPUT = 64 * 1024;
-
-class UsageError extends Error {}
-
-function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options: { data: { type: 'string' }, ...options }, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
-function onePositional(pos: string[], name: string): string {
-  if (pos.length === 0) throw new UsageError(`missing ${name}`);
-  if (pos.length > 1) throw new UsageError(`unexpected argument "${pos[1]}"`);
-  return pos[0]!;
-}
 
 /** The first line of standard input. */
 async function readPasswordFromStdin(): Promise<string> {
@@ -85,7 +69,7 @@ function promptHidden(prompt: string): Promise<string> {
 }
 
 async function add(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' } });
   const name = onePositional(positionals, 'NAME');
   let password: string;
   if (values['password-stdin']) {
@@ -110,7 +94,7 @@ async function add(args: string[]): Promise<number> {
 }
 
 async function rm(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parseOptions(args, {});
   const name = onePositional(positionals, 'NAME');
   const api = clientFromEnv(values.data);
   await api.request('DELETE', `/api/v1/users/${encodeURIComponent(name)}`);
@@ -119,7 +103,7 @@ async function rm(args: string[]): Promise<number> {
 }
 
 async function list(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const api = clientFromEnv(values.data);
   const { users } = await api.request<{ users: Array<{ username: string; createdAt: string }> }>('GET', '/api/v1/users');
@@ -139,24 +123,4 @@ async function list(args: string[]): Promise<number> {
 
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { add, rm, remove: rm, list, ls: list };
 
-export const command: Command = {
-  summary: 'add, remove and list SOCKS users (talks to the REST API)',
-  usage,
-  async run(args: string[]): Promise<number> {
-    const [sub, ...rest] = args;
-    const fn = sub === undefined ? undefined : SUBCOMMANDS[sub];
-    if (!fn) {
-      process.stderr.write(`${sub === undefined ? 'edgeward user: missing sub-command' : `edgeward user: unknown sub-command "${sub}"`}\n\n${usage}`);
-      return 2;
-    }
-    try {
-      return await fn(rest);
-    } catch (e) {
-      if (e instanceof UsageError) {
-        process.stderr.write(`edgeward user ${sub}: ${e.message}\nRun "edgeward user --help" for the options.\n`);
-        return 2;
-      }
-      return reportError(e, `edgeward user ${sub}`);
-    }
-  },
-};
+export const command: Command = apiCommand('user', 'add, remove and list SOCKS users (talks to the REST API)', usage, SUBCOMMANDS);
