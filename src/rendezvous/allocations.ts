@@ -235,8 +235,14 @@ export class AllocationTable {
   /** A Send indication's or a ChannelData's payload to a peer; dropped without a permission. */
   toPeer(a: Allocation, peer: { address: string; port: number }, data: Buffer): boolean {
     if (!this.permitted(a, peer.address)) return false;
+    try {
+      // Node throws at once for what it cannot send at all (port 0); later failures arrive as the
+      // relay socket's 'error', ignored: either way only this datagram is lost
+      a.relay.send(data, peer.port, peer.address);
+    } catch {
+      return false;
+    }
     a.bytes.up += data.length;
-    a.relay.send(data, peer.port, peer.address);
     return true;
   }
 

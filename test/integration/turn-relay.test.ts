@@ -1,0 +1,64 @@
+// A TURN client cannot take the relay down with a peer address no datagram can go to: a Send
+// indication to port 0 (which Node's send refuses by throwing) loses that datagram only, and the
+// next one to a real peer is relayed. Drives the TURN handler with real relay sockets on 127.0.0.1.
+import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { after, before, describe, it } from 'node:test';
+import { Attr, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
+import { PeerPolicy } from '../../src/rendezvous/peer-policy.js';
+import { TurnHandler } from '../../src/rendezvous/turn-handler.js';
+
+const SECRET = 's3cret';
+const REALM = 'edgeward';
+const client = { address: '127.0.0.1', port: 40001, transport: 'udp' as const };
+
+function parsed(b: Buffer): StunMessage {
+  const r = parseStun(b);
+  assert.ok(r.ok);
+  return r.value;
+}
+
+describe('a TURN send that cannot go out', () => {
+  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIp: '127.0.0.1', peers: new PeerPolicy(['127.0.0.0/8'], []), maxAllocations: 10, software: 'test' });
+  const peer = dgram.createSocket('udp4');
+  const received: Buffer[] = [];
+  const username = `${Math.floor(Date.now() / 1000) + 600}:alice`;
+  const key = longTermKey(username, REALM, createHmac('sha1', SECRET).update(username).digest('base64'));
+  let nonce = '';
+
+  async function ask(method: number, fill: (b: StunMessageBuilder) => StunMessageBuilder, signed = true): Promise<StunMessage> {
+    let out: Buffer | null = null;
+    const b = fill(new StunMessageBuilder(method, StunClass.Request, randomBytes(12)));
+    if (signed) b.addString(Attr.USERNAME, username).addString(Attr.REALM, REALM).addString(Attr.NONCE, nonce).addMessageIntegrity(key);
+    await turn.request(parsed(b.build()), client, false, (d) => (out = d));
+    assert.ok(out);
+    return parsed(out);
+  }
+
+  before(async () => {
+    await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));
+    peer.on('message', (m) => received.push(m));
+    const transport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
+    nonce = getAttr(await ask(StunMethod.Allocate, transport, false), Attr.NONCE)!.value.toString();
+    assert.equal((await ask(StunMethod.Allocate, transport)).cls, StunClass.SuccessResponse);
+    assert.equal((await ask(StunMethod.CreatePermission, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', 0))).cls, StunClass.SuccessResponse);
+  });
+  after(() => {
+    turn.close();
+    peer.close();
+  });
+
+  const send = (port: number, text: string): void => {
+    const ind = new StunMessageBuilder(StunMethod.Send, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', port).add(Attr.DATA, Buffer.from(text)).build();
+    turn.sendIndication(parsed(ind), client);
+  };
+
+  it('drops a Send indication to port 0 without throwing, and relays the next one to the peer', async () => {
+    assert.doesNotThrow(() => send(0, 'lost'));
+    send(peer.address().port, 'delivered');
+    const deadline = Date.now() + 3000;
+    while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(received.map(String), ['delivered']);
+  });
+});
