@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
-import { Attr, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
+import { Attr, decodeXorAddress, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
 import { PeerPolicy } from '../../src/rendezvous/peer-policy.js';
 import { TurnHandler } from '../../src/rendezvous/turn-handler.js';
 
@@ -60,5 +60,42 @@ describe('a TURN send that cannot go out', () => {
     const deadline = Date.now() + 3000;
     while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(received.map(String), ['delivered']);
+  });
+});
+
+describe('EVEN-PORT with the R bit, then RESERVATION-TOKEN (RTP/RTCP pairs)', () => {
+  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIp: '127.0.0.1', peers: new PeerPolicy([], []), maxAllocations: 10, software: 'test' });
+  after(() => turn.close());
+  const username = `${Math.floor(Date.now() / 1000) + 600}:alice`;
+  const key = longTermKey(username, REALM, createHmac('sha1', SECRET).update(username).digest('base64'));
+
+  async function allocate(from: number, extra: (b: StunMessageBuilder) => StunMessageBuilder): Promise<StunMessage> {
+    const c = { address: '127.0.0.1', port: from, transport: 'udp' as const };
+    const ask = async (fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<StunMessage> => {
+      let out: Buffer | null = null;
+      await turn.request(parsed(fill(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))).build()), c, false, (d) => (out = d));
+      assert.ok(out);
+      return parsed(out);
+    };
+    const base = (b: StunMessageBuilder): StunMessageBuilder => extra(b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0])));
+    const nonce = getAttr(await ask(base), Attr.NONCE)!.value.toString();
+    return ask((b) => base(b).addString(Attr.USERNAME, username).addString(Attr.REALM, REALM).addString(Attr.NONCE, nonce).addMessageIntegrity(key));
+  }
+
+  it('gives an even relayed port and a token for the next one, which a second Allocate then gets', async () => {
+    const first = await allocate(41000, (b) => b.add(Attr.EVEN_PORT, Buffer.from([0x80, 0, 0, 0])));
+    assert.equal(first.cls, StunClass.SuccessResponse);
+    const relayed = decodeXorAddress(getAttr(first, Attr.XOR_RELAYED_ADDRESS)!.value, first.transactionId);
+    assert.ok(relayed.ok);
+    assert.equal(relayed.value.port % 2, 0, 'an even port');
+    const token = getAttr(first, Attr.RESERVATION_TOKEN);
+    assert.ok(token && token.value.length === 8, 'a reservation token');
+    const second = await allocate(41001, (b) => b.add(Attr.RESERVATION_TOKEN, Buffer.from(token.value)));
+    assert.equal(second.cls, StunClass.SuccessResponse);
+    const next = decodeXorAddress(getAttr(second, Attr.XOR_RELAYED_ADDRESS)!.value, second.transactionId);
+    assert.ok(next.ok);
+    assert.equal(next.value.port, relayed.value.port + 1, 'the reserved next port');
+    const again = await allocate(41002, (b) => b.add(Attr.RESERVATION_TOKEN, Buffer.from(token.value)));
+    assert.equal(again.cls, StunClass.ErrorResponse, 'a token is good once');
   });
 });
