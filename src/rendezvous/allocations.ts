@@ -23,8 +23,8 @@ export interface Allocation {
   /** "TRANSPORT|IP|PORT" of the client */
   key: string;
   client: { address: string; port: number };
-  /** how the client talks to the server: ChannelData is padded to 4 bytes over TCP */
-  transport: 'udp' | 'tcp';
+  /** how the client talks to the server: ChannelData is padded to 4 bytes over TCP and TLS */
+  transport: 'udp' | 'tcp' | 'tls';
   /** sends to the client: the server's UDP socket, or the client's TCP connection */
   toClient(data: Buffer): void;
   user: string;
@@ -259,7 +259,7 @@ export class AllocationTable {
     a.bytes.down += data.length;
     const channel = a.channelOf.get(`${ip}|${port}`);
     if (channel !== undefined && (a.channels.get(channel)?.expiresAt ?? 0) > this.now()) {
-      a.toClient(buildChannelData(channel, data, a.transport === 'tcp'));
+      a.toClient(buildChannelData(channel, data, a.transport !== 'udp'));
       return;
     }
     const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, ip, port).add(Attr.DATA, data).build();

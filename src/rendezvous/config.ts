@@ -15,6 +15,15 @@ export const rendezvousSection = section({
       help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port): STUN Binding, and TURN with --turn-secret (UDP relays, clients over UDP or TCP)',
       default: '',
     }),
+    turnTls: opt.string({
+      flag: 'turn-tls',
+      key: 'tls-listen',
+      arg: '[HOST:]PORT',
+      help: 'TURN over TLS (turns:, TCP; PORT alone: loopback; 5349 is the standard port), with --turn-tls-cert and --turn-tls-key; needs --turn',
+      default: '',
+    }),
+    turnTlsCert: opt.string({ flag: 'turn-tls-cert', key: 'tls-cert', arg: 'FILE', help: 'PEM certificate chain for --turn-tls, read at start', default: '' }),
+    turnTlsKey: opt.string({ flag: 'turn-tls-key', key: 'tls-key', arg: 'FILE', help: 'PEM private key for --turn-tls, read at start', default: '' }),
     turnRealm: opt.string({ flag: 'turn-realm', key: 'realm', arg: 'REALM', help: 'the TURN realm (long-term credentials)', default: 'edgeward' }),
     turnSecret: opt.list({ flag: 'turn-secret', key: 'secrets', arg: 'SECRET', help: 'TURN REST secret (coturn\'s scheme: username EXPIRY:USER, password base64(HMAC-SHA1(secret, username))); repeatable, newest first, to rotate. Without one, TURN requests are refused' }),
     turnRelayIp: opt.string({ flag: 'turn-relay-ip', key: 'relay-ip', arg: 'ADDR', help: 'address relayed transport addresses are allocated on (default: the --turn address; required when that is 0.0.0.0 or ::)', default: '' }),
@@ -23,7 +32,15 @@ export const rendezvousSection = section({
     turnMaxAllocations: opt.count({ flag: 'turn-max-allocations', key: 'max-allocations', arg: 'N', help: 'TURN allocations at most (486 beyond)', default: 10000 }),
   }),
   validate(s) {
-    if (s.turn === '') return;
+    const tlsFiles = s.turnTlsCert !== '' || s.turnTlsKey !== '';
+    if (s.turn === '') {
+      if (s.turnTls !== '' || tlsFiles) throw new SettingsError('--turn-tls, --turn-tls-cert and --turn-tls-key need --turn [HOST:]PORT (STUN/TURN on UDP and TCP)');
+      return;
+    }
+    if (s.turnTls !== '') {
+      parseListenAddress(s.turnTls, '--turn-tls');
+      if (s.turnTlsCert === '' || s.turnTlsKey === '') throw new SettingsError('--turn-tls needs both --turn-tls-cert FILE and --turn-tls-key FILE (PEM)');
+    } else if (tlsFiles) throw new SettingsError('--turn-tls-cert and --turn-tls-key need --turn-tls [HOST:]PORT');
     const at = parseListenAddress(s.turn, '--turn');
     const relay = s.turnRelayIp !== '' ? s.turnRelayIp : at.host;
     if (s.turnRelayIp !== '' && !parseIp(s.turnRelayIp)) throw new SettingsError(`--turn-relay-ip: "${s.turnRelayIp}" is not an IP address`);

@@ -1,6 +1,8 @@
-// The rendezvous service: a STUN/TURN server (UDP and TCP on one address), in the main thread.
-// STUN Binding and TURN (UDP relays, clients over UDP or TCP, TURN REST credentials). TURN over TLS,
-// users from the store, accounts and signaling are being built on it (issues 8 and 9).
+// The rendezvous service: a STUN/TURN server (UDP and TCP on one address, TLS on another), in the
+// main thread. STUN Binding and TURN (UDP relays, clients over UDP, TCP or TLS, TURN REST
+// credentials). Users from the store, accounts and signaling are being built on it (issues 8 and 9).
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
@@ -30,7 +32,7 @@ const AllocationView = Type.Object({
   id: Type.Integer(),
   user: Type.String({ description: 'the USER part of the TURN REST username' }),
   client: Type.Object({ address: Type.String(), port: Type.Integer() }),
-  transport: Type.Union([Type.Literal('udp'), Type.Literal('tcp')], { description: 'how the client talks to the server (the relay is UDP)' }),
+  transport: Type.Union([Type.Literal('udp'), Type.Literal('tcp'), Type.Literal('tls')], { description: 'how the client talks to the server (the relay is UDP)' }),
   relayed: Type.Object({ address: Type.String(), port: Type.Integer() }),
   permissions: Type.Array(Type.String(), { description: 'peer IPs the allocation may exchange datagrams with' }),
   channels: Type.Integer({ description: 'channels bound' }),
@@ -100,6 +102,25 @@ function routes(service: RendezvousService): FastifyPluginAsync {
   };
 }
 
+/** The PEM files of --turn-tls, read and checked (a key that does not match the certificate fails here, not at the first client). */
+function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+  };
+  const cert = read(certFile, '--turn-tls-cert');
+  const key = read(keyFile, '--turn-tls-key');
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new Error(`--turn-tls-cert ${certFile} / --turn-tls-key ${keyFile}: ${(e as Error).message} (PEM certificate chain and its private key expected)`);
+  }
+  return { cert, key };
+}
+
 export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, RendezvousService> = {
   name: 'rendezvous',
   section: rendezvousSection,
@@ -109,6 +130,8 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const { settings: s, parts, logger } = ctx;
     const counters = newStunCounters();
     const at = parseListenAddress(s.turn, '--turn');
+    const tlsAt = s.turnTls !== '' ? parseListenAddress(s.turnTls, '--turn-tls') : null;
+    const tlsCredentials = tlsAt ? readTlsFiles(s.turnTlsCert, s.turnTlsKey) : null;
     const turn =
       s.turnSecret.length > 0
         ? new TurnHandler({
@@ -123,6 +146,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, turn: turn ?? undefined, logger });
     const stun = server;
     let bound: { address: string; port: number } | null = null;
+    let tlsBound: { address: string; port: number } | null = null;
     const m = parts.metrics;
     m.counter({
       name: 'edgeward_stun_binding_requests_total',
@@ -131,6 +155,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       read: () => [
         [{ transport: 'udp' }, counters.binding.udp],
         [{ transport: 'tcp' }, counters.binding.tcp],
+        [{ transport: 'tls' }, counters.binding.tls],
       ],
     });
     m.counter({
@@ -164,16 +189,29 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       const b = bound ?? { address: at.host, port: at.port };
       return formatHostPort(b.address, b.port);
     };
+    const tlsHostPort = (): string | null => {
+      const b = tlsBound ?? (tlsAt ? { address: tlsAt.host, port: tlsAt.port } : null);
+      return b ? formatHostPort(b.address, b.port) : null;
+    };
     return {
       turn,
       secrets: s.turnSecret,
-      uris: () => [`turn:${hostPort()}?transport=udp`, `turn:${hostPort()}?transport=tcp`],
+      uris: () => {
+        const tlsUri = tlsHostPort();
+        return [`turn:${hostPort()}?transport=udp`, `turn:${hostPort()}?transport=tcp`, ...(tlsUri ? [`turns:${tlsUri}?transport=tcp`] : [])];
+      },
       async listen() {
         bound = await stun.listen(at.host, at.port).catch((e: unknown) => {
           throw new Error(`--turn ${s.turn}: ${(e as Error).message}`);
         });
+        if (tlsAt && tlsCredentials) {
+          tlsBound = await stun.listenTls(tlsAt.host, tlsAt.port, tlsCredentials).catch((e: unknown) => {
+            stun.close();
+            throw new Error(`--turn-tls ${s.turnTls}: ${(e as Error).message}`);
+          });
+        }
         if (!turn) logger.warn('--turn without --turn-secret: STUN only; TURN requests are refused');
-        return { turn: hostPort(), turnRelay: turn ? 'udp' : 'off' };
+        return { turn: hostPort(), ...(tlsBound ? { turnTls: tlsHostPort() } : {}), turnRelay: turn ? 'udp' : 'off' };
       },
       async stopAccepting() {
         stun.close();

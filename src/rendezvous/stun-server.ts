@@ -1,4 +1,5 @@
-// The STUN server of the rendezvous service, on UDP and TCP at one address and port: answers
+// The STUN server of the rendezvous service, on UDP and TCP at one address and port (and on TLS at
+// another, for turns:): answers
 // Binding requests (RFC 8489) with the client's reflexive address, and RFC 3489 ("classic")
 // clients with MAPPED-ADDRESS. Malformed messages are dropped, never answered or thrown on; a
 // request naming a comprehension-required attribute the server does not understand gets 420 with
@@ -6,6 +7,7 @@
 // TURN handler (turn-handler.ts).
 import dgram from 'node:dgram';
 import net from 'node:net';
+import tls from 'node:tls';
 import {
   Attr,
   frameLength,
@@ -18,13 +20,13 @@ import {
   unknownComprehensionRequired,
 } from '../codec/stun.js';
 import type { Logger } from '../log/logger.js';
-import { TURN_KNOWN, type TurnHandler } from './turn-handler.js';
+import { TURN_KNOWN, type ClientTransport, type TurnHandler } from './turn-handler.js';
 import { canonicalIp } from '../net/address.js';
 
 /** What the server counts; the service turns these into metric families. */
 export interface StunCounters {
   /** Binding requests answered with the reflexive address, by transport */
-  binding: { udp: number; tcp: number };
+  binding: Record<ClientTransport, number>;
   /** requests answered with an error, by code */
   errors: Record<string, number>;
   /** datagrams and frames dropped as malformed (bad header, length, attribute, fingerprint) */
@@ -32,7 +34,7 @@ export interface StunCounters {
 }
 
 export function newStunCounters(): StunCounters {
-  return { binding: { udp: 0, tcp: 0 }, errors: {}, malformed: 0 };
+  return { binding: { udp: 0, tcp: 0, tls: 0 }, errors: {}, malformed: 0 };
 }
 
 export interface StunServerOptions {
@@ -65,6 +67,7 @@ const TURN_METHODS = new Set<number>([StunMethod.Allocate, StunMethod.Refresh, S
 export class StunServer {
   private udp: dgram.Socket | null = null;
   private tcp: net.Server | null = null;
+  private tls: tls.Server | null = null;
   private readonly tcpClients = new Set<net.Socket>();
 
   constructor(private readonly opts: StunServerOptions) {}
@@ -84,7 +87,7 @@ export class StunServer {
       });
     });
     const bound = udp.address();
-    const tcp = net.createServer({ allowHalfOpen: false }, (s) => this.acceptTcp(s));
+    const tcp = net.createServer({ allowHalfOpen: false }, (s) => this.acceptStream(s, 'tcp'));
     tcp.maxConnections = this.opts.maxTcpClients;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -115,13 +118,42 @@ export class StunServer {
     return { address: bound.address, port: bound.port };
   }
 
-  /** Stops taking requests: closes the UDP socket and the TCP listener. */
+  /**
+   * Listens for TLS over TCP at host:port (turns:), with the PEM certificate chain and key given.
+   * Resolves with the bound address.
+   */
+  async listenTls(host: string, port: number, credentials: { cert: Buffer; key: Buffer }): Promise<{ address: string; port: number }> {
+    const server = tls.createServer({ cert: credentials.cert, key: credentials.key, allowHalfOpen: false, minVersion: 'TLSv1.2' }, (s) => this.acceptStream(s, 'tls'));
+    server.maxConnections = this.opts.maxTcpClients;
+    // a client that fails the handshake (wrong protocol, bad certificate) only loses its connection
+    server.on('tlsClientError', (_e, s) => s.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port, ipv6Only: net.isIPv6(host) }, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.opts.logger.warn('TURN TLS listener error', { error: e.message }));
+    this.tls = server;
+    const a = server.address() as net.AddressInfo;
+    return { address: a.address, port: a.port };
+  }
+
+  /** Replaces the TLS certificate and key for new connections (a renewed certificate). */
+  setTlsCredentials(credentials: { cert: Buffer; key: Buffer }): void {
+    this.tls?.setSecureContext({ cert: credentials.cert, key: credentials.key });
+  }
+
+  /** Stops taking requests: closes the UDP socket and the TCP and TLS listeners. */
   close(): void {
     this.opts.turn?.close();
     this.udp?.close();
     this.udp = null;
     this.tcp?.close();
     this.tcp = null;
+    this.tls?.close();
+    this.tls = null;
   }
 
   /** Closes the TCP clients still connected. */
@@ -130,14 +162,15 @@ export class StunServer {
     this.tcpClients.clear();
   }
 
-  private acceptTcp(s: net.Socket): void {
+  /** A client over TCP or TLS: STUN messages and ChannelData framed on one stream. */
+  private acceptStream(s: net.Socket, transport: 'tcp' | 'tls'): void {
     this.tcpClients.add(s);
     s.once('close', () => this.tcpClients.delete(s));
     s.on('error', () => undefined);
     if (this.opts.tcpIdleTimeout > 0) s.setTimeout(this.opts.tcpIdleTimeout, () => s.destroy());
     const ip = canonicalIp(s.remoteAddress ?? '');
     const port = s.remotePort ?? 0;
-    const client = { address: ip, port, transport: 'tcp' as const };
+    const client = { address: ip, port, transport };
     const turn = this.opts.turn;
     if (turn) s.once('close', () => turn.connectionClosed(client));
     let buf: Buffer = Buffer.alloc(0);
@@ -167,7 +200,7 @@ export class StunServer {
           if (!turn!.channelData(frame, client)) this.opts.counters.malformed++;
           continue;
         }
-        this.answer(frame, ip, port, 'tcp', (reply) => {
+        this.answer(frame, ip, port, transport, (reply) => {
           if (!s.destroyed) s.write(reply);
         });
       }
@@ -175,7 +208,7 @@ export class StunServer {
   }
 
   /** Answers one datagram or frame through `send`, or drops it. */
-  answer(buf: Buffer, ip: string, port: number, transport: 'udp' | 'tcp', send: (reply: Buffer) => void): void {
+  answer(buf: Buffer, ip: string, port: number, transport: ClientTransport, send: (reply: Buffer) => void): void {
     const c = this.opts.counters;
     // RFC 3489 clients (no magic cookie) send Binding requests over UDP only
     const parsed = parseStun(buf, { rfc3489: transport === 'udp' });

@@ -41,8 +41,10 @@ export interface TurnCounters {
   deniedPeers: number;
 }
 
+/** How a client talks to the server: UDP, TCP, or TLS over TCP (turns:). */
+export type ClientTransport = 'udp' | 'tcp' | 'tls';
 /** A client of the server: its address and how it talks to us. */
-export type Client = { address: string; port: number; transport: 'udp' | 'tcp' };
+export type Client = { address: string; port: number; transport: ClientTransport };
 type Send = (data: Buffer) => void;
 type Auth = { user: string; username: string; key: Buffer };
 
