@@ -166,12 +166,17 @@ export const PolicyIdParams = Type.Object(
 
 // ---- users ----
 
-export const User = Type.Object({ username: Type.String(), createdAt: Type.String({ format: 'date-time' }) });
+export const User = Type.Object({
+  username: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  turnRealm: Type.Union([Type.String(), Type.Null()], { description: 'the realm of the user\'s TURN key; null: no TURN' }),
+});
 export const UserList = Type.Object({ users: Type.Array(User) });
 export const UserInput = Type.Object(
   {
     username: Type.String({ minLength: 1, maxLength: 255, description: 'A-Z a-z 0-9 . _ @ -' }),
     password: Type.String({ minLength: 1, maxLength: 255, description: '1-255 bytes (RFC 1929)' }),
+    turn: Type.Optional(Type.Boolean({ description: 'may use the TURN server too: its key MD5(username:realm:password) is stored (default false)' })),
   },
   closed,
 );

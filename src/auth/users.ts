@@ -1,9 +1,12 @@
-// SOCKS users: creation with validated names, scrypt-hashed passwords, and a verification cache so
-// that a client opening many connections pays for scrypt once, not per connection.
+// Users: creation with validated names, scrypt-hashed passwords, and a verification cache so that a
+// SOCKS client opening many connections pays for scrypt once, not per connection. A user made with
+// TURN access also gets the TURN long-term key MD5(username:realm:password), which TURN's
+// MESSAGE-INTEGRITY needs and a one-way hash cannot give; the password itself is never stored.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { longTermKey } from '../codec/stun.js';
 import { EdgewardError } from '../core/errors.js';
-import { StoreError, type Store, type UserRecord } from '../store/store.js';
+import { StoreError, type Store, type TurnKey, type UserRecord } from '../store/store.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 
 export type UserErrorCode = 'invalid' | 'conflict' | 'not_found';
@@ -36,7 +39,11 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
   private readonly verified = new Map<string, Buffer>();
   private readonly cacheKey = randomBytes(32);
 
-  constructor(private readonly store: Store) {
+  /** `turnRealm`: the realm TURN keys are made for (the rendezvous service's --turn-realm) */
+  constructor(
+    private readonly store: Store,
+    private readonly turnRealm = 'edgeward',
+  ) {
     super();
   }
 
@@ -44,11 +51,13 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
     return createHmac('sha256', this.cacheKey).update(username).update('\0').update(password).digest();
   }
 
-  async create(username: string, password: string): Promise<UserRecord> {
+  /** `turn`: the user may use the TURN server too (its key is made now, from the password). */
+  async create(username: string, password: string, opts: { turn?: boolean } = {}): Promise<UserRecord> {
     validateCredentials(username, password);
     const hash = await hashPassword(password);
+    const turn = opts.turn ? { realm: this.turnRealm, key: longTermKey(username, this.turnRealm, password) } : undefined;
     try {
-      return await this.store.createUser(username, hash);
+      return await this.store.createUser(username, hash, turn);
     } catch (e) {
       if (e instanceof StoreError && e.code === 'conflict') throw new UserError('conflict', 'username', e.message);
       throw e;
@@ -68,6 +77,11 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
 
   list(): Promise<UserRecord[]> {
     return this.store.listUsers();
+  }
+
+  /** The user's TURN key (null: no such user, or no TURN for them). */
+  turnKey(username: string): Promise<TurnKey | null> {
+    return this.store.getTurnKey(username);
   }
 
   count(): Promise<number> {

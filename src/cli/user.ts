@@ -1,4 +1,4 @@
-// `edgeward user ...`: the SOCKS users (RFC 1929 username/password), through the REST API.
+// `edgeward user ...`: the users (SOCKS RFC 1929 username/password, and TURN), through the REST API.
 // Passwords come from stdin (--password-stdin) or a prompt without echo, never from the command line.
 import { clientFromEnv, ENV_HELP } from './api-client.js';
 import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
@@ -6,15 +6,19 @@ import type { Command } from './command.js';
 
 const usage = `Usage: edgeward user <add|rm|list> [options]
 
-SOCKS users, for "edgeward start --socks-auth" (RFC 1929 username/password; stored scrypt-hashed).
+Users, for "edgeward start --socks-auth" (RFC 1929 username/password; stored scrypt-hashed) and,
+with --turn, for the TURN server of "edgeward start --turn" (long-term credentials: the key
+MD5(NAME:REALM:PASSWORD) is stored for the server's --turn-realm, never the password; a user
+made before the realm changes must be made again).
 
-  edgeward user add NAME [--password-stdin]
+  edgeward user add NAME [--turn] [--password-stdin]
       the password is asked twice on the terminal (not echoed), or read from the first line of
       standard input with --password-stdin (e.g. printf '%s\\n' "$PW" | edgeward user add alice --password-stdin)
   edgeward user rm NAME
   edgeward user list [--json]
 
 Options:
+  --turn             the user may use the TURN server too
   --password-stdin   read the password from standard input
   --json             print JSON instead of a table
   --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
@@ -69,7 +73,7 @@ function promptHidden(prompt: string): Promise<string> {
 }
 
 async function add(args: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' }, turn: { type: 'boolean' } });
   const name = onePositional(positionals, 'NAME');
   let password: string;
   if (values['password-stdin']) {
@@ -88,8 +92,8 @@ async function add(args: string[]): Promise<number> {
     return 1;
   }
   const api = clientFromEnv(values.data);
-  const u = await api.request<{ username: string; createdAt: string }>('POST', '/api/v1/users', { username: name, password });
-  process.stdout.write(`added user ${u.username}\n`);
+  const u = await api.request<{ username: string; createdAt: string; turnRealm: string | null }>('POST', '/api/v1/users', { username: name, password, turn: values.turn === true });
+  process.stdout.write(`added user ${u.username}${u.turnRealm !== null ? ` (TURN realm ${u.turnRealm})` : ''}\n`);
   return 0;
 }
 
@@ -106,7 +110,7 @@ async function list(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const api = clientFromEnv(values.data);
-  const { users } = await api.request<{ users: Array<{ username: string; createdAt: string }> }>('GET', '/api/v1/users');
+  const { users } = await api.request<{ users: Array<{ username: string; createdAt: string; turnRealm: string | null }> }>('GET', '/api/v1/users');
   if (values.json) {
     process.stdout.write(`${JSON.stringify(users, null, 2)}\n`);
     return 0;
@@ -116,11 +120,12 @@ async function list(args: string[]): Promise<number> {
     return 0;
   }
   const width = Math.max(8, ...users.map((u) => u.username.length));
-  process.stdout.write(`${'USERNAME'.padEnd(width)}  CREATED\n`);
-  for (const u of users) process.stdout.write(`${u.username.padEnd(width)}  ${u.createdAt}\n`);
+  const realmWidth = Math.max(10, ...users.map((u) => (u.turnRealm ?? '-').length));
+  process.stdout.write(`${'USERNAME'.padEnd(width)}  ${'TURN REALM'.padEnd(realmWidth)}  CREATED\n`);
+  for (const u of users) process.stdout.write(`${u.username.padEnd(width)}  ${(u.turnRealm ?? '-').padEnd(realmWidth)}  ${u.createdAt}\n`);
   return 0;
 }
 
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = { add, rm, remove: rm, list, ls: list };
 
-export const command: Command = apiCommand('user', 'add, remove and list SOCKS users (talks to the REST API)', usage, SUBCOMMANDS);
+export const command: Command = apiCommand('user', 'add, remove and list users of SOCKS and TURN (talks to the REST API)', usage, SUBCOMMANDS);

@@ -35,7 +35,7 @@ export interface OpenedParts {
 export async function openThreadParts(settings: Settings, dataDir: string, thread: number, threads: number): Promise<OpenedParts> {
   const store = new SqliteStore(dataDir);
   const policies = await PolicyService.open(store, baseTransport(settings));
-  const users = new UserService(store);
+  const users = new UserService(store, settings.turnRealm);
   const registry = new ConnectionRegistry(thread + 1, threads);
   const up = settings.upstream !== '' ? parseUpstream(settings.upstream, '--upstream') : null;
   const upstream = up?.ok ? up.value : null; // checked when the settings were resolved

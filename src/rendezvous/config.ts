@@ -12,7 +12,7 @@ export const rendezvousSection = section({
       flag: 'turn',
       key: 'listen',
       arg: '[HOST:]PORT',
-      help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port): STUN Binding, and TURN with --turn-secret (UDP relays, clients over UDP or TCP)',
+      help: 'STUN/TURN server on UDP and TCP (PORT alone: loopback; 3478 is the standard port): STUN Binding, and TURN (UDP relays) for TURN REST credentials (--turn-secret) and users with TURN access (edgeward user add NAME --turn)',
       default: '',
     }),
     turnTls: opt.string({
@@ -25,7 +25,7 @@ export const rendezvousSection = section({
     turnTlsCert: opt.string({ flag: 'turn-tls-cert', key: 'tls-cert', arg: 'FILE', help: 'PEM certificate chain for --turn-tls, read at start', default: '' }),
     turnTlsKey: opt.string({ flag: 'turn-tls-key', key: 'tls-key', arg: 'FILE', help: 'PEM private key for --turn-tls, read at start', default: '' }),
     turnRealm: opt.string({ flag: 'turn-realm', key: 'realm', arg: 'REALM', help: 'the TURN realm (long-term credentials)', default: 'edgeward' }),
-    turnSecret: opt.list({ flag: 'turn-secret', key: 'secrets', arg: 'SECRET', help: 'TURN REST secret (coturn\'s scheme: username EXPIRY:USER, password base64(HMAC-SHA1(secret, username))); repeatable, newest first, to rotate. Without one, TURN requests are refused' }),
+    turnSecret: opt.list({ flag: 'turn-secret', key: 'secrets', arg: 'SECRET', help: 'TURN REST secret (coturn\'s scheme: username EXPIRY:USER, password base64(HMAC-SHA1(secret, username))); repeatable, newest first, to rotate. Without one, only users of the store with TURN access can allocate' }),
     turnRelayIp: opt.string({ flag: 'turn-relay-ip', key: 'relay-ip', arg: 'ADDR', help: 'address relayed transport addresses are allocated on (default: the --turn address; required when that is 0.0.0.0 or ::)', default: '' }),
     turnAllowPeers: opt.list({ flag: 'turn-allow-peers', key: 'allow-peers', arg: 'CIDR', help: 'peers allowed despite the default denylist (loopback, private, link-local, CGNAT, multicast)' }),
     turnDenyPeers: opt.list({ flag: 'turn-deny-peers', key: 'deny-peers', arg: 'CIDR', help: 'peers denied in addition to the default denylist' }),

@@ -22,7 +22,7 @@ export type RendezvousServiceSettings = RendezvousSettings & Static<typeof trans
 
 /** The running rendezvous service, as its routes see it. */
 export interface RendezvousService extends Service {
-  turn: TurnHandler | null;
+  turn: TurnHandler;
   secrets: readonly string[];
   /** turn: URIs clients put in iceServers */
   uris(): string[];
@@ -65,10 +65,7 @@ function view(a: Allocation): Static<typeof AllocationView> {
 function routes(service: RendezvousService): FastifyPluginAsync {
   return async (app) => {
     const tags = ['rendezvous'];
-    const turn = (): TurnHandler => {
-      if (!service.turn) throw new ApiError(409, 'turn_not_configured', null, 'TURN is not configured: start edgeward with --turn-secret');
-      return service.turn;
-    };
+    const turn = (): TurnHandler => service.turn;
     app.get('/turn/allocations', { schema: { tags, summary: 'TURN allocations', response: { 200: Type.Object({ allocations: Type.Array(AllocationView) }), 401: ErrorBody, 409: ErrorBody } } }, async () => ({
       allocations: turn().table.list().map(view),
     }));
@@ -94,7 +91,7 @@ function routes(service: RendezvousService): FastifyPluginAsync {
         },
       },
       async (req) => {
-        turn();
+        if (service.secrets.length === 0) throw new ApiError(409, 'turn_no_secret', null, 'TURN REST credentials need a secret: start edgeward with --turn-secret (or add users with TURN access: edgeward user add NAME --turn)');
         const c = restCredential(req.body.user, service.secrets[0]!, req.body.ttl ?? 86400);
         return { ...c, uris: service.uris() };
       },
@@ -132,18 +129,16 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const at = parseListenAddress(s.turn, '--turn');
     const tlsAt = s.turnTls !== '' ? parseListenAddress(s.turnTls, '--turn-tls') : null;
     const tlsCredentials = tlsAt ? readTlsFiles(s.turnTlsCert, s.turnTlsKey) : null;
-    const turn =
-      s.turnSecret.length > 0
-        ? new TurnHandler({
-            realm: s.turnRealm,
-            secrets: s.turnSecret,
-            relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
-            peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
-            maxAllocations: s.turnMaxAllocations,
-            software: 'edgeward',
-          })
-        : null;
-    const server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, turn: turn ?? undefined, logger });
+    const turn = new TurnHandler({
+      realm: s.turnRealm,
+      secrets: s.turnSecret,
+      relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
+      peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
+      maxAllocations: s.turnMaxAllocations,
+      software: 'edgeward',
+      userKey: (username) => parts.users.turnKey(username),
+    });
+    const server = new StunServer({ software: 'edgeward', counters, maxTcpClients: s.maxConnections, tcpIdleTimeout: s.idleTimeout * 1000, turn, logger });
     const stun = server;
     let bound: { address: string; port: number } | null = null;
     let tlsBound: { address: string; port: number } | null = null;
@@ -165,26 +160,23 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       read: () => Object.entries(counters.errors).map(([code, n]) => [{ code }, n]),
     });
     m.counter({ name: 'edgeward_stun_malformed_total', help: 'STUN datagrams, TCP frames and ChannelData dropped as malformed (header, length, attributes, fingerprint, unbound channel).', read: () => counters.malformed });
-    if (turn) {
-      const t = turn;
-      m.gauge({ name: 'edgeward_turn_allocations', help: 'TURN allocations open now.', read: () => t.table.size });
-      m.counter({ name: 'edgeward_turn_allocations_total', help: 'TURN allocations made since start.', read: () => t.counters.allocations });
-      m.counter({ name: 'edgeward_turn_challenges_total', help: 'TURN requests without credentials answered 401 with a realm and nonce (the first round of every allocation).', read: () => t.counters.challenges });
-      m.counter({ name: 'edgeward_turn_auth_failures_total', help: 'TURN requests refused for their credentials: wrong, expired or unknown (401), stale or foreign nonce (438); never labelled by user.', read: () => t.counters.authFailures });
-      m.counter({ name: 'edgeward_turn_denied_peers_total', help: 'CreatePermission and ChannelBind refused (403) for a peer address the policy denies.', read: () => t.counters.deniedPeers });
-      m.counter({
-        name: 'edgeward_turn_relayed_bytes_total',
-        help: 'Bytes relayed by TURN allocations, open ones included: up = client to peers, down = peers to client.',
-        labels: ['direction'],
-        read: () => {
-          const b = t.table.bytesRelayed();
-          return [
-            [{ direction: 'up' }, b.up],
-            [{ direction: 'down' }, b.down],
-          ];
-        },
-      });
-    }
+    m.gauge({ name: 'edgeward_turn_allocations', help: 'TURN allocations open now.', read: () => turn.table.size });
+    m.counter({ name: 'edgeward_turn_allocations_total', help: 'TURN allocations made since start.', read: () => turn.counters.allocations });
+    m.counter({ name: 'edgeward_turn_challenges_total', help: 'TURN requests without credentials answered 401 with a realm and nonce (the first round of every allocation).', read: () => turn.counters.challenges });
+    m.counter({ name: 'edgeward_turn_auth_failures_total', help: 'TURN requests refused for their credentials: wrong, expired or unknown (401), stale or foreign nonce (438); never labelled by user.', read: () => turn.counters.authFailures });
+    m.counter({ name: 'edgeward_turn_denied_peers_total', help: 'CreatePermission and ChannelBind refused (403) for a peer address the policy denies.', read: () => turn.counters.deniedPeers });
+    m.counter({
+      name: 'edgeward_turn_relayed_bytes_total',
+      help: 'Bytes relayed by TURN allocations, open ones included: up = client to peers, down = peers to client.',
+      labels: ['direction'],
+      read: () => {
+        const b = turn.table.bytesRelayed();
+        return [
+          [{ direction: 'up' }, b.up],
+          [{ direction: 'down' }, b.down],
+        ];
+      },
+    });
     const hostPort = (): string => {
       const b = bound ?? { address: at.host, port: at.port };
       return formatHostPort(b.address, b.port);
@@ -210,8 +202,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
             throw new Error(`--turn-tls ${s.turnTls}: ${(e as Error).message}`);
           });
         }
-        if (!turn) logger.warn('--turn without --turn-secret: STUN only; TURN requests are refused');
-        return { turn: hostPort(), ...(tlsBound ? { turnTls: tlsHostPort() } : {}), turnRelay: turn ? 'udp' : 'off' };
+        return { turn: hostPort(), ...(tlsBound ? { turnTls: tlsHostPort() } : {}), turnRelay: 'udp' };
       },
       async stopAccepting() {
         stun.close();

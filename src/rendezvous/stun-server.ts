@@ -42,7 +42,7 @@ export interface StunServerOptions {
   counters: StunCounters;
   /** TCP clients at most */
   maxTcpClients: number;
-  /** TURN (clients over UDP and TCP); absent: TURN requests get 400 */
+  /** TURN (clients over UDP, TCP and TLS); absent: TURN requests get 400 (a STUN-only server) */
   turn?: TurnHandler;
   /** ms a TCP client may stay without sending a complete message; 0 = never closed for that */
   tcpIdleTimeout: number;
@@ -241,7 +241,7 @@ export class StunServer {
     };
     if (m.method !== StunMethod.Binding) {
       if (!TURN_METHODS.has(m.method)) return fail(400, 'Bad Request: unknown method');
-      if (!turn) return fail(400, 'Bad Request: TURN is not configured on this server (no --turn-secret)');
+      if (!turn) return fail(400, 'Bad Request: TURN is not served here');
       const unknown = unknownComprehensionRequired(m, TURN_KNOWN);
       if (unknown.length > 0) {
         if (this.opts.logger.enabled('debug')) this.opts.logger.debug('TURN request with unknown attributes: 420', { method: m.method, unknown: unknown.map((t) => `0x${t.toString(16)}`) });

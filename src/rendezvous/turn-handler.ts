@@ -1,12 +1,14 @@
-// The TURN requests and indications of clients over UDP and TCP (RFC 8656): Allocate, Refresh,
-// CreatePermission, ChannelBind (long-term credentials with TURN REST usernames, stateless nonces),
-// Send indications and ChannelData. State lives in allocations.ts; who may be a peer in
-// peer-policy.ts. TURN over TLS, TCP allocations and users from the store come next (issue 8).
+// The TURN requests and indications of clients over UDP, TCP and TLS (RFC 8656): Allocate, Refresh,
+// CreatePermission, ChannelBind (long-term credentials: TURN REST usernames, or users of the store
+// with their MD5(user:realm:password) key; stateless nonces; MESSAGE-INTEGRITY or
+// MESSAGE-INTEGRITY-SHA256, answered in kind), Send indications and ChannelData. State lives in
+// allocations.ts; who may be a peer in peer-policy.ts.
 import {
   Attr,
   CHANNEL_MAX,
   CHANNEL_MIN,
   checkMessageIntegrity,
+  checkMessageIntegritySha256,
   decodeString,
   decodeUint32,
   decodeXorAddress,
@@ -17,6 +19,7 @@ import {
   StunMethod,
   type StunMessage,
 } from '../codec/stun.js';
+import type { TurnKey } from '../store/store.js';
 import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation } from './allocations.js';
 import type { PeerPolicy } from './peer-policy.js';
 import { Nonces, restCredentialKeys } from './turn-auth.js';
@@ -29,6 +32,8 @@ export interface TurnOptions {
   peers: PeerPolicy;
   maxAllocations: number;
   software: string;
+  /** the TURN key of a user of the store (null: no such user, or no TURN for them) */
+  userKey(username: string): Promise<TurnKey | null>;
 }
 
 /** What TURN counts; the service turns these into metric families (never labelled by user). */
@@ -46,7 +51,8 @@ export type ClientTransport = 'udp' | 'tcp' | 'tls';
 /** A client of the server: its address and how it talks to us. */
 export type Client = { address: string; port: number; transport: ClientTransport };
 type Send = (data: Buffer) => void;
-type Auth = { user: string; username: string; key: Buffer };
+/** Who a request was authenticated as, and how its answer is signed (in kind: SHA-256 for SHA-256). */
+type Auth = { user: string; username: string; key: Buffer; sha256: boolean };
 
 /** Attributes of TURN requests that this server understands. */
 export const TURN_KNOWN = new Set<number>([
@@ -63,7 +69,11 @@ export const TURN_KNOWN = new Set<number>([
   Attr.REQUESTED_ADDRESS_FAMILY,
   Attr.EVEN_PORT,
   Attr.RESERVATION_TOKEN,
+  Attr.PASSWORD_ALGORITHM,
 ]);
+
+/** PASSWORD-ALGORITHM's value for MD5, the only key this server has for store users (RFC 8489 section 18.5). */
+const PASSWORD_ALGORITHM_MD5 = 0x0001;
 
 export class TurnHandler {
   readonly table: AllocationTable;
@@ -111,7 +121,10 @@ export class TurnHandler {
     const respond = (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth): void => {
       const b = new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
       fill(b);
-      if (auth) b.addMessageIntegrity(auth.key);
+      if (auth) {
+        if (auth.sha256) b.addMessageIntegritySha256(auth.key);
+        else b.addMessageIntegrity(auth.key);
+      }
       if (fingerprint) b.addFingerprint();
       send(b.build());
     };
@@ -123,20 +136,24 @@ export class TurnHandler {
     };
 
     // ---- authentication (RFC 8489 section 9.2) ----
-    if (!getAttr(m, Attr.MESSAGE_INTEGRITY)) return challenge(401, false); // the normal first exchange
+    const sha256 = getAttr(m, Attr.MESSAGE_INTEGRITY_SHA256) !== undefined;
+    if (!sha256 && !getAttr(m, Attr.MESSAGE_INTEGRITY)) return challenge(401, false); // the normal first exchange
     const username = text(m, Attr.USERNAME);
     const realm = text(m, Attr.REALM);
     const nonce = text(m, Attr.NONCE);
     if (username === null || realm === null || nonce === null) return fail(400, 'Bad Request: USERNAME, REALM and NONCE are required with MESSAGE-INTEGRITY');
+    const algorithm = getAttr(m, Attr.PASSWORD_ALGORITHM);
+    if (algorithm && (algorithm.value.length < 2 || algorithm.value.readUInt16BE(0) !== PASSWORD_ALGORITHM_MD5)) return fail(400, 'Bad Request: PASSWORD-ALGORITHM: only MD5 keys are offered');
     const fresh = this.nonces.check(nonce, `${client.address}|${client.port}`);
     if (fresh !== 'ok') return challenge(438);
     if (realm !== this.opts.realm) return challenge(401);
-    const creds = restCredentialKeys(username, realm, this.opts.secrets, Date.now());
+    const creds = await this.keysOf(username, realm);
     // an expired credential gets no new allocation, nor anything else: the client must fetch a new one
-    if (!creds.ok) return challenge(401);
-    const authKey = creds.keys.find((k) => checkMessageIntegrity(m, k));
+    if (!creds) return challenge(401);
+    // SHA-256 where the client offers it (the key is the same MD5 long-term key, section 9.2.2)
+    const authKey = creds.keys.find((k) => (sha256 ? checkMessageIntegritySha256(m, k) : checkMessageIntegrity(m, k)));
     if (!authKey) return challenge(401);
-    const auth: Auth = { user: creds.user, username, key: authKey };
+    const auth: Auth = { user: creds.user, username, key: authKey, sha256 };
 
     const k = key(client);
     if (m.method === StunMethod.Allocate) return this.allocate(m, client, auth, send, respond, fail);
@@ -177,6 +194,21 @@ export class TurnHandler {
       default:
         return fail(400, 'Bad Request: method not supported', auth);
     }
+  }
+
+  /**
+   * The keys a USERNAME may have signed with: a TURN REST username ("EXPIRY:USER", or all digits
+   * when REST secrets are set) gives one per active secret; any other name is a user of the store
+   * with TURN access in this realm. Null: no such credential, or an expired one.
+   */
+  private async keysOf(username: string, realm: string): Promise<{ user: string; keys: Buffer[] } | null> {
+    const rest = username.includes(':') || (/^\d+$/.test(username) && this.opts.secrets.length > 0);
+    if (rest) {
+      const creds = restCredentialKeys(username, realm, this.opts.secrets, Date.now());
+      return creds.ok ? { user: creds.user, keys: creds.keys } : null;
+    }
+    const k = await this.opts.userKey(username);
+    return k && k.realm === realm ? { user: username, keys: [k.key] } : null;
   }
 
   private async allocate(m: StunMessage, client: Client, auth: Auth, send: Send, respond: (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth) => void, fail: (code: number, reason?: string, auth?: Auth) => void): Promise<void> {

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Policy, PolicyInput, Transport } from './records.js';
-import { StoreError, type Store, type UserRecord } from './store.js';
+import { StoreError, type Store, type TurnKey, type UserRecord } from './store.js';
 
 /** Each entry moves the schema one version up; never edit a shipped entry, add a new one. */
 const MIGRATIONS: readonly string[] = [
@@ -24,6 +24,9 @@ const MIGRATIONS: readonly string[] = [
    );`,
   // 2: chaining through an upstream SOCKS5 proxy per policy ("direct" or socks5://...)
   `ALTER TABLE policies ADD COLUMN via TEXT;`,
+  // 3: TURN long-term keys of users: hex MD5(username:realm:password) and its realm (NULL: no TURN)
+  `ALTER TABLE users ADD COLUMN turn_realm TEXT;
+   ALTER TABLE users ADD COLUMN turn_key TEXT;`,
 ];
 
 interface PolicyRow {
@@ -157,25 +160,32 @@ export class SqliteStore implements Store {
   }
 
   async listUsers(): Promise<UserRecord[]> {
-    return (this.db.prepare('SELECT username, created_at FROM users ORDER BY username').all() as Array<{ username: string; created_at: string }>).map(
-      (r) => ({ username: r.username, createdAt: r.created_at }),
+    return (this.db.prepare('SELECT username, created_at, turn_realm FROM users ORDER BY username').all() as Array<{ username: string; created_at: string; turn_realm: string | null }>).map(
+      (r) => ({ username: r.username, createdAt: r.created_at, turnRealm: r.turn_realm }),
     );
   }
 
   async getPasswordHash(username: string): Promise<string | null> {
     const row = this.db.prepare('SELECT password_hash FROM users WHERE username = ?').get(username) as { password_hash: string } | undefined;
-    return row?.password_hash ?? null;
+    return row ? row.password_hash : null;
   }
 
-  async createUser(username: string, passwordHash: string): Promise<UserRecord> {
+  async getTurnKey(username: string): Promise<TurnKey | null> {
+    const row = this.db.prepare('SELECT turn_realm, turn_key FROM users WHERE username = ?').get(username) as { turn_realm: string | null; turn_key: string | null } | undefined;
+    return row && row.turn_realm !== null && row.turn_key !== null ? { realm: row.turn_realm, key: Buffer.from(row.turn_key, 'hex') } : null;
+  }
+
+  async createUser(username: string, passwordHash: string, turn?: TurnKey): Promise<UserRecord> {
     const now = new Date().toISOString();
     try {
-      this.db.prepare('INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)').run(username, passwordHash, now);
+      this.db
+        .prepare('INSERT INTO users (username, password_hash, created_at, turn_realm, turn_key) VALUES (?, ?, ?, ?, ?)')
+        .run(username, passwordHash, now, turn?.realm ?? null, turn ? turn.key.toString('hex') : null);
     } catch (e) {
       if (isPrimaryKeyViolation(e) || isUniqueViolation(e)) throw new StoreError('conflict', `user "${username}" already exists`);
       throw e;
     }
-    return { username, createdAt: now };
+    return { username, createdAt: now, turnRealm: turn?.realm ?? null };
   }
 
   async deleteUser(username: string): Promise<boolean> {

@@ -6,6 +6,14 @@ import type { Policy, PolicyInput, Transport } from './records.js';
 export interface UserRecord {
   username: string;
   createdAt: string;
+  /** the realm of the user's TURN key; null: the user may not use TURN */
+  turnRealm: string | null;
+}
+
+/** A user's TURN long-term key: MD5(username:realm:password) (RFC 8489 section 9.2.2), never the password. */
+export interface TurnKey {
+  realm: string;
+  key: Buffer;
 }
 
 export type StoreErrorCode = 'conflict' | 'not_found' | 'corrupt';
@@ -29,8 +37,10 @@ export interface Store {
 
   listUsers(): Promise<UserRecord[]>;
   getPasswordHash(username: string): Promise<string | null>;
-  /** A duplicate username is a 'conflict'. */
-  createUser(username: string, passwordHash: string): Promise<UserRecord>;
+  /** A duplicate username is a 'conflict'. `turn`: the user's TURN key (absent: no TURN). */
+  createUser(username: string, passwordHash: string, turn?: TurnKey): Promise<UserRecord>;
+  /** The user's TURN key; null for no such user or one without TURN. */
+  getTurnKey(username: string): Promise<TurnKey | null>;
   deleteUser(username: string): Promise<boolean>;
   countUsers(): Promise<number>;
 

@@ -267,13 +267,13 @@ describe('edgeward user', () => {
 
     const list = await edgeward(['user', 'list']);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /^USERNAME\s+CREATED\nbob\s+\d{4}-\d\d-\d\dT/);
+    assert.match(list.stdout, /^USERNAME\s+TURN REALM\s+CREATED\nbob\s+-\s+\d{4}-\d\d-\d\dT/);
     assert.ok(!/scrypt|hash|s3cret/.test(list.stdout));
     const json = await edgeward(['user', 'list', '--json']);
     const parsed = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
     assert.deepEqual(
       parsed.map((u) => Object.keys(u).sort()),
-      [['createdAt', 'username']],
+      [['createdAt', 'turnRealm', 'username']],
     );
   });
 

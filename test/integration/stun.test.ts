@@ -126,13 +126,15 @@ describe('edgeward start --turn: the STUN server', { skip }, () => {
     assert.equal(reply?.readUInt16BE(0), 0x0101);
   });
 
-  it('without --turn-secret, answers a TURN Allocate with 400 saying TURN is not configured (not silence)', async () => {
+  it('without --turn-secret, answers a TURN Allocate with a 401 challenge (realm and nonce): only credentials open TURN', async () => {
     const { reply } = await udpAsk(port, stunMessage(0x0003, Buffer.from('allocate-id!')));
     assert.ok(reply);
     assert.equal(reply.readUInt16BE(0), 0x0113, 'Allocate error response');
-    const code = attributes(reply).get(0x0009)!;
-    assert.equal(code[2]! * 100 + code[3]!, 400);
-    assert.match(code.subarray(4).toString(), /not configured/);
+    const a = attributes(reply);
+    const code = a.get(0x0009)!;
+    assert.equal(code[2]! * 100 + code[3]!, 401);
+    assert.equal(a.get(0x0014)?.toString(), 'edgeward', 'REALM');
+    assert.ok(a.get(0x0015)?.length, 'NONCE');
   });
 
   it('over TCP: two requests in one write get two answers; a broken frame closes only that connection', async () => {
