@@ -6,6 +6,7 @@ import dgram from 'node:dgram';
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
 import { canonicalIp } from '../net/address.js';
+import { TokenBucket } from './limits.js';
 
 export const DEFAULT_LIFETIME_S = 600;
 export const MAX_LIFETIME_S = 3600;
@@ -15,6 +16,8 @@ export const CHANNEL_LIFETIME_S = 600;
 export const RESERVATION_LIFETIME_S = 30;
 /** Binds tried to find an even port (and a free next one) before answering 508. */
 const EVEN_PORT_TRIES = 32;
+/** Random ports of --turn-relay-ports tried before giving up (508). */
+const RANGE_TRIES = 64;
 /** Permissions and channels one allocation may hold (a bound on what a client can make us keep). */
 export const MAX_PERMISSIONS = 256;
 
@@ -38,6 +41,10 @@ export interface Allocation {
   channels: Map<number, { address: string; port: number; expiresAt: number }>;
   channelOf: Map<string, number>;
   bytes: { up: number; down: number };
+  /** datagrams dropped for the bandwidth limit, each way */
+  dropped: { up: number; down: number };
+  /** the bandwidth limit's buckets (bytes), each way; null: no limit */
+  buckets: { up: TokenBucket; down: TokenBucket } | null;
   /** the transaction id of the Allocate, for retransmissions */
   transactionId: Buffer;
 }
@@ -53,12 +60,30 @@ export interface AllocationTableOptions {
   /** address the relay sockets bind to */
   relayIp: string;
   maxAllocations: number;
+  /** allocations one user may hold at once */
+  maxPerUser: number;
+  /** bytes per second each way per allocation; 0 = no limit */
+  bandwidth: number;
+  /** relay ports [low, high]; absent: any port the kernel gives */
+  ports?: { low: number; high: number };
+  /** the address announced for relayed addresses (a server behind 1:1 NAT); absent: relayIp */
+  externalIp?: string;
+  /**
+   * true when the peer policy denies relayIp itself (a private relay address): datagrams to it
+   * then go only to the relayed ports of live allocations (relay to relay on this server), never to
+   * another service on the server's address
+   */
+  relayIpDenied: boolean;
   now?: () => number;
 }
 
 export class AllocationTable {
   private readonly byKey = new Map<string, Allocation>();
   private readonly endedBytes = { up: 0, down: 0 };
+  private readonly endedDropped = { up: 0, down: 0 };
+  private readonly perUser = new Map<string, number>();
+  /** relayed ports of live allocations (and reservations) */
+  private readonly ownPorts = new Set<number>();
   /** ports held for a second Allocate (EVEN-PORT with R), by token */
   private readonly reservations = new Map<string, { socket: dgram.Socket; expiresAt: number }>();
   private nextId = 1;
@@ -88,8 +113,25 @@ export class AllocationTable {
     return a;
   }
 
-  /** A UDP socket bound on the relay address (port 0: any). */
+  /**
+   * A UDP socket on the relay address: on `port`, or (0) on any port of --turn-relay-ports (tried at
+   * random, a bounded number of times), or any port the kernel gives when no range is set.
+   */
   private async bindRelay(port: number): Promise<dgram.Socket> {
+    const range = this.opts.ports;
+    if (port !== 0 || !range) return this.bindRelayOn(port);
+    const span = range.high - range.low + 1;
+    for (let i = 0; i < Math.min(span, RANGE_TRIES); i++) {
+      try {
+        return await this.bindRelayOn(range.low + Math.floor(Math.random() * span));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+      }
+    }
+    throw new Error(`no free relay port in ${range.low}-${range.high} after ${Math.min(span, RANGE_TRIES)} tries`);
+  }
+
+  private async bindRelayOn(port: number): Promise<dgram.Socket> {
     const relay = dgram.createSocket({ type: this.opts.relayIp.includes(':') ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
       relay.once('error', (e) => {
@@ -113,7 +155,7 @@ export class AllocationTable {
     for (let i = 0; i < EVEN_PORT_TRIES; i++) {
       const s = await this.bindRelay(0);
       const port = s.address().port;
-      if (port % 2 !== 0) {
+      if (port % 2 !== 0 || (this.opts.ports !== undefined && port + 1 > this.opts.ports.high && reserveNext)) {
         s.close();
         continue;
       }
@@ -135,8 +177,9 @@ export class AllocationTable {
    * reserved under `reservation`. 'quota' at the allocation cap; 'unavailable' when no such port
    * (or no such reservation) is there. Rejects with a bind error.
    */
-  async create(p: AllocationRequest): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'unavailable'> {
+  async create(p: AllocationRequest): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'user-quota' | 'unavailable'> {
     if (this.byKey.size >= this.opts.maxAllocations) return 'quota';
+    if ((this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser) return 'user-quota';
     let relay: dgram.Socket;
     let reservationToken: Buffer | undefined;
     if (p.reservation) {
@@ -169,13 +212,42 @@ export class AllocationTable {
       channels: new Map(),
       channelOf: new Map(),
       bytes: { up: 0, down: 0 },
+      dropped: { up: 0, down: 0 },
+      // a burst of a quarter second at the rate, at least one largest datagram
+      buckets: this.opts.bandwidth > 0 ? { up: this.bucket(now), down: this.bucket(now) } : null,
       transactionId: p.transactionId,
     };
     // a send that fails (no route, ICMP unreachable reported on the socket) loses that datagram only
     relay.on('error', () => undefined);
     relay.on('message', (data, rinfo) => this.fromPeer(a, data, rinfo.address, rinfo.port));
+    // the Allocate may have waited for a bind: the cap is checked again before the allocation counts
+    if (this.byKey.size >= this.opts.maxAllocations || (this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser || this.byKey.has(p.key)) {
+      relay.close();
+      return this.byKey.has(p.key) ? 'unavailable' : 'quota';
+    }
     this.byKey.set(p.key, a);
+    this.ownPorts.add(bound.port);
+    this.perUser.set(p.user, (this.perUser.get(p.user) ?? 0) + 1);
     return reservationToken ? Object.assign(a, { reservationToken }) : a;
+  }
+
+  private bucket(now: number): TokenBucket {
+    return new TokenBucket(this.opts.bandwidth, Math.max(this.opts.bandwidth / 4, 65536), now);
+  }
+
+  /** A peer address as the client names it, as the relay sends to it: the external IP is the relay IP. */
+  inward(ip: string): string {
+    return ip === this.opts.externalIp ? this.opts.relayIp : ip;
+  }
+
+  /** The relayed address as clients are told it (the external IP behind a 1:1 NAT). */
+  announced(a: Allocation): { address: string; port: number } {
+    return { address: this.opts.externalIp ?? a.relayed.address, port: a.relayed.port };
+  }
+
+  /** Allocations `user` holds now. */
+  countOf(user: string): number {
+    return this.perUser.get(user) ?? 0;
   }
 
   refresh(a: Allocation, lifetimeS: number): void {
@@ -186,8 +258,14 @@ export class AllocationTable {
   remove(a: Allocation): void {
     if (this.byKey.get(a.key) !== a) return;
     this.byKey.delete(a.key);
+    const n = (this.perUser.get(a.user) ?? 1) - 1;
+    if (n > 0) this.perUser.set(a.user, n);
+    else this.perUser.delete(a.user);
     this.endedBytes.up += a.bytes.up;
     this.endedBytes.down += a.bytes.down;
+    this.endedDropped.up += a.dropped.up;
+    this.endedDropped.down += a.dropped.down;
+    this.ownPorts.delete(a.relayed.port);
     a.relay.close();
   }
 
@@ -197,6 +275,16 @@ export class AllocationTable {
     for (const a of this.byKey.values()) {
       up += a.bytes.up;
       down += a.bytes.down;
+    }
+    return { up, down };
+  }
+
+  /** Datagrams dropped for the bandwidth limit since start, each way. */
+  droppedForBandwidth(): { up: number; down: number } {
+    let { up, down } = this.endedDropped;
+    for (const a of this.byKey.values()) {
+      up += a.dropped.up;
+      down += a.dropped.down;
     }
     return { up, down };
   }
@@ -235,6 +323,11 @@ export class AllocationTable {
   /** A Send indication's or a ChannelData's payload to a peer; dropped without a permission. */
   toPeer(a: Allocation, peer: { address: string; port: number }, data: Buffer): boolean {
     if (!this.permitted(a, peer.address)) return false;
+    if (this.opts.relayIpDenied && peer.address === this.opts.relayIp && !this.ownPorts.has(peer.port)) return false;
+    if (a.buckets && !a.buckets.up.take(data.length, this.now())) {
+      a.dropped.up++;
+      return true; // relayed as far as the client can tell: a datagram lost to the rate limit
+    }
     try {
       // Node throws at once for what it cannot send at all (port 0); later failures arrive as the
       // relay socket's 'error', ignored: either way only this datagram is lost
@@ -256,13 +349,18 @@ export class AllocationTable {
   private fromPeer(a: Allocation, data: Buffer, address: string, port: number): void {
     const ip = canonicalIp(address);
     if (!this.permitted(a, ip)) return; // no permission: the datagram is dropped (RFC 8656 section 11)
+    if (a.buckets && !a.buckets.down.take(data.length, this.now())) {
+      a.dropped.down++;
+      return;
+    }
     a.bytes.down += data.length;
     const channel = a.channelOf.get(`${ip}|${port}`);
     if (channel !== undefined && (a.channels.get(channel)?.expiresAt ?? 0) > this.now()) {
       a.toClient(buildChannelData(channel, data, a.transport !== 'udp'));
       return;
     }
-    const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, ip, port).add(Attr.DATA, data).build();
+    const shown = ip === this.opts.relayIp && this.opts.externalIp ? this.opts.externalIp : ip;
+    const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, shown, port).add(Attr.DATA, data).build();
     a.toClient(ind);
   }
 

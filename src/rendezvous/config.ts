@@ -3,6 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { parseListenAddress } from '../config/common.js';
 import { opt, section, SettingsError } from '../config/schema.js';
 import { CidrList, isUnspecified, parseIp } from '../net/address.js';
+import { parseBandwidth } from './limits.js';
 
 export const rendezvousSection = section({
   name: 'rendezvous',
@@ -30,6 +31,10 @@ export const rendezvousSection = section({
     turnAllowPeers: opt.list({ flag: 'turn-allow-peers', key: 'allow-peers', arg: 'CIDR', help: 'peers allowed despite the default denylist (loopback, private, link-local, CGNAT, multicast)' }),
     turnDenyPeers: opt.list({ flag: 'turn-deny-peers', key: 'deny-peers', arg: 'CIDR', help: 'peers denied in addition to the default denylist' }),
     turnMaxAllocations: opt.count({ flag: 'turn-max-allocations', key: 'max-allocations', arg: 'N', help: 'TURN allocations at most (486 beyond)', default: 10000 }),
+    turnUserAllocations: opt.count({ flag: 'turn-user-allocations', key: 'max-allocations-per-user', arg: 'N', help: 'TURN allocations one user may hold at once (the USER of a REST username, or a user of the store; 486 beyond); a browser makes one per TURN URL and peer connection', default: 32 }),
+    turnBandwidth: opt.string({ flag: 'turn-bandwidth', key: 'bandwidth', arg: 'RATE', help: 'relayed bandwidth per allocation, each way, as tc writes it (4mbit, 800kbit); datagrams beyond it are dropped and counted; 0 = no limit', default: '0' }),
+    turnExternalIp: opt.string({ flag: 'turn-external-ip', key: 'external-ip', arg: 'ADDR', help: 'the public address of a server behind 1:1 NAT: announced in relayed addresses instead of --turn-relay-ip, and taken to mean it when a client names it as a peer', default: '' }),
+    turnRelayPorts: opt.string({ flag: 'turn-relay-ports', key: 'relay-ports', arg: 'LOW-HIGH', help: 'UDP ports relayed addresses are taken from (e.g. 49152-65535, for a firewall rule); default: the kernel\'s ephemeral ports', default: '' }),
   }),
   validate(s) {
     const tlsFiles = s.turnTlsCert !== '' || s.turnTlsKey !== '';
@@ -46,8 +51,22 @@ export const rendezvousSection = section({
     if (s.turnRelayIp !== '' && !parseIp(s.turnRelayIp)) throw new SettingsError(`--turn-relay-ip: "${s.turnRelayIp}" is not an IP address`);
     if (!parseIp(relay) || isUnspecified(relay)) throw new SettingsError(`--turn ${s.turn}: give --turn-relay-ip ADDR, the address relayed transport addresses are allocated on`);
     CidrList.parse(s.turnAllowPeers, '--turn-allow-peers');
+    parseBandwidth(s.turnBandwidth, '--turn-bandwidth');
+    if (s.turnExternalIp !== '' && (!parseIp(s.turnExternalIp) || isUnspecified(s.turnExternalIp))) throw new SettingsError(`--turn-external-ip: "${s.turnExternalIp}" is not a unicast IP address`);
+    if (s.turnExternalIp !== '' && s.turnExternalIp.includes(':') !== relay.includes(':')) throw new SettingsError(`--turn-external-ip ${s.turnExternalIp} and the relay address ${relay} must be of one family`);
+    parseRelayPorts(s.turnRelayPorts);
     CidrList.parse(s.turnDenyPeers, '--turn-deny-peers');
   },
 });
+
+/** --turn-relay-ports LOW-HIGH: null when unset. */
+export function parseRelayPorts(text: string): { low: number; high: number } | null {
+  if (text === '') return null;
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  const low = m ? Number(m[1]) : 0;
+  const high = m ? Number(m[2]) : 0;
+  if (!m || low < 1024 || high > 65535 || high - low < 15) throw new SettingsError(`--turn-relay-ports must be LOW-HIGH within 1024-65535 spanning at least 16 ports (e.g. 49152-65535), got "${text}"`);
+  return { low, high };
+}
 
 export type RendezvousSettings = Static<typeof rendezvousSection.schema>;

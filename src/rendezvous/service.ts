@@ -11,8 +11,9 @@ import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
 import { formatHostPort } from '../net/address.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
-import type { Allocation } from './allocations.js';
-import { rendezvousSection, type RendezvousSettings } from './config.js';
+import type { Allocation, AllocationTable } from './allocations.js';
+import { parseRelayPorts, rendezvousSection, type RendezvousSettings } from './config.js';
+import { parseBandwidth } from './limits.js';
 import { PeerPolicy } from './peer-policy.js';
 import { newStunCounters, StunServer } from './stun-server.js';
 import { restCredential } from './turn-auth.js';
@@ -33,10 +34,11 @@ const AllocationView = Type.Object({
   user: Type.String({ description: 'the USER part of the TURN REST username' }),
   client: Type.Object({ address: Type.String(), port: Type.Integer() }),
   transport: Type.Union([Type.Literal('udp'), Type.Literal('tcp'), Type.Literal('tls')], { description: 'how the client talks to the server (the relay is UDP)' }),
-  relayed: Type.Object({ address: Type.String(), port: Type.Integer() }),
+  relayed: Type.Object({ address: Type.String(), port: Type.Integer() }, { description: 'as clients are told it (--turn-external-ip when set)' }),
   permissions: Type.Array(Type.String(), { description: 'peer IPs the allocation may exchange datagrams with' }),
   channels: Type.Integer({ description: 'channels bound' }),
   bytes: Type.Object({ up: Type.Integer({ description: 'client to peers' }), down: Type.Integer({ description: 'peers to client' }) }),
+  dropped: Type.Object({ up: Type.Integer(), down: Type.Integer() }, { description: 'datagrams dropped for --turn-bandwidth, each way' }),
   secondsLeft: Type.Integer(),
 });
 
@@ -48,16 +50,17 @@ const CredentialsBody = Type.Object(
   { additionalProperties: false },
 );
 
-function view(a: Allocation): Static<typeof AllocationView> {
+function view(a: Allocation, table: AllocationTable): Static<typeof AllocationView> {
   return {
     id: a.id,
     user: a.user,
     client: a.client,
     transport: a.transport,
-    relayed: a.relayed,
+    relayed: table.announced(a),
     permissions: [...a.permissions.keys()],
     channels: a.channels.size,
     bytes: a.bytes,
+    dropped: a.dropped,
     secondsLeft: Math.max(0, Math.round((a.expiresAt - Date.now()) / 1000)),
   };
 }
@@ -67,7 +70,7 @@ function routes(service: RendezvousService): FastifyPluginAsync {
     const tags = ['rendezvous'];
     const turn = (): TurnHandler => service.turn;
     app.get('/turn/allocations', { schema: { tags, summary: 'TURN allocations', response: { 200: Type.Object({ allocations: Type.Array(AllocationView) }), 401: ErrorBody, 409: ErrorBody } } }, async () => ({
-      allocations: turn().table.list().map(view),
+      allocations: turn().table.list().map((a) => view(a, turn().table)),
     }));
     app.delete<{ Params: { id: string } }>(
       '/turn/allocations/:id',
@@ -135,6 +138,10 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
       peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
       maxAllocations: s.turnMaxAllocations,
+      maxAllocationsPerUser: s.turnUserAllocations,
+      bandwidth: parseBandwidth(s.turnBandwidth, '--turn-bandwidth'),
+      relayPorts: parseRelayPorts(s.turnRelayPorts) ?? undefined,
+      externalIp: s.turnExternalIp !== '' ? s.turnExternalIp : undefined,
       software: 'edgeward',
       userKey: (username) => parts.users.turnKey(username),
     });
@@ -164,6 +171,20 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     m.counter({ name: 'edgeward_turn_allocations_total', help: 'TURN allocations made since start.', read: () => turn.counters.allocations });
     m.counter({ name: 'edgeward_turn_challenges_total', help: 'TURN requests without credentials answered 401 with a realm and nonce (the first round of every allocation).', read: () => turn.counters.challenges });
     m.counter({ name: 'edgeward_turn_auth_failures_total', help: 'TURN requests refused for their credentials: wrong, expired or unknown (401), stale or foreign nonce (438); never labelled by user.', read: () => turn.counters.authFailures });
+    m.counter({ name: 'edgeward_turn_quota_refusals_total', help: 'Allocates refused (486) for the total or the per-user allocation quota.', read: () => turn.counters.quotaRefusals });
+    m.counter({ name: 'edgeward_turn_throttled_total', help: 'TURN requests from a source over its budget: answers withheld beyond 20 401/438 answers a second (burst 100), and 401 without a check once refused credentials exceed one per 10 s (burst 10).', read: () => turn.counters.throttled });
+    m.counter({
+      name: 'edgeward_turn_bandwidth_drops_total',
+      help: 'Relayed datagrams dropped for --turn-bandwidth: up = client to peers, down = peers to client.',
+      labels: ['direction'],
+      read: () => {
+        const d = turn.table.droppedForBandwidth();
+        return [
+          [{ direction: 'up' }, d.up],
+          [{ direction: 'down' }, d.down],
+        ];
+      },
+    });
     m.counter({ name: 'edgeward_turn_denied_peers_total', help: 'CreatePermission and ChannelBind refused (403) for a peer address the policy denies.', read: () => turn.counters.deniedPeers });
     m.counter({
       name: 'edgeward_turn_relayed_bytes_total',

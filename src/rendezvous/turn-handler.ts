@@ -21,6 +21,7 @@ import {
 } from '../codec/stun.js';
 import type { TurnKey } from '../store/store.js';
 import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation } from './allocations.js';
+import { SourceBuckets } from './limits.js';
 import type { PeerPolicy } from './peer-policy.js';
 import { Nonces, restCredentialKeys } from './turn-auth.js';
 
@@ -31,6 +32,14 @@ export interface TurnOptions {
   relayIp: string;
   peers: PeerPolicy;
   maxAllocations: number;
+  /** allocations one user (the USER of a REST username, or a user of the store) may hold */
+  maxAllocationsPerUser: number;
+  /** bytes per second each way per allocation; 0 = no limit */
+  bandwidth: number;
+  /** relay ports; absent: the kernel's ephemeral ports */
+  relayPorts?: { low: number; high: number };
+  /** announced instead of relayIp in relayed addresses (1:1 NAT) */
+  externalIp?: string;
   software: string;
   /** the TURN key of a user of the store (null: no such user, or no TURN for them) */
   userKey(username: string): Promise<TurnKey | null>;
@@ -44,7 +53,16 @@ export interface TurnCounters {
   /** wrong, expired or unknown credentials (401), stale or foreign nonces (438) */
   authFailures: number;
   deniedPeers: number;
+  /** Allocates refused (486) for the total or the per-user quota */
+  quotaRefusals: number;
+  /** answers withheld from a source over its challenge budget, and 401s without a check to one over its failure budget */
+  throttled: number;
 }
+
+/** 401 challenges (the first round of each allocation) per source address: a burst, then a rate. */
+export const CHALLENGE_BUDGET = { burst: 100, perSecond: 20 };
+/** Refused credentials (wrong, expired, unknown; with a valid nonce) per source address: a burst, then one per 10 s. */
+export const FAILURE_BUDGET = { burst: 10, perSecond: 0.1 };
 
 /** How a client talks to the server: UDP, TCP, or TLS over TCP (turns:). */
 export type ClientTransport = 'udp' | 'tcp' | 'tls';
@@ -78,10 +96,28 @@ const PASSWORD_ALGORITHM_MD5 = 0x0001;
 export class TurnHandler {
   readonly table: AllocationTable;
   private readonly nonces = new Nonces();
-  readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0 };
+  readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0, quotaRefusals: 0, throttled: 0 };
+  private readonly challengeBudget = new SourceBuckets(CHALLENGE_BUDGET.perSecond, CHALLENGE_BUDGET.burst);
+  private readonly failureBudget = new SourceBuckets(FAILURE_BUDGET.perSecond, FAILURE_BUDGET.burst);
 
   constructor(private readonly opts: TurnOptions) {
-    this.table = new AllocationTable({ relayIp: opts.relayIp, maxAllocations: opts.maxAllocations });
+    this.table = new AllocationTable({
+      relayIp: opts.relayIp,
+      maxAllocations: opts.maxAllocations,
+      maxPerUser: opts.maxAllocationsPerUser,
+      bandwidth: opts.bandwidth,
+      ports: opts.relayPorts,
+      externalIp: opts.externalIp,
+      relayIpDenied: !opts.peers.permits(opts.relayIp),
+    });
+  }
+
+  /**
+   * Whether a peer may get a permission: the policy says so, or it is this server's own relay
+   * address (relay to relay; the table then lets datagrams reach only live relayed ports).
+   */
+  private peerAllowed(ip: string): boolean {
+    return ip === this.opts.relayIp || this.opts.peers.permits(ip);
   }
 
   /** true when the client has an allocation (a TCP connection may then carry ChannelData). */
@@ -112,8 +148,10 @@ export class TurnHandler {
     const a = this.table.get(key(client));
     const peer = peerOf(m);
     const data = getAttr(m, Attr.DATA);
-    if (!a || !peer || !data || !this.opts.peers.permits(peer.address)) return;
-    this.table.toPeer(a, peer, data.value);
+    if (!a || !peer || !data) return;
+    const to = { address: this.table.inward(peer.address), port: peer.port };
+    if (!this.peerAllowed(to.address)) return;
+    this.table.toPeer(a, to, data.value);
   }
 
   /** Answers a TURN request (Allocate, Refresh, CreatePermission, ChannelBind). */
@@ -129,30 +167,42 @@ export class TurnHandler {
       send(b.build());
     };
     const fail = (code: number, reason?: string, auth?: Auth): void => respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code, reason), auth);
-    const challenge = (code: 401 | 438, failure = true): void => {
-      if (failure) this.counters.authFailures++;
-      else this.counters.challenges++;
-      respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code).addString(Attr.REALM, this.opts.realm).addString(Attr.NONCE, this.nonces.issue(`${client.address}|${client.port}`)));
+    // every 401/438 answer draws on the source's challenge budget: beyond it, silence, so a spoofed
+    // flood is not reflected; a refused credential (with a nonce that proves the source receives
+    // our answers) also draws on its failure budget
+    const challenge = (code: 401 | 438, kind: 'first' | 'failure' | 'stale' | 'locked'): void => {
+      if (!this.challengeBudget.take(client.address) || (kind === 'failure' && !this.failureBudget.take(client.address))) {
+        this.counters.throttled++;
+        return;
+      }
+      if (kind === 'first') this.counters.challenges++;
+      else if (kind === 'locked') this.counters.throttled++;
+      else this.counters.authFailures++;
+      const reason = kind === 'locked' ? 'Unauthorized: too many refused credentials from this address; try again later' : undefined;
+      respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code, reason).addString(Attr.REALM, this.opts.realm).addString(Attr.NONCE, this.nonces.issue(`${client.address}|${client.port}`)));
     };
 
     // ---- authentication (RFC 8489 section 9.2) ----
     const sha256 = getAttr(m, Attr.MESSAGE_INTEGRITY_SHA256) !== undefined;
-    if (!sha256 && !getAttr(m, Attr.MESSAGE_INTEGRITY)) return challenge(401, false); // the normal first exchange
+    if (!sha256 && !getAttr(m, Attr.MESSAGE_INTEGRITY)) return challenge(401, 'first'); // the normal first exchange
     const username = text(m, Attr.USERNAME);
     const realm = text(m, Attr.REALM);
     const nonce = text(m, Attr.NONCE);
     if (username === null || realm === null || nonce === null) return fail(400, 'Bad Request: USERNAME, REALM and NONCE are required with MESSAGE-INTEGRITY');
+    // a source that spent its budget of refused credentials gets 401 without a check until it
+    // recovers: a right guess looks like a wrong one, so guessing at speed learns nothing
+    if (this.failureBudget.spent(client.address)) return challenge(401, 'locked');
     const algorithm = getAttr(m, Attr.PASSWORD_ALGORITHM);
     if (algorithm && (algorithm.value.length < 2 || algorithm.value.readUInt16BE(0) !== PASSWORD_ALGORITHM_MD5)) return fail(400, 'Bad Request: PASSWORD-ALGORITHM: only MD5 keys are offered');
     const fresh = this.nonces.check(nonce, `${client.address}|${client.port}`);
-    if (fresh !== 'ok') return challenge(438);
-    if (realm !== this.opts.realm) return challenge(401);
+    if (fresh !== 'ok') return challenge(438, 'stale');
+    if (realm !== this.opts.realm) return challenge(401, 'failure');
     const creds = await this.keysOf(username, realm);
     // an expired credential gets no new allocation, nor anything else: the client must fetch a new one
-    if (!creds) return challenge(401);
+    if (!creds) return challenge(401, 'failure');
     // SHA-256 where the client offers it (the key is the same MD5 long-term key, section 9.2.2)
     const authKey = creds.keys.find((k) => (sha256 ? checkMessageIntegritySha256(m, k) : checkMessageIntegrity(m, k)));
-    if (!authKey) return challenge(401);
+    if (!authKey) return challenge(401, 'failure');
     const auth: Auth = { user: creds.user, username, key: authKey, sha256 };
 
     const k = key(client);
@@ -169,8 +219,8 @@ export class TurnHandler {
       case StunMethod.CreatePermission: {
         const peers = m.attributes.filter((x) => x.type === Attr.XOR_PEER_ADDRESS).map((x) => decodeXorAddress(x.value, m.transactionId));
         if (peers.length === 0 || peers.some((p) => !p.ok)) return fail(400, 'Bad Request: XOR-PEER-ADDRESS missing or malformed', auth);
-        const ips = peers.map((p) => (p.ok ? p.value.ip : ''));
-        if (ips.some((ip) => !this.opts.peers.permits(ip))) {
+        const ips = peers.map((p) => this.table.inward(p.ok ? p.value.ip : ''));
+        if (ips.some((ip) => !this.peerAllowed(ip))) {
           this.counters.deniedPeers++;
           return fail(403, 'Forbidden: peer address not allowed', auth);
         }
@@ -180,9 +230,10 @@ export class TurnHandler {
       case StunMethod.ChannelBind: {
         const ch = getAttr(m, Attr.CHANNEL_NUMBER);
         const channel = ch && ch.value.length === 4 ? ch.value.readUInt16BE(0) : -1;
-        const peer = peerOf(m);
-        if (channel < CHANNEL_MIN || channel > CHANNEL_MAX || !peer) return fail(400, 'Bad Request: CHANNEL-NUMBER 0x4000-0x7FFE and XOR-PEER-ADDRESS are required', auth);
-        if (!this.opts.peers.permits(peer.address)) {
+        const named = peerOf(m);
+        if (channel < CHANNEL_MIN || channel > CHANNEL_MAX || !named) return fail(400, 'Bad Request: CHANNEL-NUMBER 0x4000-0x7FFE and XOR-PEER-ADDRESS are required', auth);
+        const peer = { address: this.table.inward(named.address), port: named.port };
+        if (!this.peerAllowed(peer.address)) {
           this.counters.deniedPeers++;
           return fail(403, 'Forbidden: peer address not allowed', auth);
         }
@@ -246,7 +297,10 @@ export class TurnHandler {
     } catch {
       return fail(508, undefined, auth);
     }
-    if (a === 'quota') return fail(486, undefined, auth);
+    if (a === 'quota' || a === 'user-quota') {
+      this.counters.quotaRefusals++;
+      return fail(486, a === 'user-quota' ? `Allocation Quota Reached: ${this.opts.maxAllocationsPerUser} per user` : undefined, auth);
+    }
     if (a === 'unavailable') return fail(508, undefined, auth);
     this.counters.allocations++;
     const made = a;
@@ -261,7 +315,8 @@ export class TurnHandler {
   }
 
   private allocated(b: StunMessageBuilder, a: Allocation, client: Client): void {
-    b.addXorAddress(Attr.XOR_RELAYED_ADDRESS, a.relayed.address, a.relayed.port)
+    const relayed = this.table.announced(a);
+    b.addXorAddress(Attr.XOR_RELAYED_ADDRESS, relayed.address, relayed.port)
       .addUint32(Attr.LIFETIME, Math.max(0, Math.round((a.expiresAt - Date.now()) / 1000)))
       .addXorAddress(Attr.XOR_MAPPED_ADDRESS, client.address, client.port);
   }

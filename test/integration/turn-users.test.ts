@@ -22,6 +22,33 @@ if (skip) process.stdout.write(`# skipping the TURN store-user tests: ${skip}\n`
 const REALM = 'example.org';
 const PASSWORD = 'horse-battery-staple-42';
 
+/** A UDP client on `from` that sends one STUN message at a time and waits (3 s) for the answer. */
+async function rawClient(from: string, port: number): Promise<{ sock: dgram.Socket; ask(b: StunMessageBuilder): Promise<StunMessage> }> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, from, () => r()));
+  const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
+      sock.once('message', (msg) => {
+        clearTimeout(timer);
+        const p = parseStun(msg);
+        if (p.ok) resolve(p.value);
+        else reject(new Error('unparsable answer'));
+      });
+      sock.send(b.build(), port, '127.0.0.1');
+    });
+  return { sock, ask };
+}
+
+function errorCode(m: StunMessage): number {
+  const v = getAttr(m, Attr.ERROR_CODE)?.value;
+  return v ? v[2]! * 100 + v[3]! : 0;
+}
+
+function errorReason(m: StunMessage): string {
+  return getAttr(m, Attr.ERROR_CODE)?.value.subarray(4).toString() ?? '';
+}
+
 describe('TURN with users from the store', { skip }, () => {
   let g: Gateway;
   let port = 0;
@@ -40,8 +67,10 @@ describe('TURN with users from the store', { skip }, () => {
     await g?.stop();
   });
 
-  const uclient = (user: string, password: string): ReturnType<typeof runCmd> =>
-    runCmd(['turnutils_uclient', '-e', '127.0.0.1', '-r', String(peerPort), '-u', user, '-w', password, '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
+  // `from`: the client's source address; refused credentials are budgeted per source, so each
+  // test that fails on purpose does it from an address of its own
+  const uclient = (user: string, password: string, from = '127.0.0.1'): ReturnType<typeof runCmd> =>
+    runCmd(['turnutils_uclient', '-L', from, '-e', '127.0.0.1', '-r', String(peerPort), '-u', user, '-w', password, '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
   const env = (): NodeJS.ProcessEnv => ({ ...process.env, EDGEWARD_API_URL: g.apiUrl, EDGEWARD_API_TOKEN: g.token ?? '' });
 
   it('a user added with --turn allocates and relays with name and password (long-term credentials), nothing lost', async () => {
@@ -59,13 +88,13 @@ describe('TURN with users from the store', { skip }, () => {
 
   it('refuses a wrong password and a user without TURN access (no allocation)', async () => {
     const before = (await g.api<string>('GET', '/metrics')).text;
-    const wrong = await uclient('carol', 'not-the-password');
+    const wrong = await uclient('carol', 'not-the-password', '127.0.0.2');
     assert.notEqual(wrong.code, 0, 'a wrong password must not allocate');
     const added = await g.api('POST', '/api/v1/users', { username: 'dave', password: PASSWORD });
     assert.equal(added.status, 201, added.text);
-    const socksOnly = await uclient('dave', PASSWORD);
+    const socksOnly = await uclient('dave', PASSWORD, '127.0.0.3');
     assert.notEqual(socksOnly.code, 0, 'a user without TURN access must not allocate');
-    const unknown = await uclient('nobody', PASSWORD);
+    const unknown = await uclient('nobody', PASSWORD, '127.0.0.4');
     assert.notEqual(unknown.code, 0);
     const after = (await g.api<string>('GET', '/metrics')).text;
     const failures = (t: string): number => Number(/^edgeward_turn_auth_failures_total (\d+)/m.exec(t)?.[1] ?? 0);
@@ -90,19 +119,7 @@ describe('TURN with users from the store', { skip }, () => {
   });
 
   it('answers MESSAGE-INTEGRITY-SHA256 with MESSAGE-INTEGRITY-SHA256 (RFC 8489), keyed with the same long-term key', async () => {
-    const sock = dgram.createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no answer to the Allocate within 3 s')), 3000);
-        sock.once('message', (msg) => {
-          clearTimeout(timer);
-          const p = parseStun(msg);
-          if (p.ok) resolve(p.value);
-          else reject(new Error('unparsable answer'));
-        });
-        sock.send(b.build(), port, '127.0.0.1');
-      });
+    const { sock, ask } = await rawClient('127.0.0.1', port);
     try {
       const transport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
       const challenge = await ask(transport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))));
@@ -124,6 +141,53 @@ describe('TURN with users from the store', { skip }, () => {
       // free the allocation (Refresh with LIFETIME 0), signed the same way
       const refresh = new StunMessageBuilder(StunMethod.Refresh, StunClass.Request, randomBytes(12)).addUint32(Attr.LIFETIME, 0).addString(Attr.USERNAME, 'carol').addString(Attr.REALM, REALM).addString(Attr.NONCE, nonce).addMessageIntegritySha256(key);
       assert.equal((await ask(refresh)).cls, StunClass.SuccessResponse);
+    } finally {
+      sock.close();
+    }
+  });
+
+  it('budgets refused credentials per source: after 10, a right password gets 401 too (no guessing at speed), other sources unaffected', async () => {
+    const { sock, ask } = await rawClient('127.0.0.5', port);
+    try {
+      const transport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
+      const first = await ask(transport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))));
+      const nonce = getAttr(first, Attr.NONCE)!.value.toString();
+      const attempt = (password: string): Promise<StunMessage> =>
+        ask(
+          transport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))
+            .addString(Attr.USERNAME, 'carol')
+            .addString(Attr.REALM, REALM)
+            .addString(Attr.NONCE, nonce)
+            .addMessageIntegrity(longTermKey('carol', REALM, password)),
+        );
+      for (let i = 0; i < 10; i++) assert.equal(errorCode(await attempt(`guess-${i}`)), 401);
+      const locked = await attempt(PASSWORD);
+      assert.equal(errorCode(locked), 401, 'the right password is refused once the budget is spent');
+      assert.match(errorReason(locked), /too many refused credentials/);
+    } finally {
+      sock.close();
+    }
+    const other = await uclient('carol', PASSWORD, '127.0.0.6');
+    assert.equal(other.code, 0, `another source still allocates:\n${other.stdout}${other.stderr}`);
+    const m = (await g.api<string>('GET', '/metrics')).text;
+    assert.ok(Number(/^edgeward_turn_throttled_total (\d+)/m.exec(m)?.[1] ?? 0) >= 1, m);
+  });
+
+  it('stops answering a source that floods unauthenticated Allocates (no reflection beyond its budget)', async () => {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.7', () => r()));
+    let answers = 0;
+    sock.on('message', () => answers++);
+    try {
+      const started = Date.now();
+      for (let i = 0; i < 400; i++) {
+        const b = new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)).add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
+        sock.send(b.build(), port, '127.0.0.1');
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const seconds = (Date.now() - started) / 1000;
+      // burst 100, then 20 a second
+      assert.ok(answers >= 100 && answers <= 100 + Math.ceil(20 * seconds) + 5, `${answers} answers to 400 Allocates in ${seconds.toFixed(2)} s`);
     } finally {
       sock.close();
     }

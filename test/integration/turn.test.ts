@@ -38,8 +38,8 @@ function assertAllEchoed(out: string, atLeast: number): void {
 }
 
 /** turnutils_uclient: 20 messages of 100 bytes through the TURN server to the peer and back. */
-function uclient(port: number, peerPort: number, auth: string[], extra: string[] = []): ReturnType<typeof runCmd> {
-  return runCmd(['turnutils_uclient', ...extra, '-e', '127.0.0.1', '-r', String(peerPort), ...auth, '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
+function uclient(port: number, peerPort: number, auth: string[], extra: string[] = [], peerIp = '127.0.0.1'): ReturnType<typeof runCmd> {
+  return runCmd(['turnutils_uclient', ...extra, '-e', peerIp, '-r', String(peerPort), ...auth, '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
 }
 
 describe('TURN over UDP with coturn\'s clients', { skip }, () => {
@@ -158,10 +158,32 @@ describe('TURN peers: the default denylist', { skip }, () => {
 
   it('refuses a loopback peer with 403 (no SSRF into the server\'s own network)', async () => {
     const peerPort = await closedPort();
-    const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice']);
+    // 127.0.0.2: loopback, but not the relay address (which only reaches relayed ports, below)
+    const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice'], [], '127.0.0.2');
     assert.notEqual(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout + r.stderr, /403/);
     const m = (await g.api<string>('GET', '/metrics')).text;
     assert.ok(metric(m, 'edgeward_turn_denied_peers_total') >= 1, m);
+  });
+
+  it('still relays between two allocations on this server (-y), though the relay address is loopback', async () => {
+    const r = await runCmd(['turnutils_uclient', '-y', '-W', SECRET, '-u', 'alice', '-n', '20', '-m', '1', '-l', '100', '-p', String(port), '127.0.0.1'], { timeoutMs: 40_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assertAllEchoed(r.stdout + r.stderr, 40);
+  });
+
+  it('lets the relay address reach relayed ports only: a service on the server\'s own address gets nothing', async () => {
+    // turnutils_peer on 127.0.0.1 is a UDP echo service on the relay's own address, not an allocation
+    const peerPort = await closedPort();
+    const echo = startProcess(['turnutils_peer', '-p', String(peerPort), '-L', '127.0.0.1']);
+    try {
+      await new Promise((res) => setTimeout(res, 300));
+      const r = await uclient(port, peerPort, ['-W', SECRET, '-u', 'alice'], [], '127.0.0.1');
+      const out = r.stdout + r.stderr;
+      assert.doesNotMatch(out, /403|Cannot complete Allocation/, 'allocated, with a permission for the relay address');
+      assert.match(out, /tot_send_msgs=[1-9]\d*, tot_recv_msgs=0\b/, out);
+    } finally {
+      await echo.stop();
+    }
   });
 });
