@@ -2,7 +2,8 @@
 // with addresses, routes, sysctls and MPTCP endpoints. Everything a Lab creates (namespaces, the
 // processes running in them, temporary directories) is removed by destroy(), and by a synchronous
 // process-exit / signal hook if the process dies before it gets there. Traffic never leaves the lab:
-// veth pairs are created directly inside the lab's namespaces and only private addresses are allowed.
+// veth pairs are created directly inside the lab's namespaces and only private addresses (and the
+// never-routed documentation ranges, for a lab's "public" side) are allowed.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -21,7 +22,7 @@ export interface Netns {
 }
 
 export interface LinkOptions {
-  /** address of side A with prefix, e.g. 10.248.1.1/24 (private ranges only) */
+  /** address of side A with prefix, e.g. 10.248.1.1/24 (private or RFC 5737 documentation ranges only) */
   addrA: string;
   addrB: string;
   /** shape both directions to this rate with tc tbf */
@@ -51,17 +52,23 @@ export type MptcpEndpointFlag = 'signal' | 'subflow' | 'backup' | 'fullmesh';
 const liveLabs = new Set<Lab>();
 let labCounter = 0;
 
-function isPrivateAddress(ip: string): boolean {
+/**
+ * Private ranges, and the IPv4 documentation ranges (RFC 5737: 192.0.2/24, 198.51.100/24,
+ * 203.0.113/24), which are never routed on the Internet: a lab's "public" side (the WAN of a NAT,
+ * a TURN server that must not look private) takes its addresses from them.
+ */
+function isLabAddress(ip: string): boolean {
   if (ip.includes(':')) return /^f[cd][0-9a-f]{2}:/i.test(ip);
   const p = ip.split('.').map(Number);
   if (p.length !== 4 || p.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) return false;
-  const [a, b] = p as [number, number, number, number];
-  return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
+  const [a, b, c] = p as [number, number, number, number];
+  const documentation = (a === 192 && b === 0 && c === 2) || (a === 198 && b === 51 && c === 100) || (a === 203 && b === 0 && c === 113);
+  return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || documentation;
 }
 
 function parseCidr(cidr: string): string {
   const m = /^([0-9a-fA-F.:]+)\/(\d{1,3})$/.exec(cidr);
-  if (!m || !isPrivateAddress(m[1]!)) throw new HarnessError('invalid', `"${cidr}" is not a private address with prefix (10/8, 172.16/12, 192.168/16, fc00::/7)`);
+  if (!m || !isLabAddress(m[1]!)) throw new HarnessError('invalid', `"${cidr}" is not a private or documentation address with prefix (10/8, 172.16/12, 192.168/16, 192.0.2/24, 198.51.100/24, 203.0.113/24, fc00::/7)`);
   return m[1]!;
 }
 

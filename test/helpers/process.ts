@@ -1,6 +1,7 @@
 // Running programs for the tests: a command to completion under a hard timeout with bounded output
 // (runCmd resolves whatever the exit code; run rejects unless it is 0), a long-running program whose
-// output tails are kept (startProcess), and polling. Every process started here is killed by a
+// output tails are kept and whose stdout lines (and, on request, stdin) can carry a line protocol
+// with the test (startProcess), and polling. Every process started here is killed by a
 // synchronous exit / signal hook if the test process ends first (only those: by pid, or by the
 // process group it leads), which also runs the cleanups other helpers register with onExit.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -228,6 +229,8 @@ export interface SpawnOptions {
   /** extra environment variables, on top of this process's environment */
   env?: Record<string, string>;
   cwd?: string;
+  /** 'pipe': stdin stays open for write() (a line protocol with the test); default /dev/null */
+  stdin?: 'pipe';
 }
 
 /** A long-running program in its own process group; stdout/stderr tails are kept for diagnostics. */
@@ -237,6 +240,8 @@ export class RunningProcess {
   private out = '';
   private err = '';
   private exit: ProcessExit | null = null;
+  private partialLine = '';
+  private readonly lineListeners: Array<(line: string) => void> = [];
 
   constructor(
     readonly argv: readonly string[],
@@ -244,7 +249,10 @@ export class RunningProcess {
   ) {
     if (child.pid === undefined) throw new HarnessError('exec_failed', `cannot start ${describeArgv(argv)}`);
     this.pid = child.pid;
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.out = appendBounded(this.out, d, TAIL_LIMIT)));
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      this.out = appendBounded(this.out, d, TAIL_LIMIT);
+      this.splitLines(d);
+    });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.err = appendBounded(this.err, d, TAIL_LIMIT)));
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
@@ -270,6 +278,30 @@ export class RunningProcess {
 
   stdout(): string {
     return this.out;
+  }
+
+  /** Calls `fn` with each complete line the process writes on stdout from now on. */
+  onStdoutLine(fn: (line: string) => void): void {
+    this.lineListeners.push(fn);
+  }
+
+  private splitLines(chunk: string): void {
+    if (!chunk.includes('\n')) {
+      this.partialLine = appendBounded(this.partialLine, chunk, TAIL_LIMIT);
+      return;
+    }
+    const lines = (this.partialLine + chunk).split('\n');
+    this.partialLine = lines.pop() ?? '';
+    for (const line of lines) for (const fn of this.lineListeners) fn(line);
+  }
+
+  /** Writes to the process's stdin (started with `stdin: 'pipe'`); false once the process is gone. */
+  write(text: string): boolean {
+    const stdin = this.child.stdin;
+    if (!stdin) throw new HarnessError('invalid', `${describeArgv(this.argv)} was started without stdin: 'pipe'`);
+    if (!this.running || stdin.destroyed) return false;
+    stdin.write(text);
+    return true;
   }
 
   stderr(): string {
@@ -309,11 +341,12 @@ export class RunningProcess {
   }
 }
 
-/** Starts argv in its own process group (so a stop reaches its children too); stdin is /dev/null. */
+/** Starts argv in its own process group (so a stop reaches its children too); stdin is /dev/null unless `stdin: 'pipe'`. */
 export function startProcess(argv: readonly string[], opts: SpawnOptions = {}): RunningProcess {
   const [file, ...args] = argv;
   if (file === undefined) throw new HarnessError('invalid', 'empty command');
-  const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd });
+  const child = spawn(file, args, { detached: true, stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd });
+  child.stdin?.on('error', () => undefined); // EPIPE when the process exits first: it shows in exitStatus
   killOnExit(child, true);
   return new RunningProcess(argv, child);
 }
