@@ -44,6 +44,7 @@ interface AllocationView {
   user: string;
   client: { address: string; port: number };
   relayed: { address: string; port: number };
+  additionalRelayed?: { address: string; port: number };
   permissions: string[];
   channels: number;
   bytes: { up: number; down: number };
@@ -63,7 +64,7 @@ async function allocations(args: string[]): Promise<number> {
     return 0;
   }
   const addr = (a: { address: string; port: number }): string => formatHostPort(a.address, a.port);
-  const rows = list.map((a) => [String(a.id), a.user, addr(a.client), addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
+  const rows = list.map((a) => [String(a.id), a.user, addr(a.client), a.additionalRelayed ? `${addr(a.relayed)},${addr(a.additionalRelayed)}` : addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
   const head = ['ID', 'USER', 'CLIENT', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);

@@ -1,7 +1,9 @@
-// TURN allocations with UDP relays (RFC 8656), for clients over UDP or TCP: a relayed transport address per client 5-tuple, with its
-// permissions (peer IPs, 300 s) and channel bindings (channel <-> peer address, 600 s), lifetimes
-// swept every second, and the relaying itself: Send indications and ChannelData out, Data
-// indications and ChannelData back. A failed send to one peer drops that datagram only.
+// TURN allocations with UDP relays (RFC 8656), for clients over UDP, TCP or TLS: per client 5-tuple
+// a relayed transport address (IPv4 or IPv6, or one of each: a dual allocation), its permissions
+// (peer IPs, 300 s) and channel bindings (channel <-> peer address, 600 s), lifetimes swept every
+// second, and the relaying itself: Send indications and ChannelData out, Data indications and
+// ChannelData back, through the relay of the peer's family. A failed send to one peer drops that
+// datagram only.
 import dgram from 'node:dgram';
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
@@ -32,8 +34,8 @@ export interface Allocation {
   toClient(data: Buffer): void;
   user: string;
   username: string;
-  relay: dgram.Socket;
-  relayed: { address: string; port: number };
+  /** the relays, the requested family first (a dual allocation has an IPv4 and an IPv6 one) */
+  relays: Relay[];
   expiresAt: number;
   /** peer IP -> expiry (ms) */
   permissions: Map<string, number>;
@@ -49,16 +51,28 @@ export interface Allocation {
   transactionId: Buffer;
 }
 
-/** What an Allocate asks for: the allocation's own fields, its lifetime, and how its port is chosen. */
+export type Family = 4 | 6;
+
+/** One relayed transport address of an allocation, and its socket. */
+export interface Relay {
+  family: Family;
+  socket: dgram.Socket;
+  address: string;
+  port: number;
+}
+
+/** What an Allocate asks for: the allocation's own fields, its lifetime, its families, and how its port is chosen. */
 export type AllocationRequest = Pick<Allocation, 'key' | 'client' | 'transport' | 'toClient' | 'user' | 'username' | 'transactionId'> & {
   lifetimeS: number;
+  /** relay families, the requested one first; EVEN-PORT and RESERVATION-TOKEN apply to it */
+  families: Family[];
   even?: { reserveNext: boolean };
   reservation?: Buffer;
 };
 
 export interface AllocationTableOptions {
-  /** address the relay sockets bind to */
-  relayIp: string;
+  /** addresses the relay sockets bind to, by family (at least one) */
+  relayIps: Partial<Record<Family, string>>;
   maxAllocations: number;
   /** allocations one user may hold at once */
   maxPerUser: number;
@@ -66,14 +80,14 @@ export interface AllocationTableOptions {
   bandwidth: number;
   /** relay ports [low, high]; absent: any port the kernel gives */
   ports?: { low: number; high: number };
-  /** the address announced for relayed addresses (a server behind 1:1 NAT); absent: relayIp */
+  /** the address announced instead of the relay address of its family (a server behind 1:1 NAT) */
   externalIp?: string;
   /**
-   * true when the peer policy denies relayIp itself (a private relay address): datagrams to it
-   * then go only to the relayed ports of live allocations (relay to relay on this server), never to
-   * another service on the server's address
+   * the relay addresses the peer policy denies (private ones): datagrams to them go only to the
+   * relayed ports of live allocations (relay to relay on this server), never to another service on
+   * the server's address
    */
-  relayIpDenied: boolean;
+  deniedRelayIps: ReadonlySet<string>;
   now?: () => number;
 }
 
@@ -82,10 +96,10 @@ export class AllocationTable {
   private readonly endedBytes = { up: 0, down: 0 };
   private readonly endedDropped = { up: 0, down: 0 };
   private readonly perUser = new Map<string, number>();
-  /** relayed ports of live allocations (and reservations) */
-  private readonly ownPorts = new Set<number>();
+  /** "IP|PORT" of the relayed addresses of live allocations */
+  private readonly ownAddresses = new Set<string>();
   /** ports held for a second Allocate (EVEN-PORT with R), by token */
-  private readonly reservations = new Map<string, { socket: dgram.Socket; expiresAt: number }>();
+  private readonly reservations = new Map<string, { socket: dgram.Socket; family: Family; expiresAt: number }>();
   private nextId = 1;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
@@ -117,13 +131,13 @@ export class AllocationTable {
    * A UDP socket on the relay address: on `port`, or (0) on any port of --turn-relay-ports (tried at
    * random, a bounded number of times), or any port the kernel gives when no range is set.
    */
-  private async bindRelay(port: number): Promise<dgram.Socket> {
+  private async bindRelay(port: number, family: Family): Promise<dgram.Socket> {
     const range = this.opts.ports;
-    if (port !== 0 || !range) return this.bindRelayOn(port);
+    if (port !== 0 || !range) return this.bindRelayOn(port, family);
     const span = range.high - range.low + 1;
     for (let i = 0; i < Math.min(span, RANGE_TRIES); i++) {
       try {
-        return await this.bindRelayOn(range.low + Math.floor(Math.random() * span));
+        return await this.bindRelayOn(range.low + Math.floor(Math.random() * span), family);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
       }
@@ -131,14 +145,16 @@ export class AllocationTable {
     throw new Error(`no free relay port in ${range.low}-${range.high} after ${Math.min(span, RANGE_TRIES)} tries`);
   }
 
-  private async bindRelayOn(port: number): Promise<dgram.Socket> {
-    const relay = dgram.createSocket({ type: this.opts.relayIp.includes(':') ? 'udp6' : 'udp4' });
+  private async bindRelayOn(port: number, family: Family): Promise<dgram.Socket> {
+    const ip = this.opts.relayIps[family];
+    if (ip === undefined) throw new Error(`no IPv${family} relay address`);
+    const relay = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
     await new Promise<void>((resolve, reject) => {
       relay.once('error', (e) => {
         relay.close();
         reject(e);
       });
-      relay.bind(port, this.opts.relayIp, () => {
+      relay.bind(port, ip, () => {
         relay.removeAllListeners('error');
         resolve();
       });
@@ -151,9 +167,9 @@ export class AllocationTable {
    * under a token the client can redeem in a second Allocate (RTP/RTCP pairs). Null when no such
    * pair was found in a bounded number of tries (508).
    */
-  private async evenRelay(reserveNext: boolean): Promise<{ relay: dgram.Socket; token?: Buffer } | null> {
+  private async evenRelay(reserveNext: boolean, family: Family): Promise<{ relay: dgram.Socket; token?: Buffer } | null> {
     for (let i = 0; i < EVEN_PORT_TRIES; i++) {
-      const s = await this.bindRelay(0);
+      const s = await this.bindRelay(0, family);
       const port = s.address().port;
       if (port % 2 !== 0 || (this.opts.ports !== undefined && port + 1 > this.opts.ports.high && reserveNext)) {
         s.close();
@@ -161,9 +177,9 @@ export class AllocationTable {
       }
       if (!reserveNext) return { relay: s };
       try {
-        const next = await this.bindRelay(port + 1);
+        const next = await this.bindRelay(port + 1, family);
         const token = randomBytes(8);
-        this.reservations.set(token.toString('hex'), { socket: next, expiresAt: this.now() + RESERVATION_LIFETIME_S * 1000 });
+        this.reservations.set(token.toString('hex'), { socket: next, family, expiresAt: this.now() + RESERVATION_LIFETIME_S * 1000 });
         return { relay: s, token };
       } catch {
         s.close();
@@ -180,22 +196,32 @@ export class AllocationTable {
   async create(p: AllocationRequest): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'user-quota' | 'unavailable'> {
     if (this.byKey.size >= this.opts.maxAllocations) return 'quota';
     if ((this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser) return 'user-quota';
-    let relay: dgram.Socket;
+    const reserved = p.reservation ? this.reservations.get(p.reservation.toString('hex')) : undefined;
+    if (p.reservation && !reserved) return 'unavailable';
+    // a reserved port has the family of the allocation that reserved it
+    const [primary, ...additional] = reserved ? [reserved.family] : p.families;
+    if (primary === undefined || p.families.some((f) => this.opts.relayIps[f] === undefined)) return 'unavailable';
+    let first: dgram.Socket;
     let reservationToken: Buffer | undefined;
-    if (p.reservation) {
-      const r = this.reservations.get(p.reservation.toString('hex'));
-      if (!r) return 'unavailable';
+    if (p.reservation && reserved) {
       this.reservations.delete(p.reservation.toString('hex'));
-      relay = r.socket;
+      first = reserved.socket;
     } else if (p.even) {
-      const e = await this.evenRelay(p.even.reserveNext);
+      const e = await this.evenRelay(p.even.reserveNext, primary);
       if (!e) return 'unavailable';
-      relay = e.relay;
+      first = e.relay;
       reservationToken = e.token;
     } else {
-      relay = await this.bindRelay(0);
+      first = await this.bindRelay(0, primary);
     }
-    const bound = relay.address();
+    const sockets: Array<[Family, dgram.Socket]> = [[primary, first]];
+    try {
+      for (const f of additional) sockets.push([f, await this.bindRelay(0, f)]);
+    } catch (e) {
+      for (const [, sock] of sockets) sock.close();
+      throw e;
+    }
+    const relays: Relay[] = sockets.map(([family, socket]) => ({ family, socket, address: socket.address().address, port: socket.address().port }));
     const now = this.now();
     const a: Allocation = {
       id: this.nextId++,
@@ -205,8 +231,7 @@ export class AllocationTable {
       toClient: p.toClient,
       user: p.user,
       username: p.username,
-      relay,
-      relayed: { address: bound.address, port: bound.port },
+      relays,
       expiresAt: now + p.lifetimeS * 1000,
       permissions: new Map(),
       channels: new Map(),
@@ -217,16 +242,18 @@ export class AllocationTable {
       buckets: this.opts.bandwidth > 0 ? { up: this.bucket(now), down: this.bucket(now) } : null,
       transactionId: p.transactionId,
     };
-    // a send that fails (no route, ICMP unreachable reported on the socket) loses that datagram only
-    relay.on('error', () => undefined);
-    relay.on('message', (data, rinfo) => this.fromPeer(a, data, rinfo.address, rinfo.port));
+    for (const r of relays) {
+      // a send that fails (no route, ICMP unreachable reported on the socket) loses that datagram only
+      r.socket.on('error', () => undefined);
+      r.socket.on('message', (data, rinfo) => this.fromPeer(a, data, rinfo.address, rinfo.port));
+    }
     // the Allocate may have waited for a bind: the cap is checked again before the allocation counts
     if (this.byKey.size >= this.opts.maxAllocations || (this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser || this.byKey.has(p.key)) {
-      relay.close();
+      for (const r of relays) r.socket.close();
       return this.byKey.has(p.key) ? 'unavailable' : 'quota';
     }
     this.byKey.set(p.key, a);
-    this.ownPorts.add(bound.port);
+    for (const r of relays) this.ownAddresses.add(`${r.address}|${r.port}`);
     this.perUser.set(p.user, (this.perUser.get(p.user) ?? 0) + 1);
     return reservationToken ? Object.assign(a, { reservationToken }) : a;
   }
@@ -235,14 +262,27 @@ export class AllocationTable {
     return new TokenBucket(this.opts.bandwidth, Math.max(this.opts.bandwidth / 4, 65536), now);
   }
 
-  /** A peer address as the client names it, as the relay sends to it: the external IP is the relay IP. */
+  /** A peer address as the client names it, as the relay sends to it: the external IP is the relay IP of its family. */
   inward(ip: string): string {
-    return ip === this.opts.externalIp ? this.opts.relayIp : ip;
+    if (ip !== this.opts.externalIp) return ip;
+    return this.opts.relayIps[ip.includes(':') ? 6 : 4] ?? ip;
   }
 
-  /** The relayed address as clients are told it (the external IP behind a 1:1 NAT). */
-  announced(a: Allocation): { address: string; port: number } {
-    return { address: this.opts.externalIp ?? a.relayed.address, port: a.relayed.port };
+  /** The relayed addresses as clients are told them (the external IP behind a 1:1 NAT), the requested family first. */
+  announced(a: Allocation): Array<{ address: string; port: number }> {
+    return a.relays.map((r) => ({ address: this.shown(r.address), port: r.port }));
+  }
+
+  /** A relay address as clients see it: the external IP when one of its family is set. */
+  private shown(ip: string): string {
+    const ext = this.opts.externalIp;
+    return ext !== undefined && ip === this.opts.relayIps[ext.includes(':') ? 6 : 4] ? ext : ip;
+  }
+
+  /** true when the allocation has a relay of the family of `ip` (else: 443 Peer Address Family Mismatch). */
+  hasFamilyOf(a: Allocation, ip: string): boolean {
+    const f: Family = ip.includes(':') ? 6 : 4;
+    return a.relays.some((r) => r.family === f);
   }
 
   /** Allocations `user` holds now. */
@@ -265,8 +305,10 @@ export class AllocationTable {
     this.endedBytes.down += a.bytes.down;
     this.endedDropped.up += a.dropped.up;
     this.endedDropped.down += a.dropped.down;
-    this.ownPorts.delete(a.relayed.port);
-    a.relay.close();
+    for (const r of a.relays) {
+      this.ownAddresses.delete(`${r.address}|${r.port}`);
+      r.socket.close();
+    }
   }
 
   /** Bytes relayed since start: by the allocations that ended, and by those open now. */
@@ -323,7 +365,10 @@ export class AllocationTable {
   /** A Send indication's or a ChannelData's payload to a peer; dropped without a permission. */
   toPeer(a: Allocation, peer: { address: string; port: number }, data: Buffer): boolean {
     if (!this.permitted(a, peer.address)) return false;
-    if (this.opts.relayIpDenied && peer.address === this.opts.relayIp && !this.ownPorts.has(peer.port)) return false;
+    if (this.opts.deniedRelayIps.has(peer.address) && !this.ownAddresses.has(`${peer.address}|${peer.port}`)) return false;
+    const family: Family = peer.address.includes(':') ? 6 : 4;
+    const relay = a.relays.find((r) => r.family === family);
+    if (!relay) return false;
     if (a.buckets && !a.buckets.up.take(data.length, this.now())) {
       a.dropped.up++;
       return true; // relayed as far as the client can tell: a datagram lost to the rate limit
@@ -331,7 +376,7 @@ export class AllocationTable {
     try {
       // Node throws at once for what it cannot send at all (port 0); later failures arrive as the
       // relay socket's 'error', ignored: either way only this datagram is lost
-      a.relay.send(data, peer.port, peer.address);
+      relay.socket.send(data, peer.port, peer.address);
     } catch {
       return false;
     }
@@ -359,8 +404,9 @@ export class AllocationTable {
       a.toClient(buildChannelData(channel, data, a.transport !== 'udp'));
       return;
     }
-    const shown = ip === this.opts.relayIp && this.opts.externalIp ? this.opts.externalIp : ip;
-    const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, shown, port).add(Attr.DATA, data).build();
+    // a datagram from another allocation of this server names its relayed address as clients know it
+    const from = this.ownAddresses.has(`${ip}|${port}`) ? this.shown(ip) : ip;
+    const ind = new StunMessageBuilder(StunMethod.Data, StunClass.Indication, randomBytes(12)).addXorAddress(Attr.XOR_PEER_ADDRESS, from, port).add(Attr.DATA, data).build();
     a.toClient(ind);
   }
 

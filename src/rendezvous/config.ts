@@ -27,7 +27,7 @@ export const rendezvousSection = section({
     turnTlsKey: opt.string({ flag: 'turn-tls-key', key: 'tls-key', arg: 'FILE', help: 'PEM private key for --turn-tls, read at start', default: '' }),
     turnRealm: opt.string({ flag: 'turn-realm', key: 'realm', arg: 'REALM', help: 'the TURN realm (long-term credentials)', default: 'edgeward' }),
     turnSecret: opt.list({ flag: 'turn-secret', key: 'secrets', arg: 'SECRET', help: 'TURN REST secret (coturn\'s scheme: username EXPIRY:USER, password base64(HMAC-SHA1(secret, username))); repeatable, newest first, to rotate. Without one, only users of the store with TURN access can allocate' }),
-    turnRelayIp: opt.string({ flag: 'turn-relay-ip', key: 'relay-ip', arg: 'ADDR', help: 'address relayed transport addresses are allocated on (default: the --turn address; required when that is 0.0.0.0 or ::)', default: '' }),
+    turnRelayIp: opt.list({ flag: 'turn-relay-ip', key: 'relay-ip', arg: 'ADDR', help: 'address relayed transport addresses are allocated on; one IPv4 and one IPv6 address for IPv6 and dual (ADDITIONAL-ADDRESS-FAMILY) allocations (default: the --turn address; required when that is 0.0.0.0 or ::)' }),
     turnAllowPeers: opt.list({ flag: 'turn-allow-peers', key: 'allow-peers', arg: 'CIDR', help: 'peers allowed despite the default denylist (loopback, private, link-local, CGNAT, multicast)' }),
     turnDenyPeers: opt.list({ flag: 'turn-deny-peers', key: 'deny-peers', arg: 'CIDR', help: 'peers denied in addition to the default denylist' }),
     turnMaxAllocations: opt.count({ flag: 'turn-max-allocations', key: 'max-allocations', arg: 'N', help: 'TURN allocations at most (486 beyond)', default: 10000 }),
@@ -47,17 +47,37 @@ export const rendezvousSection = section({
       if (s.turnTlsCert === '' || s.turnTlsKey === '') throw new SettingsError('--turn-tls needs both --turn-tls-cert FILE and --turn-tls-key FILE (PEM)');
     } else if (tlsFiles) throw new SettingsError('--turn-tls-cert and --turn-tls-key need --turn-tls [HOST:]PORT');
     const at = parseListenAddress(s.turn, '--turn');
-    const relay = s.turnRelayIp !== '' ? s.turnRelayIp : at.host;
-    if (s.turnRelayIp !== '' && !parseIp(s.turnRelayIp)) throw new SettingsError(`--turn-relay-ip: "${s.turnRelayIp}" is not an IP address`);
-    if (!parseIp(relay) || isUnspecified(relay)) throw new SettingsError(`--turn ${s.turn}: give --turn-relay-ip ADDR, the address relayed transport addresses are allocated on`);
+    const relays = relayIpsOf(s.turnRelayIp, at.host, s.turn);
     CidrList.parse(s.turnAllowPeers, '--turn-allow-peers');
-    parseBandwidth(s.turnBandwidth, '--turn-bandwidth');
-    if (s.turnExternalIp !== '' && (!parseIp(s.turnExternalIp) || isUnspecified(s.turnExternalIp))) throw new SettingsError(`--turn-external-ip: "${s.turnExternalIp}" is not a unicast IP address`);
-    if (s.turnExternalIp !== '' && s.turnExternalIp.includes(':') !== relay.includes(':')) throw new SettingsError(`--turn-external-ip ${s.turnExternalIp} and the relay address ${relay} must be of one family`);
-    parseRelayPorts(s.turnRelayPorts);
     CidrList.parse(s.turnDenyPeers, '--turn-deny-peers');
+    parseBandwidth(s.turnBandwidth, '--turn-bandwidth');
+    if (s.turnExternalIp !== '') {
+      if (!parseIp(s.turnExternalIp) || isUnspecified(s.turnExternalIp)) throw new SettingsError(`--turn-external-ip: "${s.turnExternalIp}" is not a unicast IP address`);
+      if (relays[s.turnExternalIp.includes(':') ? 6 : 4] === undefined) throw new SettingsError(`--turn-external-ip ${s.turnExternalIp}: no relay address of its family (--turn-relay-ip)`);
+    }
+    parseRelayPorts(s.turnRelayPorts);
   },
 });
+
+/**
+ * The relay addresses by family: --turn-relay-ip (one per family at most), or the --turn host.
+ * Throws SettingsError naming what is wrong.
+ */
+export function relayIpsOf(list: readonly string[], turnHost: string, turn: string): Partial<Record<4 | 6, string>> {
+  const out: Partial<Record<4 | 6, string>> = {};
+  if (list.length === 0) {
+    if (!parseIp(turnHost) || isUnspecified(turnHost)) throw new SettingsError(`--turn ${turn}: give --turn-relay-ip ADDR, the address relayed transport addresses are allocated on`);
+    out[turnHost.includes(':') ? 6 : 4] = turnHost;
+    return out;
+  }
+  for (const ip of list) {
+    if (!parseIp(ip) || isUnspecified(ip)) throw new SettingsError(`--turn-relay-ip: "${ip}" is not a unicast IP address`);
+    const f = ip.includes(':') ? 6 : 4;
+    if (out[f] !== undefined) throw new SettingsError(`--turn-relay-ip: one IPv${f} address at most (${out[f]} and ${ip})`);
+    out[f] = ip;
+  }
+  return out;
+}
 
 /** --turn-relay-ports LOW-HIGH: null when unset. */
 export function parseRelayPorts(text: string): { low: number; high: number } | null {

@@ -12,7 +12,7 @@ import { parseListenAddress } from '../config/common.js';
 import { formatHostPort } from '../net/address.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
 import type { Allocation, AllocationTable } from './allocations.js';
-import { parseRelayPorts, rendezvousSection, type RendezvousSettings } from './config.js';
+import { parseRelayPorts, relayIpsOf, rendezvousSection, type RendezvousSettings } from './config.js';
 import { parseBandwidth } from './limits.js';
 import { PeerPolicy } from './peer-policy.js';
 import { newStunCounters, StunServer } from './stun-server.js';
@@ -35,6 +35,7 @@ const AllocationView = Type.Object({
   client: Type.Object({ address: Type.String(), port: Type.Integer() }),
   transport: Type.Union([Type.Literal('udp'), Type.Literal('tcp'), Type.Literal('tls')], { description: 'how the client talks to the server (the relay is UDP)' }),
   relayed: Type.Object({ address: Type.String(), port: Type.Integer() }, { description: 'as clients are told it (--turn-external-ip when set)' }),
+  additionalRelayed: Type.Optional(Type.Object({ address: Type.String(), port: Type.Integer() }, { description: 'the IPv6 relayed address of a dual allocation (ADDITIONAL-ADDRESS-FAMILY)' })),
   permissions: Type.Array(Type.String(), { description: 'peer IPs the allocation may exchange datagrams with' }),
   channels: Type.Integer({ description: 'channels bound' }),
   bytes: Type.Object({ up: Type.Integer({ description: 'client to peers' }), down: Type.Integer({ description: 'peers to client' }) }),
@@ -56,7 +57,8 @@ function view(a: Allocation, table: AllocationTable): Static<typeof AllocationVi
     user: a.user,
     client: a.client,
     transport: a.transport,
-    relayed: table.announced(a),
+    relayed: table.announced(a)[0]!,
+    ...(a.relays.length > 1 ? { additionalRelayed: table.announced(a)[1]! } : {}),
     permissions: [...a.permissions.keys()],
     channels: a.channels.size,
     bytes: a.bytes,
@@ -135,7 +137,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const turn = new TurnHandler({
       realm: s.turnRealm,
       secrets: s.turnSecret,
-      relayIp: s.turnRelayIp !== '' ? s.turnRelayIp : at.host,
+      relayIps: relayIpsOf(s.turnRelayIp, at.host, s.turn),
       peers: new PeerPolicy(s.turnAllowPeers, s.turnDenyPeers),
       maxAllocations: s.turnMaxAllocations,
       maxAllocationsPerUser: s.turnUserAllocations,

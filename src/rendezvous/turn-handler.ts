@@ -20,7 +20,7 @@ import {
   type StunMessage,
 } from '../codec/stun.js';
 import type { TurnKey } from '../store/store.js';
-import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation } from './allocations.js';
+import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation, type Family } from './allocations.js';
 import { SourceBuckets } from './limits.js';
 import type { PeerPolicy } from './peer-policy.js';
 import { Nonces, restCredentialKeys } from './turn-auth.js';
@@ -29,7 +29,8 @@ export interface TurnOptions {
   realm: string;
   /** TURN REST secrets, newest first */
   secrets: readonly string[];
-  relayIp: string;
+  /** relay addresses by family (at least one): IPv6 relays need an IPv6 one */
+  relayIps: Partial<Record<Family, string>>;
   peers: PeerPolicy;
   maxAllocations: number;
   /** allocations one user (the USER of a REST username, or a user of the store) may hold */
@@ -38,7 +39,7 @@ export interface TurnOptions {
   bandwidth: number;
   /** relay ports; absent: the kernel's ephemeral ports */
   relayPorts?: { low: number; high: number };
-  /** announced instead of relayIp in relayed addresses (1:1 NAT) */
+  /** announced instead of the relay address of its family in relayed addresses (1:1 NAT) */
   externalIp?: string;
   software: string;
   /** the TURN key of a user of the store (null: no such user, or no TURN for them) */
@@ -88,7 +89,14 @@ export const TURN_KNOWN = new Set<number>([
   Attr.EVEN_PORT,
   Attr.RESERVATION_TOKEN,
   Attr.PASSWORD_ALGORITHM,
+  Attr.ADDITIONAL_ADDRESS_FAMILY,
 ]);
+
+/**
+ * The code point turnbis drafts gave ADDITIONAL-ADDRESS-FAMILY before RFC 8656 made it 0x8000; coturn
+ * 4.6.1's clients (turnutils_uclient -Z) still send it.
+ */
+const DRAFT_ADDITIONAL_ADDRESS_FAMILY = 0x8032;
 
 /** PASSWORD-ALGORITHM's value for MD5, the only key this server has for store users (RFC 8489 section 18.5). */
 const PASSWORD_ALGORITHM_MD5 = 0x0001;
@@ -102,13 +110,13 @@ export class TurnHandler {
 
   constructor(private readonly opts: TurnOptions) {
     this.table = new AllocationTable({
-      relayIp: opts.relayIp,
+      relayIps: opts.relayIps,
       maxAllocations: opts.maxAllocations,
       maxPerUser: opts.maxAllocationsPerUser,
       bandwidth: opts.bandwidth,
       ports: opts.relayPorts,
       externalIp: opts.externalIp,
-      relayIpDenied: !opts.peers.permits(opts.relayIp),
+      deniedRelayIps: new Set(Object.values(opts.relayIps).filter((ip) => !opts.peers.permits(ip))),
     });
   }
 
@@ -117,7 +125,7 @@ export class TurnHandler {
    * address (relay to relay; the table then lets datagrams reach only live relayed ports).
    */
   private peerAllowed(ip: string): boolean {
-    return ip === this.opts.relayIp || this.opts.peers.permits(ip);
+    return ip === this.opts.relayIps[4] || ip === this.opts.relayIps[6] || this.opts.peers.permits(ip);
   }
 
   /** true when the client has an allocation (a TCP connection may then carry ChannelData). */
@@ -220,6 +228,7 @@ export class TurnHandler {
         const peers = m.attributes.filter((x) => x.type === Attr.XOR_PEER_ADDRESS).map((x) => decodeXorAddress(x.value, m.transactionId));
         if (peers.length === 0 || peers.some((p) => !p.ok)) return fail(400, 'Bad Request: XOR-PEER-ADDRESS missing or malformed', auth);
         const ips = peers.map((p) => this.table.inward(p.ok ? p.value.ip : ''));
+        if (ips.some((ip) => !this.table.hasFamilyOf(a, ip))) return fail(443, undefined, auth);
         if (ips.some((ip) => !this.peerAllowed(ip))) {
           this.counters.deniedPeers++;
           return fail(403, 'Forbidden: peer address not allowed', auth);
@@ -233,6 +242,7 @@ export class TurnHandler {
         const named = peerOf(m);
         if (channel < CHANNEL_MIN || channel > CHANNEL_MAX || !named) return fail(400, 'Bad Request: CHANNEL-NUMBER 0x4000-0x7FFE and XOR-PEER-ADDRESS are required', auth);
         const peer = { address: this.table.inward(named.address), port: named.port };
+        if (!this.table.hasFamilyOf(a, peer.address)) return fail(443, undefined, auth);
         if (!this.peerAllowed(peer.address)) {
           this.counters.deniedPeers++;
           return fail(403, 'Forbidden: peer address not allowed', auth);
@@ -272,13 +282,31 @@ export class TurnHandler {
     const rt = getAttr(m, Attr.REQUESTED_TRANSPORT);
     if (!rt || rt.value.length !== 4) return fail(400, 'Bad Request: REQUESTED-TRANSPORT is required', auth);
     if (rt.value[0] !== 17) return fail(442, undefined, auth);
-    const family = getAttr(m, Attr.REQUESTED_ADDRESS_FAMILY);
-    const relayFamily = this.opts.relayIp.includes(':') ? 0x02 : 0x01;
-    if (family && family.value[0] !== relayFamily) return fail(440, undefined, auth);
+    // the relay families (RFC 8656 section 7.2): the one asked for, or IPv4 (IPv6 on an IPv6-only
+    // server), and with ADDITIONAL-ADDRESS-FAMILY an IPv6 relay too (a dual allocation); an IPv6
+    // relay this server cannot give leaves the IPv4 one standing, with ADDRESS-ERROR-CODE 440
+    const requested = getAttr(m, Attr.REQUESTED_ADDRESS_FAMILY);
+    const additional = getAttr(m, Attr.ADDITIONAL_ADDRESS_FAMILY) ?? getAttr(m, DRAFT_ADDITIONAL_ADDRESS_FAMILY);
+    if (requested && additional) return fail(400, 'Bad Request: REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY together', auth);
+    const relayIps = this.opts.relayIps;
+    let families: Family[];
+    let ipv6Refused = false;
+    if (requested) {
+      const f = familyOf(requested.value);
+      if (f === null || relayIps[f] === undefined) return fail(440, undefined, auth);
+      families = [f];
+    } else if (additional) {
+      if (familyOf(additional.value) !== 6) return fail(400, 'Bad Request: ADDITIONAL-ADDRESS-FAMILY must be IPv6', auth);
+      if (relayIps[4] === undefined) return fail(440, undefined, auth);
+      families = relayIps[6] !== undefined ? [4, 6] : [4];
+      ipv6Refused = relayIps[6] === undefined;
+    } else {
+      families = [relayIps[4] !== undefined ? 4 : 6];
+    }
     const evenPort = getAttr(m, Attr.EVEN_PORT);
     const token = getAttr(m, Attr.RESERVATION_TOKEN);
     if (evenPort && token) return fail(400, 'Bad Request: EVEN-PORT and RESERVATION-TOKEN together', auth);
-    if (token && (token.value.length !== 8 || family)) return fail(400, 'Bad Request: RESERVATION-TOKEN must be 8 bytes, without REQUESTED-ADDRESS-FAMILY', auth);
+    if (token && (token.value.length !== 8 || requested || additional)) return fail(400, 'Bad Request: RESERVATION-TOKEN must be 8 bytes, without an address family attribute', auth);
     const lifetime = lifetimeOf(m, DEFAULT_LIFETIME_S);
     let a: Awaited<ReturnType<AllocationTable['create']>>;
     try {
@@ -290,6 +318,7 @@ export class TurnHandler {
         user: auth.user,
         username: auth.username,
         lifetimeS: lifetime === 0 ? DEFAULT_LIFETIME_S : lifetime,
+        families,
         transactionId: Buffer.from(m.transactionId),
         even: evenPort ? { reserveNext: evenPort.value.length > 0 && (evenPort.value[0]! & 0x80) !== 0 } : undefined,
         reservation: token ? Buffer.from(token.value) : undefined,
@@ -309,18 +338,36 @@ export class TurnHandler {
       (b) => {
         this.allocated(b, made, client);
         if (made.reservationToken) b.add(Attr.RESERVATION_TOKEN, made.reservationToken);
+        if (ipv6Refused) b.add(Attr.ADDRESS_ERROR_CODE, addressErrorCode(6, 440, 'Address Family not Supported'));
       },
       auth,
     );
   }
 
   private allocated(b: StunMessageBuilder, a: Allocation, client: Client): void {
-    const relayed = this.table.announced(a);
-    b.addXorAddress(Attr.XOR_RELAYED_ADDRESS, relayed.address, relayed.port)
+    for (const r of this.table.announced(a)) b.addXorAddress(Attr.XOR_RELAYED_ADDRESS, r.address, r.port);
+    b
       .addUint32(Attr.LIFETIME, Math.max(0, Math.round((a.expiresAt - Date.now()) / 1000)))
       .addXorAddress(Attr.XOR_MAPPED_ADDRESS, client.address, client.port);
   }
 
+}
+
+/** The family of a REQUESTED-/ADDITIONAL-ADDRESS-FAMILY value (0x01 IPv4, 0x02 IPv6); null for anything else. */
+function familyOf(value: Buffer): Family | null {
+  if (value.length !== 4) return null;
+  return value[0] === 0x01 ? 4 : value[0] === 0x02 ? 6 : null;
+}
+
+/** An ADDRESS-ERROR-CODE value (RFC 8656 section 18.11): family, then class and number as in ERROR-CODE. */
+function addressErrorCode(family: Family, code: number, reason: string): Buffer {
+  const text = Buffer.from(reason, 'utf8');
+  const v = Buffer.alloc(4 + text.length);
+  v[0] = family === 4 ? 0x01 : 0x02;
+  v[2] = Math.floor(code / 100);
+  v[3] = code % 100;
+  text.copy(v, 4);
+  return v;
 }
 
 function key(c: Client): string {
