@@ -19,10 +19,11 @@ export const MAX_ATTRIBUTES = 64;
 export const FINGERPRINT_XOR = 0x5354554e;
 export const CHANNEL_MIN = 0x4000;
 /**
- * RFC 8656 narrowed channels to 0x4000-0x4FFF, but RFC 5766 allowed up to 0x7FFE and coturn's own
- * clients (turnutils_uclient) still pick from there: accepted, for interoperability.
+ * RFC 8656 narrowed channels to 0x4000-0x4FFF, but RFC 5766 allowed 0x4000-0x7FFF (its text also
+ * says 16,383 values, one short of that) and coturn's own clients (turnutils_uclient) still pick
+ * from the whole range, 0x7FFF included, as coturn's server accepts: accepted, for interoperability.
  */
-export const CHANNEL_MAX = 0x7ffe;
+export const CHANNEL_MAX = 0x7fff;
 
 export enum StunClass { Request = 0, Indication = 1, SuccessResponse = 2, ErrorResponse = 3 }
 export enum StunMethod { Binding = 0x001, Allocate = 0x003, Refresh = 0x004, Send = 0x006, Data = 0x007, CreatePermission = 0x008, ChannelBind = 0x009, Connect = 0x00a, ConnectionBind = 0x00b, ConnectionAttempt = 0x00c }
@@ -179,7 +180,7 @@ export function frameLength(buf: Buffer): number | 'more' | StunIssue {
   if (top === 1) {
     if (buf.length < 4) return 'more';
     const channel = buf.readUInt16BE(0);
-    if (channel > CHANNEL_MAX) return issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x7ffe`);
+    if (channel > CHANNEL_MAX) return issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x7fff`);
     return 4 + ((buf.readUInt16BE(2) + 3) & ~3);
   }
   if (buf.length < 8) return 'more';
@@ -194,7 +195,7 @@ export function parseChannelData(buf: Buffer): Result<{ channel: number; data: B
   if (buf.length < 4) return err(issue('too_short', null, `${buf.length} bytes is shorter than the 4-byte ChannelData header`));
   const channel = buf.readUInt16BE(0);
   if (channel < CHANNEL_MIN || channel > CHANNEL_MAX) {
-    return err(issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x7ffe`));
+    return err(issue('bad_channel', 'channel', `channel number 0x${channel.toString(16)} is outside 0x4000-0x7fff`));
   }
   const length = buf.readUInt16BE(2);
   if (buf.length < 4 + length) return err(issue('bad_length', 'length', `ChannelData claims ${length} bytes but carries ${buf.length - 4}`));
@@ -204,7 +205,7 @@ export function parseChannelData(buf: Buffer): Result<{ channel: number; data: B
 
 /** A ChannelData message; over TCP/TLS (padForStream) padded with zeros to a multiple of 4. */
 export function buildChannelData(channel: number, data: Buffer, padForStream: boolean): Buffer {
-  if (!Number.isInteger(channel) || channel < CHANNEL_MIN || channel > CHANNEL_MAX) throw new StunBuildError('bad_value', `channel number ${channel} is outside 0x4000-0x7ffe`);
+  if (!Number.isInteger(channel) || channel < CHANNEL_MIN || channel > CHANNEL_MAX) throw new StunBuildError('bad_value', `channel number ${channel} is outside 0x4000-0x7fff`);
   if (data.length > 0xffff) throw new StunBuildError('too_long', `ChannelData of ${data.length} bytes exceeds 65535`);
   const out = Buffer.alloc(4 + (padForStream ? (data.length + 3) & ~3 : data.length));
   out.writeUInt16BE(channel, 0);

@@ -7,7 +7,7 @@
 import dgram from 'node:dgram';
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
-import { canonicalIp } from '../net/address.js';
+import { canonicalIp, literalLookup } from '../net/address.js';
 import { TokenBucket } from './limits.js';
 
 export const DEFAULT_LIFETIME_S = 600;
@@ -20,6 +20,8 @@ export const RESERVATION_LIFETIME_S = 30;
 const EVEN_PORT_TRIES = 32;
 /** Random ports of --turn-relay-ports tried before giving up (508). */
 const RANGE_TRIES = 64;
+/** SO_RCVBUF of a relay socket: a burst from peers waits here while the event loop is busy. */
+const RELAY_RECV_BUFFER = 512 * 1024;
 /** Permissions and channels one allocation may hold (a bound on what a client can make us keep). */
 export const MAX_PERMISSIONS = 256;
 
@@ -148,7 +150,8 @@ export class AllocationTable {
   private async bindRelayOn(port: number, family: Family): Promise<dgram.Socket> {
     const ip = this.opts.relayIps[family];
     if (ip === undefined) throw new Error(`no IPv${family} relay address`);
-    const relay = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+    // room for a burst while the event loop is busy elsewhere (the kernel caps it at net.core.rmem_max)
+    const relay = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6, recvBufferSize: RELAY_RECV_BUFFER, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       relay.once('error', (e) => {
         relay.close();

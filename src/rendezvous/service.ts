@@ -142,6 +142,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       maxAllocations: s.turnMaxAllocations,
       maxAllocationsPerUser: s.turnUserAllocations,
       bandwidth: parseBandwidth(s.turnBandwidth, '--turn-bandwidth'),
+      authRate: s.turnAuthRate,
       relayPorts: parseRelayPorts(s.turnRelayPorts) ?? undefined,
       externalIp: s.turnExternalIp !== '' ? s.turnExternalIp : undefined,
       software: 'edgeward',
@@ -174,7 +175,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     m.counter({ name: 'edgeward_turn_challenges_total', help: 'TURN requests without credentials answered 401 with a realm and nonce (the first round of every allocation).', read: () => turn.counters.challenges });
     m.counter({ name: 'edgeward_turn_auth_failures_total', help: 'TURN requests refused for their credentials: wrong, expired or unknown (401), stale or foreign nonce (438); never labelled by user.', read: () => turn.counters.authFailures });
     m.counter({ name: 'edgeward_turn_quota_refusals_total', help: 'Allocates refused (486) for the total or the per-user allocation quota.', read: () => turn.counters.quotaRefusals });
-    m.counter({ name: 'edgeward_turn_throttled_total', help: 'TURN requests from a source over its budget: answers withheld beyond 20 401/438 answers a second (burst 100), and 401 without a check once refused credentials exceed one per 10 s (burst 10).', read: () => turn.counters.throttled });
+    m.counter({ name: 'edgeward_turn_throttled_total', help: 'TURN requests from a source over its budget: answers withheld beyond --turn-auth-rate 401/438 answers a second, and 401 without a check once refused credentials exceed one per 10 s (burst 10).', read: () => turn.counters.throttled });
     m.counter({
       name: 'edgeward_turn_bandwidth_drops_total',
       help: 'Relayed datagrams dropped for --turn-bandwidth: up = client to peers, down = peers to client.',

@@ -21,7 +21,7 @@ import {
 } from '../codec/stun.js';
 import type { Logger } from '../log/logger.js';
 import { TURN_KNOWN, type ClientTransport, type TurnHandler } from './turn-handler.js';
-import { canonicalIp } from '../net/address.js';
+import { canonicalIp, literalLookup } from '../net/address.js';
 
 /** What the server counts; the service turns these into metric families. */
 export interface StunCounters {
@@ -48,6 +48,9 @@ export interface StunServerOptions {
   tcpIdleTimeout: number;
   logger: Logger;
 }
+
+/** SO_RCVBUF/SO_SNDBUF of the server's UDP socket. */
+const SERVER_RECV_BUFFER = 4 * 1024 * 1024;
 
 /** Attributes a Binding request may carry that this server understands (or may safely ignore). */
 const BINDING_KNOWN = new Set<number>([
@@ -78,7 +81,9 @@ export class StunServer {
    */
   async listen(host: string, port: number): Promise<{ address: string; port: number }> {
     const family = net.isIPv6(host) ? 'udp6' : 'udp4';
-    const udp = dgram.createSocket({ type: family, ipv6Only: family === 'udp6' });
+    // every UDP client shares this socket: room for their bursts while the event loop is busy
+    // elsewhere (the kernel caps it at net.core.rmem_max)
+    const udp = dgram.createSocket({ type: family, ipv6Only: family === 'udp6', recvBufferSize: SERVER_RECV_BUFFER, sendBufferSize: SERVER_RECV_BUFFER, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(port, host, () => {

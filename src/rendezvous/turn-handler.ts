@@ -37,6 +37,8 @@ export interface TurnOptions {
   maxAllocationsPerUser: number;
   /** bytes per second each way per allocation; 0 = no limit */
   bandwidth: number;
+  /** 401/438 answers per second per source address */
+  authRate: number;
   /** relay ports; absent: the kernel's ephemeral ports */
   relayPorts?: { low: number; high: number };
   /** announced instead of the relay address of its family in relayed addresses (1:1 NAT) */
@@ -60,8 +62,6 @@ export interface TurnCounters {
   throttled: number;
 }
 
-/** 401 challenges (the first round of each allocation) per source address: a burst, then a rate. */
-export const CHALLENGE_BUDGET = { burst: 100, perSecond: 20 };
 /** Refused credentials (wrong, expired, unknown; with a valid nonce) per source address: a burst, then one per 10 s. */
 export const FAILURE_BUDGET = { burst: 10, perSecond: 0.1 };
 
@@ -105,10 +105,12 @@ export class TurnHandler {
   readonly table: AllocationTable;
   private readonly nonces = new Nonces();
   readonly counters: TurnCounters = { allocations: 0, challenges: 0, authFailures: 0, deniedPeers: 0, quotaRefusals: 0, throttled: 0 };
-  private readonly challengeBudget = new SourceBuckets(CHALLENGE_BUDGET.perSecond, CHALLENGE_BUDGET.burst);
+  /** 401/438 answers per source address: `authRate` a second after a burst of 5 s worth */
+  private readonly challengeBudget: SourceBuckets;
   private readonly failureBudget = new SourceBuckets(FAILURE_BUDGET.perSecond, FAILURE_BUDGET.burst);
 
   constructor(private readonly opts: TurnOptions) {
+    this.challengeBudget = new SourceBuckets(opts.authRate, opts.authRate * 5);
     this.table = new AllocationTable({
       relayIps: opts.relayIps,
       maxAllocations: opts.maxAllocations,
@@ -240,7 +242,7 @@ export class TurnHandler {
         const ch = getAttr(m, Attr.CHANNEL_NUMBER);
         const channel = ch && ch.value.length === 4 ? ch.value.readUInt16BE(0) : -1;
         const named = peerOf(m);
-        if (channel < CHANNEL_MIN || channel > CHANNEL_MAX || !named) return fail(400, 'Bad Request: CHANNEL-NUMBER 0x4000-0x7FFE and XOR-PEER-ADDRESS are required', auth);
+        if (channel < CHANNEL_MIN || channel > CHANNEL_MAX || !named) return fail(400, 'Bad Request: CHANNEL-NUMBER 0x4000-0x7FFF and XOR-PEER-ADDRESS are required', auth);
         const peer = { address: this.table.inward(named.address), port: named.port };
         if (!this.table.hasFamilyOf(a, peer.address)) return fail(443, undefined, auth);
         if (!this.peerAllowed(peer.address)) {

@@ -11,7 +11,7 @@ import { TurnHandler } from '../../src/rendezvous/turn-handler.js';
 const SECRET = 's3cret';
 const REALM = 'edgeward';
 const client = { address: '127.0.0.1', port: 40000, transport: 'udp' as const };
-const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy([], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0 });
+const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy([], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0, authRate: 20 });
 after(() => turn.close());
 
 async function ask(build: (b: StunMessageBuilder) => StunMessageBuilder, method: number, from = client): Promise<StunMessage> {

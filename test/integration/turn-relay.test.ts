@@ -20,7 +20,7 @@ function parsed(b: Buffer): StunMessage {
 }
 
 describe('a TURN send that cannot go out', () => {
-  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy(['127.0.0.0/8'], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0 });
+  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy(['127.0.0.0/8'], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0, authRate: 20 });
   const peer = dgram.createSocket('udp4');
   const received: Buffer[] = [];
   const username = `${Math.floor(Date.now() / 1000) + 600}:alice`;
@@ -64,7 +64,7 @@ describe('a TURN send that cannot go out', () => {
 });
 
 describe('EVEN-PORT with the R bit, then RESERVATION-TOKEN (RTP/RTCP pairs)', () => {
-  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy([], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0 });
+  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy([], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0, authRate: 20 });
   after(() => turn.close());
   const username = `${Math.floor(Date.now() / 1000) + 600}:alice`;
   const key = longTermKey(username, REALM, createHmac('sha1', SECRET).update(username).digest('base64'));

@@ -468,12 +468,12 @@ describe('ChannelData and stream framing', () => {
     assert.equal(frameLength(hex('40')), 'more');
     assert.equal(frameLength(hex('4fff0000')), 4);
     assert.equal((frameLength(hex('80')) as StunIssue).code, 'not_stun');
-    assert.equal((frameLength(hex('7fff 0004')) as StunIssue).code, 'bad_channel');
+    assert.equal(frameLength(hex('7fff 0004')), 8, 'channel 0x7fff, 4 bytes of data');
     assert.equal((frameLength(hex('0001 0002 2112a442')) as StunIssue).code, 'bad_length');
     assert.equal((frameLength(hex('0001 0000 00000000')) as StunIssue).code, 'not_stun');
   });
 
-  it('ChannelData over UDP: padding optional, the length must fit, channels are 0x4000-0x7ffe (RFC 5766, as coturn\'s clients use)', () => {
+  it('ChannelData over UDP: padding optional, the length must fit, channels are 0x4000-0x7fff (RFC 5766, as coturn\'s clients use)', () => {
     const data = Buffer.from('abcde');
     const unpadded = buildChannelData(0x4000, data, false);
     assert.equal(unpadded.length, 9);
@@ -482,9 +482,10 @@ describe('ChannelData and stream framing', () => {
     failure(parseChannelData(unpadded.subarray(0, 8)), 'bad_length');
     failure(parseChannelData(Buffer.concat([buildChannelData(0x4000, data, true), Buffer.alloc(4)])), 'bad_length');
     failure(parseChannelData(hex('3fff0000')), 'bad_channel');
-    failure(parseChannelData(hex('7fff0000')), 'bad_channel');
+    assert.equal(value(parseChannelData(hex('7fff0000'))).channel, 0x7fff);
     assert.equal(value(parseChannelData(hex('72bc0000'))).channel, 0x72bc);
     failure(parseChannelData(hex('4000')), 'too_short');
-    assert.throws(() => buildChannelData(0x7fff, data, false), StunBuildError);
+    assert.throws(() => buildChannelData(0x8000, data, false), StunBuildError);
+    assert.throws(() => buildChannelData(0x3fff, data, false), StunBuildError);
   });
 });
