@@ -56,6 +56,18 @@ export interface RelaySample {
   wallSeconds: number;
 }
 
+/**
+ * Each uclient process binds its own local address (-L), 127.0.10.1-127.0.209.254, taken in turn
+ * from a random start: uclient leaves one allocation per client behind (its probe, lifetime 777 s),
+ * and a later run whose socket happened to get that 5-tuple again was refused (437) by coturn,
+ * which made uclient give up (exit 255).
+ */
+let nextLocal = Math.floor(Math.random() * 200 * 254);
+function localAddress(): string {
+  const n = nextLocal++ % (200 * 254);
+  return `127.0.${10 + Math.floor(n / 254)}.${1 + (n % 254)}`;
+}
+
 const TALLY = /start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m;
 const TALLY_BYTES = /start_mclient: tot_send_bytes ~ (\d+), tot_recv_bytes ~ (\d+)\s*$/m;
 const PROGRESS = /start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)/;
@@ -181,6 +193,7 @@ export function hostRcvbufErrors(): number {
 /** Starts one uclient and follows its output; resolves when it exits (or is stopped after timeoutMs). */
 function runUclient(bin: string, load: RelayLoad, serverPort: number, peerPort: number, secret: string, timeoutMs: number, onConnected: () => void): Promise<UclientRun> {
   const args = [
+    '-L', localAddress(),
     '-e', '127.0.0.1', '-r', String(peerPort),
     '-W', secret, '-u', 'bench',
     '-l', String(load.bytes), '-c', '-m', String(load.clients), '-n', String(load.messages), '-z', String(load.intervalMs),
