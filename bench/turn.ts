@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { measureAllocations, type AllocSample } from './turn-alloc.js';
 import { measureRelay, type RelayLoad, type RelaySample } from './turn-relay.js';
 import { startCoturn, startEchoPeer, startEdgewardTurn, TURN_SERVER_NAMES, type EchoPeer, type TurnServer, type TurnServerName } from './turn-servers.js';
-import { cpuTimes, which } from './procs.js';
+import { cpuTimes, hostBusySeconds, which } from './procs.js';
 import { median, spread, type Row } from './report.js';
 
 /** The reference load (client-bound: coturn echoed ~8300 msgs/s) and one the servers cannot keep up with. */
@@ -51,6 +51,8 @@ export interface TurnRecord<T> {
   error?: string;
   /** for the allocation samples: server CPU over the sample */
   serverCpuSeconds?: { user: number; sys: number };
+  /** the whole machine's busy CPU over the sample, in cores (2 = both cores busy): other people's work shows here */
+  hostBusyCores?: number;
   wallSeconds: number;
 }
 
@@ -89,6 +91,7 @@ async function allocSample(server: TurnServer, round: number, peerPort: number, 
   const rec: TurnRecord<AllocSample> = { round, server: server.name, wallSeconds: 0 };
   const pid = server.proc!.pid;
   const c0 = cpuTimes(pid, o.clockTicks);
+  const h0 = hostBusySeconds(o.clockTicks);
   const t0 = performance.now();
   try {
     rec.sample = await measureAllocations({ serverPort: server.port!, peerPort, secret, concurrency: o.concurrency, seconds });
@@ -96,6 +99,8 @@ async function allocSample(server: TurnServer, round: number, peerPort: number, 
     rec.error = e instanceof Error ? e.message : String(e);
   }
   rec.wallSeconds = round3((performance.now() - t0) / 1000);
+  const h1 = hostBusySeconds(o.clockTicks);
+  if (h0 !== undefined && h1 !== undefined && rec.wallSeconds > 0) rec.hostBusyCores = round3((h1 - h0) / rec.wallSeconds);
   const c1 = cpuTimes(pid, o.clockTicks);
   if (c0 && c1) rec.serverCpuSeconds = { user: round3(c1.user - c0.user), sys: round3(c1.sys - c0.sys) };
   if (server.proc!.status()) rec.error = (rec.error ? rec.error + '; ' : '') + `${server.name} exited: ${server.proc!.stderr().trim().slice(-300)}`;
@@ -104,6 +109,7 @@ async function allocSample(server: TurnServer, round: number, peerPort: number, 
 
 async function relaySample(server: TurnServer, round: number, load: RelayLoad, peer: { port: number; pid: number }, secret: string, o: TurnOptions): Promise<TurnRecord<RelaySample>> {
   const rec: TurnRecord<RelaySample> = { round, server: server.name, wallSeconds: 0 };
+  const h0 = hostBusySeconds(o.clockTicks);
   const t0 = performance.now();
   try {
     rec.sample = await measureRelay(load, server.port!, server.proc!.pid, peer, secret, o.clockTicks);
@@ -111,6 +117,8 @@ async function relaySample(server: TurnServer, round: number, load: RelayLoad, p
     rec.error = e instanceof Error ? e.message : String(e);
   }
   rec.wallSeconds = round3((performance.now() - t0) / 1000);
+  const h1 = hostBusySeconds(o.clockTicks);
+  if (h0 !== undefined && h1 !== undefined && rec.wallSeconds > 0) rec.hostBusyCores = round3((h1 - h0) / rec.wallSeconds);
   if (server.proc!.status()) rec.error = (rec.error ? rec.error + '; ' : '') + `${server.name} exited: ${server.proc!.stderr().trim().slice(-300)}`;
   return rec;
 }
@@ -181,7 +189,9 @@ export async function measureTurn(root: string, tmp: string, o: TurnOptions, log
         const x = rec.sample;
         log(
           `turn: round ${r + 1}/${o.rounds} allocations ${s.name}: ` +
-            (x ? `${x.perSecond.toFixed(0)}/s (errors ${x.errorsTotal}, retransmits ${x.retransmits}, p99 ${x.latencyMs.p99} ms, client CPU ${x.clientCpuCores} cores)` : `error: ${rec.error}`),
+            (x
+              ? `${x.perSecond.toFixed(0)}/s (errors ${x.errorsTotal}, retransmits ${x.retransmits}, p99 ${x.latencyMs.p99} ms; CPU in cores: server ${rec.serverCpuSeconds ? ((rec.serverCpuSeconds.user + rec.serverCpuSeconds.sys) / rec.wallSeconds).toFixed(2) : '?'}, client ${x.clientCpuCores}, whole machine ${rec.hostBusyCores ?? '?'})`
+              : `error: ${rec.error}`),
         );
       }
     }
@@ -271,7 +281,7 @@ export function buildTurnRows(result: TurnResult): Row<TurnServerName>[] {
   const rows: Row<TurnServerName>[] = [];
   for (const load of result.loads) {
     const recs = result.relay[load.name] ?? [];
-    const relayRow = (metric: string, digits: number, pick: (s: RelaySample) => number, goal?: RowSpec<RelaySample>['goal'], extra: Partial<RowSpec<RelaySample>> = {}): void =>
+    const relayRow = (metric: string, digits: number, pick: (s: RelaySample, r: TurnRecord<RelaySample>) => number | undefined, goal?: RowSpec<RelaySample>['goal'], extra: Partial<RowSpec<RelaySample>> = {}): void =>
       void rows.push(row(result, { metric, records: recs, relay: true, digits, pick, ...(goal ? { goal } : {}), ...extra }));
     relayRow(`${load.name} load: echoed msgs/s`, 0, (s) => s.echoedPerSecond, { kind: 'min', value: TURN_GOALS.rate });
     relayRow(`  loss (%)`, 3, (s) => s.lossPercent, { kind: 'loss', value: TURN_GOALS.lossPp }, { noRatio: true });
@@ -284,6 +294,7 @@ export function buildTurnRows(result: TurnResult): Row<TurnServerName>[] {
     relayRow(`  dropped: peer`, 0, (s) => s.peerSocketDrops, undefined, { sum: true, noRatio: true });
     relayRow(`  dropped: elsewhere (uclient, other programs)`, 0, (s) => Math.max(0, s.hostRcvbufErrors - s.serverAllSocketDrops - s.peerSocketDrops), undefined, { sum: true, noRatio: true });
     relayRow(`  uclient connect phase (s)`, 1, (s) => s.connectSeconds);
+    relayRow(`  machine busy, whole run (cores of 2)`, 2, (_s, r) => r.hostBusyCores, undefined, { noRatio: true });
   }
   const recs = result.alloc.records;
   const allocRow = (metric: string, digits: number, pick: (s: AllocSample, r: TurnRecord<AllocSample>) => number | undefined, goal?: RowSpec<AllocSample>['goal'], extra: Partial<RowSpec<AllocSample>> = {}): void =>
@@ -293,19 +304,21 @@ export function buildTurnRows(result: TurnResult): Row<TurnServerName>[] {
   allocRow('  allocation latency p99 (ms)', 1, (s) => s.latencyMs.p99);
   allocRow('  errors + timeouts (all rounds)', 0, (s) => s.errorsTotal, undefined, { sum: true, noRatio: true });
   allocRow('  load client CPU (cores)', 2, (s) => s.clientCpuCores, undefined, { noRatio: true });
+  // what neither the server nor the client used: other processes (people) on the machine
+  allocRow('  other processes\' CPU (cores)', 2, (s, r) => (r.hostBusyCores !== undefined && r.serverCpuSeconds ? Math.max(0, r.hostBusyCores - s.clientCpuCores - (r.serverCpuSeconds.user + r.serverCpuSeconds.sys) / r.wallSeconds) : undefined), undefined, { noRatio: true });
   return rows;
 }
 
 /** Every round's figure per server, with the spread, for the text under the table. */
 export function turnRoundsText(result: TurnResult): string {
   const lines: string[] = [];
-  const add = <T>(what: string, records: TurnRecord<T>[], value: (s: T) => number, digits: number): void => {
+  const add = <T>(what: string, records: TurnRecord<T>[], value: (s: T, r: TurnRecord<T>) => number, digits: number): void => {
     for (const name of TURN_SERVER_NAMES) {
       const mine = records.filter((r) => r.server === name);
       if (mine.length === 0) continue;
-      const vals = mine.flatMap((r) => (r.sample ? [value(r.sample)] : []));
+      const vals = mine.flatMap((r) => (r.sample ? [value(r.sample, r)] : []));
       const sp = spread(vals);
-      const shown = mine.map((r) => (r.sample ? value(r.sample).toFixed(digits) : 'err')).join(' ');
+      const shown = mine.map((r) => (r.sample ? value(r.sample, r).toFixed(digits) : 'err')).join(' ');
       lines.push(`  ${what.padEnd(28)} ${name.padEnd(10)} ${shown}${sp !== undefined ? `   (spread ${(sp * 100).toFixed(0)}%)` : ''}`);
     }
   };
@@ -315,6 +328,8 @@ export function turnRoundsText(result: TurnResult): string {
     add(`${load.name} CPU/msg us`, result.relay[load.name] ?? [], (s) => s.cpuPerMessageUs, 1);
   }
   add('allocations/s', result.alloc.records, (s) => s.perSecond, 0);
+  add('CPU/allocation us', result.alloc.records, (s, r) => (r.serverCpuSeconds ? ((r.serverCpuSeconds.user + r.serverCpuSeconds.sys) / s.allocations) * 1e6 : NaN), 0);
+  add('machine busy (cores)', result.alloc.records, (_s, r) => r.hostBusyCores ?? NaN, 2);
   return lines.join('\n');
 }
 
