@@ -177,3 +177,16 @@ export function cpuTimes(pid: number, clockTicks: number): CpuTimes | undefined 
     return undefined;
   }
 }
+
+/** CPU seconds the whole machine has spent busy (all CPUs, everything but idle and iowait) so far, from /proc/stat. */
+export function hostBusySeconds(clockTicks: number): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user)
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
+    return busy / clockTicks;
+  } catch {
+    return undefined;
+  }
+}

@@ -23,11 +23,11 @@ export interface Goal {
   stretch?: number;
 }
 
-export interface Row {
+export interface Row<C extends string = TargetName> {
   metric: string;
   /** what each column shows: a number already formatted, or why there is none */
-  cells: Record<TargetName, string>;
-  /** edgeward/microsocks when both have a value */
+  cells: Record<C, string>;
+  /** edgeward/microsocks (edgeward/coturn in the TURN table) when both have a value */
   ratio?: number;
   goal?: Goal;
   /** the target column's text when the goal is not a ratio (e.g. "< 2.0 s") */
@@ -49,14 +49,16 @@ function goalText(g: Goal | undefined): string {
   return `>= ${g.min.toFixed(1)}x` + (g.stretch !== undefined ? ` (stretch ${g.stretch.toFixed(1)}x)` : '');
 }
 
-/** The table as text lines, columns padded to fit. */
-export function formatTable(rows: readonly Row[]): string {
-  const header = ['metric', 'direct', 'edgeward', 'microsocks', 'edgeward/microsocks', 'target', 'result'];
+/** The table as text lines, columns padded to fit; `columns` in order, then the ratio column headed `ratioHeader`. */
+export function formatTable<C extends string = TargetName>(
+  rows: readonly Row<C>[],
+  columns: readonly C[] = ['direct', 'edgeward', 'microsocks'] as readonly string[] as readonly C[],
+  ratioHeader = 'edgeward/microsocks',
+): string {
+  const header = ['metric', ...columns, ratioHeader, 'target', 'result'];
   const body = rows.map((r) => [
     r.metric,
-    r.cells.direct,
-    r.cells.edgeward,
-    r.cells.microsocks,
+    ...columns.map((c) => r.cells[c]),
     r.ratio === undefined ? '-' : `${r.ratio.toFixed(2)}x`,
     r.goalLabel ?? goalText(r.goal),
     r.result || '-',

@@ -3,6 +3,8 @@
 //   2. connections per second (cps.c against echo-server.c, SOCKS5 handshake + 64-byte echo)
 //   3. the lab's MPTCP/TCP ratio (bench/lab-mptcp.ts, when it exists)
 //   4. hybrid access (bench/lab-hybrid.ts): MPTCP/TCP through router + concentrator, failover stall
+//   5. TURN (bench/turn.ts): edgeward's TURN server next to coturn: relayed traffic (turnutils_uclient)
+//      and allocations/s (our own client), in a table of its own
 // Every sample is taken in rounds with the columns in rotating order, after a warm-up; the table
 // shows medians, bench/results/latest.json holds every round. Exit code 0 even when a target is
 // missed; 1 when the bench itself could not measure (a tool missing, a proxy that will not start).
@@ -20,6 +22,8 @@ import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
 import { cpuTimes, killAllNow, stopAll, which, withTimeout } from './procs.js';
 import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
 import { directTarget, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
+import { buildTurnRows, measureTurn, RELAY_LOADS, turnNotes, turnRoundsText, type TurnResult } from './turn.js';
+import { TURN_SERVER_NAMES } from './turn-servers.js';
 import { IperfRunner, StreamRunner, type Direction, type ThroughputRunner, type ThroughputSample } from './throughput.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -36,6 +40,8 @@ const GOALS = {
 /** seconds without progress when an uplink dies mid-download */
 const STALL_GOAL_SECONDS = 2;
 
+const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'turn'];
+
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
   --seconds S         seconds per throughput sample, after 1 omitted second (default 5)
@@ -43,13 +49,16 @@ const USAGE = `Usage: npm run bench -- [options]
   --concurrency N     transactions in flight for connections/s (default 32)
   --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
-  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid
+  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn
+                      (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds)
+  --turn-seconds S    seconds per TURN allocations/s sample (default 5)
+  --turn-concurrency N  TURN allocations in flight, each on its own socket (default 32)
   --lab-timeout S     give the lab this long (default 600)
-  --quick             1 round of 2 s each, for trying the bench out
+  --quick             1 round of 2 s each, for trying the bench out (TURN: 1 round, 2 s of allocations)
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
-  --profile           run edgeward under node --cpu-prof and print where its CPU time went
-                      (slows edgeward down: its figures in that run are not representative)
-Writes bench/results/latest.json. Traffic stays on 127.0.0.1.
+  --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
+                      CPU time went (slows edgeward down: its figures in that run are not representative)
+Writes bench/results/latest.json. Traffic stays on loopback (127.0.0.0/8).
 `;
 
 interface Options {
@@ -60,6 +69,8 @@ interface Options {
   spread: number;
   only: Set<string>;
   labTimeout: number;
+  turnSeconds: number;
+  turnConcurrency: number;
   keepTmp: boolean;
   profile: boolean;
 }
@@ -75,6 +86,8 @@ function parseOptions(argv: string[]): Options | 'help' {
       spread: { type: 'string' },
       only: { type: 'string' },
       'lab-timeout': { type: 'string' },
+      'turn-seconds': { type: 'string' },
+      'turn-concurrency': { type: 'string' },
       quick: { type: 'boolean' },
       'keep-tmp': { type: 'boolean' },
       profile: { type: 'boolean' },
@@ -90,7 +103,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   };
   const quick = values.quick === true;
   const only = new Set((values.only ?? 'throughput,cps,lab,hybrid').split(',').map((s) => s.trim()).filter(Boolean));
-  for (const o of only) if (!['throughput', 'cps', 'lab', 'hybrid'].includes(o)) throw new Error(`--only: unknown part "${o}"`);
+  for (const o of only) if (!PARTS.includes(o)) throw new Error(`--only: unknown part "${o}" (parts: ${PARTS.join(', ')})`);
   return {
     rounds: int('rounds', values.rounds, quick ? 1 : 3, 1, 20),
     seconds: int('seconds', values.seconds, quick ? 2 : 5, 1, 60),
@@ -99,6 +112,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     spread: int('spread', values.spread, 8, 1, 64),
     only,
     labTimeout: int('lab-timeout', values['lab-timeout'], 600, 10, 3600),
+    turnSeconds: int('turn-seconds', values['turn-seconds'], quick ? 2 : 5, 1, 60),
+    turnConcurrency: int('turn-concurrency', values['turn-concurrency'], 32, 1, 1024),
     keepTmp: values['keep-tmp'] === true,
     profile: values.profile === true,
   };
@@ -144,6 +159,7 @@ function machineInfo(): Record<string, unknown> {
     microsocks: which('microsocks') ? debVersion('microsocks') ?? 'installed (version unknown)' : 'not installed',
     iperf3: quietly('iperf3', ['--version'])?.split('\n')[0] ?? 'not installed',
     proxychains4: which('proxychains4') ? debVersion('proxychains4') ?? 'installed (version unknown)' : 'not installed',
+    coturn: which('turnserver') ? debVersion('coturn') ?? 'installed (version unknown)' : 'not installed',
     gcc: quietly('gcc', ['-dumpfullversion']),
     sysctl: {
       'net.ipv4.tcp_tw_reuse': readText('/proc/sys/net/ipv4/tcp_tw_reuse'),
@@ -453,32 +469,37 @@ async function main(): Promise<number> {
   const started = new Date();
   const machine = machineInfo();
   machine.loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
-  log(`kernel ${machine.kernel}, ${machine.cores} cores, node ${machine.node}, microsocks ${machine.microsocks}, load ${(machine.loadavgStart as number[]).join(' ')}`);
+  log(`kernel ${machine.kernel}, ${machine.cores} cores, node ${machine.node}, microsocks ${machine.microsocks}, coturn ${machine.coturn}, load ${(machine.loadavgStart as number[]).join(' ')}`);
 
-  const tools = await compileTools(BENCH_DIR, tmp);
-  const profileDir = o.profile ? join(RESULTS_DIR, `profile-${started.toISOString().replace(/[:.]/g, '-')}`) : undefined;
-  const targets: Target[] = [directTarget()];
+  // the SOCKS columns (and the C tools) are needed by throughput and connections/s only
+  const socksParts = o.only.has('throughput') || o.only.has('cps');
+  const profileDir = o.profile && socksParts ? join(RESULTS_DIR, `profile-${started.toISOString().replace(/[:.]/g, '-')}`) : undefined;
+  const targets: Target[] = socksParts ? [directTarget()] : [];
   let failed = false;
   let tp: (ThroughputResult & { warmups: RoundRecord<ThroughputSample>[] }) | undefined;
   let cps: CpsResult | undefined;
   let lab: LabOutcome | undefined;
   let hybrid: HybridOutcome | undefined;
+  let turn: TurnResult | undefined;
   try {
-    targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks());
-    for (const t of targets) {
-      if (t.unavailable) log(`${t.name}: ${t.unavailable}`);
-      else if (t.socksPort) log(`${t.name}: SOCKS5 on 127.0.0.1:${t.socksPort} (pid ${t.proc?.pid})`);
-      if (t.startFailed) failed = true;
-    }
-    const live = targets.filter((t) => !t.unavailable);
+    if (socksParts) {
+      const tools = await compileTools(BENCH_DIR, tmp);
+      targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks());
+      for (const t of targets) {
+        if (t.unavailable) log(`${t.name}: ${t.unavailable}`);
+        else if (t.socksPort) log(`${t.name}: SOCKS5 on 127.0.0.1:${t.socksPort} (pid ${t.proc?.pid})`);
+        if (t.startFailed) failed = true;
+      }
+      const live = targets.filter((t) => !t.unavailable);
 
-    if (o.only.has('throughput')) tp = await measureThroughput(tmp, tools.stream, live, o);
-    if (o.only.has('cps')) {
-      const echo = await startPortServer('echo-server', tools.echoServer, ['--addrs', String(o.spread)]);
-      try {
-        cps = await measureConnections(tools.cps, echo, live, o);
-      } finally {
-        await echo.proc.stop(2000);
+      if (o.only.has('throughput')) tp = await measureThroughput(tmp, tools.stream, live, o);
+      if (o.only.has('cps')) {
+        const echo = await startPortServer('echo-server', tools.echoServer, ['--addrs', String(o.spread)]);
+        try {
+          cps = await measureConnections(tools.cps, echo, live, o);
+        } finally {
+          await echo.proc.stop(2000);
+        }
       }
     }
   } finally {
@@ -496,6 +517,12 @@ async function main(): Promise<number> {
     })();
     if (file) profile = { file: join(profileDir, file), summary: summarizeProfile(join(profileDir, file), ROOT, 20) };
     else log('profile: edgeward wrote no .cpuprofile (it must exit normally on SIGTERM)');
+  }
+  if (o.only.has('turn')) {
+    log('turn: edgeward TURN next to coturn');
+    turn = await measureTurn(ROOT, tmp, { rounds: o.rounds, allocSeconds: o.turnSeconds, concurrency: o.turnConcurrency, loads: RELAY_LOADS, clockTicks }, log);
+    for (const f of turn.failures) log(f);
+    if (turn.failed) failed = true;
   }
   if (o.only.has('lab')) {
     log('lab: measuring MPTCP/TCP ratio');
@@ -530,7 +557,13 @@ async function main(): Promise<number> {
   if (lab && lab.status !== 'measured') notes.push(`lab: ${lab.status === 'not available' ? 'not available' : `${lab.status}: ${lab.reason}`}`);
 
   if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profile: ${profile.file}`);
-  let output = `\n${table}\n\nrounds:\n${roundsText(targets, tp, cps)}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
+  if (turn) notes.push(...turnNotes(turn, o.rounds));
+  let output = '';
+  if (rows.length > 0) output += `\n${table}\n`;
+  const socksRounds = roundsText(targets, tp, cps);
+  if (socksRounds) output += `\nrounds:\n${socksRounds}\n`;
+  if (turn) output += `\nTURN (${turn.servers.map((s) => `${s.name} ${s.port ? `127.0.0.1:${s.port}` : s.unavailable}`).join(', ')}):\n${formatTable(buildTurnRows(turn), TURN_SERVER_NAMES, 'edgeward/coturn')}\n\nTURN rounds:\n${turnRoundsText(turn)}\n`;
+  output += `\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
   if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;
   process.stdout.write(output);
 
@@ -538,13 +571,14 @@ async function main(): Promise<number> {
     timestamp: started.toISOString(),
     finished: new Date().toISOString(),
     machine,
-    settings: { rounds: o.rounds, throughputSeconds: o.seconds, cpsSeconds: o.cpsSeconds, concurrency: o.concurrency, spread: o.spread, parts: [...o.only] },
+    settings: { rounds: o.rounds, throughputSeconds: o.seconds, cpsSeconds: o.cpsSeconds, concurrency: o.concurrency, spread: o.spread, turnSeconds: o.turnSeconds, turnConcurrency: o.turnConcurrency, parts: [...o.only] },
     targets: targets.map((t) => ({ name: t.name, ...(t.socksPort ? { socksPort: t.socksPort } : {}), ...(t.unavailable ? { unavailable: t.unavailable } : {}) })),
     table: rows,
     throughput: tp,
     connections: cps,
     lab: lab ?? null,
     hybrid: hybrid ?? null,
+    turn: turn ? { ...turn, table: buildTurnRows(turn) } : null,
     edgewardProfile: profile ?? null,
     notes,
   };
