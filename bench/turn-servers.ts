@@ -93,6 +93,10 @@ export async function startEdgewardTurn(root: string, tmpDir: string, secret: st
       '--turn-secret', secret,
       '--turn-realm', TURN_REALM,
       '--turn-allow-peers', '127.0.0.0/8',
+      // coturn has no per-user quota nor per-source 401 budget by default: lift edgeward's, so that
+      // both serve uclient's 100 clients of one user from one address and the allocation load alike
+      '--turn-user-allocations', '1000000',
+      '--turn-auth-rate', '1000000',
     ];
     const env = { ...process.env, EDGEWARD_API_TOKEN: randomBytes(24).toString('hex') };
     const proc = spawnTracked('edgeward (turn)', process.execPath, args, { env, cwd: root });
