@@ -9,6 +9,7 @@ import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } fro
 import { randomBytes } from 'node:crypto';
 import { canonicalIp, literalLookup } from '../net/address.js';
 import { TokenBucket } from './limits.js';
+import { closeTcpRelay, ConnectionIds, openTcpRelay, type TcpRelay } from './tcp-relay.js';
 
 export const DEFAULT_LIFETIME_S = 600;
 export const MAX_LIFETIME_S = 3600;
@@ -36,8 +37,10 @@ export interface Allocation {
   toClient(data: Buffer): void;
   user: string;
   username: string;
-  /** the relays, the requested family first (a dual allocation has an IPv4 and an IPv6 one) */
+  /** the UDP relays, the requested family first (a dual allocation has an IPv4 and an IPv6 one); none for a TCP allocation */
   relays: Relay[];
+  /** the TCP relay of a TCP allocation (RFC 6062); null for UDP */
+  tcp: TcpRelay | null;
   expiresAt: number;
   /** peer IP -> expiry (ms) */
   permissions: Map<string, number>;
@@ -68,6 +71,8 @@ export type AllocationRequest = Pick<Allocation, 'key' | 'client' | 'transport' 
   lifetimeS: number;
   /** relay families, the requested one first; EVEN-PORT and RESERVATION-TOKEN apply to it */
   families: Family[];
+  /** a TCP allocation (RFC 6062): one TCP relay of the first family */
+  tcp?: boolean;
   even?: { reserveNext: boolean };
   reservation?: Buffer;
 };
@@ -100,6 +105,8 @@ export class AllocationTable {
   private readonly perUser = new Map<string, number>();
   /** "IP|PORT" of the relayed addresses of live allocations */
   private readonly ownAddresses = new Set<string>();
+  /** the peer connections of TCP allocations, by CONNECTION-ID */
+  readonly connectionIds = new ConnectionIds();
   /** ports held for a second Allocate (EVEN-PORT with R), by token */
   private readonly reservations = new Map<string, { socket: dgram.Socket; family: Family; expiresAt: number }>();
   private nextId = 1;
@@ -199,6 +206,7 @@ export class AllocationTable {
   async create(p: AllocationRequest): Promise<(Allocation & { reservationToken?: Buffer }) | 'quota' | 'user-quota' | 'unavailable'> {
     if (this.byKey.size >= this.opts.maxAllocations) return 'quota';
     if ((this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser) return 'user-quota';
+    if (p.tcp) return this.createTcp(p);
     const reserved = p.reservation ? this.reservations.get(p.reservation.toString('hex')) : undefined;
     if (p.reservation && !reserved) return 'unavailable';
     // a reserved port has the family of the allocation that reserved it
@@ -235,6 +243,7 @@ export class AllocationTable {
       user: p.user,
       username: p.username,
       relays,
+      tcp: null,
       expiresAt: now + p.lifetimeS * 1000,
       permissions: new Map(),
       channels: new Map(),
@@ -261,6 +270,80 @@ export class AllocationTable {
     return reservationToken ? Object.assign(a, { reservationToken }) : a;
   }
 
+  /** A TCP allocation: a TCP relay listener on the relay address of the first family. */
+  private async createTcp(p: AllocationRequest): Promise<Allocation | 'quota' | 'unavailable'> {
+    const family = p.families[0];
+    const ip = family !== undefined ? this.opts.relayIps[family] : undefined;
+    if (ip === undefined) return 'unavailable';
+    const now = this.now();
+    const a: Allocation = {
+      id: this.nextId++,
+      key: p.key,
+      client: p.client,
+      transport: p.transport,
+      toClient: p.toClient,
+      user: p.user,
+      username: p.username,
+      relays: [],
+      tcp: null,
+      expiresAt: now + p.lifetimeS * 1000,
+      permissions: new Map(),
+      channels: new Map(),
+      channelOf: new Map(),
+      bytes: { up: 0, down: 0 },
+      dropped: { up: 0, down: 0 },
+      buckets: null,
+      transactionId: p.transactionId,
+    };
+    const events = {
+      permitted: (peerIp: string) => this.permitted(a, peerIp),
+      attempt: (c: { id: number; peer: { address: string; port: number } }) => {
+        const id = Buffer.alloc(4);
+        id.writeUInt32BE(c.id, 0);
+        const from = this.ownAddresses.has(`${c.peer.address}|${c.peer.port}`) ? this.shown(c.peer.address) : c.peer.address;
+        a.toClient(new StunMessageBuilder(StunMethod.ConnectionAttempt, StunClass.Indication, randomBytes(12)).add(Attr.CONNECTION_ID, id).addXorAddress(Attr.XOR_PEER_ADDRESS, from, c.peer.port).build());
+      },
+      bytes: (up: number, down: number) => {
+        a.bytes.up += up;
+        a.bytes.down += down;
+      },
+    };
+    const range = this.opts.ports;
+    let relay: TcpRelay | null = null;
+    for (let i = 0; relay === null; i++) {
+      const port = range ? range.low + Math.floor(Math.random() * (range.high - range.low + 1)) : 0;
+      try {
+        relay = await openTcpRelay(ip, port, this.connectionIds, events);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !range || i >= RANGE_TRIES) throw e;
+      }
+    }
+    a.tcp = relay;
+    if (this.byKey.size >= this.opts.maxAllocations || (this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser || this.byKey.has(p.key)) {
+      closeTcpRelay(relay, this.connectionIds);
+      return this.byKey.has(p.key) ? 'unavailable' : 'quota';
+    }
+    this.byKey.set(p.key, a);
+    this.ownAddresses.add(`${relay.address}|${relay.port}`);
+    this.perUser.set(p.user, (this.perUser.get(p.user) ?? 0) + 1);
+    return a;
+  }
+
+  /** The relay and the listener-side events of a TCP allocation's peer connections, for the handler. */
+  tcpEvents(a: Allocation): { bytes(up: number, down: number): void } {
+    return {
+      bytes: (up, down) => {
+        a.bytes.up += up;
+        a.bytes.down += down;
+      },
+    };
+  }
+
+  /** true when `peer` is a relayed address of this server (relay to relay). */
+  isOwnAddress(peer: { address: string; port: number }): boolean {
+    return this.ownAddresses.has(`${peer.address}|${peer.port}`);
+  }
+
   private bucket(now: number): TokenBucket {
     return new TokenBucket(this.opts.bandwidth, Math.max(this.opts.bandwidth / 4, 65536), now);
   }
@@ -273,6 +356,7 @@ export class AllocationTable {
 
   /** The relayed addresses as clients are told them (the external IP behind a 1:1 NAT), the requested family first. */
   announced(a: Allocation): Array<{ address: string; port: number }> {
+    if (a.tcp) return [{ address: this.shown(a.tcp.address), port: a.tcp.port }];
     return a.relays.map((r) => ({ address: this.shown(r.address), port: r.port }));
   }
 
@@ -285,7 +369,7 @@ export class AllocationTable {
   /** true when the allocation has a relay of the family of `ip` (else: 443 Peer Address Family Mismatch). */
   hasFamilyOf(a: Allocation, ip: string): boolean {
     const f: Family = ip.includes(':') ? 6 : 4;
-    return a.relays.some((r) => r.family === f);
+    return a.tcp ? a.tcp.family === f : a.relays.some((r) => r.family === f);
   }
 
   /** Allocations `user` holds now. */
@@ -311,6 +395,10 @@ export class AllocationTable {
     for (const r of a.relays) {
       this.ownAddresses.delete(`${r.address}|${r.port}`);
       r.socket.close();
+    }
+    if (a.tcp) {
+      this.ownAddresses.delete(`${a.tcp.address}|${a.tcp.port}`);
+      closeTcpRelay(a.tcp, this.connectionIds);
     }
   }
 

@@ -20,7 +20,7 @@ import {
   unknownComprehensionRequired,
 } from '../codec/stun.js';
 import type { Logger } from '../log/logger.js';
-import { TURN_KNOWN, type ClientTransport, type TurnHandler } from './turn-handler.js';
+import { TURN_KNOWN, type ClientTransport, type DataStream, type TurnHandler } from './turn-handler.js';
 import { canonicalIp, literalLookup } from '../net/address.js';
 
 /** What the server counts; the service turns these into metric families. */
@@ -65,7 +65,9 @@ const BINDING_KNOWN = new Set<number>([
   Attr.USE_CANDIDATE,
 ]);
 
-const TURN_METHODS = new Set<number>([StunMethod.Allocate, StunMethod.Refresh, StunMethod.CreatePermission, StunMethod.ChannelBind]);
+const TURN_METHODS = new Set<number>([StunMethod.Allocate, StunMethod.Refresh, StunMethod.CreatePermission, StunMethod.ChannelBind, StunMethod.Connect, StunMethod.ConnectionBind]);
+/** The message type of a ConnectionBind request (RFC 6062): its connection stops being parsed. */
+const CONNECTION_BIND_REQUEST = 0x000b;
 
 export class StunServer {
   private udp: dgram.Socket | null = null;
@@ -179,7 +181,7 @@ export class StunServer {
     const turn = this.opts.turn;
     if (turn) s.once('close', () => turn.connectionClosed(client));
     let buf: Buffer = Buffer.alloc(0);
-    s.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       for (;;) {
         // ChannelData (first two bits 01) needs a TURN allocation on this connection: without
@@ -205,15 +207,33 @@ export class StunServer {
           if (!turn!.channelData(frame, client)) this.opts.counters.malformed++;
           continue;
         }
-        this.answer(frame, ip, port, transport, (reply) => {
+        const send = (reply: Buffer): void => {
           if (!s.destroyed) s.write(reply);
-        });
+        };
+        if (turn && frame.readUInt16BE(0) === CONNECTION_BIND_REQUEST) {
+          // RFC 6062: this connection is to become a data connection; what follows the request
+          // is the client's data, not STUN, so parsing stops here
+          s.removeListener('data', onData);
+          s.pause();
+          const stream: DataStream = { socket: s, rest: buf, taken: false };
+          buf = Buffer.alloc(0);
+          // not bound (a challenge, a stale nonce, an error): the connection goes on as before
+          void Promise.resolve(this.answer(frame, ip, port, transport, send, stream)).then(() => {
+            if (stream.taken || s.destroyed) return;
+            s.on('data', onData);
+            s.resume();
+            onData(stream.rest);
+          });
+          return;
+        }
+        this.answer(frame, ip, port, transport, send);
       }
-    });
+    };
+    s.on('data', onData);
   }
 
   /** Answers one datagram or frame through `send`, or drops it. */
-  answer(buf: Buffer, ip: string, port: number, transport: ClientTransport, send: (reply: Buffer) => void): void {
+  answer(buf: Buffer, ip: string, port: number, transport: ClientTransport, send: (reply: Buffer) => void, stream?: DataStream): Promise<void> | void {
     const c = this.opts.counters;
     // RFC 3489 clients (no magic cookie) send Binding requests over UDP only
     const parsed = parseStun(buf, { rfc3489: transport === 'udp' });
@@ -252,7 +272,7 @@ export class StunServer {
         if (this.opts.logger.enabled('debug')) this.opts.logger.debug('TURN request with unknown attributes: 420', { method: m.method, unknown: unknown.map((t) => `0x${t.toString(16)}`) });
         return fail(420, undefined, unknown);
       }
-      turn.request(m, client, hasFingerprint, send).catch((e: unknown) => {
+      return turn.request(m, client, hasFingerprint, send, stream).catch((e: unknown) => {
         this.opts.logger.error('TURN request failed', { method: m.method, error: String(e) });
         fail(500);
       });

@@ -19,9 +19,11 @@ import {
   StunMethod,
   type StunMessage,
 } from '../codec/stun.js';
+import type { Socket } from 'node:net';
 import type { TurnKey } from '../store/store.js';
 import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation, type Family } from './allocations.js';
 import { SourceBuckets } from './limits.js';
+import { connectToPeer, MAX_PEER_CONNECTIONS } from './tcp-relay.js';
 import type { PeerPolicy } from './peer-policy.js';
 import { Nonces, restCredentialKeys } from './turn-auth.js';
 
@@ -69,6 +71,8 @@ export const FAILURE_BUDGET = { burst: 10, perSecond: 0.1 };
 export type ClientTransport = 'udp' | 'tcp' | 'tls';
 /** A client of the server: its address and how it talks to us. */
 export type Client = { address: string; port: number; transport: ClientTransport };
+/** A TCP or TLS connection that asked to become a data connection (ConnectionBind), and what it sent after the request. */
+export type DataStream = { socket: Socket; rest: Buffer; taken: boolean };
 type Send = (data: Buffer) => void;
 /** Who a request was authenticated as, and how its answer is signed (in kind: SHA-256 for SHA-256). */
 type Auth = { user: string; username: string; key: Buffer; sha256: boolean };
@@ -90,6 +94,7 @@ export const TURN_KNOWN = new Set<number>([
   Attr.RESERVATION_TOKEN,
   Attr.PASSWORD_ALGORITHM,
   Attr.ADDITIONAL_ADDRESS_FAMILY,
+  Attr.CONNECTION_ID,
 ]);
 
 /**
@@ -165,7 +170,7 @@ export class TurnHandler {
   }
 
   /** Answers a TURN request (Allocate, Refresh, CreatePermission, ChannelBind). */
-  async request(m: StunMessage, client: Client, fingerprint: boolean, send: Send): Promise<void> {
+  async request(m: StunMessage, client: Client, fingerprint: boolean, send: Send, stream?: DataStream): Promise<void> {
     const respond = (cls: StunClass, fill: (b: StunMessageBuilder) => void, auth?: Auth): void => {
       const b = new StunMessageBuilder(m.method, cls, m.transactionId).addString(Attr.SOFTWARE, this.opts.software);
       fill(b);
@@ -189,7 +194,7 @@ export class TurnHandler {
       else if (kind === 'locked') this.counters.throttled++;
       else this.counters.authFailures++;
       const reason = kind === 'locked' ? 'Unauthorized: too many refused credentials from this address; try again later' : undefined;
-      respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code, reason).addString(Attr.REALM, this.opts.realm).addString(Attr.NONCE, this.nonces.issue(`${client.address}|${client.port}`)));
+      respond(StunClass.ErrorResponse, (b) => b.addErrorCode(code, reason).addString(Attr.REALM, this.opts.realm).addString(Attr.NONCE, this.nonces.issue(client.address)));
     };
 
     // ---- authentication (RFC 8489 section 9.2) ----
@@ -204,7 +209,7 @@ export class TurnHandler {
     if (this.failureBudget.spent(client.address)) return challenge(401, 'locked');
     const algorithm = getAttr(m, Attr.PASSWORD_ALGORITHM);
     if (algorithm && (algorithm.value.length < 2 || algorithm.value.readUInt16BE(0) !== PASSWORD_ALGORITHM_MD5)) return fail(400, 'Bad Request: PASSWORD-ALGORITHM: only MD5 keys are offered');
-    const fresh = this.nonces.check(nonce, `${client.address}|${client.port}`);
+    const fresh = this.nonces.check(nonce, client.address);
     if (fresh !== 'ok') return challenge(438, 'stale');
     if (realm !== this.opts.realm) return challenge(401, 'failure');
     const creds = await this.keysOf(username, realm);
@@ -217,6 +222,18 @@ export class TurnHandler {
 
     const k = key(client);
     if (m.method === StunMethod.Allocate) return this.allocate(m, client, auth, send, respond, fail);
+    if (m.method === StunMethod.ConnectionBind) {
+      // a new TCP or TLS connection of the client becomes the data connection of a peer connection
+      const id = getAttr(m, Attr.CONNECTION_ID);
+      const pending = id && id.value.length === 4 ? this.table.connectionIds.get(id.value.readUInt32BE(0)) : undefined;
+      const owner = pending ? this.table.list().find((x) => x.tcp === pending.relay) : undefined;
+      if (!stream || !pending || !owner || pending.conn.data) return fail(400, 'Bad Request: ConnectionBind needs a new TCP connection and the CONNECTION-ID of a pending peer connection', auth);
+      if (owner.username !== auth.username) return fail(441, undefined, auth);
+      respond(StunClass.SuccessResponse, () => undefined, auth);
+      stream.taken = true;
+      this.table.connectionIds.bind(pending.conn.id, stream.socket, stream.rest, this.table.tcpEvents(owner));
+      return;
+    }
     const a = this.table.get(k);
     if (!a) return fail(437, undefined, auth);
     if (a.username !== username) return fail(441, undefined, auth);
@@ -238,7 +255,28 @@ export class TurnHandler {
         if (!this.table.permit(a, ips)) return fail(508, undefined, auth);
         return respond(StunClass.SuccessResponse, () => undefined, auth);
       }
+      case StunMethod.Connect: {
+        if (!a.tcp) return fail(400, 'Bad Request: Connect needs a TCP allocation (REQUESTED-TRANSPORT TCP)', auth);
+        const named = peerOf(m);
+        if (!named) return fail(400, 'Bad Request: XOR-PEER-ADDRESS is required', auth);
+        const peer = { address: this.table.inward(named.address), port: named.port };
+        if (!this.table.hasFamilyOf(a, peer.address)) return fail(443, undefined, auth);
+        const ownOnly = this.opts.relayIps[4] === peer.address || this.opts.relayIps[6] === peer.address;
+        if (!this.peerAllowed(peer.address) || (ownOnly && !this.opts.peers.permits(peer.address) && !this.table.isOwnAddress(peer))) {
+          this.counters.deniedPeers++;
+          return fail(403, 'Forbidden: peer address not allowed', auth);
+        }
+        const tcp = a.tcp;
+        if ([...tcp.connections.values()].some((c) => c.peer.address === peer.address && c.peer.port === peer.port)) return fail(446, undefined, auth);
+        if (tcp.connections.size >= MAX_PEER_CONNECTIONS || !this.table.permit(a, [peer.address])) return fail(508, undefined, auth);
+        const conn = await connectToPeer(tcp, peer, this.table.connectionIds);
+        if (!conn) return fail(447, undefined, auth);
+        const cid = Buffer.alloc(4);
+        cid.writeUInt32BE(conn.id, 0);
+        return respond(StunClass.SuccessResponse, (b) => b.add(Attr.CONNECTION_ID, cid), auth);
+      }
       case StunMethod.ChannelBind: {
+        if (a.tcp) return fail(400, 'Bad Request: no channels on a TCP allocation', auth);
         const ch = getAttr(m, Attr.CHANNEL_NUMBER);
         const channel = ch && ch.value.length === 4 ? ch.value.readUInt16BE(0) : -1;
         const named = peerOf(m);
@@ -283,7 +321,12 @@ export class TurnHandler {
     }
     const rt = getAttr(m, Attr.REQUESTED_TRANSPORT);
     if (!rt || rt.value.length !== 4) return fail(400, 'Bad Request: REQUESTED-TRANSPORT is required', auth);
-    if (rt.value[0] !== 17) return fail(442, undefined, auth);
+    const tcp = rt.value[0] === 6;
+    if (rt.value[0] !== 17 && !tcp) return fail(442, undefined, auth);
+    if (tcp && client.transport === 'udp') return fail(400, 'Bad Request: a TCP allocation needs a client over TCP or TLS (RFC 6062)', auth);
+    if (tcp && (getAttr(m, Attr.EVEN_PORT) || getAttr(m, Attr.RESERVATION_TOKEN) || getAttr(m, Attr.ADDITIONAL_ADDRESS_FAMILY) || getAttr(m, DRAFT_ADDITIONAL_ADDRESS_FAMILY))) {
+      return fail(400, 'Bad Request: EVEN-PORT, RESERVATION-TOKEN and dual allocations are for UDP relays', auth);
+    }
     // the relay families (RFC 8656 section 7.2): the one asked for, or IPv4 (IPv6 on an IPv6-only
     // server), and with ADDITIONAL-ADDRESS-FAMILY an IPv6 relay too (a dual allocation); an IPv6
     // relay this server cannot give leaves the IPv4 one standing, with ADDRESS-ERROR-CODE 440
@@ -321,6 +364,7 @@ export class TurnHandler {
         username: auth.username,
         lifetimeS: lifetime === 0 ? DEFAULT_LIFETIME_S : lifetime,
         families,
+        tcp,
         transactionId: Buffer.from(m.transactionId),
         even: evenPort ? { reserveNext: evenPort.value.length > 0 && (evenPort.value[0]! & 0x80) !== 0 } : undefined,
         reservation: token ? Buffer.from(token.value) : undefined,

@@ -1,0 +1,206 @@
+// TURN TCP allocations (RFC 6062): coturn's turnutils_uclient -T relays TCP between two clients
+// through edgeward (Connect, ConnectionAttempt, ConnectionBind, data connections), over TCP and
+// over TLS control connections, with nothing lost; a TCP allocation from a UDP client is refused
+// (400), and a Connect to a peer that does not answer gets 447 without disturbing the allocation.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Attr, frameLength, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
+import { restCredential } from '../../src/rendezvous/turn-auth.js';
+import { startGateway, type Gateway } from '../helpers/edgeward.js';
+import { startEchoServer, type TcpPeer } from '../helpers/peers.js';
+import { runCmd } from '../helpers/process.js';
+import { missingPrograms, requirement } from '../helpers/requirements.js';
+
+const skip = requirement(missingPrograms(['turnutils_uclient', 'openssl']));
+if (skip) process.stdout.write(`# skipping the TURN TCP allocation tests: ${skip}\n`);
+
+const SECRET = 'turn-tcp-secret';
+
+function assertAllEchoed(out: string, atLeast: number): void {
+  const m = /start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m.exec(out);
+  assert.ok(m, `no tally in the output:\n${out}`);
+  assert.ok(Number(m[1]) >= atLeast, `sent ${m[1]}, expected at least ${atLeast}:\n${out}`);
+  assert.equal(Number(m[2]), Number(m[1]), `received fewer than sent:\n${out}`);
+  assert.match(out, /Total lost packets 0 /);
+}
+
+function errorCode(m: StunMessage): number {
+  const v = getAttr(m, Attr.ERROR_CODE)?.value;
+  return v ? v[2]! * 100 + v[3]! : 0;
+}
+
+/** A TURN client over one TCP connection: one request at a time. */
+class TcpTurnClient {
+  private buf = Buffer.alloc(0);
+  private waiting: ((m: StunMessage) => void) | null = null;
+  readonly indications: StunMessage[] = [];
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buf = Buffer.concat([this.buf, chunk]);
+      for (;;) {
+        const n = frameLength(this.buf);
+        if (typeof n !== 'number' || this.buf.length < n) return;
+        const p = parseStun(this.buf.subarray(0, n));
+        this.buf = this.buf.subarray(n);
+        if (!p.ok) continue;
+        if (p.value.cls === StunClass.Indication) this.indications.push(p.value);
+        else this.waiting?.(p.value);
+      }
+    });
+  }
+
+  static async open(port: number): Promise<TcpTurnClient> {
+    const s = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', resolve);
+      s.once('error', reject);
+    });
+    return new TcpTurnClient(s);
+  }
+
+  ask(b: StunMessageBuilder, timeoutMs = 5000): Promise<StunMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      this.waiting = (m) => {
+        clearTimeout(timer);
+        this.waiting = null;
+        resolve(m);
+      };
+      this.socket.write(b.build());
+    });
+  }
+
+  /** Allocate (after the 401 round) with `fill`; then signs further requests with the same credential. */
+  async allocate(fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<{ answer: StunMessage; signed(method: number, fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<StunMessage> }> {
+    const c = restCredential('tcp-user', SECRET, 600);
+    const key = longTermKey(c.username, 'edgeward', c.password);
+    const nonce = getAttr(await this.ask(fill(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))), Attr.NONCE)!.value.toString();
+    const sign = (b: StunMessageBuilder): StunMessageBuilder => b.addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(key);
+    const answer = await this.ask(sign(fill(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))));
+    return { answer, signed: (method, f) => this.ask(sign(f(new StunMessageBuilder(method, StunClass.Request, randomBytes(12))))) };
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+const tcpTransport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([6, 0, 0, 0]));
+
+describe('TURN TCP allocations (RFC 6062)', { skip }, () => {
+  let g: Gateway;
+  let port = 0;
+  let tlsPort = 0;
+  let dir: string;
+  let echo: TcpPeer;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'edgeward-turn-tcp-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    const r = await runCmd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost']);
+    assert.equal(r.code, 0, r.stderr);
+    g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-tls', '127.0.0.1:0', '--turn-tls-cert', cert, '--turn-tls-key', key, '--turn-secret', SECRET, '--turn-allow-peers', '127.0.0.0/8'] });
+    const listening = await g.waitForLog((l) => l.msg === 'listening');
+    port = Number(/:(\d+)$/.exec(String(listening.turn))![1]);
+    tlsPort = Number(/:(\d+)$/.exec(String(listening.turnTls))![1]);
+    echo = await startEchoServer();
+  });
+  after(async () => {
+    await echo?.close();
+    await g?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const uclient = (extra: string[], p: number): ReturnType<typeof runCmd> =>
+    runCmd(['turnutils_uclient', '-T', ...extra, '-W', SECRET, '-u', 'tcp-user', '-n', '20', '-m', '1', '-l', '100', '-p', String(p), '127.0.0.1'], { timeoutMs: 60_000 });
+
+  it('relays TCP between two clients (uclient -T: Connect, ConnectionAttempt, ConnectionBind), nothing lost', async () => {
+    const r = await uclient([], port);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assertAllEchoed(r.stdout + r.stderr, 20);
+  });
+
+  it('does the same with the control and data connections over TLS (-T -S)', async () => {
+    const r = await uclient(['-S'], tlsPort);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assertAllEchoed(r.stdout + r.stderr, 20);
+  });
+
+  it('connects to a TCP peer (Connect), binds a data connection (ConnectionBind) and pipes bytes both ways', async () => {
+    const control = await TcpTurnClient.open(port);
+    try {
+      const { answer, signed } = await control.allocate(tcpTransport);
+      assert.equal(answer.cls, StunClass.SuccessResponse, `Allocate: ${errorCode(answer)}`);
+      const connect = await signed(StunMethod.Connect, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', echo.port));
+      assert.equal(connect.cls, StunClass.SuccessResponse, `Connect: ${errorCode(connect)}`);
+      const id = getAttr(connect, Attr.CONNECTION_ID)!.value;
+      const again = await signed(StunMethod.Connect, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', echo.port));
+      assert.equal(errorCode(again), 446, 'one connection per peer address');
+      // the data connection: ConnectionBind (its own nonce round, since nonces are bound to the client's address and port), then raw bytes
+      const data = await TcpTurnClient.open(port);
+      const c = restCredential('tcp-user', SECRET, 600);
+      const key = longTermKey(c.username, 'edgeward', c.password);
+      const bind = (nonce: string): StunMessageBuilder =>
+        new StunMessageBuilder(StunMethod.ConnectionBind, StunClass.Request, randomBytes(12)).add(Attr.CONNECTION_ID, id).addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(key);
+      const stale = await data.ask(bind('0-00000000000000000000000000000000'));
+      assert.equal(errorCode(stale), 438, 'a nonce from elsewhere: 438, and the connection stays a STUN connection');
+      const bound = await data.ask(bind(getAttr(stale, Attr.NONCE)!.value.toString()));
+      assert.equal(bound.cls, StunClass.SuccessResponse, `ConnectionBind: ${errorCode(bound)}`);
+      const payload = randomBytes(200_000);
+      const received: Buffer[] = [];
+      let got = 0;
+      const done = new Promise<void>((resolve) => {
+        data.socket.removeAllListeners('data');
+        data.socket.on('data', (b: Buffer) => {
+          received.push(b);
+          got += b.length;
+          if (got >= payload.length) resolve();
+        });
+      });
+      data.socket.write(payload);
+      await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`echoed ${got} of ${payload.length} bytes in 10 s`)), 10_000))]);
+      assert.ok(Buffer.concat(received).equals(payload), 'the echo came back byte for byte');
+      const list = await g.api<{ allocations: Array<{ user: string; bytes: { up: number; down: number } }> }>('GET', '/api/v1/turn/allocations');
+      const mine = list.body.allocations.find((a) => a.user === 'tcp-user' && a.bytes.up >= payload.length);
+      assert.ok(mine && mine.bytes.down >= payload.length, JSON.stringify(list.body.allocations));
+      data.close();
+      // a peer that refuses: 447, and the allocation still works
+      const refused = await signed(StunMethod.Connect, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', 1));
+      assert.equal(errorCode(refused), 447);
+      const refresh = await signed(StunMethod.Refresh, (b) => b.addUint32(Attr.LIFETIME, 600));
+      assert.equal(refresh.cls, StunClass.SuccessResponse);
+    } finally {
+      control.close();
+    }
+  });
+
+  it('refuses a TCP allocation to a client over UDP (400)', async () => {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
+        sock.once('message', (msg) => {
+          clearTimeout(timer);
+          const p = parseStun(msg);
+          if (p.ok) resolve(p.value);
+          else reject(new Error('unparsable'));
+        });
+        sock.send(b.build(), port, '127.0.0.1');
+      });
+    try {
+      const c = restCredential('tcp-user', SECRET, 600);
+      const nonce = getAttr(await ask(tcpTransport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))), Attr.NONCE)!.value.toString();
+      const r = await ask(tcpTransport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))).addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(longTermKey(c.username, 'edgeward', c.password)));
+      assert.equal(errorCode(r), 400);
+    } finally {
+      sock.close();
+    }
+  });
+});
