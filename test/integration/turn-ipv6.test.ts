@@ -175,4 +175,15 @@ describe('TURN on an IPv4-only server', { skip }, () => {
       s.close();
     }
   });
+
+  it('refuses DONT-FRAGMENT with 420 naming it (RFC 8656 section 7.2: a server that cannot set DF per datagram)', async () => {
+    const s = await rawSession(port);
+    try {
+      const r = await s.request(StunMethod.Allocate, (b) => udpTransport(b).add(Attr.DONT_FRAGMENT, Buffer.alloc(0)));
+      assert.equal(errorCode(r), 420);
+      assert.deepEqual(getAttr(r, Attr.UNKNOWN_ATTRIBUTES)?.value, Buffer.from([0x00, 0x1a]));
+    } finally {
+      s.close();
+    }
+  });
 });
