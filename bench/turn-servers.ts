@@ -49,12 +49,17 @@ export function freeUdpPort(): Promise<number> {
 
 /** true when something answers a STUN Binding request on 127.0.0.1:port within timeoutMs. */
 export function stunAnswers(port: number, timeoutMs: number): Promise<boolean> {
+  const req = Buffer.alloc(20);
+  req.writeUInt16BE(0x0001, 0); // Binding request, no attributes
+  req.writeUInt32BE(0x2112a442, 4);
+  randomBytes(12).copy(req, 8);
+  return answered(port, req, (m) => m.length >= 20 && m.subarray(8, 20).equals(req.subarray(8, 20)), timeoutMs);
+}
+
+/** Sends `probe` to 127.0.0.1:port every 100 ms until a datagram `matches` (true) or timeoutMs pass (false). */
+function answered(port: number, probe: Buffer, matches: (m: Buffer) => boolean, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
-    const req = Buffer.alloc(20);
-    req.writeUInt16BE(0x0001, 0); // Binding request, no attributes
-    req.writeUInt32BE(0x2112a442, 4);
-    randomBytes(12).copy(req, 8);
     const done = (ok: boolean): void => {
       clearTimeout(timer);
       clearInterval(again);
@@ -62,12 +67,12 @@ export function stunAnswers(port: number, timeoutMs: number): Promise<boolean> {
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), timeoutMs);
-    const again = setInterval(() => s.send(req, port, '127.0.0.1'), 100);
+    const again = setInterval(() => s.send(probe, port, '127.0.0.1'), 100);
     s.on('error', () => undefined);
     s.on('message', (m) => {
-      if (m.length >= 20 && m.subarray(8, 20).equals(req.subarray(8, 20))) done(true);
+      if (matches(m)) done(true);
     });
-    s.send(req, port, '127.0.0.1');
+    s.send(probe, port, '127.0.0.1');
   });
 }
 
@@ -181,21 +186,6 @@ export async function startEchoPeer(): Promise<EchoPeer> {
 
 /** true when a datagram sent to 127.0.0.1:port comes back within timeoutMs. */
 function udpEchoes(port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    const probe = randomBytes(16);
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      clearInterval(again);
-      s.close();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    const again = setInterval(() => s.send(probe, port, '127.0.0.1'), 100);
-    s.on('error', () => undefined);
-    s.on('message', (m) => {
-      if (m.equals(probe)) done(true);
-    });
-    s.send(probe, port, '127.0.0.1');
-  });
+  const probe = randomBytes(16);
+  return answered(port, probe, (m) => m.equals(probe), timeoutMs);
 }

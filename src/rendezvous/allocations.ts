@@ -233,27 +233,7 @@ export class AllocationTable {
       throw e;
     }
     const relays: Relay[] = sockets.map(([family, socket]) => ({ family, socket, address: socket.address().address, port: socket.address().port }));
-    const now = this.now();
-    const a: Allocation = {
-      id: this.nextId++,
-      key: p.key,
-      client: p.client,
-      transport: p.transport,
-      toClient: p.toClient,
-      user: p.user,
-      username: p.username,
-      relays,
-      tcp: null,
-      expiresAt: now + p.lifetimeS * 1000,
-      permissions: new Map(),
-      channels: new Map(),
-      channelOf: new Map(),
-      bytes: { up: 0, down: 0 },
-      dropped: { up: 0, down: 0 },
-      // a burst of a quarter second at the rate, at least one largest datagram
-      buckets: this.opts.bandwidth > 0 ? { up: this.bucket(now), down: this.bucket(now) } : null,
-      transactionId: p.transactionId,
-    };
+    const a = this.newAllocation(p, relays, true);
     for (const r of relays) {
       // a send that fails (no route, ICMP unreachable reported on the socket) loses that datagram only
       r.socket.on('error', () => undefined);
@@ -275,26 +255,8 @@ export class AllocationTable {
     const family = p.families[0];
     const ip = family !== undefined ? this.opts.relayIps[family] : undefined;
     if (ip === undefined) return 'unavailable';
-    const now = this.now();
-    const a: Allocation = {
-      id: this.nextId++,
-      key: p.key,
-      client: p.client,
-      transport: p.transport,
-      toClient: p.toClient,
-      user: p.user,
-      username: p.username,
-      relays: [],
-      tcp: null,
-      expiresAt: now + p.lifetimeS * 1000,
-      permissions: new Map(),
-      channels: new Map(),
-      channelOf: new Map(),
-      bytes: { up: 0, down: 0 },
-      dropped: { up: 0, down: 0 },
-      buckets: null,
-      transactionId: p.transactionId,
-    };
+    // TCP peer connections are piped with backpressure: no bandwidth buckets
+    const a = this.newAllocation(p, [], false);
     const events = {
       permitted: (peerIp: string) => this.permitted(a, peerIp),
       attempt: (c: { id: number; peer: { address: string; port: number } }) => {
@@ -302,10 +264,6 @@ export class AllocationTable {
         id.writeUInt32BE(c.id, 0);
         const from = this.ownAddresses.has(`${c.peer.address}|${c.peer.port}`) ? this.shown(c.peer.address) : c.peer.address;
         a.toClient(new StunMessageBuilder(StunMethod.ConnectionAttempt, StunClass.Indication, randomBytes(12)).add(Attr.CONNECTION_ID, id).addXorAddress(Attr.XOR_PEER_ADDRESS, from, c.peer.port).build());
-      },
-      bytes: (up: number, down: number) => {
-        a.bytes.up += up;
-        a.bytes.down += down;
       },
     };
     const range = this.opts.ports;
@@ -329,7 +287,7 @@ export class AllocationTable {
     return a;
   }
 
-  /** The relay and the listener-side events of a TCP allocation's peer connections, for the handler. */
+  /** Where a TCP allocation's piped peer connections count their bytes (ConnectionBind). */
   tcpEvents(a: Allocation): { bytes(up: number, down: number): void } {
     return {
       bytes: (up, down) => {
@@ -342,6 +300,30 @@ export class AllocationTable {
   /** true when `peer` is a relayed address of this server (relay to relay). */
   isOwnAddress(peer: { address: string; port: number }): boolean {
     return this.ownAddresses.has(`${peer.address}|${peer.port}`);
+  }
+
+  /** A fresh allocation record for the request (its TCP relay, if any, is set after). */
+  private newAllocation(p: AllocationRequest, relays: Relay[], limited: boolean): Allocation {
+    const now = this.now();
+    return {
+      id: this.nextId++,
+      key: p.key,
+      client: p.client,
+      transport: p.transport,
+      toClient: p.toClient,
+      user: p.user,
+      username: p.username,
+      relays,
+      tcp: null,
+      expiresAt: now + p.lifetimeS * 1000,
+      permissions: new Map(),
+      channels: new Map(),
+      channelOf: new Map(),
+      bytes: { up: 0, down: 0 },
+      dropped: { up: 0, down: 0 },
+      buckets: limited && this.opts.bandwidth > 0 ? { up: this.bucket(now), down: this.bucket(now) } : null,
+      transactionId: p.transactionId,
+    };
   }
 
   private bucket(now: number): TokenBucket {

@@ -31,13 +31,12 @@ export interface TcpRelay {
   connections: Map<number, PeerConnection>;
 }
 
-/** What a TCP relay reports to its allocation: bytes each way, and peers that connected. */
+/** What a TCP relay asks its allocation about peers that connect to it. */
 export interface TcpRelayEvents {
   /** a peer connected to the relayed address: true when it may (a permission for its IP) */
   permitted(ip: string): boolean;
   /** a peer connection waits for its ConnectionBind: tell the client (ConnectionAttempt) */
   attempt(c: PeerConnection): void;
-  bytes(up: number, down: number): void;
 }
 
 /** Every pending or bound peer connection of the server, by CONNECTION-ID. */
@@ -79,7 +78,7 @@ export class ConnectionIds {
    * after its ConnectionBind) goes to the peer first, then both are piped. False when the id is
    * not pending.
    */
-  bind(id: number, data: net.Socket, rest: Buffer, events: Pick<TcpRelayEvents, 'bytes'>): boolean {
+  bind(id: number, data: net.Socket, rest: Buffer, events: { bytes(up: number, down: number): void }): boolean {
     const e = this.byId.get(id);
     if (!e || e.conn.data) return false;
     const { conn } = e;

@@ -5,64 +5,20 @@
 // with the IPv4 relay plus ADDRESS-ERROR-CODE 440; a peer of a family the allocation has no relay
 // for gets 443.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
-import { Attr, decodeXorAddress, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
-import { restCredential } from '../../src/rendezvous/turn-auth.js';
+import { Attr, decodeXorAddress, getAttr, StunClass, StunMethod, type StunMessage } from '../../src/codec/stun.js';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
 import { closedPort } from '../helpers/peers.js';
 import { runCmd, startProcess, type RunningProcess } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { assertAllEchoed, errorCode, requestedTransport, signedSession, turnPort } from '../helpers/turn.js';
 
 const skip = requirement(missingPrograms(['turnutils_uclient', 'turnutils_peer']));
 if (skip) process.stdout.write(`# skipping the TURN IPv6 tests: ${skip}\n`);
 
 const SECRET = 'turn-ipv6-secret';
-
-async function turnPort(g: Gateway): Promise<number> {
-  const listening = await g.waitForLog((l) => l.msg === 'listening');
-  return Number(/:(\d+)$/.exec(String(listening.turn))![1]);
-}
-
-function assertAllEchoed(out: string, atLeast: number): void {
-  const m = /start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m.exec(out);
-  assert.ok(m, `no tally in the output:\n${out}`);
-  assert.ok(Number(m[1]) >= atLeast, `sent ${m[1]}, expected at least ${atLeast}:\n${out}`);
-  assert.equal(Number(m[2]), Number(m[1]), `received fewer than sent:\n${out}`);
-  assert.match(out, /Total lost packets 0 /);
-}
-
-/** A raw client: Allocate (with `extra` attributes), then requests on the allocation, signed with a REST credential. */
-async function rawSession(port: number): Promise<{ request(method: number, fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<StunMessage>; close(): void }> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
-      sock.once('message', (msg) => {
-        clearTimeout(timer);
-        const p = parseStun(msg);
-        if (p.ok) resolve(p.value);
-        else reject(new Error('unparsable answer'));
-      });
-      sock.send(b.build(), port, '127.0.0.1');
-    });
-  const c = restCredential('six', SECRET, 600);
-  const key = longTermKey(c.username, 'edgeward', c.password);
-  const nonce = getAttr(await ask(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))), Attr.NONCE)!.value.toString();
-  return {
-    request: (method, fill) => ask(fill(new StunMessageBuilder(method, StunClass.Request, randomBytes(12))).addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(key)),
-    close: () => sock.close(),
-  };
-}
-
-const udpTransport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
-
-function errorCode(m: StunMessage): number {
-  const v = getAttr(m, Attr.ERROR_CODE)?.value;
-  return v ? v[2]! * 100 + v[3]! : 0;
-}
+const udpTransport = requestedTransport(17);
+const rawSession = (port: number): ReturnType<typeof signedSession> => signedSession(port, { secret: SECRET, user: 'six' });
 
 function relayedFamilies(m: StunMessage): number[] {
   return m.attributes.filter((a) => a.type === Attr.XOR_RELAYED_ADDRESS).map((a) => {

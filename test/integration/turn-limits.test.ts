@@ -3,62 +3,28 @@
 // from --turn-relay-ports, and --turn-external-ip announced in relayed addresses (relay to relay
 // through it still works). Driven by coturn's turnutils_uclient and a raw client on loopback.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
-import { Attr, decodeXorAddress, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
-import { restCredential } from '../../src/rendezvous/turn-auth.js';
+import { Attr, decodeXorAddress, getAttr, StunClass, StunMethod, type StunMessage } from '../../src/codec/stun.js';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
-import { closedPort } from '../helpers/peers.js';
-import { runCmd, startProcess, type RunningProcess } from '../helpers/process.js';
+import { runCmd, type RunningProcess } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { errorCode, metric, requestedTransport, signedSession, startTurnPeer, turnPort } from '../helpers/turn.js';
 
 const skip = requirement(missingPrograms(['turnutils_uclient', 'turnutils_peer']));
 if (skip) process.stdout.write(`# skipping the TURN limit tests: ${skip}\n`);
 
 const SECRET = 'turn-limits-secret';
 
-function metric(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-async function turnPort(g: Gateway): Promise<number> {
-  const listening = await g.waitForLog((l) => l.msg === 'listening');
-  return Number(/:(\d+)$/.exec(String(listening.turn))![1]);
-}
-
-/** Allocates from a fresh UDP socket with a REST credential for `user`; the answer and the socket (close it). */
-async function allocate(port: number, user: string): Promise<{ answer: StunMessage; sock: dgram.Socket }> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
-      sock.once('message', (msg) => {
-        clearTimeout(timer);
-        const p = parseStun(msg);
-        if (p.ok) resolve(p.value);
-        else reject(new Error('unparsable answer'));
-      });
-      sock.send(b.build(), port, '127.0.0.1');
-    });
-  const base = (): StunMessageBuilder => new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)).add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
-  const nonce = getAttr(await ask(base()), Attr.NONCE)!.value.toString();
-  const c = restCredential(user, SECRET, 600);
-  const answer = await ask(base().addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(longTermKey(c.username, 'edgeward', c.password)));
-  return { answer, sock };
+/** Allocates from a fresh UDP socket with a REST credential for `user`: the answer, and a way to close the socket. */
+async function allocate(port: number, user: string): Promise<{ answer: StunMessage; close(): void }> {
+  const s = await signedSession(port, { secret: SECRET, user });
+  return { answer: await s.request(StunMethod.Allocate, requestedTransport(17)), close: () => s.close() };
 }
 
 function relayedOf(m: StunMessage): { ip: string; port: number } {
   const r = decodeXorAddress(getAttr(m, Attr.XOR_RELAYED_ADDRESS)!.value, m.transactionId);
   assert.ok(r.ok);
   return r.value;
-}
-
-function errorCode(m: StunMessage): number {
-  const v = getAttr(m, Attr.ERROR_CODE)?.value;
-  return v ? v[2]! * 100 + v[3]! : 0;
 }
 
 describe('TURN limits and addresses', { skip }, () => {
@@ -73,9 +39,7 @@ describe('TURN limits and addresses', { skip }, () => {
       args: ['--turn', '127.0.0.1:0', '--turn-secret', SECRET, '--turn-allow-peers', '127.0.0.0/8', '--turn-user-allocations', '3', '--turn-bandwidth', '400kbit', '--turn-relay-ports', `${LOW}-${HIGH}`, '--turn-external-ip', '127.0.0.9'],
     });
     port = await turnPort(g);
-    peerPort = await closedPort();
-    peer = startProcess(['turnutils_peer', '-p', String(peerPort), '-L', '127.0.0.1']);
-    await new Promise((r) => setTimeout(r, 300));
+    ({ port: peerPort, peer } = await startTurnPeer());
   });
   after(async () => {
     await peer?.stop();
@@ -83,12 +47,12 @@ describe('TURN limits and addresses', { skip }, () => {
   });
 
   it('gives a user 3 allocations (--turn-user-allocations 3) and the fourth 486; another user still allocates', async () => {
-    const socks: dgram.Socket[] = [];
+    const socks: Array<{ close(): void }> = [];
     try {
       const answers: StunMessage[] = [];
       for (let i = 0; i < 4; i++) {
         const r = await allocate(port, 'quota-user');
-        socks.push(r.sock);
+        socks.push(r);
         answers.push(r.answer);
       }
       assert.deepEqual(
@@ -97,7 +61,7 @@ describe('TURN limits and addresses', { skip }, () => {
       );
       assert.equal(errorCode(answers[3]!), 486);
       const other = await allocate(port, 'someone-else');
-      socks.push(other.sock);
+      socks.push(other);
       assert.equal(other.answer.cls, StunClass.SuccessResponse, 'the quota is per user');
       const m = (await g.api<string>('GET', '/metrics')).text;
       assert.ok(metric(m, 'edgeward_turn_quota_refusals_total') >= 1, m);
@@ -117,7 +81,7 @@ describe('TURN limits and addresses', { skip }, () => {
       const mine = list.body.allocations.find((a) => a.user === 'addr-user');
       assert.deepEqual(mine?.relayed, { address: '127.0.0.9', port: relayed.port });
     } finally {
-      r.sock.close();
+      r.close();
     }
   });
 

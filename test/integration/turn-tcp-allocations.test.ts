@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,24 +15,12 @@ import { startGateway, type Gateway } from '../helpers/edgeward.js';
 import { startEchoServer, type TcpPeer } from '../helpers/peers.js';
 import { runCmd } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { assertAllEchoed, errorCode, requestedTransport, signedSession, turnPort } from '../helpers/turn.js';
 
 const skip = requirement(missingPrograms(['turnutils_uclient', 'openssl']));
 if (skip) process.stdout.write(`# skipping the TURN TCP allocation tests: ${skip}\n`);
 
 const SECRET = 'turn-tcp-secret';
-
-function assertAllEchoed(out: string, atLeast: number): void {
-  const m = /start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m.exec(out);
-  assert.ok(m, `no tally in the output:\n${out}`);
-  assert.ok(Number(m[1]) >= atLeast, `sent ${m[1]}, expected at least ${atLeast}:\n${out}`);
-  assert.equal(Number(m[2]), Number(m[1]), `received fewer than sent:\n${out}`);
-  assert.match(out, /Total lost packets 0 /);
-}
-
-function errorCode(m: StunMessage): number {
-  const v = getAttr(m, Attr.ERROR_CODE)?.value;
-  return v ? v[2]! * 100 + v[3]! : 0;
-}
 
 /** A TURN client over one TCP connection: one request at a time. */
 class TcpTurnClient {
@@ -91,7 +78,7 @@ class TcpTurnClient {
   }
 }
 
-const tcpTransport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([6, 0, 0, 0]));
+const tcpTransport = requestedTransport(6);
 
 describe('TURN TCP allocations (RFC 6062)', { skip }, () => {
   let g: Gateway;
@@ -106,9 +93,8 @@ describe('TURN TCP allocations (RFC 6062)', { skip }, () => {
     const r = await runCmd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost']);
     assert.equal(r.code, 0, r.stderr);
     g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-tls', '127.0.0.1:0', '--turn-tls-cert', cert, '--turn-tls-key', key, '--turn-secret', SECRET, '--turn-allow-peers', '127.0.0.0/8'] });
-    const listening = await g.waitForLog((l) => l.msg === 'listening');
-    port = Number(/:(\d+)$/.exec(String(listening.turn))![1]);
-    tlsPort = Number(/:(\d+)$/.exec(String(listening.turnTls))![1]);
+    port = await turnPort(g);
+    tlsPort = await turnPort(g, 'turnTls');
     echo = await startEchoServer();
   });
   after(async () => {
@@ -181,26 +167,11 @@ describe('TURN TCP allocations (RFC 6062)', { skip }, () => {
   });
 
   it('refuses a TCP allocation to a client over UDP (400)', async () => {
-    const sock = dgram.createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
-        sock.once('message', (msg) => {
-          clearTimeout(timer);
-          const p = parseStun(msg);
-          if (p.ok) resolve(p.value);
-          else reject(new Error('unparsable'));
-        });
-        sock.send(b.build(), port, '127.0.0.1');
-      });
+    const s = await signedSession(port, { secret: SECRET, user: 'tcp-user' });
     try {
-      const c = restCredential('tcp-user', SECRET, 600);
-      const nonce = getAttr(await ask(tcpTransport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))), Attr.NONCE)!.value.toString();
-      const r = await ask(tcpTransport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))).addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(longTermKey(c.username, 'edgeward', c.password)));
-      assert.equal(errorCode(r), 400);
+      assert.equal(errorCode(await s.request(StunMethod.Allocate, tcpTransport)), 400);
     } finally {
-      sock.close();
+      s.close();
     }
   });
 });

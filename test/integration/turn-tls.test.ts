@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
-import { closedPort } from '../helpers/peers.js';
-import { runCmd, startProcess, type RunningProcess } from '../helpers/process.js';
+import { runCmd, type RunningProcess } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { assertAllEchoed, startTurnPeer, turnPort } from '../helpers/turn.js';
 
 const skip = requirement(missingPrograms(['turnutils_uclient', 'turnutils_peer', 'openssl']));
 if (skip) process.stdout.write(`# skipping the TURN over TLS tests: ${skip}\n`);
@@ -30,21 +30,6 @@ async function makeCertificate(dir: string): Promise<{ cert: string; key: string
   return { cert, key, otherKey };
 }
 
-function portOf(text: unknown): number {
-  const m = /^127\.0\.0\.1:(\d+)$/.exec(String(text));
-  assert.ok(m, `not 127.0.0.1:PORT: ${String(text)}`);
-  return Number(m[1]);
-}
-
-/** uclient's final tally: every message it sent came back, and it sent at least `atLeast`. */
-function assertAllEchoed(out: string, atLeast: number): void {
-  const m = /start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m.exec(out);
-  assert.ok(m, `no tally in the output:\n${out}`);
-  assert.ok(Number(m[1]) >= atLeast, `sent ${m[1]} messages, expected at least ${atLeast}:\n${out}`);
-  assert.equal(Number(m[2]), Number(m[1]), `received fewer than sent:\n${out}`);
-  assert.match(out, /Total lost packets 0 /);
-}
-
 describe('TURN over TLS with coturn\'s client', { skip }, () => {
   let dir: string;
   let files: { cert: string; key: string; otherKey: string };
@@ -56,12 +41,9 @@ describe('TURN over TLS with coturn\'s client', { skip }, () => {
     dir = mkdtempSync(join(tmpdir(), 'edgeward-turn-tls-'));
     files = await makeCertificate(dir);
     g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-tls', '127.0.0.1:0', '--turn-tls-cert', files.cert, '--turn-tls-key', files.key, '--turn-secret', SECRET, '--turn-allow-peers', '127.0.0.0/8'] });
-    const listening = await g.waitForLog((l) => l.msg === 'listening');
-    tlsPort = portOf(listening.turnTls);
-    assert.notEqual(tlsPort, portOf(listening.turn));
-    peerPort = await closedPort();
-    peer = startProcess(['turnutils_peer', '-p', String(peerPort), '-L', '127.0.0.1']);
-    await new Promise((r) => setTimeout(r, 300));
+    tlsPort = await turnPort(g, 'turnTls');
+    assert.notEqual(tlsPort, await turnPort(g));
+    ({ port: peerPort, peer } = await startTurnPeer());
   });
   after(async () => {
     await peer?.stop();

@@ -10,44 +10,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { Attr, checkMessageIntegritySha256, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
+import { Attr, checkMessageIntegritySha256, getAttr, longTermKey, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
 import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
-import { closedPort } from '../helpers/peers.js';
-import { runCmd, startProcess, type RunningProcess } from '../helpers/process.js';
+import { runCmd, type RunningProcess } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { errorCode, errorReason, startTurnPeer, turnPort, udpStunClient } from '../helpers/turn.js';
 
 const skip = requirement(missingPrograms(['turnutils_uclient', 'turnutils_peer']));
 if (skip) process.stdout.write(`# skipping the TURN store-user tests: ${skip}\n`);
 
 const REALM = 'example.org';
 const PASSWORD = 'horse-battery-staple-42';
-
-/** A UDP client on `from` that sends one STUN message at a time and waits (3 s) for the answer. */
-async function rawClient(from: string, port: number): Promise<{ sock: dgram.Socket; ask(b: StunMessageBuilder): Promise<StunMessage> }> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, from, () => r()));
-  const ask = (b: StunMessageBuilder): Promise<StunMessage> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
-      sock.once('message', (msg) => {
-        clearTimeout(timer);
-        const p = parseStun(msg);
-        if (p.ok) resolve(p.value);
-        else reject(new Error('unparsable answer'));
-      });
-      sock.send(b.build(), port, '127.0.0.1');
-    });
-  return { sock, ask };
-}
-
-function errorCode(m: StunMessage): number {
-  const v = getAttr(m, Attr.ERROR_CODE)?.value;
-  return v ? v[2]! * 100 + v[3]! : 0;
-}
-
-function errorReason(m: StunMessage): string {
-  return getAttr(m, Attr.ERROR_CODE)?.value.subarray(4).toString() ?? '';
-}
 
 describe('TURN with users from the store', { skip }, () => {
   let g: Gateway;
@@ -56,11 +29,8 @@ describe('TURN with users from the store', { skip }, () => {
   let peer: RunningProcess;
   before(async () => {
     g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-realm', REALM, '--turn-allow-peers', '127.0.0.0/8'] });
-    const listening = await g.waitForLog((l) => l.msg === 'listening');
-    port = Number(/:(\d+)$/.exec(String(listening.turn))![1]);
-    peerPort = await closedPort();
-    peer = startProcess(['turnutils_peer', '-p', String(peerPort), '-L', '127.0.0.1']);
-    await new Promise((r) => setTimeout(r, 300));
+    port = await turnPort(g);
+    ({ port: peerPort, peer } = await startTurnPeer());
   });
   after(async () => {
     await peer?.stop();
@@ -119,7 +89,7 @@ describe('TURN with users from the store', { skip }, () => {
   });
 
   it('answers MESSAGE-INTEGRITY-SHA256 with MESSAGE-INTEGRITY-SHA256 (RFC 8489), keyed with the same long-term key', async () => {
-    const { sock, ask } = await rawClient('127.0.0.1', port);
+    const { socket: sock, ask } = await udpStunClient(port, '127.0.0.1');
     try {
       const transport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
       const challenge = await ask(transport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))));
@@ -147,7 +117,7 @@ describe('TURN with users from the store', { skip }, () => {
   });
 
   it('budgets refused credentials per source: after 10, a right password gets 401 too (no guessing at speed), other sources unaffected', async () => {
-    const { sock, ask } = await rawClient('127.0.0.5', port);
+    const { socket: sock, ask } = await udpStunClient(port, '127.0.0.5');
     try {
       const transport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
       const first = await ask(transport(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12))));

@@ -9,33 +9,12 @@ import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
 import { startProcess, runCmd, type RunningProcess } from '../helpers/process.js';
 import { closedPort } from '../helpers/peers.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { assertAllEchoed, metric, startTurnPeer, turnPort } from '../helpers/turn.js';
 
 const skip = requirement(missingPrograms(['turnutils_uclient', 'turnutils_peer']));
 if (skip) process.stdout.write(`# skipping the TURN interoperability tests: ${skip}\n`);
 
 const SECRET = 'turn-test-secret';
-
-function metric(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-async function turnPort(g: Gateway): Promise<number> {
-  const listening = await g.waitForLog((l) => l.msg === 'listening');
-  const m = /^127\.0\.0\.1:(\d+)$/.exec(String(listening.turn));
-  assert.ok(m, JSON.stringify(listening));
-  return Number(m[1]);
-}
-
-/** uclient's final tally: every message it sent came back, and it sent at least `atLeast`. */
-function assertAllEchoed(out: string, atLeast: number): void {
-  const m = /start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/m.exec(out);
-  assert.ok(m, `no tally in the output:\n${out}`);
-  const sent = Number(m[1]);
-  assert.ok(sent >= atLeast, `sent ${sent} messages, expected at least ${atLeast}:\n${out}`);
-  assert.equal(Number(m[2]), sent, `received fewer than sent:\n${out}`);
-  assert.match(out, /Total lost packets 0 /);
-}
 
 /** turnutils_uclient: 20 messages of 100 bytes through the TURN server to the peer and back. */
 function uclient(port: number, peerPort: number, auth: string[], extra: string[] = [], peerIp = '127.0.0.1'): ReturnType<typeof runCmd> {
@@ -50,9 +29,7 @@ describe('TURN over UDP with coturn\'s clients', { skip }, () => {
   before(async () => {
     g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-secret', SECRET, '--turn-allow-peers', '127.0.0.0/8'] });
     port = await turnPort(g);
-    peerPort = await closedPort();
-    peer = startProcess(['turnutils_peer', '-p', String(peerPort), '-L', '127.0.0.1']);
-    await new Promise((r) => setTimeout(r, 300));
+    ({ port: peerPort, peer } = await startTurnPeer());
   });
   after(async () => {
     await peer?.stop();
