@@ -12,7 +12,8 @@ The TURN server of "edgeward start --turn ADDR --turn-secret SECRET".
       a TURN REST credential for USER (username EXPIRY:USER, password from the newest secret),
       valid --ttl seconds (default 86400, 60..604800), with the turn: URIs to put in iceServers
   edgeward turn allocations [--json]
-      the allocations open now: user, client, relayed address, permissions, channels, bytes, time left
+      the allocations open now: user, client, how the client talks and what the relay carries
+      (udp, tcp, tls / udp, tcp), relayed address, permissions, channels, bytes, time left
   edgeward turn end ID
       end an allocation now
 
@@ -43,6 +44,8 @@ interface AllocationView {
   id: number;
   user: string;
   client: { address: string; port: number };
+  transport: string;
+  relayProtocol: string;
   relayed: { address: string; port: number };
   additionalRelayed?: { address: string; port: number };
   permissions: string[];
@@ -64,8 +67,8 @@ async function allocations(args: string[]): Promise<number> {
     return 0;
   }
   const addr = (a: { address: string; port: number }): string => formatHostPort(a.address, a.port);
-  const rows = list.map((a) => [String(a.id), a.user, addr(a.client), a.additionalRelayed ? `${addr(a.relayed)},${addr(a.additionalRelayed)}` : addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
-  const head = ['ID', 'USER', 'CLIENT', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'];
+  const rows = list.map((a) => [String(a.id), a.user, addr(a.client), `${a.transport}/${a.relayProtocol}`, a.additionalRelayed ? `${addr(a.relayed)},${addr(a.additionalRelayed)}` : addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
+  const head = ['ID', 'USER', 'CLIENT', 'CLIENT/RELAY', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
   return 0;

@@ -152,9 +152,11 @@ describe('TURN TCP allocations (RFC 6062)', { skip }, () => {
       data.socket.write(payload);
       await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`echoed ${got} of ${payload.length} bytes in 10 s`)), 10_000))]);
       assert.ok(Buffer.concat(received).equals(payload), 'the echo came back byte for byte');
-      const list = await g.api<{ allocations: Array<{ user: string; bytes: { up: number; down: number } }> }>('GET', '/api/v1/turn/allocations');
+      const list = await g.api<{ allocations: Array<{ user: string; transport: string; relayProtocol: string; bytes: { up: number; down: number } }> }>('GET', '/api/v1/turn/allocations');
       const mine = list.body.allocations.find((a) => a.user === 'tcp-user' && a.bytes.up >= payload.length);
       assert.ok(mine && mine.bytes.down >= payload.length, JSON.stringify(list.body.allocations));
+      assert.equal(mine.relayProtocol, 'tcp');
+      assert.equal(mine.transport, 'tcp');
       data.close();
       // a peer that refuses: 447, and the allocation still works
       const refused = await signed(StunMethod.Connect, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', 1));
