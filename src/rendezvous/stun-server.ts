@@ -82,6 +82,18 @@ export class StunServer {
    * Resolves with the bound address.
    */
   async listen(host: string, port: number): Promise<{ address: string; port: number }> {
+    // port 0: the kernel picks a free UDP port, whose TCP twin may be taken (a client's local
+    // port): then another pair is tried, a bounded number of times
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.listenOn(host, port);
+      } catch (e) {
+        if (port !== 0 || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw e;
+      }
+    }
+  }
+
+  private async listenOn(host: string, port: number): Promise<{ address: string; port: number }> {
     const family = net.isIPv6(host) ? 'udp6' : 'udp4';
     // every UDP client shares this socket: room for their bursts while the event loop is busy
     // elsewhere (the kernel caps it at net.core.rmem_max)

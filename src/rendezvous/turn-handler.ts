@@ -64,6 +64,8 @@ export interface TurnCounters {
   throttled: number;
 }
 
+/** REST usernames whose derived keys are kept. */
+const REST_KEY_CACHE = 4096;
 /** Refused credentials (wrong, expired, unknown; with a valid nonce) per source address: a burst, then one per 10 s. */
 export const FAILURE_BUDGET = { burst: 10, perSecond: 0.1 };
 
@@ -113,6 +115,8 @@ export class TurnHandler {
   /** 401/438 answers per source address: `authRate` a second after a burst of 5 s worth */
   private readonly challengeBudget: SourceBuckets;
   private readonly failureBudget = new SourceBuckets(FAILURE_BUDGET.perSecond, FAILURE_BUDGET.burst);
+  /** the keys of REST usernames seen lately (bounded; the oldest go first) */
+  private readonly restKeys = new Map<string, { user: string; keys: Buffer[]; expiry: number; realm: string }>();
 
   constructor(private readonly opts: TurnOptions) {
     this.challengeBudget = new SourceBuckets(opts.authRate, opts.authRate * 5);
@@ -305,8 +309,17 @@ export class TurnHandler {
   private async keysOf(username: string, realm: string): Promise<{ user: string; keys: Buffer[] } | null> {
     const rest = username.includes(':') || (/^\d+$/.test(username) && this.opts.secrets.length > 0);
     if (rest) {
-      const creds = restCredentialKeys(username, realm, this.opts.secrets, Date.now());
-      return creds.ok ? { user: creds.user, keys: creds.keys } : null;
+      // the keys of a REST username never change (the secrets are fixed at start): derived once
+      // (HMAC, SASLprep, MD5), then reused for its every request until it expires
+      const now = Date.now();
+      const cached = this.restKeys.get(username);
+      if (cached && cached.realm === realm) return cached.expiry * 1000 > now ? cached : null;
+      const creds = restCredentialKeys(username, realm, this.opts.secrets, now);
+      if (!creds.ok) return null;
+      if (this.restKeys.size >= REST_KEY_CACHE) this.restKeys.delete(this.restKeys.keys().next().value!);
+      const entry = { user: creds.user, keys: creds.keys, expiry: creds.expiry, realm };
+      this.restKeys.set(username, entry);
+      return entry;
     }
     const k = await this.opts.userKey(username);
     return k && k.realm === realm ? { user: username, keys: [k.key] } : null;
