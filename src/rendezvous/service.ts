@@ -1,7 +1,7 @@
 // The rendezvous service: a STUN/TURN server (UDP and TCP on one address, TLS on another), in the
 // main thread. STUN Binding and TURN (UDP relays, clients over UDP, TCP or TLS, TURN REST
 // credentials). Users from the store, accounts and signaling are being built on it (issues 8 and 9).
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
@@ -9,6 +9,7 @@ import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
 import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
+import type { Logger } from '../log/logger.js';
 import { formatHostPort } from '../net/address.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
 import type { Allocation, AllocationTable } from './allocations.js';
@@ -125,6 +126,34 @@ function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: B
   return { cert, key };
 }
 
+/** Seconds between looks at the TLS files for a renewed certificate. */
+export const TLS_RELOAD_INTERVAL_S = 2;
+
+/**
+ * Watches --turn-tls-cert and --turn-tls-key (polling their stat, which also sees a file replaced
+ * by rename, as certificate tools do) and hands a renewed pair to `apply` for new connections.
+ * A pair that does not load (half written, mismatched) is logged and the old one kept. Returns
+ * the function that stops watching.
+ */
+function watchTlsFiles(certFile: string, keyFile: string, apply: (c: { cert: Buffer; key: Buffer }) => void, logger: Logger): () => void {
+  const reload = (cur: Stats, prev: Stats): void => {
+    if (cur.mtimeMs === prev.mtimeMs && cur.ino === prev.ino && cur.size === prev.size) return;
+    try {
+      apply(readTlsFiles(certFile, keyFile));
+      logger.info('TURN TLS certificate reloaded', { cert: certFile, key: keyFile });
+    } catch (e) {
+      logger.warn('TURN TLS certificate not reloaded: keeping the one in use', { error: (e as Error).message });
+    }
+  };
+  const opts = { interval: TLS_RELOAD_INTERVAL_S * 1000, persistent: false };
+  watchFile(certFile, opts, reload);
+  watchFile(keyFile, opts, reload);
+  return () => {
+    unwatchFile(certFile, reload);
+    unwatchFile(keyFile, reload);
+  };
+}
+
 export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, RendezvousService> = {
   name: 'rendezvous',
   section: rendezvousSection,
@@ -154,6 +183,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const stun = server;
     let bound: { address: string; port: number } | null = null;
     let tlsBound: { address: string; port: number } | null = null;
+    let stopWatching = (): void => undefined;
     const m = parts.metrics;
     m.counter({
       name: 'edgeward_stun_binding_requests_total',
@@ -227,10 +257,12 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
             stun.close();
             throw new Error(`--turn-tls ${s.turnTls}: ${(e as Error).message}`);
           });
+          stopWatching = watchTlsFiles(s.turnTlsCert, s.turnTlsKey, (c) => stun.setTlsCredentials(c), logger);
         }
         return { turn: hostPort(), ...(tlsBound ? { turnTls: tlsHostPort() } : {}), turnRelay: 'udp' };
       },
       async stopAccepting() {
+        stopWatching();
         stun.close();
       },
       async close() {

@@ -1,10 +1,13 @@
 // TURN over TLS (turns:, edgeward start --turn-tls ... --turn-tls-cert --turn-tls-key) against
 // coturn's turnutils_uclient in TLS mode (-S -t): channels, Send indications and relay to relay
 // with nothing lost; a client that does not speak TLS loses only its own connection; a missing,
-// unreadable or mismatched certificate stops the start with an error naming the file.
+// unreadable or mismatched certificate stops the start with an error naming the file; a renewed
+// certificate is picked up without a restart.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -123,5 +126,38 @@ describe('TURN over TLS with coturn\'s client', { skip }, () => {
     const noKey = await start(['--turn-tls', '127.0.0.1:0', '--turn-tls-cert', files.cert]);
     assert.equal(noKey.code, 2, noKey.stderr);
     assert.match(noKey.stderr, /--turn-tls needs both --turn-tls-cert FILE and --turn-tls-key FILE/);
+  });
+
+  it('serves a renewed certificate to new connections without a restart, and keeps the old one when the new files do not load', async () => {
+    const fingerprint = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const c = tls.connect({ host: '127.0.0.1', port: tlsPort, rejectUnauthorized: false }, () => {
+          const f = c.getPeerX509Certificate()?.fingerprint256 ?? '';
+          c.destroy();
+          resolve(f);
+        });
+        c.once('error', reject);
+      });
+    const before = await fingerprint();
+    const renewed = await makeCertificate(mkdtempSync(join(dir, 'renewed-')));
+    const expected = new X509Certificate(readFileSync(renewed.cert)).fingerprint256;
+    assert.notEqual(expected, before);
+    // as a certificate tool does: new files moved over the old ones
+    copyFileSync(renewed.key, `${files.key}.new`);
+    renameSync(`${files.key}.new`, files.key);
+    copyFileSync(renewed.cert, `${files.cert}.new`);
+    renameSync(`${files.cert}.new`, files.cert);
+    let now = before;
+    for (let i = 0; i < 40 && now !== expected; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      now = await fingerprint();
+    }
+    assert.equal(now, expected, 'new connections get the renewed certificate within 10 s');
+    await g.waitForLog((l) => l.msg === 'TURN TLS certificate reloaded', 5000);
+    writeFileSync(files.cert, 'not a certificate\n');
+    await g.waitForLog((l) => l.msg === 'TURN TLS certificate not reloaded: keeping the one in use', 10_000);
+    assert.equal(await fingerprint(), expected, 'a broken file leaves the certificate in use');
+    const r = await uclient(['-e', '127.0.0.1', '-r', String(peerPort)]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
   });
 });
