@@ -9,7 +9,7 @@ import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } fro
 import { randomBytes } from 'node:crypto';
 import { canonicalIp, literalLookup } from '../net/address.js';
 import { TokenBucket } from './limits.js';
-import { closeTcpRelay, ConnectionIds, openTcpRelay, type TcpRelay } from './tcp-relay.js';
+import { closeTcpRelay, ConnectionIds, openTcpRelay, type PeerConnection, type TcpRelay } from './tcp-relay.js';
 
 export const DEFAULT_LIFETIME_S = 600;
 export const MAX_LIFETIME_S = 3600;
@@ -107,6 +107,8 @@ export class AllocationTable {
   private readonly ownAddresses = new Set<string>();
   /** the peer connections of TCP allocations, by CONNECTION-ID */
   readonly connectionIds = new ConnectionIds();
+  /** the allocation of each TCP relay (ConnectionBind finds it from a CONNECTION-ID) */
+  private readonly tcpOwner = new WeakMap<TcpRelay, Allocation>();
   /** ports held for a second Allocate (EVEN-PORT with R), by token */
   private readonly reservations = new Map<string, { socket: dgram.Socket; family: Family; expiresAt: number }>();
   private nextId = 1;
@@ -277,6 +279,7 @@ export class AllocationTable {
       }
     }
     a.tcp = relay;
+    this.tcpOwner.set(relay, a);
     if (this.byKey.size >= this.opts.maxAllocations || (this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser || this.byKey.has(p.key)) {
       closeTcpRelay(relay, this.connectionIds);
       return this.byKey.has(p.key) ? 'unavailable' : 'quota';
@@ -297,9 +300,20 @@ export class AllocationTable {
     };
   }
 
-  /** true when `peer` is a relayed address of this server (relay to relay). */
-  isOwnAddress(peer: { address: string; port: number }): boolean {
-    return this.ownAddresses.has(`${peer.address}|${peer.port}`);
+  /**
+   * false for a relay address the peer policy denies, unless `peer` is a relayed address of a live
+   * allocation (relay to relay): another service on the server's own address is never reached.
+   * The one rule for UDP sends and TCP Connects.
+   */
+  reachable(peer: { address: string; port: number }): boolean {
+    return !this.opts.deniedRelayIps.has(peer.address) || this.ownAddresses.has(`${peer.address}|${peer.port}`);
+  }
+
+  /** A pending peer connection of a TCP allocation, and that allocation. */
+  pendingConnection(id: number): { conn: PeerConnection; allocation: Allocation } | undefined {
+    const e = this.connectionIds.get(id);
+    const allocation = e ? this.tcpOwner.get(e.relay) : undefined;
+    return e && allocation && !e.conn.data ? { conn: e.conn, allocation } : undefined;
   }
 
   /** A fresh allocation record for the request (its TCP relay, if any, is set after). */
@@ -386,20 +400,19 @@ export class AllocationTable {
 
   /** Bytes relayed since start: by the allocations that ended, and by those open now. */
   bytesRelayed(): { up: number; down: number } {
-    let { up, down } = this.endedBytes;
-    for (const a of this.byKey.values()) {
-      up += a.bytes.up;
-      down += a.bytes.down;
-    }
-    return { up, down };
+    return this.total(this.endedBytes, (a) => a.bytes);
   }
 
   /** Datagrams dropped for the bandwidth limit since start, each way. */
   droppedForBandwidth(): { up: number; down: number } {
-    let { up, down } = this.endedDropped;
+    return this.total(this.endedDropped, (a) => a.dropped);
+  }
+
+  private total(ended: { up: number; down: number }, of: (a: Allocation) => { up: number; down: number }): { up: number; down: number } {
+    let { up, down } = ended;
     for (const a of this.byKey.values()) {
-      up += a.dropped.up;
-      down += a.dropped.down;
+      up += of(a).up;
+      down += of(a).down;
     }
     return { up, down };
   }
@@ -438,7 +451,7 @@ export class AllocationTable {
   /** A Send indication's or a ChannelData's payload to a peer; dropped without a permission. */
   toPeer(a: Allocation, peer: { address: string; port: number }, data: Buffer): boolean {
     if (!this.permitted(a, peer.address)) return false;
-    if (this.opts.deniedRelayIps.has(peer.address) && !this.ownAddresses.has(`${peer.address}|${peer.port}`)) return false;
+    if (!this.reachable(peer)) return false;
     const family: Family = peer.address.includes(':') ? 6 : 4;
     const relay = a.relays.find((r) => r.family === family);
     if (!relay) return false;

@@ -233,14 +233,10 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
         ];
       },
     });
-    const hostPort = (): string => {
-      const b = bound ?? { address: at.host, port: at.port };
-      return formatHostPort(b.address, b.port);
-    };
-    const tlsHostPort = (): string | null => {
-      const b = tlsBound ?? (tlsAt ? { address: tlsAt.host, port: tlsAt.port } : null);
-      return b ? formatHostPort(b.address, b.port) : null;
-    };
+    // the bound address once listening (port 0 resolved), else the configured one
+    const shown = (b: { address: string; port: number } | null, configured: { host: string; port: number }): string => formatHostPort(b?.address ?? configured.host, b?.port ?? configured.port);
+    const hostPort = (): string => shown(bound, at);
+    const tlsHostPort = (): string | null => (tlsAt ? shown(tlsBound, tlsAt) : null);
     return {
       turn,
       secrets: s.turnSecret,

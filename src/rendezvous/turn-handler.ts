@@ -116,7 +116,7 @@ export class TurnHandler {
   private readonly challengeBudget: SourceBuckets;
   private readonly failureBudget = new SourceBuckets(FAILURE_BUDGET.perSecond, FAILURE_BUDGET.burst);
   /** the keys of REST usernames seen lately (bounded; the oldest go first) */
-  private readonly restKeys = new Map<string, { user: string; keys: Buffer[]; expiry: number; realm: string }>();
+  private readonly restKeys = new Map<string, { user: string; keys: Buffer[]; expiry: number }>();
 
   constructor(private readonly opts: TurnOptions) {
     this.challengeBudget = new SourceBuckets(opts.authRate, opts.authRate * 5);
@@ -229,13 +229,12 @@ export class TurnHandler {
     if (m.method === StunMethod.ConnectionBind) {
       // a new TCP or TLS connection of the client becomes the data connection of a peer connection
       const id = getAttr(m, Attr.CONNECTION_ID);
-      const pending = id && id.value.length === 4 ? this.table.connectionIds.get(id.value.readUInt32BE(0)) : undefined;
-      const owner = pending ? this.table.list().find((x) => x.tcp === pending.relay) : undefined;
-      if (!stream || !pending || !owner || pending.conn.data) return fail(400, 'Bad Request: ConnectionBind needs a new TCP connection and the CONNECTION-ID of a pending peer connection', auth);
-      if (owner.username !== auth.username) return fail(441, undefined, auth);
+      const pending = id && id.value.length === 4 ? this.table.pendingConnection(id.value.readUInt32BE(0)) : undefined;
+      if (!stream || !pending) return fail(400, 'Bad Request: ConnectionBind needs a new TCP connection and the CONNECTION-ID of a pending peer connection', auth);
+      if (pending.allocation.username !== auth.username) return fail(441, undefined, auth);
       respond(StunClass.SuccessResponse, () => undefined, auth);
       stream.taken = true;
-      this.table.connectionIds.bind(pending.conn.id, stream.socket, stream.rest, this.table.tcpEvents(owner));
+      this.table.connectionIds.bind(pending.conn.id, stream.socket, stream.rest, this.table.tcpEvents(pending.allocation));
       return;
     }
     const a = this.table.get(k);
@@ -265,8 +264,7 @@ export class TurnHandler {
         if (!named) return fail(400, 'Bad Request: XOR-PEER-ADDRESS is required', auth);
         const peer = { address: this.table.inward(named.address), port: named.port };
         if (!this.table.hasFamilyOf(a, peer.address)) return fail(443, undefined, auth);
-        const ownOnly = this.opts.relayIps[4] === peer.address || this.opts.relayIps[6] === peer.address;
-        if (!this.peerAllowed(peer.address) || (ownOnly && !this.opts.peers.permits(peer.address) && !this.table.isOwnAddress(peer))) {
+        if (!this.peerAllowed(peer.address) || !this.table.reachable(peer)) {
           this.counters.deniedPeers++;
           return fail(403, 'Forbidden: peer address not allowed', auth);
         }
@@ -313,11 +311,11 @@ export class TurnHandler {
       // (HMAC, SASLprep, MD5), then reused for its every request until it expires
       const now = Date.now();
       const cached = this.restKeys.get(username);
-      if (cached && cached.realm === realm) return cached.expiry * 1000 > now ? cached : null;
+      if (cached) return cached.expiry * 1000 > now ? cached : null;
       const creds = restCredentialKeys(username, realm, this.opts.secrets, now);
       if (!creds.ok) return null;
       if (this.restKeys.size >= REST_KEY_CACHE) this.restKeys.delete(this.restKeys.keys().next().value!);
-      const entry = { user: creds.user, keys: creds.keys, expiry: creds.expiry, realm };
+      const entry = { user: creds.user, keys: creds.keys, expiry: creds.expiry };
       this.restKeys.set(username, entry);
       return entry;
     }

@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
 import { Attr, decodeXorAddress, getAttr, longTermKey, parseStun, StunClass, StunMessageBuilder, StunMethod, type StunMessage } from '../../src/codec/stun.js';
 import { PeerPolicy } from '../../src/rendezvous/peer-policy.js';
+import { MAX_PERMISSIONS } from '../../src/rendezvous/allocations.js';
 import { TurnHandler } from '../../src/rendezvous/turn-handler.js';
 
 const SECRET = 's3cret';
@@ -60,6 +61,38 @@ describe('a TURN send that cannot go out', () => {
     const deadline = Date.now() + 3000;
     while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(received.map(String), ['delivered']);
+  });
+});
+
+describe('permissions per allocation are bounded', () => {
+  const turn = new TurnHandler({ realm: REALM, secrets: [SECRET], relayIps: { 4: '127.0.0.1' }, peers: new PeerPolicy(['127.0.0.0/8'], []), maxAllocations: 10, software: 'test', userKey: async () => null, maxAllocationsPerUser: 10, bandwidth: 0, authRate: 20 });
+  after(() => turn.close());
+  const username = `${Math.floor(Date.now() / 1000) + 600}:alice`;
+  const key = longTermKey(username, REALM, createHmac('sha1', SECRET).update(username).digest('base64'));
+  const c = { address: '127.0.0.1', port: 42000, transport: 'udp' as const };
+  let nonce = '';
+  async function ask(method: number, fill: (b: StunMessageBuilder) => StunMessageBuilder, signed = true): Promise<StunMessage> {
+    let out: Buffer | null = null;
+    const b = fill(new StunMessageBuilder(method, StunClass.Request, randomBytes(12)));
+    if (signed) b.addString(Attr.USERNAME, username).addString(Attr.REALM, REALM).addString(Attr.NONCE, nonce).addMessageIntegrity(key);
+    await turn.request(parsed(b.build()), c, false, (d) => (out = d));
+    assert.ok(out);
+    return parsed(out);
+  }
+
+  it('installs 256 permissions (MAX_PERMISSIONS), answers the 257th peer with 508, and still refreshes one it holds', async () => {
+    const transport = (b: StunMessageBuilder): StunMessageBuilder => b.add(Attr.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0]));
+    nonce = getAttr(await ask(StunMethod.Allocate, transport, false), Attr.NONCE)!.value.toString();
+    assert.equal((await ask(StunMethod.Allocate, transport)).cls, StunClass.SuccessResponse);
+    const peer = (i: number): string => `127.1.${i >> 8}.${i & 255}`;
+    for (let i = 0; i < MAX_PERMISSIONS; i++) {
+      const r = await ask(StunMethod.CreatePermission, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, peer(i), 5000));
+      assert.equal(r.cls, StunClass.SuccessResponse, `permission ${i}`);
+    }
+    const over = await ask(StunMethod.CreatePermission, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, peer(MAX_PERMISSIONS), 5000));
+    const code = getAttr(over, Attr.ERROR_CODE)!.value;
+    assert.equal(code[2]! * 100 + code[3]!, 508);
+    assert.equal((await ask(StunMethod.CreatePermission, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, peer(0), 5000))).cls, StunClass.SuccessResponse, 'a refresh is not a new permission');
   });
 });
 

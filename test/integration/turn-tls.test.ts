@@ -94,6 +94,21 @@ describe('TURN over TLS with coturn\'s client', { skip }, () => {
     assert.ok(seen.every((a) => a.transport === 'tls'), JSON.stringify(seen));
   });
 
+  it('speaks TLS 1.2 and 1.3, and refuses TLS 1.1', async () => {
+    const handshake = (version: tls.SecureVersion): Promise<string> =>
+      new Promise((resolve) => {
+        const c = tls.connect({ host: '127.0.0.1', port: tlsPort, rejectUnauthorized: false, minVersion: version, maxVersion: version }, () => {
+          const p = c.getProtocol() ?? '';
+          c.destroy();
+          resolve(p);
+        });
+        c.once('error', (e) => resolve(`refused: ${e.message}`));
+      });
+    assert.equal(await handshake('TLSv1.3'), 'TLSv1.3');
+    assert.equal(await handshake('TLSv1.2'), 'TLSv1.2');
+    assert.match(await handshake('TLSv1.1'), /^refused/);
+  });
+
   it('closes a client that does not speak TLS, and serves the next TLS client', async () => {
     const s = net.connect(tlsPort, '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
