@@ -64,13 +64,13 @@ class TcpTurnClient {
   }
 
   /** Allocate (after the 401 round) with `fill`; then signs further requests with the same credential. */
-  async allocate(fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<{ answer: StunMessage; signed(method: number, fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<StunMessage> }> {
+  async allocate(fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<{ answer: StunMessage; credential: { username: string; password: string }; signed(method: number, fill: (b: StunMessageBuilder) => StunMessageBuilder): Promise<StunMessage> }> {
     const c = restCredential('tcp-user', SECRET, 600);
     const key = longTermKey(c.username, 'edgeward', c.password);
     const nonce = getAttr(await this.ask(fill(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))), Attr.NONCE)!.value.toString();
     const sign = (b: StunMessageBuilder): StunMessageBuilder => b.addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(key);
     const answer = await this.ask(sign(fill(new StunMessageBuilder(StunMethod.Allocate, StunClass.Request, randomBytes(12)))));
-    return { answer, signed: (method, f) => this.ask(sign(f(new StunMessageBuilder(method, StunClass.Request, randomBytes(12))))) };
+    return { answer, credential: c, signed: (method, f) => this.ask(sign(f(new StunMessageBuilder(method, StunClass.Request, randomBytes(12))))) };
   }
 
   close(): void {
@@ -121,16 +121,17 @@ describe('TURN TCP allocations (RFC 6062)', { skip }, () => {
   it('connects to a TCP peer (Connect), binds a data connection (ConnectionBind) and pipes bytes both ways', async () => {
     const control = await TcpTurnClient.open(port);
     try {
-      const { answer, signed } = await control.allocate(tcpTransport);
+      const { answer, credential: c, signed } = await control.allocate(tcpTransport);
       assert.equal(answer.cls, StunClass.SuccessResponse, `Allocate: ${errorCode(answer)}`);
       const connect = await signed(StunMethod.Connect, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', echo.port));
       assert.equal(connect.cls, StunClass.SuccessResponse, `Connect: ${errorCode(connect)}`);
       const id = getAttr(connect, Attr.CONNECTION_ID)!.value;
       const again = await signed(StunMethod.Connect, (b) => b.addXorAddress(Attr.XOR_PEER_ADDRESS, '127.0.0.1', echo.port));
       assert.equal(errorCode(again), 446, 'one connection per peer address');
-      // the data connection: ConnectionBind (its own nonce round, since nonces are bound to the client's address and port), then raw bytes
+      // the data connection: ConnectionBind with the allocation's own credential (RFC 6062 answers 441
+      // to another one; a credential made a second later has another expiry, so another username),
+      // after its own nonce round, then raw bytes
       const data = await TcpTurnClient.open(port);
-      const c = restCredential('tcp-user', SECRET, 600);
       const key = longTermKey(c.username, 'edgeward', c.password);
       const bind = (nonce: string): StunMessageBuilder =>
         new StunMessageBuilder(StunMethod.ConnectionBind, StunClass.Request, randomBytes(12)).add(Attr.CONNECTION_ID, id).addString(Attr.USERNAME, c.username).addString(Attr.REALM, 'edgeward').addString(Attr.NONCE, nonce).addMessageIntegrity(key);
