@@ -55,7 +55,8 @@ export class KernelError extends EdgewardError {
   }
 }
 
-function check(call: string, rc: number): void {
+/** Throws a KernelError for a failed call (rc < 0), with errno as its code. */
+export function check(call: string, rc: number): void {
   if (rc < 0) throw new KernelError(call, koffi.errno());
 }
 
@@ -86,7 +87,7 @@ export function openStreamSocket(family: 4 | 6, mptcp: boolean): OpenedSocket {
 }
 
 /** struct sockaddr_in / sockaddr_in6 for bind(2). */
-function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
+export function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
   if (family === 4) {
     const sa = Buffer.alloc(16);
     sa.writeUInt16LE(AF_INET, 0);
@@ -169,7 +170,8 @@ export function closeFd(fd: number): void {
   c_close(fd);
 }
 
-function setInt(fd: number, level: number, name: number, value: number, what: string): void {
+/** setsockopt(2) of an int option. */
+export function setInt(fd: number, level: number, name: number, value: number, what: string): void {
   const buf = Buffer.alloc(4);
   buf.writeInt32LE(value);
   check(`setsockopt(${what})`, c_setsockopt(fd, level, name, buf, 4) as number);

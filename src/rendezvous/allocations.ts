@@ -4,10 +4,10 @@
 // second, and the relaying itself: Send indications and ChannelData out, Data indications and
 // ChannelData back, through the relay of the peer's family. A failed send to one peer drops that
 // datagram only.
-import dgram from 'node:dgram';
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
-import { canonicalIp, literalLookup } from '../net/address.js';
+import { canonicalIp } from '../net/address.js';
+import { UdpSocket } from '../kernel/udp-socket.js';
 import { TokenBucket } from './limits.js';
 import { closeTcpRelay, ConnectionIds, openTcpRelay, type PeerConnection, type TcpRelay } from './tcp-relay.js';
 
@@ -61,7 +61,7 @@ export type Family = 4 | 6;
 /** One relayed transport address of an allocation, and its socket. */
 export interface Relay {
   family: Family;
-  socket: dgram.Socket;
+  socket: UdpSocket;
   address: string;
   port: number;
 }
@@ -110,7 +110,7 @@ export class AllocationTable {
   /** the allocation of each TCP relay (ConnectionBind finds it from a CONNECTION-ID) */
   private readonly tcpOwner = new WeakMap<TcpRelay, Allocation>();
   /** ports held for a second Allocate (EVEN-PORT with R), by token */
-  private readonly reservations = new Map<string, { socket: dgram.Socket; family: Family; expiresAt: number }>();
+  private readonly reservations = new Map<string, { socket: UdpSocket; family: Family; expiresAt: number }>();
   private nextId = 1;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
@@ -142,7 +142,7 @@ export class AllocationTable {
    * A UDP socket on the relay address: on `port`, or (0) on any port of --turn-relay-ports (tried at
    * random, a bounded number of times), or any port the kernel gives when no range is set.
    */
-  private async bindRelay(port: number, family: Family): Promise<dgram.Socket> {
+  private async bindRelay(port: number, family: Family): Promise<UdpSocket> {
     const range = this.opts.ports;
     if (port !== 0 || !range) return this.bindRelayOn(port, family);
     const span = range.high - range.low + 1;
@@ -156,22 +156,11 @@ export class AllocationTable {
     throw new Error(`no free relay port in ${range.low}-${range.high} after ${Math.min(span, RANGE_TRIES)} tries`);
   }
 
-  private async bindRelayOn(port: number, family: Family): Promise<dgram.Socket> {
+  private async bindRelayOn(port: number, family: Family): Promise<UdpSocket> {
     const ip = this.opts.relayIps[family];
     if (ip === undefined) throw new Error(`no IPv${family} relay address`);
     // room for a burst while the event loop is busy elsewhere (the kernel caps it at net.core.rmem_max)
-    const relay = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6, recvBufferSize: RELAY_RECV_BUFFER, lookup: literalLookup });
-    await new Promise<void>((resolve, reject) => {
-      relay.once('error', (e) => {
-        relay.close();
-        reject(e);
-      });
-      relay.bind(port, ip, () => {
-        relay.removeAllListeners('error');
-        resolve();
-      });
-    });
-    return relay;
+    return UdpSocket.bind({ family, host: ip, port, recvBufferSize: RELAY_RECV_BUFFER });
   }
 
   /**
@@ -179,10 +168,10 @@ export class AllocationTable {
    * under a token the client can redeem in a second Allocate (RTP/RTCP pairs). Null when no such
    * pair was found in a bounded number of tries (508).
    */
-  private async evenRelay(reserveNext: boolean, family: Family): Promise<{ relay: dgram.Socket; token?: Buffer } | null> {
+  private async evenRelay(reserveNext: boolean, family: Family): Promise<{ relay: UdpSocket; token?: Buffer } | null> {
     for (let i = 0; i < EVEN_PORT_TRIES; i++) {
       const s = await this.bindRelay(0, family);
-      const port = s.address().port;
+      const port = s.port;
       if (port % 2 !== 0 || (this.opts.ports !== undefined && port + 1 > this.opts.ports.high && reserveNext)) {
         s.close();
         continue;
@@ -214,7 +203,7 @@ export class AllocationTable {
     // a reserved port has the family of the allocation that reserved it
     const [primary, ...additional] = reserved ? [reserved.family] : p.families;
     if (primary === undefined || p.families.some((f) => this.opts.relayIps[f] === undefined)) return 'unavailable';
-    let first: dgram.Socket;
+    let first: UdpSocket;
     let reservationToken: Buffer | undefined;
     if (p.reservation && reserved) {
       this.reservations.delete(p.reservation.toString('hex'));
@@ -227,20 +216,17 @@ export class AllocationTable {
     } else {
       first = await this.bindRelay(0, primary);
     }
-    const sockets: Array<[Family, dgram.Socket]> = [[primary, first]];
+    const sockets: Array<[Family, UdpSocket]> = [[primary, first]];
     try {
       for (const f of additional) sockets.push([f, await this.bindRelay(0, f)]);
     } catch (e) {
       for (const [, sock] of sockets) sock.close();
       throw e;
     }
-    const relays: Relay[] = sockets.map(([family, socket]) => ({ family, socket, address: socket.address().address, port: socket.address().port }));
+    const relays: Relay[] = sockets.map(([family, socket]) => ({ family, socket, address: socket.address, port: socket.port }));
     const a = this.newAllocation(p, relays, true);
-    for (const r of relays) {
-      // a send that fails (no route, ICMP unreachable reported on the socket) loses that datagram only
-      r.socket.on('error', () => undefined);
-      r.socket.on('message', (data, rinfo) => this.fromPeer(a, data, rinfo.address, rinfo.port));
-    }
+    // a send that fails (no route, a firewall's refusal) loses that datagram only (kernel/udp-socket.ts)
+    for (const r of relays) r.socket.onMessage = (data, address, port) => this.fromPeer(a, data, address, port);
     // the Allocate may have waited for a bind: the cap is checked again before the allocation counts
     if (this.byKey.size >= this.opts.maxAllocations || (this.perUser.get(p.user) ?? 0) >= this.opts.maxPerUser || this.byKey.has(p.key)) {
       for (const r of relays) r.socket.close();
@@ -459,13 +445,9 @@ export class AllocationTable {
       a.dropped.up++;
       return true; // relayed as far as the client can tell: a datagram lost to the rate limit
     }
-    try {
-      // Node throws at once for what it cannot send at all (port 0); later failures arrive as the
-      // relay socket's 'error', ignored: either way only this datagram is lost
-      relay.socket.send(data, peer.port, peer.address);
-    } catch {
-      return false;
-    }
+    // false for what cannot be sent at all (port 0); a datagram the kernel refuses later is
+    // dropped alone: either way only this datagram is lost
+    if (!relay.socket.send(data, peer.port, peer.address)) return false;
     a.bytes.up += data.length;
     return true;
   }

@@ -5,7 +5,6 @@
 // request naming a comprehension-required attribute the server does not understand gets 420 with
 // UNKNOWN-ATTRIBUTES. TURN requests, indications and ChannelData, over UDP and over TCP, go to the
 // TURN handler (turn-handler.ts).
-import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import {
@@ -21,7 +20,8 @@ import {
 } from '../codec/stun.js';
 import type { Logger } from '../log/logger.js';
 import { TURN_KNOWN, type ClientTransport, type DataStream, type TurnHandler } from './turn-handler.js';
-import { canonicalIp, literalLookup } from '../net/address.js';
+import { canonicalIp } from '../net/address.js';
+import { UdpSocket } from '../kernel/udp-socket.js';
 
 /** What the server counts; the service turns these into metric families. */
 export interface StunCounters {
@@ -70,7 +70,7 @@ const TURN_METHODS = new Set<number>([StunMethod.Allocate, StunMethod.Refresh, S
 const CONNECTION_BIND_REQUEST = 0x000b;
 
 export class StunServer {
-  private udp: dgram.Socket | null = null;
+  private udp: UdpSocket | null = null;
   private tcp: net.Server | null = null;
   private tls: tls.Server | null = null;
   private readonly tcpClients = new Set<net.Socket>();
@@ -94,24 +94,16 @@ export class StunServer {
   }
 
   private async listenOn(host: string, port: number): Promise<{ address: string; port: number }> {
-    const family = net.isIPv6(host) ? 'udp6' : 'udp4';
+    const v6 = net.isIPv6(host);
     // every UDP client shares this socket: room for their bursts while the event loop is busy
-    // elsewhere (the kernel caps it at net.core.rmem_max)
-    const udp = dgram.createSocket({ type: family, ipv6Only: family === 'udp6', recvBufferSize: SERVER_RECV_BUFFER, sendBufferSize: SERVER_RECV_BUFFER, lookup: literalLookup });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(port, host, () => {
-        udp.removeListener('error', reject);
-        resolve();
-      });
-    });
-    const bound = udp.address();
+    // elsewhere (the kernel caps it at net.core.rmem_max); datagrams move in batches (kernel/udp-socket.ts)
+    const udp = UdpSocket.bind({ family: v6 ? 6 : 4, host, port, recvBufferSize: SERVER_RECV_BUFFER, sendBufferSize: SERVER_RECV_BUFFER });
     const tcp = net.createServer({ allowHalfOpen: false }, (s) => this.acceptStream(s, 'tcp'));
     tcp.maxConnections = this.opts.maxTcpClients;
     try {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
-        tcp.listen({ host, port: bound.port, ipv6Only: family === 'udp6' }, () => {
+        tcp.listen({ host, port: udp.port, ipv6Only: v6 }, () => {
           tcp.removeListener('error', reject);
           resolve();
         });
@@ -120,21 +112,20 @@ export class StunServer {
       udp.close();
       throw e;
     }
-    udp.on('error', (e) => this.opts.logger.warn('STUN UDP socket error', { error: e.message }));
-    udp.on('message', (msg, rinfo) => {
-      const client = { address: canonicalIp(rinfo.address), port: rinfo.port, transport: 'udp' as const };
+    udp.onMessage = (msg, address, fromPort) => {
+      const client = { address: canonicalIp(address), port: fromPort, transport: 'udp' as const };
       const turn = this.opts.turn;
       // ChannelData (first two bits 01) belongs to a TURN allocation of this client
       if (turn && msg.length > 0 && (msg[0]! & 0xc0) === 0x40) {
         if (!turn.channelData(msg, client)) this.opts.counters.malformed++;
         return;
       }
-      this.answer(msg, client.address, client.port, 'udp', (reply) => udp.send(reply, rinfo.port, rinfo.address));
-    });
+      this.answer(msg, client.address, client.port, 'udp', (reply) => udp.send(reply, fromPort, address));
+    };
     tcp.on('error', (e) => this.opts.logger.warn('STUN TCP listener error', { error: e.message }));
     this.udp = udp;
     this.tcp = tcp;
-    return { address: bound.address, port: bound.port };
+    return { address: udp.address, port: udp.port };
   }
 
   /**
