@@ -207,10 +207,12 @@ export function parseChannelData(buf: Buffer): Result<{ channel: number; data: B
 export function buildChannelData(channel: number, data: Buffer, padForStream: boolean): Buffer {
   if (!Number.isInteger(channel) || channel < CHANNEL_MIN || channel > CHANNEL_MAX) throw new StunBuildError('bad_value', `channel number ${channel} is outside 0x4000-0x7fff`);
   if (data.length > 0xffff) throw new StunBuildError('too_long', `ChannelData of ${data.length} bytes exceeds 65535`);
-  const out = Buffer.alloc(4 + (padForStream ? (data.length + 3) & ~3 : data.length));
+  // from Node's buffer pool (relayed datagrams are small and many): every byte is written below
+  const out = Buffer.allocUnsafe(4 + (padForStream ? (data.length + 3) & ~3 : data.length));
   out.writeUInt16BE(channel, 0);
   out.writeUInt16BE(data.length, 2);
   data.copy(out, 4);
+  out.fill(0, 4 + data.length);
   return out;
 }
 

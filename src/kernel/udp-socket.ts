@@ -4,8 +4,9 @@
 // system call per datagram; a TURN relay moves four datagrams per echoed message, so that
 // machinery was most of its CPU (bench/README.md).
 //
-// Sends are queued and leave together at the end of the current callback (a microtask), or when
-// the socket is writable again if the kernel's send buffer was full. A datagram the kernel refuses
+// Sends are queued and leave together at the end of the current callback (a microtask, or the end
+// of the pass over the readable sockets), or when the socket is writable again if the kernel's send buffer was full.
+// The poll handle is koffi.node.poll, which koffi's changelog still calls undocumented. A datagram the kernel refuses
 // (no route, port 0, a firewall's EPERM, too big) is dropped alone and counted; the rest of the
 // batch goes on.
 import koffi from 'koffi';
@@ -27,10 +28,8 @@ const MSG_TRUNC = 0x20;
 
 /** Datagrams per recvmmsg/sendmmsg call. */
 const BATCH = 32;
-/** Room for one datagram received (the largest a UDP payload can be). */
-const RX_SLOT = 65536;
-/** Bytes of queued datagrams one sendmmsg call takes at most. */
-const TX_BYTES = 256 * 1024;
+/** Room for one datagram, received or sent (the largest a UDP payload can be). */
+const SLOT = 65536;
 /** recvmmsg calls per socket per turn of the event loop: one busy socket cannot starve the rest. */
 const RX_CALLS_PER_TURN = 8;
 /** Datagrams a socket holds while the kernel's send buffer is full; beyond, they are dropped. */
@@ -73,6 +72,8 @@ interface Arena {
   txName: Region;
   txIov: Region;
   txData: Region;
+  /** kept only so that the memory the headers point into lives as long as they do */
+  iovs: Region[];
 }
 
 let arena: Arena | null = null;
@@ -81,20 +82,23 @@ function theArena(): Arena {
   if (arena) return arena;
   if (koffi.sizeof('void *') !== 8) throw new KernelError('recvmmsg (a 64-bit Linux is needed)', osConstants.errno.ENOSYS);
   const rxIov = region(BATCH * IOV);
-  const a: Arena = { rxHdr: region(BATCH * MMSG), rxName: region(BATCH * NAME), rxData: region(BATCH * RX_SLOT), txHdr: region(BATCH * MMSG), txName: region(BATCH * NAME), txIov: region(BATCH * IOV), txData: region(TX_BYTES) };
-  // receive slots are fixed: slot i's header names slot i's address, iovec and payload room
+  const txIov = region(BATCH * IOV);
+  const a: Arena = { rxHdr: region(BATCH * MMSG), rxName: region(BATCH * NAME), rxData: region(BATCH * SLOT), txHdr: region(BATCH * MMSG), txName: region(BATCH * NAME), txIov, txData: region(BATCH * SLOT), iovs: [rxIov] };
+  // the slots are fixed: slot i's header names slot i's address, iovec and payload room; per
+  // datagram only lengths and addresses are written (no pointer arithmetic in JS)
   for (let i = 0; i < BATCH; i++) {
-    rxIov.view.writeBigUInt64LE(a.rxData.addr + BigInt(i * RX_SLOT), i * IOV);
-    rxIov.view.writeBigUInt64LE(BigInt(RX_SLOT), i * IOV + 8);
-    a.rxHdr.view.writeBigUInt64LE(a.rxName.addr + BigInt(i * NAME), i * MMSG);
-    a.rxHdr.view.writeBigUInt64LE(rxIov.addr + BigInt(i * IOV), i * MMSG + 16);
-    a.rxHdr.view.writeBigUInt64LE(1n, i * MMSG + 24);
-    a.txHdr.view.writeBigUInt64LE(a.txName.addr + BigInt(i * NAME), i * MMSG);
-    a.txHdr.view.writeBigUInt64LE(a.txIov.addr + BigInt(i * IOV), i * MMSG + 16);
-    a.txHdr.view.writeBigUInt64LE(1n, i * MMSG + 24);
+    rxIov.view.writeBigUInt64LE(a.rxData.addr + BigInt(i * SLOT), i * IOV);
+    rxIov.view.writeBigUInt64LE(BigInt(SLOT), i * IOV + 8);
+    txIov.view.writeBigUInt64LE(a.txData.addr + BigInt(i * SLOT), i * IOV);
+    for (const [hdr, name, iov] of [
+      [a.rxHdr, a.rxName, rxIov],
+      [a.txHdr, a.txName, txIov],
+    ] as const) {
+      hdr.view.writeBigUInt64LE(name.addr + BigInt(i * NAME), i * MMSG);
+      hdr.view.writeBigUInt64LE(iov.addr + BigInt(i * IOV), i * MMSG + 16);
+      hdr.view.writeBigUInt64LE(1n, i * MMSG + 24);
+    }
   }
-  // the iovec region must outlive every call: keep it with the arena
-  Object.assign(a, { rxIov });
   arena = a;
   return a;
 }
@@ -135,8 +139,9 @@ interface PollHandle {
 
 interface Outgoing {
   data: Buffer;
-  /** sockaddr_in or sockaddr_in6 */
-  name: Buffer;
+  /** the destination's 4 or 16 address bytes */
+  ip: Buffer;
+  port: number;
 }
 
 /** Sockets with datagrams queued, flushed once at the end of the current callback. */
@@ -147,6 +152,8 @@ const readable = new Set<UdpSocket>();
 let readScheduled = false;
 /** Every open socket: a poll handle only keeps polling while something references it. */
 const open = new Set<UdpSocket>();
+/** IPv4 sender texts by address, bounded: peers repeat, and each text is a string to build. */
+const ipv4Texts = new Map<number, string>();
 
 function flushAll(): void {
   flushScheduled = false;
@@ -154,6 +161,7 @@ function flushAll(): void {
   dirty.clear();
 }
 
+/** One pass over every readable socket; their replies queue up and leave together, batched per socket, at the end. */
 function readAll(): void {
   readScheduled = false;
   const ready = [...readable];
@@ -163,15 +171,20 @@ function readAll(): void {
 
 /** A bound UDP socket of edgeward's own: datagrams in through onMessage, out through send. */
 export class UdpSocket {
-  /** Called for each datagram received, with the sender's IP (canonical text) and port. */
+  /**
+   * Called for each datagram received, with the sender's IP (canonical text) and port. The data is
+   * the caller's to keep.
+   */
   onMessage: ((data: Buffer, address: string, port: number) => void) | null = null;
   readonly counters: UdpSocketCounters = { sendErrors: 0, queueDrops: 0, truncated: 0 };
+  /** datagrams to send, from `head` on */
   private queue: Outgoing[] = [];
+  private head = 0;
   private poll: PollHandle | null;
   private waitingWritable = false;
   private closed = false;
-  /** sockaddr bytes by "IP" (the port is written per datagram), bounded */
-  private readonly names = new Map<string, Buffer>();
+  /** address bytes by IP text, bounded */
+  private readonly ips = new Map<string, Buffer>();
 
   private constructor(
     private readonly fd: number,
@@ -207,7 +220,7 @@ export class UdpSocket {
 
   /** Datagrams waiting for room in the kernel's send buffer. */
   get queued(): number {
-    return this.queue.length;
+    return this.queue.length - this.head;
   }
 
   /**
@@ -217,16 +230,16 @@ export class UdpSocket {
    */
   send(data: Buffer, port: number, address: string): boolean {
     if (this.closed) return false;
-    if (this.queue.length >= MAX_QUEUED) {
+    if (this.queue.length - this.head >= MAX_QUEUED) {
       this.counters.queueDrops++;
       return false;
     }
-    const name = this.nameOf(address, port);
-    if (!name || data.length > RX_SLOT) {
+    const ip = Number.isInteger(port) && port >= 1 && port <= 65535 ? this.ipOf(address) : null;
+    if (!ip || data.length > SLOT) {
       this.counters.sendErrors++;
       return false;
     }
-    this.queue.push({ data, name });
+    this.queue.push({ data, ip, port });
     if (!this.waitingWritable) {
       dirty.add(this);
       if (!flushScheduled) {
@@ -240,9 +253,10 @@ export class UdpSocket {
   /** Stops polling and closes the fd; queued datagrams go first, as far as the kernel takes them. */
   close(): void {
     if (this.closed) return;
-    if (this.queue.length > 0 && !this.waitingWritable) this.flush();
+    if (this.queued > 0 && !this.waitingWritable) this.flush();
     this.closed = true;
     this.queue = [];
+    this.head = 0;
     dirty.delete(this);
     readable.delete(this);
     open.delete(this);
@@ -251,26 +265,23 @@ export class UdpSocket {
     c_close(this.fd);
   }
 
-  private nameOf(address: string, port: number): Buffer | null {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
-    let ip = this.names.get(address);
+  private ipOf(address: string): Buffer | null {
+    let ip = this.ips.get(address);
     if (!ip) {
       ip = Buffer.alloc(this.family === 6 ? 16 : 4);
       if ((c_inet_pton(this.family === 6 ? AF_INET6 : AF_INET, address, ip) as number) !== 1) return null;
-      if (this.names.size >= 4096) this.names.clear();
-      this.names.set(address, ip);
+      if (this.ips.size >= 4096) this.ips.clear();
+      this.ips.set(address, ip);
     }
-    const name = Buffer.alloc(this.family === 6 ? NAME : 16);
-    name.writeUInt16LE(this.family === 6 ? AF_INET6 : AF_INET, 0);
-    name.writeUInt16BE(port, 2);
-    ip.copy(name, this.family === 6 ? 8 : 4);
-    return name;
+    return ip;
   }
 
   /**
-   * The poll handle's callback runs outside Node's callback scope (promises it settles would wait
-   * for some later callback), so it only marks the socket; the reading happens in setImmediate,
-   * in the same turn of the event loop, where microtasks run as usual.
+   * The poll handle's callback runs outside Node's callback scope (promises it settled would wait
+   * for some later callback), so it only marks the socket; the reading happens in setImmediate, in
+   * the same turn of the event loop, where microtasks run as usual. That pass reads every socket
+   * the poll found readable before the queued replies leave: a reply to many clients through one
+   * socket goes out in one sendmmsg.
    */
   private onReadable(): void {
     if (this.closed) return;
@@ -296,60 +307,84 @@ export class UdpSocket {
           continue;
         }
         const data = Buffer.allocUnsafe(len);
-        a.rxData.view.copy(data, 0, i * RX_SLOT, i * RX_SLOT + len);
-        const { address, port } = this.peerOf(a.rxName.view, i * NAME);
-        this.onMessage?.(data, address, port);
+        a.rxData.view.copy(data, 0, i * SLOT, i * SLOT + len);
+        const at = i * NAME;
+        this.onMessage?.(data, this.peerIp(a.rxName.view, at), a.rxName.view.readUInt16BE(at + 2));
       }
       if (n < BATCH) return;
     }
     // more is waiting: the poll reports it again next turn, after other sockets had theirs
   }
 
-  private peerOf(names: Buffer, at: number): { address: string; port: number } {
-    const port = names.readUInt16BE(at + 2);
-    if (names.readUInt16LE(at) === AF_INET) return { address: `${names[at + 4]}.${names[at + 5]}.${names[at + 6]}.${names[at + 7]}`, port };
+  /** The sender's IP as text (IPv4 texts are kept, a bounded number: peers repeat). */
+  private peerIp(names: Buffer, at: number): string {
+    if (names.readUInt16LE(at) === AF_INET) {
+      const key = names.readUInt32BE(at + 4);
+      let text = ipv4Texts.get(key);
+      if (text === undefined) {
+        text = `${names[at + 4]}.${names[at + 5]}.${names[at + 6]}.${names[at + 7]}`;
+        if (ipv4Texts.size >= 4096) ipv4Texts.clear();
+        ipv4Texts.set(key, text);
+      }
+      return text;
+    }
     const text = Buffer.alloc(46);
     c_inet_ntop(AF_INET6, names.subarray(at + 8, at + 24), text, 46);
-    return { address: text.toString('latin1', 0, text.indexOf(0)), port };
+    return text.toString('latin1', 0, text.indexOf(0));
   }
 
   /** Sends the queue through sendmmsg until it is empty or the kernel's buffer is full. */
   flush(): void {
     if (this.closed) return;
     const a = theArena();
-    while (this.queue.length > 0) {
-      // pack as many as fit into one call
-      let n = 0;
-      let off = 0;
-      while (n < BATCH && n < this.queue.length) {
-        const o = this.queue[n]!;
-        if (off + o.data.length > TX_BYTES && n > 0) break;
-        o.data.copy(a.txData.view, off);
-        o.name.copy(a.txName.view, n * NAME);
-        a.txHdr.view.writeUInt32LE(o.name.length, n * MMSG + 8);
-        a.txIov.view.writeBigUInt64LE(a.txData.addr + BigInt(off), n * IOV);
-        a.txIov.view.writeBigUInt64LE(BigInt(o.data.length), n * IOV + 8);
-        off += o.data.length;
-        n++;
+    const v6 = this.family === 6;
+    const nameLen = v6 ? NAME : 16;
+    while (this.head < this.queue.length) {
+      const n = Math.min(BATCH, this.queue.length - this.head);
+      for (let i = 0; i < n; i++) {
+        const o = this.queue[this.head + i]!;
+        o.data.copy(a.txData.view, i * SLOT);
+        a.txIov.view.writeUInt32LE(o.data.length, i * IOV + 8);
+        const at = i * NAME;
+        a.txName.view.writeUInt16LE(v6 ? AF_INET6 : AF_INET, at);
+        a.txName.view.writeUInt16BE(o.port, at + 2);
+        if (v6) {
+          a.txName.view.fill(0, at + 4, at + 8);
+          o.ip.copy(a.txName.view, at + 8);
+          a.txName.view.fill(0, at + 24, at + 28);
+        } else {
+          o.ip.copy(a.txName.view, at + 4);
+          a.txName.view.fill(0, at + 8, at + 16);
+        }
+        a.txHdr.view.writeUInt32LE(nameLen, i * MMSG + 8);
       }
       const sent = c_sendmmsg(this.fd, a.txHdr.ptr, n, MSG_DONTWAIT) as number;
       if (sent > 0) {
-        this.queue.splice(0, sent);
+        this.head += sent;
         continue;
       }
       const errno = koffi.errno();
       if (errno === osConstants.errno.EAGAIN) {
+        this.compact();
         this.waitWritable();
         return;
       }
       // the first datagram of the batch was refused: it alone is lost
       this.counters.sendErrors++;
-      this.queue.shift();
+      this.head++;
     }
+    this.queue = [];
+    this.head = 0;
     if (this.waitingWritable) {
       this.waitingWritable = false;
       this.poll?.start({ readable: true }, () => this.onReadable());
     }
+  }
+
+  /** Drops the sent datagrams from the queue's front. */
+  private compact(): void {
+    this.queue = this.queue.slice(this.head);
+    this.head = 0;
   }
 
   private waitWritable(): void {
