@@ -5,10 +5,10 @@
 // machinery was most of its CPU (bench/README.md).
 //
 // Sends are queued and leave together at the end of the current callback (a microtask, or the end
-// of the pass over the readable sockets), or when the socket is writable again if the kernel's send buffer was full.
-// The poll handle is koffi.node.poll, which koffi's changelog still calls undocumented. A datagram the kernel refuses
-// (no route, port 0, a firewall's EPERM, too big) is dropped alone and counted; the rest of the
-// batch goes on.
+// of the pass over the readable sockets), or when the socket is writable again if the kernel's send
+// buffer was full. A datagram the kernel refuses (no route, port 0, a firewall's EPERM, too big) is
+// dropped alone and counted; the rest of the batch goes on. The poll handle is koffi.node.poll,
+// which koffi's changelog still calls undocumented: this file is the one place that uses it.
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
 import { check, KernelError, setInt, sockaddr } from './sockopt.js';
