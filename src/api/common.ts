@@ -1,6 +1,7 @@
 // What the API's core and its route plugins share: the dependencies, body limits, and the error
 // responses every route declares.
 import type { FastifyPluginAsync } from 'fastify';
+import type { DeviceService } from '../auth/devices.js';
 import type { UserService } from '../auth/users.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics, MetricsJson } from '../metrics/registry.js';
@@ -12,6 +13,7 @@ import * as S from './schemas.js';
 export interface ApiDeps {
   policies: PolicyService;
   users: UserService;
+  devices: DeviceService;
   /** this thread's connections */
   registry: ConnectionRegistry;
   /** this thread's metrics (default: the registry's relay metrics and the policy count) */
@@ -26,6 +28,8 @@ export interface ApiDeps {
   plugins?: Array<{ prefix: string; plugin: FastifyPluginAsync }>;
   logger: Logger;
   version: string;
+  /** serve HTTPS with this PEM pair (--api-tls-cert/--api-tls-key) */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** What other threads hold, asked for over messages. */

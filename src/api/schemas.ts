@@ -170,17 +170,43 @@ export const User = Type.Object({
   username: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
   turnRealm: Type.Union([Type.String(), Type.Null()], { description: 'the realm of the user\'s TURN key; null: no TURN' }),
+  socks: Type.Boolean({ description: 'may authenticate to the SOCKS proxy' }),
+  rendezvous: Type.Boolean({ description: 'may log in to the rendezvous service (own devices, peer sessions)' }),
 });
+export type UserType = Static<typeof User>;
 export const UserList = Type.Object({ users: Type.Array(User) });
 export const UserInput = Type.Object(
   {
     username: Type.String({ minLength: 1, maxLength: 255, description: 'A-Z a-z 0-9 . _ @ -' }),
     password: Type.String({ minLength: 1, maxLength: 255, description: '1-255 bytes (RFC 1929)' }),
     turn: Type.Optional(Type.Boolean({ description: 'may use the TURN server too: its key MD5(username:realm:password) is stored (default false)' })),
+    rendezvous: Type.Optional(Type.Boolean({ description: 'may log in to the rendezvous service: own devices, peer sessions (default false)' })),
+    socks: Type.Optional(Type.Boolean({ description: 'may authenticate to the SOCKS proxy (default true)' })),
   },
   closed,
 );
 export type UserInputBody = Static<typeof UserInput>;
+
+// ---- devices (rendezvous) ----
+
+export const Device = Type.Object({
+  id: Type.Integer(),
+  user: Type.String(),
+  name: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+});
+export const DeviceList = Type.Object({ devices: Type.Array(Device) });
+export const DeviceInput = Type.Object(
+  {
+    user: Type.String({ minLength: 1, maxLength: 255, description: 'the user who owns it' }),
+    name: Type.String({ minLength: 1, maxLength: 64, description: 'A-Z a-z 0-9 . _ - (what peer connect names)' }),
+  },
+  closed,
+);
+export type DeviceInputBody = Static<typeof DeviceInput>;
+export const DeviceCreated = Type.Object({ device: Device, token: Type.String({ description: 'the device token, shown this once; only its hash is stored' }) });
+export const DeviceQuery = Type.Object({ user: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })) }, closed);
+export const DeviceIdParams = Type.Object({ id: Type.String({ pattern: '^[0-9]{1,12}$', title: 'an integer' }) }, closed);
 export const UsernameParams = Type.Object({ username: Type.String({ minLength: 1, maxLength: 255 }) }, closed);
 
 // ---- connections and statistics ----

@@ -3,11 +3,14 @@
 // service's own routes under /api/v1. Routes talk to the services through their public
 // surface; the TypeBox schemas in schemas.ts are the only validation.
 import swagger from '@fastify/swagger';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import https from 'node:https';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Metrics, mergeMetrics } from '../metrics/registry.js';
 import { registerRelayMetrics, statsFrom } from '../relay/metrics.js';
 import { BODY_LIMIT, type ApiDeps } from './common.js';
 import { ApiError, errorReply, validationError, type ErrorReply } from './errors.js';
+import { deviceRoutes } from './routes/devices.js';
 import { policyRoutes } from './routes/policies.js';
 import { statusRoutes } from './routes/status.js';
 import { userRoutes } from './routes/users.js';
@@ -70,6 +73,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const snapshot = async () => statsFrom((await (await merged()).getMetricsAsJSON()) as Awaited<ReturnType<Metrics['json']>>);
   const metricsText = async () => (await merged()).metrics();
   const app = Fastify({
+    // HTTPS when --api-tls-cert is given: the rendezvous login sends passwords
+    ...(deps.tls ? { serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => https.createServer({ cert: deps.tls!.cert, key: deps.tls!.key, minVersion: 'TLSv1.2' }, handler) as unknown as Server } : {}),
     logger: false,
     bodyLimit: BODY_LIMIT,
     routerOptions: { maxParamLength: 300 },
@@ -144,6 +149,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(policyRoutes(deps), { prefix: '/api/v1' });
   await app.register(userRoutes(deps), { prefix: '/api/v1' });
+  await app.register(deviceRoutes(deps), { prefix: '/api/v1' });
   await app.register(statusRoutes(deps, snapshot, metricsText));
   for (const p of deps.plugins ?? []) await app.register(p.plugin, { prefix: p.prefix });
   return app;

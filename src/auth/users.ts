@@ -6,7 +6,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { longTermKey } from '../codec/stun.js';
 import { EdgewardError } from '../core/errors.js';
-import { StoreError, type Store, type TurnKey, type UserRecord } from '../store/store.js';
+import { StoreError, type Store, type TurnKey, type UserPermissions, type UserRecord } from '../store/store.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 
 export type UserErrorCode = 'invalid' | 'conflict' | 'not_found';
@@ -34,9 +34,12 @@ export function validateCredentials(username: string, password: string): void {
   if (bytes < 1 || bytes > 255) throw new UserError('invalid', 'password', 'password must be 1-255 bytes (RFC 1929 limit)');
 }
 
+/** The services a user's password opens (TURN has its own key). */
+export type PasswordService = 'socks' | 'rendezvous';
+
 export class UserService extends EventEmitter<{ removed: [username: string] }> {
-  /** HMAC of username + password for credentials verified since the last change of that user */
-  private readonly verified = new Map<string, Buffer>();
+  /** HMAC of username + password for credentials verified since the last change of that user, and what they open */
+  private readonly verified = new Map<string, { tag: Buffer } & UserPermissions>();
   private readonly cacheKey = randomBytes(32);
 
   /** `turnRealm`: the realm TURN keys are made for (the rendezvous service's --turn-realm) */
@@ -51,13 +54,16 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
     return createHmac('sha256', this.cacheKey).update(username).update('\0').update(password).digest();
   }
 
-  /** `turn`: the user may use the TURN server too (its key is made now, from the password). */
-  async create(username: string, password: string, opts: { turn?: boolean } = {}): Promise<UserRecord> {
+  /**
+   * `turn`: the user may use the TURN server too (its key is made now, from the password);
+   * `rendezvous`: may log in to the rendezvous service; `socks` (default true): may use the proxy.
+   */
+  async create(username: string, password: string, opts: { turn?: boolean; rendezvous?: boolean; socks?: boolean } = {}): Promise<UserRecord> {
     validateCredentials(username, password);
     const hash = await hashPassword(password);
     const turn = opts.turn ? { realm: this.turnRealm, key: longTermKey(username, this.turnRealm, password) } : undefined;
     try {
-      return await this.store.createUser(username, hash, turn);
+      return await this.store.createUser(username, hash, turn, { socks: opts.socks ?? true, rendezvous: opts.rendezvous ?? false });
     } catch (e) {
       if (e instanceof StoreError && e.code === 'conflict') throw new UserError('conflict', 'username', e.message);
       throw e;
@@ -88,16 +94,16 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
     return this.store.countUsers();
   }
 
-  /** true when the credentials are right. */
-  async verify(username: string, password: string): Promise<boolean> {
+  /** true when the credentials are right and the user may use `service`. */
+  async verify(username: string, password: string, service: PasswordService = 'socks'): Promise<boolean> {
     const cached = this.verified.get(username);
     const tag = this.tag(username, password);
-    if (cached && timingSafeEqual(cached, tag)) return true;
-    const hash = await this.store.getPasswordHash(username);
-    if (hash === null) return false;
-    const ok = await verifyPassword(password, hash);
+    if (cached && timingSafeEqual(cached.tag, tag)) return cached[service];
+    const creds = await this.store.getCredentials(username);
+    if (creds === null) return false;
+    const ok = await verifyPassword(password, creds.passwordHash);
     // a user removed while scrypt ran must not land in the cache
-    if (ok && (await this.store.getPasswordHash(username)) === hash) this.verified.set(username, tag);
-    return ok;
+    if (ok && (await this.store.getPasswordHash(username)) === creds.passwordHash) this.verified.set(username, { tag, socks: creds.socks, rendezvous: creds.rendezvous });
+    return ok && creds[service];
   }
 }

@@ -5,6 +5,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./start.js')).command,
   policy: async () => (await import('./policy.js')).command,
   user: async () => (await import('./user.js')).command,
+  device: async () => (await import('./device.js')).command,
   intercept: async () => (await import('./intercept.js')).command,
   turn: async () => (await import('./turn.js')).command,
   firewall: async () => (await import('./firewall.js')).command, // alias of `intercept firewall`

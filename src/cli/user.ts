@@ -6,12 +6,13 @@ import type { Command } from './command.js';
 
 const usage = `Usage: edgeward user <add|rm|list> [options]
 
-Users, for "edgeward start --socks-auth" (RFC 1929 username/password; stored scrypt-hashed) and,
-with --turn, for the TURN server of "edgeward start --turn" (long-term credentials: the key
+Users, for "edgeward start --socks-auth" (RFC 1929 username/password; stored scrypt-hashed),
+with --turn for the TURN server of "edgeward start --turn" (long-term credentials: the key
 MD5(NAME:REALM:PASSWORD) is stored for the server's --turn-realm, never the password; a user
-made before the realm changes must be made again).
+made before the realm changes must be made again), and with --rendezvous for logins to the
+rendezvous service (their devices, peer sessions).
 
-  edgeward user add NAME [--turn] [--password-stdin]
+  edgeward user add NAME [--turn] [--rendezvous] [--no-socks] [--password-stdin]
       the password is asked twice on the terminal (not echoed), or read from the first line of
       standard input with --password-stdin (e.g. printf '%s\\n' "$PW" | edgeward user add alice --password-stdin)
   edgeward user rm NAME
@@ -19,6 +20,8 @@ made before the realm changes must be made again).
 
 Options:
   --turn             the user may use the TURN server too
+  --rendezvous       the user may log in to the rendezvous service (see edgeward device)
+  --no-socks         the user may not use the SOCKS proxy (default: may)
   --password-stdin   read the password from standard input
   --json             print JSON instead of a table
   --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
@@ -28,6 +31,20 @@ Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage er
 `;
 
 const MAX_PASSWORD_INPUT = 64 * 1024;
+
+interface UserView {
+  username: string;
+  createdAt: string;
+  turnRealm: string | null;
+  socks: boolean;
+  rendezvous: boolean;
+}
+
+/** What the user may use: "socks, turn (realm R), rendezvous", or "nothing". */
+function access(u: UserView): string {
+  const what = [u.socks ? 'socks' : '', u.turnRealm !== null ? `turn (realm ${u.turnRealm})` : '', u.rendezvous ? 'rendezvous' : ''].filter(Boolean);
+  return what.length > 0 ? what.join(', ') : 'nothing';
+}
 
 /** The first line of standard input. */
 async function readPasswordFromStdin(): Promise<string> {
@@ -73,7 +90,7 @@ function promptHidden(prompt: string): Promise<string> {
 }
 
 async function add(args: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' }, turn: { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' }, turn: { type: 'boolean' }, rendezvous: { type: 'boolean' }, 'no-socks': { type: 'boolean' } });
   const name = onePositional(positionals, 'NAME');
   let password: string;
   if (values['password-stdin']) {
@@ -92,8 +109,8 @@ async function add(args: string[]): Promise<number> {
     return 1;
   }
   const api = clientFromEnv(values.data);
-  const u = await api.request<{ username: string; createdAt: string; turnRealm: string | null }>('POST', '/api/v1/users', { username: name, password, turn: values.turn === true });
-  process.stdout.write(`added user ${u.username}${u.turnRealm !== null ? ` (TURN realm ${u.turnRealm})` : ''}\n`);
+  const u = await api.request<UserView>('POST', '/api/v1/users', { username: name, password, turn: values.turn === true, rendezvous: values.rendezvous === true, socks: values['no-socks'] !== true });
+  process.stdout.write(`added user ${u.username} (${access(u)})\n`);
   return 0;
 }
 
@@ -110,7 +127,7 @@ async function list(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const api = clientFromEnv(values.data);
-  const { users } = await api.request<{ users: Array<{ username: string; createdAt: string; turnRealm: string | null }> }>('GET', '/api/v1/users');
+  const { users } = await api.request<{ users: UserView[] }>('GET', '/api/v1/users');
   if (values.json) {
     process.stdout.write(`${JSON.stringify(users, null, 2)}\n`);
     return 0;
@@ -121,8 +138,8 @@ async function list(args: string[]): Promise<number> {
   }
   const width = Math.max(8, ...users.map((u) => u.username.length));
   const realmWidth = Math.max(10, ...users.map((u) => (u.turnRealm ?? '-').length));
-  process.stdout.write(`${'USERNAME'.padEnd(width)}  ${'TURN REALM'.padEnd(realmWidth)}  CREATED\n`);
-  for (const u of users) process.stdout.write(`${u.username.padEnd(width)}  ${(u.turnRealm ?? '-').padEnd(realmWidth)}  ${u.createdAt}\n`);
+  process.stdout.write(`${'USERNAME'.padEnd(width)}  ${'TURN REALM'.padEnd(realmWidth)}  SOCKS  RENDEZVOUS  CREATED\n`);
+  for (const u of users) process.stdout.write(`${u.username.padEnd(width)}  ${(u.turnRealm ?? '-').padEnd(realmWidth)}  ${(u.socks ? 'yes' : 'no').padEnd(5)}  ${(u.rendezvous ? 'yes' : 'no').padEnd(10)}  ${u.createdAt}\n`);
   return 0;
 }
 

@@ -48,6 +48,8 @@ export const gatewaySection = section({
   title: 'Gateway',
   schema: Type.Object({
     api: opt.string({ flag: 'api', key: 'api', arg: 'ADDR', help: 'REST API listen address', default: '127.0.0.1:8080' }),
+    apiTlsCert: opt.string({ flag: 'api-tls-cert', key: 'api-tls-cert', arg: 'FILE', help: 'serve the API over HTTPS with this PEM certificate chain (and --api-tls-key)', default: '' }),
+    apiTlsKey: opt.string({ flag: 'api-tls-key', key: 'api-tls-key', arg: 'FILE', help: 'PEM private key for --api-tls-cert', default: '' }),
     data: opt.string({ flag: 'data', arg: 'DIR', help: 'data directory: SQLite store, api-token', default: './.edgeward' }),
     workers: opt.string({ flag: 'workers', arg: 'N', help: 'threads in all that run the services running in every thread (SOCKS), each accepting from the one listening socket: a number, or auto = one per CPU up to 8', default: 'auto' }),
     shutdownGrace: opt.seconds({ flag: 'shutdown-grace', arg: 'SEC', help: 'on SIGTERM/SIGINT, let open connections drain this long', default: 10 }),
@@ -56,6 +58,7 @@ export const gatewaySection = section({
   }),
   validate(s) {
     parseListenAddress(s.api, '--api');
+    if ((s.apiTlsCert === '') !== (s.apiTlsKey === '')) throw new SettingsError('--api-tls-cert and --api-tls-key go together (PEM certificate chain and its private key)');
     if (s.workers !== 'auto' && !(/^\d{1,3}$/.test(s.workers) && Number(s.workers) >= 1 && Number(s.workers) <= 64)) {
       throw new SettingsError(`--workers must be auto or a number of threads 1..64, got "${s.workers}"`);
     }

@@ -11,6 +11,7 @@ import { parseListenAddress } from '../config/common.js';
 import { dupFd } from '../kernel/sockopt.js';
 import { mptcpSysctlLock } from '../kernel/sysctl.js';
 import { formatHostPort } from '../net/address.js';
+import { readPemPair } from '../net/tls-files.js';
 import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabilities.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
@@ -38,6 +39,8 @@ export function threadCount(setting: string): number {
 export async function startGateway(settings: Settings, logger: Logger, version: string, env: NodeJS.ProcessEnv = process.env): Promise<Gateway> {
   const dataDir = resolve(settings.data);
   const threads = threadCount(settings.workers);
+  // checked before anything opens: a bad certificate stops the start, naming the file
+  const apiTls = settings.apiTlsCert !== '' ? readPemPair(settings.apiTlsCert, settings.apiTlsKey, { cert: '--api-tls-cert', key: '--api-tls-key' }) : undefined;
   const { store, parts, upstream } = await openThreadParts(settings, dataDir, 0, threads);
   const token = await setupApiToken(store, dataDir, env.EDGEWARD_API_TOKEN);
   if (token.file) logger.info(token.generated ? 'generated API token' : 'API token from data directory', { file: token.file });
@@ -61,6 +64,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   const api = await createApi({
     policies: parts.policies,
     users: parts.users,
+    devices: parts.devices,
     registry: parts.registry,
     metrics: parts.metrics,
     remote: {
@@ -79,6 +83,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     plugins: running.flatMap(({ def, service }) => (def.routes ? [{ prefix: '/api/v1', plugin: def.routes(service) }] : [])),
     logger,
     version,
+    ...(apiTls ? { tls: apiTls } : {}),
   });
   parts.users.on('removed', (username: string) => pool?.notify('user-removed', username));
 
@@ -116,7 +121,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   const apiBound = api.server.address() as AddressInfo;
   logger.info('listening', {
     ...listening,
-    api: `http://${formatHostPort(apiBound.address, apiBound.port)}`,
+    api: `${apiTls ? 'https' : 'http'}://${formatHostPort(apiBound.address, apiBound.port)}`,
     services: running.map((r) => r.def.name),
     ...(upstream ? { upstream: upstream.display } : {}),
   });

@@ -1,6 +1,7 @@
 // What each thread builds once and its services share: the store (one SQLite file, WAL, shared by
-// all threads), the policy snapshot, the users, a connection registry of its own, the outbound
+// all threads), the policy snapshot, the users and their devices, a connection registry of its own, the outbound
 // settings, and its metrics registry.
+import { DeviceService } from '../auth/devices.js';
 import { UserService } from '../auth/users.js';
 import { parseKeepAlive } from '../config/common.js';
 import { Metrics } from '../metrics/registry.js';
@@ -49,5 +50,5 @@ export async function openThreadParts(settings: Settings, dataDir: string, threa
     upstream,
     bindOutgoing: settings.bindOutgoing !== '' ? settings.bindOutgoing : undefined,
   };
-  return { store, parts: { policies, users, registry, outbound, metrics }, upstream };
+  return { store, parts: { policies, users, devices: new DeviceService(store), registry, outbound, metrics }, upstream };
 }

@@ -7,7 +7,7 @@ import { parseBandwidth } from './limits.js';
 
 export const rendezvousSection = section({
   name: 'rendezvous',
-  title: 'Rendezvous service (STUN/TURN)',
+  title: 'Rendezvous service (STUN/TURN, accounts, signaling)',
   schema: Type.Object({
     turn: opt.string({
       flag: 'turn',
@@ -35,6 +35,9 @@ export const rendezvousSection = section({
     turnAuthRate: opt.count({ flag: 'turn-auth-rate', key: 'auth-rate', arg: 'N', help: '401/438 answers per second per source address (a burst of 5 s worth first); beyond it the server is silent, so a spoofed flood is not reflected. Every allocation costs one: raise it for many clients behind one NAT', default: 20 }),
     turnBandwidth: opt.string({ flag: 'turn-bandwidth', key: 'bandwidth', arg: 'RATE', help: 'relayed bandwidth per allocation, each way, as tc writes it (4mbit, 800kbit); datagrams beyond it are dropped and counted; 0 = no limit', default: '0' }),
     turnExternalIp: opt.string({ flag: 'turn-external-ip', key: 'external-ip', arg: 'ADDR', help: 'the public address of a server behind 1:1 NAT: announced in relayed addresses instead of --turn-relay-ip, and taken to mean it when a client names it as a peer', default: '' }),
+    rendezvousSessionTtl: opt.seconds({ flag: 'rendezvous-session-ttl', key: 'session-ttl', arg: 'SEC', help: 'how long a login session token lasts (POST /api/v1/rendezvous/login); the signaling connection opened with it stays open after', default: 3600 }),
+    allowInsecureLogin: opt.boolean({ flag: 'allow-insecure-login', key: 'allow-insecure-login', help: 'accept password logins over plain HTTP from addresses other than loopback (labs only: serve the API over TLS with --api-tls-cert/--api-tls-key instead)' }),
+    loginRate: opt.count({ flag: 'login-rate', key: 'login-rate', arg: 'N', help: 'failed logins per minute per source address (a burst of N first); beyond it logins from there get 429', default: 10 }),
     turnRelayPorts: opt.string({ flag: 'turn-relay-ports', key: 'relay-ports', arg: 'LOW-HIGH', help: 'UDP ports relayed addresses are taken from (e.g. 49152-65535, for a firewall rule); default: the kernel\'s ephemeral ports', default: '' }),
   }),
   validate(s) {

@@ -1,8 +1,8 @@
 // The rendezvous service: a STUN/TURN server (UDP and TCP on one address, TLS on another), in the
-// main thread. STUN Binding and TURN (UDP relays, clients over UDP, TCP or TLS, TURN REST
-// credentials). Users from the store, accounts and signaling are being built on it (issues 8 and 9).
-import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
-import { createSecureContext } from 'node:tls';
+// main thread: STUN Binding and TURN (clients over UDP, TCP or TLS; TURN REST credentials and users
+// of the store). On the API: user logins, the user's devices, and the signaling WebSocket that
+// pairs a user's client with that user's device (account-routes.ts, signaling.ts).
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
@@ -11,7 +11,8 @@ import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
 import type { Logger } from '../log/logger.js';
 import { formatHostPort } from '../net/address.js';
-import type { Service, ServiceDefinition } from '../runtime/service.js';
+import { readPemPair } from '../net/tls-files.js';
+import type { Service, ServiceDefinition, ThreadParts } from '../runtime/service.js';
 import type { Allocation, AllocationTable } from './allocations.js';
 import { parseRelayPorts, relayIpsOf, rendezvousSection, type RendezvousSettings } from './config.js';
 import { parseBandwidth } from './limits.js';
@@ -19,6 +20,9 @@ import { PeerPolicy } from './peer-policy.js';
 import { newStunCounters, StunServer } from './stun-server.js';
 import { restCredential } from './turn-auth.js';
 import { TurnHandler } from './turn-handler.js';
+import { accountRoutes } from './account-routes.js';
+import { LoginSessions } from './login-sessions.js';
+import { SignalingHub, type IceServer } from './signaling.js';
 
 export type RendezvousServiceSettings = RendezvousSettings & Static<typeof transportSection.schema>;
 
@@ -28,7 +32,14 @@ export interface RendezvousService extends Service {
   secrets: readonly string[];
   /** turn: URIs clients put in iceServers */
   uris(): string[];
+  sessions: LoginSessions;
+  hub: SignalingHub;
+  /** what account-routes.ts needs besides the sessions and the hub */
+  accounts: { users: ThreadParts['users']; devices: ThreadParts['devices']; allowInsecureLogin: boolean; loginRate: number };
 }
+
+/** Seconds the TURN REST credentials handed to the two ends of a session stay valid. */
+const SESSION_TURN_TTL_S = 3600;
 
 const AllocationView = Type.Object({
   id: Type.Integer(),
@@ -72,6 +83,7 @@ function view(a: Allocation, table: AllocationTable): Static<typeof AllocationVi
 
 function routes(service: RendezvousService): FastifyPluginAsync {
   return async (app) => {
+    await app.register(accountRoutes({ ...service.accounts, sessions: service.sessions, hub: service.hub }));
     const tags = ['rendezvous'];
     const turn = (): TurnHandler => service.turn;
     app.get('/turn/allocations', { schema: { tags, summary: 'TURN allocations', response: { 200: Type.Object({ allocations: Type.Array(AllocationView) }), 401: ErrorBody, 409: ErrorBody } } }, async () => ({
@@ -107,23 +119,9 @@ function routes(service: RendezvousService): FastifyPluginAsync {
   };
 }
 
-/** The PEM files of --turn-tls, read and checked (a key that does not match the certificate fails here, not at the first client). */
+/** The PEM files of --turn-tls, read and checked. */
 function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
-  const read = (file: string, flag: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (e) {
-      throw new Error(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-    }
-  };
-  const cert = read(certFile, '--turn-tls-cert');
-  const key = read(keyFile, '--turn-tls-key');
-  try {
-    createSecureContext({ cert, key });
-  } catch (e) {
-    throw new Error(`--turn-tls-cert ${certFile} / --turn-tls-key ${keyFile}: ${(e as Error).message} (PEM certificate chain and its private key expected)`);
-  }
-  return { cert, key };
+  return readPemPair(certFile, keyFile, { cert: '--turn-tls-cert', key: '--turn-tls-key' });
 }
 
 /** Seconds between looks at the TLS files for a renewed certificate. */
@@ -237,13 +235,44 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     const shown = (b: { address: string; port: number } | null, configured: { host: string; port: number }): string => formatHostPort(b?.address ?? configured.host, b?.port ?? configured.port);
     const hostPort = (): string => shown(bound, at);
     const tlsHostPort = (): string | null => (tlsAt ? shown(tlsBound, tlsAt) : null);
+    const uris = (): string[] => {
+      const tlsUri = tlsHostPort();
+      return [`turn:${hostPort()}?transport=udp`, `turn:${hostPort()}?transport=tcp`, ...(tlsUri ? [`turns:${tlsUri}?transport=tcp`] : [])];
+    };
+    // the two ends of a session get STUN, and TURN with a fresh REST credential when there is a secret
+    const iceServers = (user: string): IceServer[] => {
+      const stunUri = `stun:${hostPort()}`;
+      if (s.turnSecret.length === 0) return [{ urls: [stunUri] }];
+      const c = restCredential(user, s.turnSecret[0]!, SESSION_TURN_TTL_S);
+      return [{ urls: [stunUri] }, { urls: uris(), username: c.username, credential: c.password }];
+    };
+    const sessions = new LoginSessions(s.rendezvousSessionTtl * 1000);
+    const hub = new SignalingHub({
+      deviceByToken: (token) => parts.devices.byToken(token),
+      userOfSession: (token) => sessions.userOf(token),
+      devicesOf: (user) => parts.devices.list(user),
+      iceServers,
+      logger,
+    });
+    const onDeviceRemoved = (id: number): void => hub.deviceRemoved(id);
+    const onUserRemoved = (user: string): void => {
+      sessions.endUser(user);
+      hub.userRemoved(user);
+    };
+    parts.devices.on('removed', onDeviceRemoved);
+    parts.users.on('removed', onUserRemoved);
+    m.gauge({ name: 'edgeward_rendezvous_devices_online', help: 'Devices with a presence connection on the signaling WebSocket.', read: () => hub.devicesOnline });
+    m.gauge({ name: 'edgeward_rendezvous_clients', help: 'Client connections on the signaling WebSocket.', read: () => hub.clientCount });
+    m.gauge({ name: 'edgeward_rendezvous_sessions', help: 'Open sessions between a client and a device.', read: () => hub.sessionCount });
+    m.counter({ name: 'edgeward_rendezvous_sessions_total', help: 'Sessions opened since start.', read: () => hub.counters.sessionsOpened });
+    m.counter({ name: 'edgeward_rendezvous_signal_errors_total', help: 'Signaling frames answered with an error frame (malformed, unknown, not allowed, rate-limited).', read: () => hub.counters.errors });
     return {
       turn,
       secrets: s.turnSecret,
-      uris: () => {
-        const tlsUri = tlsHostPort();
-        return [`turn:${hostPort()}?transport=udp`, `turn:${hostPort()}?transport=tcp`, ...(tlsUri ? [`turns:${tlsUri}?transport=tcp`] : [])];
-      },
+      uris,
+      sessions,
+      hub,
+      accounts: { users: parts.users, devices: parts.devices, allowInsecureLogin: s.allowInsecureLogin, loginRate: s.loginRate },
       async listen() {
         bound = await stun.listen(at.host, at.port).catch((e: unknown) => {
           throw new Error(`--turn ${s.turn}: ${(e as Error).message}`);
@@ -260,6 +289,9 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       async stopAccepting() {
         stopWatching();
         stun.close();
+        parts.devices.off('removed', onDeviceRemoved);
+        parts.users.off('removed', onUserRemoved);
+        hub.close();
       },
       async close() {
         stun.destroyClients();

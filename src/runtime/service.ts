@@ -7,6 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Section } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/registry.js';
+import type { DeviceService } from '../auth/devices.js';
 import type { UserService } from '../auth/users.js';
 import type { PolicyService } from '../policy/service.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
@@ -16,6 +17,7 @@ import type { OutboundSettings } from '../transport/outbound.js';
 export interface ThreadParts {
   policies: PolicyService;
   users: UserService;
+  devices: DeviceService;
   registry: ConnectionRegistry;
   outbound: OutboundSettings;
   metrics: Metrics;

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Policy, PolicyInput, Transport } from './records.js';
-import { StoreError, type Store, type TurnKey, type UserRecord } from './store.js';
+import { StoreError, type DeviceRecord, type Store, type TurnKey, type UserPermissions, type UserRecord } from './store.js';
 
 /** Each entry moves the schema one version up; never edit a shipped entry, add a new one. */
 const MIGRATIONS: readonly string[] = [
@@ -27,7 +27,42 @@ const MIGRATIONS: readonly string[] = [
   // 3: TURN long-term keys of users: hex MD5(username:realm:password) and its realm (NULL: no TURN)
   `ALTER TABLE users ADD COLUMN turn_realm TEXT;
    ALTER TABLE users ADD COLUMN turn_key TEXT;`,
+  // 4: permissions per service (every user before this was a SOCKS user), and users' devices for
+  // rendezvous, by the SHA-256 of their token
+  `ALTER TABLE users ADD COLUMN socks INTEGER NOT NULL DEFAULT 1;
+   ALTER TABLE users ADD COLUMN rendezvous INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE devices (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     token_hash TEXT NOT NULL UNIQUE,
+     created_at TEXT NOT NULL,
+     UNIQUE (username, name)
+   );`,
 ];
+
+interface UserRow {
+  username: string;
+  created_at: string;
+  turn_realm: string | null;
+  socks: number;
+  rendezvous: number;
+}
+
+function toUser(r: UserRow): UserRecord {
+  return { username: r.username, createdAt: r.created_at, turnRealm: r.turn_realm, socks: r.socks === 1, rendezvous: r.rendezvous === 1 };
+}
+
+interface DeviceRow {
+  id: number;
+  username: string;
+  name: string;
+  created_at: string;
+}
+
+function toDevice(r: DeviceRow): DeviceRecord {
+  return { id: r.id, username: r.username, name: r.name, createdAt: r.created_at };
+}
 
 interface PolicyRow {
   id: number;
@@ -160,9 +195,12 @@ export class SqliteStore implements Store {
   }
 
   async listUsers(): Promise<UserRecord[]> {
-    return (this.db.prepare('SELECT username, created_at, turn_realm FROM users ORDER BY username').all() as Array<{ username: string; created_at: string; turn_realm: string | null }>).map(
-      (r) => ({ username: r.username, createdAt: r.created_at, turnRealm: r.turn_realm }),
-    );
+    return (this.db.prepare('SELECT username, created_at, turn_realm, socks, rendezvous FROM users ORDER BY username').all() as UserRow[]).map(toUser);
+  }
+
+  async getCredentials(username: string): Promise<({ passwordHash: string } & UserPermissions) | null> {
+    const row = this.db.prepare('SELECT password_hash, socks, rendezvous FROM users WHERE username = ?').get(username) as { password_hash: string; socks: number; rendezvous: number } | undefined;
+    return row ? { passwordHash: row.password_hash, socks: row.socks === 1, rendezvous: row.rendezvous === 1 } : null;
   }
 
   async getPasswordHash(username: string): Promise<string | null> {
@@ -175,21 +213,49 @@ export class SqliteStore implements Store {
     return row && row.turn_realm !== null && row.turn_key !== null ? { realm: row.turn_realm, key: Buffer.from(row.turn_key, 'hex') } : null;
   }
 
-  async createUser(username: string, passwordHash: string, turn?: TurnKey): Promise<UserRecord> {
+  async createUser(username: string, passwordHash: string, turn?: TurnKey, permissions: UserPermissions = { socks: true, rendezvous: false }): Promise<UserRecord> {
     const now = new Date().toISOString();
     try {
       this.db
-        .prepare('INSERT INTO users (username, password_hash, created_at, turn_realm, turn_key) VALUES (?, ?, ?, ?, ?)')
-        .run(username, passwordHash, now, turn?.realm ?? null, turn ? turn.key.toString('hex') : null);
+        .prepare('INSERT INTO users (username, password_hash, created_at, turn_realm, turn_key, socks, rendezvous) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(username, passwordHash, now, turn?.realm ?? null, turn ? turn.key.toString('hex') : null, permissions.socks ? 1 : 0, permissions.rendezvous ? 1 : 0);
     } catch (e) {
       if (isPrimaryKeyViolation(e) || isUniqueViolation(e)) throw new StoreError('conflict', `user "${username}" already exists`);
       throw e;
     }
-    return { username, createdAt: now, turnRealm: turn?.realm ?? null };
+    return { username, createdAt: now, turnRealm: turn?.realm ?? null, ...permissions };
   }
 
   async deleteUser(username: string): Promise<boolean> {
     return this.db.prepare('DELETE FROM users WHERE username = ?').run(username).changes > 0;
+  }
+
+  async listDevices(username?: string): Promise<DeviceRecord[]> {
+    const rows = username === undefined
+      ? this.db.prepare('SELECT id, username, name, created_at FROM devices ORDER BY username, name').all()
+      : this.db.prepare('SELECT id, username, name, created_at FROM devices WHERE username = ? ORDER BY name').all(username);
+    return (rows as DeviceRow[]).map(toDevice);
+  }
+
+  async createDevice(username: string, name: string, tokenHash: string): Promise<DeviceRecord> {
+    const now = new Date().toISOString();
+    try {
+      const info = this.db.prepare('INSERT INTO devices (username, name, token_hash, created_at) VALUES (?, ?, ?, ?)').run(username, name, tokenHash, now);
+      return { id: Number(info.lastInsertRowid), username, name, createdAt: now };
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new StoreError('conflict', `user "${username}" already has a device "${name}"`);
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', `no user "${username}"`);
+      throw e;
+    }
+  }
+
+  async getDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null> {
+    const row = this.db.prepare('SELECT id, username, name, created_at FROM devices WHERE token_hash = ?').get(tokenHash) as DeviceRow | undefined;
+    return row ? toDevice(row) : null;
+  }
+
+  async deleteDevice(id: number): Promise<boolean> {
+    return this.db.prepare('DELETE FROM devices WHERE id = ?').run(id).changes > 0;
   }
 
   async countUsers(): Promise<number> {

@@ -8,6 +8,24 @@ export interface UserRecord {
   createdAt: string;
   /** the realm of the user's TURN key; null: the user may not use TURN */
   turnRealm: string | null;
+  /** may authenticate to the SOCKS proxy */
+  socks: boolean;
+  /** may log in to the rendezvous service (own devices, peer sessions) */
+  rendezvous: boolean;
+}
+
+/** What a user may use besides TURN (whose permission is its key). */
+export interface UserPermissions {
+  socks: boolean;
+  rendezvous: boolean;
+}
+
+/** A user's device (rendezvous): only the SHA-256 of its token is stored. */
+export interface DeviceRecord {
+  id: number;
+  username: string;
+  name: string;
+  createdAt: string;
 }
 
 /** A user's TURN long-term key: MD5(username:realm:password) (RFC 8489 section 9.2.2), never the password. */
@@ -37,12 +55,23 @@ export interface Store {
 
   listUsers(): Promise<UserRecord[]>;
   getPasswordHash(username: string): Promise<string | null>;
+  /** The password hash and the permissions; null for no such user. */
+  getCredentials(username: string): Promise<({ passwordHash: string } & UserPermissions) | null>;
   /** A duplicate username is a 'conflict'. `turn`: the user's TURN key (absent: no TURN). */
-  createUser(username: string, passwordHash: string, turn?: TurnKey): Promise<UserRecord>;
+  createUser(username: string, passwordHash: string, turn?: TurnKey, permissions?: UserPermissions): Promise<UserRecord>;
   /** The user's TURN key; null for no such user or one without TURN. */
   getTurnKey(username: string): Promise<TurnKey | null>;
+  /** Removes the user and their devices. */
   deleteUser(username: string): Promise<boolean>;
   countUsers(): Promise<number>;
+
+  /** `username`'s devices, or everyone's. */
+  listDevices(username?: string): Promise<DeviceRecord[]>;
+  /** A duplicate name for the user is a 'conflict', an unknown user 'not_found'. */
+  createDevice(username: string, name: string, tokenHash: string): Promise<DeviceRecord>;
+  /** The device whose token has this SHA-256 (hex); null when none has. */
+  getDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null>;
+  deleteDevice(id: number): Promise<boolean>;
 
   setApiTokenHash(hash: string): Promise<void>;
 

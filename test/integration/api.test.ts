@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { setupApiToken } from '../../src/auth/api-token.js';
+import { DeviceService } from '../../src/auth/devices.js';
 import { UserService } from '../../src/auth/users.js';
 import { availableCongestionControls } from '../../src/kernel/capabilities.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -38,7 +39,7 @@ async function startApi(): Promise<Harness> {
   const token = await setupApiToken(store, dir, TOKEN);
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug', format: 'json', write: (line) => logs.push(line) });
-  const app = await createApi({ policies, users, registry, verifyToken: token.verify, reapply: () => reapplyPolicies(registry.list(), (d) => policies.decide(d)), logger, version: '9.8.7' });
+  const app = await createApi({ policies, users, devices: new DeviceService(store), registry, verifyToken: token.verify, reapply: () => reapplyPolicies(registry.list(), (d) => policies.decide(d)), logger, version: '9.8.7' });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as net.AddressInfo;
   return {

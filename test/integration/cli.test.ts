@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { setupApiToken } from '../../src/auth/api-token.js';
+import { DeviceService } from '../../src/auth/devices.js';
 import { UserService } from '../../src/auth/users.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { reapplyPolicies } from '../../src/transport/live.js';
@@ -83,7 +84,7 @@ before(
     const setup = await setupApiToken(store, dataDir, undefined);
     assert.ok(setup.file);
     token = readFileSync(setup.file, 'utf8').trim();
-    app = await createApi({ policies, users, registry, verifyToken: setup.verify, reapply: () => reapplyPolicies(registry.list(), (d) => policies.decide(d)), logger: silentLogger, version: '0.0.0-test' });
+    app = await createApi({ policies, users, devices: new DeviceService(store), registry, verifyToken: setup.verify, reapply: () => reapplyPolicies(registry.list(), (d) => policies.decide(d)), logger: silentLogger, version: '0.0.0-test' });
     await app.listen({ host: '127.0.0.1', port: 0 });
     apiUrl = `http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`;
   },
@@ -261,19 +262,19 @@ describe('edgeward user', () => {
   it('adds a user with --password-stdin; the password works, list shows no hash', async () => {
     const add = await edgeward(['user', 'add', 'bob', '--password-stdin'], { input: 's3cret pass\n' });
     assert.equal(add.code, 0, add.stderr);
-    assert.equal(add.stdout, 'added user bob\n');
+    assert.equal(add.stdout, 'added user bob (socks)\n');
     assert.equal(await users.verify('bob', 's3cret pass'), true, 'the first line of stdin is the password');
     assert.equal(await users.verify('bob', 's3cret pass\n'), false);
 
     const list = await edgeward(['user', 'list']);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /^USERNAME\s+TURN REALM\s+CREATED\nbob\s+-\s+\d{4}-\d\d-\d\dT/);
+    assert.match(list.stdout, /^USERNAME\s+TURN REALM\s+SOCKS\s+RENDEZVOUS\s+CREATED\nbob\s+-\s+yes\s+no\s+\d{4}-\d\d-\d\dT/);
     assert.ok(!/scrypt|hash|s3cret/.test(list.stdout));
     const json = await edgeward(['user', 'list', '--json']);
     const parsed = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
     assert.deepEqual(
       parsed.map((u) => Object.keys(u).sort()),
-      [['createdAt', 'turnRealm', 'username']],
+      [['createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']],
     );
   });
 
@@ -306,6 +307,61 @@ describe('edgeward user', () => {
     const again = await edgeward(['user', 'rm', 'bob']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /no user "bob"/);
+  });
+});
+
+describe('edgeward device', () => {
+  it('adds a rendezvous-only user and a device of theirs; the token is printed once and opens nothing else', async () => {
+    const add = await edgeward(['user', 'add', 'erin', '--rendezvous', '--no-socks', '--password-stdin'], { input: 'erin pass\n' });
+    assert.equal(add.code, 0, add.stderr);
+    assert.equal(add.stdout, 'added user erin (rendezvous)\n');
+    assert.equal(await users.verify('erin', 'erin pass', 'rendezvous'), true);
+    assert.equal(await users.verify('erin', 'erin pass', 'socks'), false, '--no-socks: the proxy refuses her');
+
+    const dev = await edgeward(['device', 'add', 'erin', 'simbox']);
+    assert.equal(dev.code, 0, dev.stderr);
+    const m = /^added device simbox of erin \(id (\d+)\)\ntoken: (ewd_[A-Za-z0-9_-]{43})\n$/.exec(dev.stdout);
+    assert.ok(m, dev.stdout);
+    assert.match(dev.stderr, /shown this once/);
+    const devices = new DeviceService(store);
+    assert.equal((await devices.byToken(m[2]!))?.name, 'simbox', 'the printed token is the device\'s');
+    assert.equal(await devices.byToken(`${m[2]!.slice(0, -1)}x`), null);
+
+    const list = await edgeward(['device', 'list']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, new RegExp(`^\\s+ID\\s+USER\\s+NAME\\s+CREATED\\n\\s+${m[1]}\\s+erin\\s+simbox\\s+\\d{4}-`));
+    assert.ok(!list.stdout.includes(m[2]!), 'the token is not shown again');
+    const json = JSON.parse((await edgeward(['device', 'list', '--user', 'erin', '--json'])).stdout) as Array<Record<string, unknown>>;
+    assert.deepEqual(json.map((d) => [d.id, d.user, d.name]), [[Number(m[1]), 'erin', 'simbox']]);
+    assert.deepEqual(JSON.parse((await edgeward(['device', 'list', '--user', 'nobody', '--json'])).stdout), []);
+  });
+
+  it('refuses a duplicate name, an unknown user and a bad name, naming what is wrong; removes by id', async () => {
+    const dup = await edgeward(['device', 'add', 'erin', 'simbox']);
+    assert.equal(dup.code, 1);
+    assert.match(dup.stderr, /already has a device "simbox"/);
+    const nobody = await edgeward(['device', 'add', 'nobody', 'box']);
+    assert.equal(nobody.code, 1);
+    assert.match(nobody.stderr, /no user "nobody"/);
+    const bad = await edgeward(['device', 'add', 'erin', 'bad name']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /device name must be/);
+    const usage = await edgeward(['device', 'rm', 'simbox']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /ID must be a device id/);
+    const id = (JSON.parse((await edgeward(['device', 'list', '--json'])).stdout) as Array<{ id: number }>)[0]!.id;
+    const rm = await edgeward(['device', 'rm', String(id)]);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal((await edgeward(['device', 'list'])).stdout, 'no devices\n');
+    const again = await edgeward(['device', 'rm', String(id)]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, new RegExp(`no device with id ${id}`));
+  });
+
+  it('a removed user takes their devices along', async () => {
+    assert.equal((await edgeward(['device', 'add', 'erin', 'box2'])).code, 0);
+    assert.equal((await edgeward(['user', 'rm', 'erin'])).code, 0);
+    assert.equal((await edgeward(['device', 'list'])).stdout, 'no devices\n');
   });
 });
 

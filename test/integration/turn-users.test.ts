@@ -46,7 +46,7 @@ describe('TURN with users from the store', { skip }, () => {
   it('a user added with --turn allocates and relays with name and password (long-term credentials), nothing lost', async () => {
     const add = await runCmd([process.execPath, BIN, 'user', 'add', 'carol', '--turn', '--password-stdin'], { env: env(), input: `${PASSWORD}\n` });
     assert.equal(add.code, 0, add.stderr);
-    assert.match(add.stdout, /added user carol \(TURN realm example\.org\)/);
+    assert.match(add.stdout, /added user carol \(socks, turn \(realm example\.org\)\)/);
     const r = await uclient('carol', PASSWORD);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const out = r.stdout + r.stderr;
