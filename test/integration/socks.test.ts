@@ -710,6 +710,16 @@ describe('edgeward start --socks-auth', () => {
     assert.equal((await stats(gw)).authFailures, before.authFailures + 1);
   });
 
+  it('refuses a user without SOCKS access (a rendezvous-only user) with the right password', T, async () => {
+    const add = await gw.api('POST', '/api/v1/users', { username: 'dora', password: 'd0ra-pass', socks: false, rendezvous: true });
+    assert.equal(add.status, 201, add.text);
+    const served = web.requests.length;
+    const r = await curl(['--socks5', proxy(), '--proxy-user', 'dora:d0ra-pass', `http://127.0.0.1:${web.port}/dora`]);
+    assert.equal(r.code, CURL_PROXY_ERROR, r.stderr);
+    assert.match(r.stderr, /rejected/);
+    assert.equal(web.requests.length, served, 'the server saw no request');
+  });
+
   it('refuses a client that offers no credentials', T, async () => {
     const served = web.requests.length;
     const r = await curl(['--socks5', proxy(), `http://127.0.0.1:${web.port}/none`]);
