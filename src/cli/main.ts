@@ -8,6 +8,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   device: async () => (await import('./device.js')).command,
   intercept: async () => (await import('./intercept.js')).command,
   turn: async () => (await import('./turn.js')).command,
+  peer: async () => (await import('./peer.js')).command,
   firewall: async () => (await import('./firewall.js')).command, // alias of `intercept firewall`
 };
 

@@ -3,6 +3,7 @@
 import { clientFromEnv, ENV_HELP } from './api-client.js';
 import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
 import type { Command } from './command.js';
+import { promptHidden, readPasswordFromStdin } from './password.js';
 
 const usage = `Usage: edgeward user <add|rm|list> [options]
 
@@ -30,8 +31,6 @@ ${ENV_HELP}
 Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage error.
 `;
 
-const MAX_PASSWORD_INPUT = 64 * 1024;
-
 interface UserView {
   username: string;
   createdAt: string;
@@ -44,49 +43,6 @@ interface UserView {
 function access(u: UserView): string {
   const what = [u.socks ? 'socks' : '', u.turnRealm !== null ? `turn (realm ${u.turnRealm})` : '', u.rendezvous ? 'rendezvous' : ''].filter(Boolean);
   return what.length > 0 ? what.join(', ') : 'nothing';
-}
-
-/** The first line of standard input. */
-async function readPasswordFromStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size > MAX_PASSWORD_INPUT) throw new Error('standard input is too long for a password');
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  const nl = text.search(/\r?\n/);
-  return nl >= 0 ? text.slice(0, nl) : text;
-}
-
-/** Asks for a line on the terminal without echoing it. */
-function promptHidden(prompt: string): Promise<string> {
-  const input = process.stdin;
-  return new Promise((resolve, reject) => {
-    process.stderr.write(prompt);
-    let value = '';
-    const done = (err: Error | null): void => {
-      input.setRawMode(false);
-      input.pause();
-      input.removeListener('data', onData);
-      process.stderr.write('\n');
-      if (err) reject(err);
-      else resolve(value);
-    };
-    const onData = (buf: Buffer): void => {
-      for (const ch of buf.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') return done(null);
-        if (ch === '\u0003') return done(new Error('interrupted'));
-        if (ch === '\u0004' && value === '') return done(new Error('no password given'));
-        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
-        else if (ch >= ' ') value += ch;
-      }
-    };
-    input.setRawMode(true);
-    input.resume();
-    input.on('data', onData);
-  });
 }
 
 async function add(args: string[]): Promise<number> {

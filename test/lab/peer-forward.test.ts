@@ -1,0 +1,96 @@
+// `edgeward peer device` and `edgeward peer connect` as a user runs them, with the gateway, both
+// peers and the services in one lab namespace that has only lo (so ICE finds nothing but loopback,
+// and nothing can leave): a TCP stream forwarded over the WebRTC data channel arrives whole in both
+// directions with TCP's half-close carried across, a file served on the device downloads intact
+// through curl, the path is reported (direct, and relayed with --relay-only, where the TURN
+// allocation shows the bytes), a service the device does not expose is refused, and a device
+// killed mid-session ends the client's session with a reason.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { BIN, startEdgeward } from '../helpers/edgeward.js';
+import { withLab } from '../helpers/netns.js';
+import type { RunningProcess } from '../helpers/process.js';
+import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
+
+const ECHO = fileURLToPath(new URL('./fixtures/tcp-echo-check.mjs', import.meta.url));
+const skip = requirement(labSkipReason({ needs: ['curl', 'python3'] }) ?? edgewardSkipReason());
+if (skip) process.stdout.write(`# skipping the peer forwarding lab: ${skip}\n`);
+
+const SERVER = 'http://127.0.0.1:8080';
+
+describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { skip }, () => {
+  it('forwards TCP both ways over the data channel, direct and relayed, and ends the session when the device dies', { timeout: 180_000 }, () =>
+    withLab(async (lab) => {
+      const ns = await lab.addNamespace('solo');
+      const ew = await startEdgeward(lab, ns, { args: ['--turn', '127.0.0.1:3478', '--turn-secret', 'lab-secret', '--turn-allow-peers', '127.0.0.0/8'] });
+      assert.equal((await ew.api('POST', '/api/v1/users', { username: 'alice', password: 'alice-pw', rendezvous: true })).status, 201);
+      const dev = await ew.api('POST', '/api/v1/devices', { user: 'alice', name: 'box' });
+      assert.equal(dev.status, 201, dev.text);
+      const token = (dev.body as { token: string }).token;
+
+      // the device's services: an echo server, and a web server with a file of known checksum
+      const echo = lab.spawn(ns, [process.execPath, ECHO, 'serve', '7000']);
+      await echo.waitForOutput(/ready/, 10_000);
+      const www = lab.tempDir('www');
+      const blob = randomBytes(4 * 1024 * 1024);
+      writeFileSync(join(www, 'blob.bin'), blob);
+      const web = lab.spawn(ns, ['python3', '-m', 'http.server', '7080', '--bind', '127.0.0.1', '--directory', www]);
+      await web.waitForOutput(/Serving HTTP/, 10_000).catch(() => undefined);
+
+      const device = lab.spawn(ns, [process.execPath, BIN, 'peer', 'device', '--server', SERVER, '--expose', 'echo=tcp:127.0.0.1:7000', '--expose', 'web=tcp:127.0.0.1:7080', '--ice-address', '127.0.0.1'], { env: { EDGEWARD_DEVICE_TOKEN: token } });
+      await device.waitForOutput(/online as device box of alice/, 15_000);
+
+      const connect = (extra: string[], ports: [number, number]): RunningProcess =>
+        lab.spawn(ns, [process.execPath, BIN, 'peer', 'connect', 'box', '--server', SERVER, '--user', 'alice', '--forward', `${ports[0]}=echo`, '--forward', `${ports[1]}=web`, '--forward', `${ports[1] + 1}=nothing`, '--status', '--ice-address', '127.0.0.1', ...extra], { env: { EDGEWARD_PASSWORD: 'alice-pw' } });
+      const pathOf = async (p: RunningProcess): Promise<{ path: string; local: { type: string }; remote: { type: string } }> => {
+        const m = await p.waitForOutput(/^\{"path".*$/m, 40_000).catch((e: Error) => assert.fail(`${e.message}\nclient: ${p.stderr()}\ndevice: ${device.stderr().slice(-2000)}`));
+        return JSON.parse(m[0]);
+      };
+      const echoCheck = async (port: number, bytes: number): Promise<{ sent: number; back: number; equal: boolean; ms: number }> => {
+        const r = await lab.exec(ns, [process.execPath, ECHO, 'check', String(port), String(bytes)], { timeoutMs: 70_000, allowFailure: true });
+        return JSON.parse(r.stdout.trim());
+      };
+
+      // direct
+      const direct = connect([], [2222, 2280]);
+      const p1 = await pathOf(direct);
+      process.stdout.write(`# peer path: ${JSON.stringify(p1)}\n`);
+      assert.equal(p1.path, 'direct');
+      const e1 = await echoCheck(2222, 2 * 1024 * 1024);
+      process.stdout.write(`# echo over the direct path: ${e1.sent} bytes out and back in ${e1.ms} ms\n`);
+      assert.deepEqual([e1.back, e1.equal], [e1.sent, true], 'the echo came back whole, and both FINs crossed (the check read to EOF)');
+      const curlSum = await lab.exec(ns, ['sh', '-c', 'curl -sS --max-time 60 http://127.0.0.1:2280/blob.bin | sha256sum'], { timeoutMs: 70_000 });
+      assert.equal(curlSum.stdout.split(' ')[0], createHash('sha256').update(blob).digest('hex'), 'curl through the forward got the file intact');
+      // a service the device does not expose: the connection is closed, nothing else happens
+      const none = await lab.exec(ns, ['curl', '-sS', '--max-time', '10', 'http://127.0.0.1:2281/'], { allowFailure: true, timeoutMs: 20_000 });
+      assert.notEqual(none.code, 0, 'no service behind "nothing"');
+      await device.waitForOutput(/refused a stream to unknown service "nothing"/, 10_000);
+      const stopped = await direct.stop('SIGTERM', 5000);
+      assert.deepEqual([stopped.code, stopped.forced], [0, false], 'peer connect ends on SIGTERM, exit 0');
+
+      // relayed: both ends through edgeward's TURN
+      const relayed = connect(['--relay-only'], [3222, 3280]);
+      const p2 = await pathOf(relayed);
+      assert.equal(p2.path, 'relayed');
+      assert.equal(p2.local.type, 'relay');
+      const e2 = await echoCheck(3222, 1024 * 1024);
+      process.stdout.write(`# echo over the relayed path: ${e2.sent} bytes out and back in ${e2.ms} ms\n`);
+      assert.deepEqual([e2.back, e2.equal], [e2.sent, true]);
+      const allocations = (await ew.api('GET', '/api/v1/turn/allocations')).body as { allocations: Array<{ user: string; bytes: { up: number; down: number } }> };
+      const relayedBytes = allocations.allocations.filter((a) => a.user === 'alice').reduce((n, a) => n + a.bytes.up + a.bytes.down, 0);
+      assert.ok(relayedBytes >= 2 * e2.sent, `the TURN allocations of alice carried the stream: ${relayedBytes} bytes`);
+
+      // the device dies mid-session: the client hears it and ends with the reason
+      const before = Date.now();
+      await device.stop('SIGKILL', 1000);
+      const exit = await Promise.race([relayed.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the client did not end within 30 s: ${relayed.stderr()}`)), 30_000))]);
+      process.stdout.write(`# client ended ${Date.now() - before} ms after the device was killed: ${relayed.stderr().trim().split('\n').pop()}\n`);
+      assert.equal(exit.code, 1);
+      assert.match(relayed.stderr(), /the session ended: device_offline/);
+    }),
+  );
+});
