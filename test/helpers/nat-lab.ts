@@ -36,8 +36,8 @@ export interface NatLab {
   flavour: NatFlavour;
 }
 
-/** The NAT router's ruleset: one nftables table, loaded atomically. */
-export function natRules(flavour: NatFlavour): string {
+/** The NAT router's ruleset: one nftables table, loaded atomically. `blockUdp`: the LAN may not send UDP out (a network that allows only TCP). */
+export function natRules(flavour: NatFlavour, blockUdp = false): string {
   return `table ip natlab {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -46,7 +46,7 @@ export function natRules(flavour: NatFlavour): string {
   chain forward {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
-    iifname "lan" oifname "wan" accept
+${blockUdp ? '    iifname "lan" meta l4proto udp drop\n' : ''}    iifname "lan" oifname "wan" accept
   }
   chain input {
     type filter hook input priority filter; policy accept;
@@ -56,7 +56,7 @@ export function natRules(flavour: NatFlavour): string {
 `;
 }
 
-async function natSide(lab: Lab, pub: Netns, name: 'a' | 'b', wanNet: string, lanNet: string, flavour: NatFlavour): Promise<NatSide> {
+async function natSide(lab: Lab, pub: Netns, name: 'a' | 'b', wanNet: string, lanNet: string, flavour: NatFlavour, blockUdp = false): Promise<NatSide> {
   const nat = await lab.addNamespace(`nat${name}`);
   const host = await lab.addNamespace(`host${name}`);
   const wan = await lab.link(pub, nat, { addrA: `${wanNet}.1/24`, addrB: `${wanNet}.2/24`, ifA: `nat${name}`, ifB: 'wan' });
@@ -64,15 +64,18 @@ async function natSide(lab: Lab, pub: Netns, name: 'a' | 'b', wanNet: string, la
   await lab.ip(host, ['route', 'add', 'default', 'via', lan.a.ip]);
   await lab.ip(nat, ['route', 'add', 'default', 'via', wan.a.ip]);
   await lab.sysctl(nat, 'net.ipv4.ip_forward', 1);
-  await lab.exec(nat, ['nft', '-f', '-'], { input: natRules(flavour) });
+  await lab.exec(nat, ['nft', '-f', '-'], { input: natRules(flavour, blockUdp) });
   return { host, nat, hostAddr: lan.b.ip, wanAddr: wan.b.ip, lan, wan };
 }
 
-/** Builds the topology above with both NATs of one flavour. */
-export async function buildNatLab(lab: Lab, flavour: NatFlavour): Promise<NatLab> {
+/**
+ * Builds the topology above with both NATs of one flavour, or NAT b of `opts.b` (and with
+ * `opts.blockUdpB`, no UDP out of LAN b).
+ */
+export async function buildNatLab(lab: Lab, flavour: NatFlavour, opts: { b?: NatFlavour; blockUdpB?: boolean } = {}): Promise<NatLab> {
   const pub = await lab.addNamespace('pub');
   await lab.sysctl(pub, 'net.ipv4.ip_forward', 1);
   const a = await natSide(lab, pub, 'a', '198.51.100', '10.247.1', flavour);
-  const b = await natSide(lab, pub, 'b', '203.0.113', '10.247.2', flavour);
+  const b = await natSide(lab, pub, 'b', '203.0.113', '10.247.2', opts.b ?? flavour, opts.blockUdpB);
   return { pub, serverAddr: b.wan.a.ip, a, b, lanCidr: '10.247.0.0/16', flavour };
 }
