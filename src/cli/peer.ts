@@ -2,7 +2,7 @@
 // local TCP services; the client forwards local ports to them, over a WebRTC connection set up
 // through the rendezvous server (direct when the NATs allow, relayed through TURN when not; DTLS
 // end to end, so the server and the relay see only ciphertext).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Command } from './command.js';
@@ -28,6 +28,8 @@ Options:
                        and keeps it out of the process list)
   --token-file FILE    read the device token from FILE
   --expose NAME=tcp:HOST:PORT   a service of the device, repeatable (e.g. ssh=tcp:127.0.0.1:22)
+  --files DIR          files sent to the device (the /rendezvous page) land in DIR (never
+                       overwriting one there); without it, files are refused
   --user USER          the user to log in as (edgeward user add USER --rendezvous)
   --password-stdin     read the password from the first line of standard input
   --forward [HOST:]PORT=NAME    a local port for the device's service NAME, repeatable (e.g. 2222=ssh)
@@ -62,6 +64,7 @@ function parse(args: string[]) {
         'turn-transport': { type: 'string' },
         timeout: { type: 'string' },
         'ice-address': { type: 'string', multiple: true },
+        files: { type: 'string' },
       },
     });
   } catch (e) {
@@ -125,8 +128,10 @@ async function device(args: string[]): Promise<number> {
   if (values['token-file'] !== undefined) token = readFileSync(values['token-file'], 'utf8').trim();
   if (token === '') throw new PeerUsageError('the device token is required: --token T, --token-file FILE or EDGEWARD_DEVICE_TOKEN');
   const expose = new Map((values.expose ?? []).map(parseExpose));
-  if (expose.size === 0) throw new PeerUsageError('--expose NAME=tcp:HOST:PORT is required (at least one service)');
-  const running = runDevice({ server, token, expose, log, ...rtcOptions(values) });
+  if (expose.size === 0 && values.files === undefined) throw new PeerUsageError('--expose NAME=tcp:HOST:PORT is required (at least one service), or --files DIR');
+  const files = values.files;
+  if (files !== undefined && !(existsSync(files) && statSync(files).isDirectory())) throw new PeerUsageError(`--files ${files}: not a directory`);
+  const running = runDevice({ server, token, expose, log, ...(files !== undefined ? { files } : {}), ...rtcOptions(values) });
   const stopped = untilSignal().then(() => running.stop());
   try {
     await Promise.race([running.done, stopped]);

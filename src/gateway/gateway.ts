@@ -80,7 +80,10 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       const there = pool ? await pool.request<ReapplyCounts>('policies-changed') : [];
       return liveUpdateFrom(there.reduce(addCounts, here));
     },
-    plugins: running.flatMap(({ def, service }) => (def.routes ? [{ prefix: '/api/v1', plugin: def.routes(service) }] : [])),
+    plugins: running.flatMap(({ def, service }) => [
+      ...(def.routes ? [{ prefix: '/api/v1', plugin: def.routes(service) }] : []),
+      ...(def.pages ? [{ prefix: '', plugin: def.pages(service) }] : []),
+    ]),
     logger,
     version,
     ...(apiTls ? { tls: apiTls } : {}),

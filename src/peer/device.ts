@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { RTCDataChannel, RTCPeerConnection } from 'werift';
 import { SignalClient, type SignalFrame } from './signal-client.js';
 import { addCandidate, connected, describePath, newPeerConnection, selectedPath, type IceServer, type RtcOptions } from './rtc.js';
+import { receiveFile } from './file-channel.js';
 import { pipeStream } from './stream-channel.js';
 
 /** Close codes after which a device does not connect again (signaling.ts CloseCode). */
@@ -22,6 +23,8 @@ export interface DeviceOptions extends RtcOptions {
   token: string;
   /** service name -> where it listens on (or near) the device */
   expose: Map<string, { host: string; port: number }>;
+  /** where files sent to the device land (channel "file"); absent: files are refused */
+  files?: string;
   /** one line per event, for the user */
   log(line: string): void;
 }
@@ -51,6 +54,19 @@ export function runDevice(opts: DeviceOptions): { stop(): void; done: Promise<vo
   };
 
   const serve = (id: string, dc: RTCDataChannel): void => {
+    const user = sessions.get(id)?.user ?? '?';
+    if (dc.label === 'text') {
+      dc.onmessage = ({ data }) => {
+        const text = typeof data === 'string' ? data : data.toString('utf8');
+        opts.log(`session ${id}: text from ${user}: ${text.slice(0, 2000)}`);
+        dc.send(`received ${text.length} characters`);
+      };
+      return;
+    }
+    if (dc.label === 'file') {
+      receiveFile(dc, opts.files, (line) => opts.log(`session ${id}: ${line}`));
+      return;
+    }
     if (!dc.label.startsWith('tcp:')) return; // "control" only keeps the association up
     const name = dc.label.slice(4);
     const target = opts.expose.get(name);

@@ -21,6 +21,7 @@ import { newStunCounters, StunServer } from './stun-server.js';
 import { restCredential } from './turn-auth.js';
 import { TurnHandler } from './turn-handler.js';
 import { accountRoutes } from './account-routes.js';
+import { pageRoutes } from './page.js';
 import { LoginSessions } from './login-sessions.js';
 import { SignalingHub, type IceServer } from './signaling.js';
 
@@ -299,4 +300,5 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
     };
   },
   routes,
+  pages: () => pageRoutes(),
 };

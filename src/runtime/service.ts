@@ -59,6 +59,8 @@ export interface ServiceDefinition<S = never, V extends Service = Service> {
   create(ctx: ServiceContext<S>): V;
   /** its API routes, registered under /api/v1 (paths of its own: /intercept/..., /turn/...; main thread only), given the running service */
   routes?(service: V): FastifyPluginAsync;
+  /** pages it serves at the API's root (/rendezvous), outside /api/v1; public unless they say otherwise */
+  pages?(service: V): FastifyPluginAsync;
 }
 
 /** Closes the services (after stopAccepting and the drain), in reverse order; errors are collected, not thrown. */

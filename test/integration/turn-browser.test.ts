@@ -25,9 +25,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import type { Browser, Page } from 'puppeteer-core';
+import { launchChromium } from '../helpers/browser.js';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
-import { killOnExit, onExit, runCmd } from '../helpers/process.js';
+import { onExit, runCmd } from '../helpers/process.js';
 import { assertBuilt, missingPrograms, requirement } from '../helpers/requirements.js';
 
 const skip = requirement(missingPrograms(['chromium', 'openssl']));
@@ -183,21 +184,7 @@ describe('TURN with headless Chromium (puppeteer-core, iceTransportPolicy relay)
     assert.equal(cert.code, 0, `openssl could not make the test certificate: ${cert.stderr}`);
     // the certificate's key, the only one Chromium accepts without a trusted issuer (see the top of the file)
     const spki = createHash('sha256').update(new X509Certificate(readFileSync(certFile)).publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
-    const chromium = await runCmd(['sh', '-c', 'command -v chromium'], { timeoutMs: 5000 });
-    browser = await puppeteer.launch({
-      executablePath: chromium.stdout.trim() || '/usr/bin/chromium',
-      headless: true,
-      // root needs --no-sandbox; the profile lives in this test's temp dir, removed even if the test dies
-      args: ['--no-sandbox', `--ignore-certificate-errors-spki-list=${spki}`],
-      userDataDir: join(dir, 'profile'),
-      timeout: 20_000,
-      protocolTimeout: 20_000,
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false,
-    });
-    const proc = browser.process();
-    if (proc) killOnExit(proc, true); // puppeteer starts it as the leader of its own process group
+    browser = await launchChromium(dir, [`--ignore-certificate-errors-spki-list=${spki}`]);
   });
 
   after(async () => {
