@@ -24,6 +24,7 @@ import { formatTable, judge, median, spread, type Goal, type Row } from './repor
 import { directTarget, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
 import { buildTurnRows, measureTurn, RELAY_LOADS, turnNotes, turnRoundsText, type TurnResult } from './turn.js';
 import { TURN_SERVER_NAMES } from './turn-servers.js';
+import { formatRendezvous, measureRendezvous, type RendezvousResult } from './rendezvous.js';
 import { IperfRunner, StreamRunner, type Direction, type ThroughputRunner, type ThroughputSample } from './throughput.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -40,7 +41,7 @@ const GOALS = {
 /** seconds without progress when an uplink dies mid-download */
 const STALL_GOAL_SECONDS = 2;
 
-const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'turn'];
+const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'turn', 'rendezvous'];
 
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
@@ -49,12 +50,14 @@ const USAGE = `Usage: npm run bench -- [options]
   --concurrency N     transactions in flight for connections/s (default 32)
   --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
-  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn
-                      (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds)
+  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn,rendezvous
+                      (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds,
+                      rendezvous ~2 min)
   --turn-seconds S    seconds per TURN allocations/s sample (default 5)
   --turn-concurrency N  TURN allocations in flight, each on its own socket (default 32)
   --lab-timeout S     give the lab this long (default 600)
-  --quick             1 round of 2 s each, for trying the bench out (TURN: 1 round, 2 s of allocations)
+  --quick             1 round of 2 s each, for trying the bench out (TURN: 1 round, 2 s of allocations;
+                      rendezvous: 5 sessions per path, 1000 devices online)
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
                       CPU time went (slows edgeward down: its figures in that run are not representative)
@@ -71,6 +74,9 @@ interface Options {
   labTimeout: number;
   turnSeconds: number;
   turnConcurrency: number;
+  /** rendezvous: sessions per path for the first-byte time, devices online at once */
+  rendezvousSessions: number;
+  rendezvousDevices: number;
   keepTmp: boolean;
   profile: boolean;
 }
@@ -114,6 +120,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     labTimeout: int('lab-timeout', values['lab-timeout'], 600, 10, 3600),
     turnSeconds: int('turn-seconds', values['turn-seconds'], quick ? 2 : 5, 1, 60),
     turnConcurrency: int('turn-concurrency', values['turn-concurrency'], 32, 1, 1024),
+    rendezvousSessions: quick ? 5 : 20,
+    rendezvousDevices: quick ? 1000 : 5000,
     keepTmp: values['keep-tmp'] === true,
     profile: values.profile === true,
   };
@@ -481,6 +489,8 @@ async function main(): Promise<number> {
   let lab: LabOutcome | undefined;
   let hybrid: HybridOutcome | undefined;
   let turn: TurnResult | undefined;
+  let rendezvous: RendezvousResult | undefined;
+  const rendezvousOptions = { sessions: o.rendezvousSessions, devices: o.rendezvousDevices, throughputBytes: 32 * 1024 * 1024, clockTicks };
   try {
     if (socksParts) {
       const tools = await compileTools(BENCH_DIR, tmp);
@@ -524,6 +534,12 @@ async function main(): Promise<number> {
     for (const f of turn.failures) log(f);
     if (turn.failed) failed = true;
   }
+  if (o.only.has('rendezvous')) {
+    log('rendezvous: peers on loopback, presence WebSockets');
+    rendezvous = await measureRendezvous(ROOT, tmp, rendezvousOptions, log);
+    for (const f of rendezvous.failures) log(`rendezvous: ${f}`);
+    if (rendezvous.failures.length > 0) failed = true;
+  }
   if (o.only.has('lab')) {
     log('lab: measuring MPTCP/TCP ratio');
     lab = await runLab(o.labTimeout * 1000, log);
@@ -563,6 +579,10 @@ async function main(): Promise<number> {
   const socksRounds = roundsText(targets, tp, cps);
   if (socksRounds) output += `\nrounds:\n${socksRounds}\n`;
   if (turn) output += `\nTURN (${turn.servers.map((s) => `${s.name} ${s.port ? `127.0.0.1:${s.port}` : s.unavailable}`).join(', ')}):\n${formatTable(buildTurnRows(turn), TURN_SERVER_NAMES, 'edgeward/coturn')}\n\nTURN rounds:\n${turnRoundsText(turn)}\n`;
+  if (rendezvous) {
+    output += `\nRendezvous (edgeward peer device|connect on loopback, werift):\n${formatRendezvous(rendezvous, rendezvousOptions)}\n`;
+    notes.push('rendezvous: peers offer host candidates on 127.0.0.1 (--ice-address); first byte = from spawning `edgeward peer connect` (Node start, login, signaling, ICE, DTLS, SCTP) to the first byte of the device service\'s banner through the forward; relayed = --relay-only through edgeward\'s TURN; not measured here: coturn as these peers\' relay (the peers take the TURN servers the signaling server hands out), ssh -L (no sshd)');
+  }
   output += `\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
   if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;
   process.stdout.write(output);
@@ -579,6 +599,7 @@ async function main(): Promise<number> {
     lab: lab ?? null,
     hybrid: hybrid ?? null,
     turn: turn ? { ...turn, table: buildTurnRows(turn) } : null,
+    rendezvous: rendezvous ?? null,
     edgewardProfile: profile ?? null,
     notes,
   };
