@@ -3,8 +3,8 @@
 // and nothing can leave): a TCP stream forwarded over the WebRTC data channel arrives whole in both
 // directions with TCP's half-close carried across, a file served on the device downloads intact
 // through curl, the path is reported (direct, and relayed with --relay-only, where the TURN
-// allocation shows the bytes), a service the device does not expose is refused, and a device
-// killed mid-session ends the client's session with a reason.
+// allocation shows the bytes), a service the device does not expose is refused, a device killed
+// mid-session ends the client's session with a reason, and when it comes back the next session works.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -91,6 +91,15 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
       process.stdout.write(`# client ended ${Date.now() - before} ms after the device was killed: ${relayed.stderr().trim().split('\n').pop()}\n`);
       assert.equal(exit.code, 1);
       assert.match(relayed.stderr(), /the session ended: device_offline/);
+
+      // the device comes back with the same token: the next session works
+      const back = lab.spawn(ns, [process.execPath, BIN, 'peer', 'device', '--server', SERVER, '--expose', 'echo=tcp:127.0.0.1:7000', '--ice-address', '127.0.0.1'], { env: { EDGEWARD_DEVICE_TOKEN: token } });
+      await back.waitForOutput(/online as device box of alice/, 15_000);
+      const again = connect([], [4222, 4280]);
+      assert.equal((await pathOf(again)).path, 'direct');
+      const e3 = await echoCheck(4222, 256 * 1024);
+      assert.deepEqual([e3.back, e3.equal], [e3.sent, true], 'the next session after the device came back');
+      await again.stop('SIGTERM', 5000);
     }),
   );
 });
