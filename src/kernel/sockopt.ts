@@ -6,20 +6,12 @@ import { EdgewardError } from '../core/errors.js';
 import { constants as osConstants } from 'node:os';
 import type { Socket } from 'node:net';
 import { underMptcpSysctlLock } from './sysctl.js';
+import { AF_INET, AF_INET6, c_bind, c_close, c_inet_pton, c_socket, IPV6_V6ONLY, libc, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET } from './libc.js';
 
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const AF_INET = 2;
-const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
 const IPPROTO_MPTCP = 262;
-const SOL_SOCKET = 1;
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
 const IP_TRANSPARENT = 19;
 const IPV6_TRANSPARENT = 75;
-const IPV6_V6ONLY = 26;
 const SO_REUSEADDR = 2;
 const SOL_MPTCP = 284;
 const SO_KEEPALIVE = 9;
@@ -32,15 +24,10 @@ const TCP_CONGESTION = 13;
 const MPTCP_INFO = 1;
 const MPTCP_INFO_FLAG_FALLBACK = 1;
 
-const libc = koffi.load('libc.so.6');
-const c_socket = libc.func('int socket(int domain, int type, int protocol)');
-const c_close = libc.func('int close(int fd)');
 const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
 const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
-const c_bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
 const c_listen = libc.func('int listen(int fd, int backlog)');
 const c_dup = libc.func('int dup(int fd)');
-const c_inet_pton = libc.func('int inet_pton(int af, const char *src, _Out_ void *dst)');
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 

@@ -11,18 +11,11 @@
 // which koffi's changelog still calls undocumented: this file is the one place that uses it.
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
+import { AF_INET, AF_INET6, c_bind, c_close, c_inet_pton, c_socket, IPV6_V6ONLY, libc, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_IPV6, SOL_SOCKET } from './libc.js';
 import { check, KernelError, setInt, sockaddr } from './sockopt.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SOL_IPV6 = 41;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
-const IPV6_V6ONLY = 26;
 const MSG_DONTWAIT = 0x40;
 const MSG_TRUNC = 0x20;
 
@@ -41,15 +34,10 @@ const MMSG = 64;
 const IOV = 16;
 const NAME = 28; // sizeof(struct sockaddr_in6)
 
-const libc = koffi.load('libc.so.6');
-const c_socket = libc.func('int socket(int domain, int type, int protocol)');
-const c_bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
 const c_getsockname = libc.func('int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)');
-const c_close = libc.func('int close(int fd)');
 const c_recvmmsg = libc.func('int recvmmsg(int fd, void *vec, unsigned int n, int flags, void *timeout)');
 const c_sendmmsg = libc.func('int sendmmsg(int fd, void *vec, unsigned int n, int flags)');
 const c_inet_ntop = libc.func('const char *inet_ntop(int af, const void *src, _Out_ char *dst, uint32_t size)');
-const c_inet_pton = libc.func('int inet_pton(int af, const char *src, _Out_ void *dst)');
 
 /** Native memory for the headers, names and payloads of one batch, with a Buffer over it. */
 interface Region {
@@ -77,6 +65,8 @@ interface Arena {
 }
 
 let arena: Arena | null = null;
+/** receive slots whose msg_namelen the last recvmmsg overwrote (the others still hold NAME) */
+let rxUsed = BATCH;
 
 function theArena(): Arena {
   if (arena) return arena;
@@ -297,8 +287,9 @@ export class UdpSocket {
     const a = theArena();
     const hdr = a.rxHdr.view;
     for (let call = 0; call < RX_CALLS_PER_TURN && !this.closed; call++) {
-      for (let i = 0; i < BATCH; i++) hdr.writeUInt32LE(NAME, i * MMSG + 8);
+      for (let i = 0; i < rxUsed; i++) hdr.writeUInt32LE(NAME, i * MMSG + 8);
       const n = c_recvmmsg(this.fd, a.rxHdr.ptr, BATCH, MSG_DONTWAIT, null) as number;
+      rxUsed = Math.max(n, 0);
       if (n <= 0) return; // EAGAIN: empty; a pending socket error is read (and cleared) this way too
       for (let i = 0; i < n && !this.closed; i++) {
         const len = hdr.readUInt32LE(i * MMSG + 56);
@@ -373,7 +364,7 @@ export class UdpSocket {
       this.counters.sendErrors++;
       this.head++;
     }
-    this.queue = [];
+    this.queue.length = 0;
     this.head = 0;
     if (this.waitingWritable) {
       this.waitingWritable = false;

@@ -1,6 +1,6 @@
 // IP addresses, CIDR blocks and host names: parsing and matching, shared by the policy matcher and
 // the SOCKS access lists.
-import { isIP, isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { EdgewardError, type Issue } from '../core/errors.js';
 import { err, ok, type Result } from '../core/result.js';
 
@@ -97,17 +97,6 @@ export type CidrIssue = Issue<'invalid_address' | 'invalid_prefix'>;
 export function canonicalIp(ip: string): string {
   if (ip.length > 7 && ip.charCodeAt(0) === 58 && /^::ffff:/i.test(ip) && isIPv4(ip.slice(7))) return ip.slice(7);
   return ip;
-}
-
-/**
- * A `lookup` for UDP sockets that only ever send to IP literals (a relay's peers, a server's
- * clients): answers at once, without dns.lookup's validation and the deferred callback it costs on
- * every datagram. A name is an error.
- */
-export function literalLookup(address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
-  const f = isIP(address);
-  if (f === 0) callback(Object.assign(new Error(`not an IP address: ${address}`), { code: 'EINVAL' }), address, 0);
-  else callback(null, address, f);
 }
 
 /** "a.b.c.d:PORT", or "[v6]:PORT". */

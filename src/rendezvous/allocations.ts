@@ -6,7 +6,6 @@
 // datagram only.
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
-import { canonicalIp } from '../net/address.js';
 import { UdpSocket } from '../kernel/udp-socket.js';
 import { TokenBucket } from './limits.js';
 import { closeTcpRelay, ConnectionIds, openTcpRelay, type PeerConnection, type TcpRelay } from './tcp-relay.js';
@@ -459,8 +458,8 @@ export class AllocationTable {
     return this.toPeer(a, peer, data);
   }
 
-  private fromPeer(a: Allocation, data: Buffer, address: string, port: number): void {
-    const ip = canonicalIp(address);
+  /** `ip` is canonical text already: relay sockets are IPv4, or IPv6-only (no IPv4-mapped senders). */
+  private fromPeer(a: Allocation, data: Buffer, ip: string, port: number): void {
     if (!this.permitted(a, ip)) return; // no permission: the datagram is dropped (RFC 8656 section 11)
     if (a.buckets && !a.buckets.down.take(data.length, this.now())) {
       a.dropped.down++;

@@ -113,7 +113,8 @@ export class StunServer {
       throw e;
     }
     udp.onMessage = (msg, address, fromPort) => {
-      const client = { address: canonicalIp(address), port: fromPort, transport: 'udp' as const };
+      // canonical text already: the socket is IPv4, or IPv6-only (no IPv4-mapped senders)
+      const client = { address, port: fromPort, transport: 'udp' as const };
       const turn = this.opts.turn;
       // ChannelData (first two bits 01) belongs to a TURN allocation of this client
       if (turn && msg.length > 0 && (msg[0]! & 0xc0) === 0x40) {

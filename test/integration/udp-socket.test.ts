@@ -98,10 +98,14 @@ describe('UdpSocket (recvmmsg/sendmmsg below node:dgram)', () => {
 
   it('a port in use is EADDRINUSE and costs no fd; close frees the fd and the port', async () => {
     const before = openFds();
+    const sockets = openUdpSockets();
     const a = UdpSocket.bind({ family: 4, host: '127.0.0.1', port: 0 });
     assert.equal(openUdpSockets() >= 1, true);
+    assert.equal(openUdpSockets(), sockets + 1, 'one more open socket, and none for the refused bind below');
     assert.throws(() => UdpSocket.bind({ family: 4, host: '127.0.0.1', port: a.port }), { code: 'EADDRINUSE' });
+    assert.equal(openUdpSockets(), sockets + 1);
     a.close();
+    assert.equal(openUdpSockets(), sockets);
     // libuv closes its poll handle on the next turn
     await new Promise((r) => setImmediate(r));
     assert.equal(openFds(), before, 'no fd left open');
