@@ -32,7 +32,6 @@ export interface DeviceOptions extends RtcOptions {
 interface DeviceSession {
   pc: RTCPeerConnection;
   user: string;
-  streams: number;
 }
 
 /** Runs until `stop` is called or the server refuses the device for good (then it rejects). */
@@ -81,8 +80,6 @@ export function runDevice(opts: DeviceOptions): { stop(): void; done: Promise<vo
       return;
     }
     const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    const s = sessions.get(id);
-    if (s) s.streams++;
     void pipeStream(socket, dc).then((r) => opts.log(`session ${id}: stream to ${name} closed (${r.sent} bytes to the client, ${r.received} from it${r.error ? `; ${r.error}` : ''})`));
   };
 
@@ -91,7 +88,7 @@ export function runDevice(opts: DeviceOptions): { stop(): void; done: Promise<vo
     switch (f.type) {
       case 'session': {
         const pc = newPeerConnection(f.iceServers as IceServer[], opts, (candidate) => client?.send({ type: 'candidate', session: id, candidate }));
-        sessions.set(id, { pc, user: String(f.user), streams: 0 });
+        sessions.set(id, { pc, user: String(f.user) });
         pc.ondatachannel = ({ channel }) => serve(id, channel);
         connected(pc, 60_000).then(
           () => opts.log(`session ${id} of ${String(f.user)}: connected, ${describePath(selectedPath(pc))}`),

@@ -10,7 +10,7 @@ import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
 import type { DeviceService } from '../auth/devices.js';
 import type { UserService } from '../auth/users.js';
-import { canonicalIp } from '../net/address.js';
+import { canonicalIp, isLoopback, parseIp } from '../net/address.js';
 import { SourceBuckets } from './limits.js';
 import type { LoginSessions } from './login-sessions.js';
 import type { SignalingHub } from './signaling.js';
@@ -43,17 +43,17 @@ const LoginBody = Type.Object(
 const SessionReply = Type.Object({ token: Type.String({ description: 'the session token: "Authorization: Bearer TOKEN" here, and the hello of the signaling WebSocket' }), user: Type.String(), expiresAt: Type.String({ format: 'date-time' }) });
 const MyDevices = Type.Object({ devices: Type.Array(Type.Object({ id: Type.Integer(), name: Type.String(), online: Type.Boolean() })) });
 
-function isLoopback(ip: string): boolean {
-  const a = canonicalIp(ip);
-  return a === '::1' || a.startsWith('127.');
+function fromLoopback(ip: string): boolean {
+  const a = parseIp(ip);
+  return a !== null && isLoopback(a);
 }
 
-/** The user of the session token in "Authorization: Bearer ews_...", or a 401. */
-function sessionUser(req: FastifyRequest, sessions: LoginSessions): string {
-  const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(req.headers.authorization ?? '');
-  const user = m ? sessions.userOf(m[1]!) : null;
-  if (!user) throw new ApiError(401, 'unauthorized', 'headers.authorization', 'a live session token is needed: "Authorization: Bearer TOKEN" from POST /api/v1/rendezvous/login');
-  return user;
+/** The live session token in "Authorization: Bearer ews_..." and its user, or a 401. */
+function session(req: FastifyRequest, sessions: LoginSessions): { token: string; user: string } {
+  const token = /^Bearer[ ]+([^\s]+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+  const user = token !== undefined ? sessions.userOf(token) : null;
+  if (!token || !user) throw new ApiError(401, 'unauthorized', 'headers.authorization', 'a live session token is needed: "Authorization: Bearer TOKEN" from POST /api/v1/rendezvous/login');
+  return { token, user };
 }
 
 export function accountRoutes(deps: AccountRoutesDeps): FastifyPluginAsync {
@@ -70,7 +70,7 @@ export function accountRoutes(deps: AccountRoutesDeps): FastifyPluginAsync {
         schema: { tags, summary: 'Log in as a user with rendezvous access: a session token', security: [], body: LoginBody, response: { 200: SessionReply, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody } },
       },
       async (req, reply) => {
-        if (req.protocol !== 'https' && !isLoopback(req.ip) && !deps.allowInsecureLogin) {
+        if (req.protocol !== 'https' && !fromLoopback(req.ip) && !deps.allowInsecureLogin) {
           throw new ApiError(403, 'insecure_login', null, 'password logins over plain HTTP are only taken from loopback: serve the API over TLS (--api-tls-cert, --api-tls-key), or for a lab --allow-insecure-login');
         }
         const source = canonicalIp(req.ip);
@@ -89,13 +89,12 @@ export function accountRoutes(deps: AccountRoutesDeps): FastifyPluginAsync {
     );
 
     app.post('/rendezvous/logout', { config: { public: true }, schema: { tags, summary: 'End this session token', security: [], response: { 204: { type: 'null', description: 'ended' }, 401: ErrorBody } } }, async (req, reply) => {
-      sessionUser(req, sessions);
-      sessions.end(/^Bearer[ ]+([^\s]+)/i.exec(req.headers.authorization ?? '')![1]!);
+      sessions.end(session(req, sessions).token);
       return reply.code(204).send();
     });
 
     app.get('/rendezvous/devices', { config: { public: true }, schema: { tags, summary: "The session's user's devices, online or not", security: [], response: { 200: MyDevices, 401: ErrorBody } } }, async (req) => {
-      const user = sessionUser(req, sessions);
+      const { user } = session(req, sessions);
       return { devices: (await deps.devices.list(user)).map((d) => ({ id: d.id, name: d.name, online: hub.isOnline(d.id) })) };
     });
 

@@ -181,7 +181,7 @@ export class SignalingHub {
         this.drop(peer, CloseCode.tooMany, 'too many frames over the rate limit');
         return;
       }
-      // one error frame per second at most: the answer to a flood must not be a flood
+      // one error frame per `rate` frames dropped: the answer to a flood must not be a flood
       if (peer.dropped === 1 || peer.dropped % this.limits.rate === 0) this.error(peer, 'rate_limited', `more than ${this.limits.rate} frames a second: frames are dropped`);
       return;
     }

@@ -5,15 +5,24 @@ import { join } from 'node:path';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { killOnExit, runCmd } from './process.js';
 
-export async function launchChromium(dir: string, args: string[] = []): Promise<Browser> {
-  const chromium = await runCmd(['sh', '-c', 'command -v chromium'], { timeoutMs: 5000 });
+/** The path of Debian's chromium. */
+export async function chromiumPath(): Promise<string> {
+  return (await runCmd(['sh', '-c', 'command -v chromium'], { timeoutMs: 5000 })).stdout.trim() || '/usr/bin/chromium';
+}
+
+/**
+ * `opts.executablePath`: a wrapper to run instead (one that starts chromium in a lab namespace);
+ * `opts.pipe`: DevTools over pipes, for a browser whose debugging port would be out of reach.
+ */
+export async function launchChromium(dir: string, args: string[] = [], opts: { executablePath?: string; pipe?: boolean } = {}): Promise<Browser> {
   const browser = await puppeteer.launch({
-    executablePath: chromium.stdout.trim() || '/usr/bin/chromium',
+    executablePath: opts.executablePath ?? (await chromiumPath()),
+    pipe: opts.pipe === true,
     headless: true,
     args: ['--no-sandbox', ...args],
     userDataDir: join(dir, 'profile'),
-    timeout: 20_000,
-    protocolTimeout: 20_000,
+    timeout: 30_000,
+    protocolTimeout: 30_000,
     handleSIGINT: false,
     handleSIGTERM: false,
     handleSIGHUP: false,

@@ -1,28 +1,18 @@
 // What the WebRTC tests read from a werift peer: the candidate pair its ICE agent nominated (werift
-// has no RTCIceTransport.getSelectedCandidatePair(); its IceConnection keeps `nominated`), and the
+// has no RTCIceTransport.getSelectedCandidatePair(); src/peer/rtc.ts reads its `nominated`), and the
 // JSON-lines protocol between a test and a peer program running in a lab namespace
 // (test/helpers/werift-peer.ts): commands on its stdin, events on its stdout.
-import type { RTCPeerConnection } from 'werift';
+import { selectedPath, type CandidateView } from '../../src/peer/rtc.js';
 
-export interface CandidateView {
-  /** host, srflx, prflx or relay */
-  type: string;
-  address: string;
-  port: number;
-}
+export type { CandidateView };
 
 export interface SelectedPair {
   local: CandidateView;
   remote: CandidateView;
 }
 
-/** The pair the peer's (first, bundled) ICE transport nominated, or null before ICE has nominated one. */
-export function selectedPair(pc: RTCPeerConnection): SelectedPair | null {
-  const pair = pc.iceTransports[0]?.connection.nominated;
-  if (!pair) return null;
-  const view = (c: { type: string; host: string; port: number }): CandidateView => ({ type: c.type, address: c.host, port: c.port });
-  return { local: view(pair.localCandidate), remote: view(pair.remoteCandidate) };
-}
+/** The pair the peer's (first, bundled) ICE transport nominated, or null before ICE has nominated one (edgeward's peers read it the same way). */
+export const selectedPair: (pc: Parameters<typeof selectedPath>[0]) => SelectedPair | null = selectedPath;
 
 /** "relay 203.0.113.1:50000 -> srflx 198.51.100.2:40000", for messages. */
 export function describePair(p: SelectedPair | null): string {

@@ -53,6 +53,12 @@ describe('rendezvous: accounts and signaling', () => {
     assert.equal(w.type, 'welcome', JSON.stringify(w));
     return c;
   };
+  /** an offer from `from` in `session` reaches `to` with its SDP */
+  const assertRelays = async (from: SignalClient, to: SignalClient, session: string, sdp: string): Promise<void> => {
+    const got = to.nextOfType('offer');
+    from.send({ type: 'offer', session, sdp });
+    assert.equal((await got).sdp, sdp);
+  };
   /** opens a session from `c` to device `name`: the client's "opened" and the device's "session" */
   const openSession = async (c: SignalClient, d: SignalClient, name: string): Promise<{ opened: Frame; offered: Frame }> => {
     const offered = d.nextOfType('session');
@@ -134,9 +140,7 @@ describe('rendezvous: accounts and signaling', () => {
       assert.ok(turn && /^\d+:alice$/.test(turn.username!) && turn.credential && turn.urls.some((u) => u.startsWith('turn:')), JSON.stringify(f.iceServers));
     }
     const sid = opened.session as string;
-    const gotOffer = box.nextOfType('offer');
-    alice.send({ type: 'offer', session: sid, sdp: 'v=0 offer-from-alice' });
-    assert.equal((await gotOffer).sdp, 'v=0 offer-from-alice');
+    await assertRelays(alice, box, String(sid), 'v=0 offer-from-alice');
     const gotAnswer = alice.nextOfType('answer');
     box.send({ type: 'answer', session: sid, sdp: 'v=0 answer-from-box' });
     assert.equal((await gotAnswer).sdp, 'v=0 answer-from-box');
@@ -167,9 +171,7 @@ describe('rendezvous: accounts and signaling', () => {
     bob.send({ type: 'close', session: opened.session });
     assert.equal((await bob.nextOfType('error')).code, 'no_such_session');
     // alice's session still works, and nothing of bob's reached the device
-    const gotOffer = box.nextOfType('offer');
-    alice.send({ type: 'offer', session: opened.session, sdp: 'v=0 from-alice' });
-    assert.equal((await gotOffer).sdp, 'v=0 from-alice');
+    await assertRelays(alice, box, String(opened.session), 'v=0 from-alice');
     assert.ok(!box.frames.slice(before).some((f) => JSON.stringify(f).includes('from-bob')), 'bob reached the device');
     const bobDevice = await connect();
     const w = await bobDevice.hello({ role: 'device', token: 'ewd_notatoken' });
@@ -200,9 +202,7 @@ describe('rendezvous: accounts and signaling', () => {
     const big = await connect();
     big.send(JSON.stringify({ type: 'hello', role: 'client', session: 'x'.repeat(70_000) }));
     assert.equal((await big.closed).code, 1009);
-    const gotOffer = box.nextOfType('offer');
-    alice.send({ type: 'offer', session: opened.session, sdp: 'v=0 still-here' });
-    assert.equal((await gotOffer).sdp, 'v=0 still-here');
+    await assertRelays(alice, box, String(opened.session), 'v=0 still-here');
   });
 
   it('rate-limits a flooding connection and closes it past the bound; its neighbours are not slowed', async () => {
@@ -214,9 +214,7 @@ describe('rendezvous: accounts and signaling', () => {
     const limited = await flood.next((f) => f.type === 'error' && f.code === 'rate_limited');
     assert.match(String(limited.message), /frames a second/);
     assert.equal((await flood.closed).code, 4429);
-    const gotOffer = box.nextOfType('offer');
-    alice.send({ type: 'offer', session: opened.session, sdp: 'v=0 after-flood' });
-    assert.equal((await gotOffer).sdp, 'v=0 after-flood');
+    await assertRelays(alice, box, String(opened.session), 'v=0 after-flood');
   });
 
   it('a device that reconnects keeps its identity; its old connection and sessions end with a reason', async () => {
@@ -256,6 +254,21 @@ describe('rendezvous: accounts and signaling', () => {
     assert.equal((await temp.closed).code, 4410);
     const again = await connect();
     assert.equal((await again.hello({ role: 'device', token: tokens.temp })).code, 'unauthorized');
+  });
+
+  it("removing a user closes their client and device connections (4410) and ends their logins", async () => {
+    assert.equal((await g.api('POST', '/api/v1/users', { username: 'dave', password: 'dave-password', rendezvous: true })).status, 201);
+    const r = await g.api<{ token: string }>('POST', '/api/v1/devices', { user: 'dave', name: 'davebox' });
+    tokens.davebox = r.body.token;
+    const davebox = await device('davebox');
+    const token = await session('dave');
+    const dave = await connect();
+    assert.equal((await dave.hello({ role: 'client', session: token })).type, 'welcome');
+    assert.equal((await g.api('DELETE', '/api/v1/users/dave')).status, 204);
+    assert.equal((await dave.closed).code, 4410);
+    assert.equal((await davebox.closed).code, 4410);
+    const mine = await fetch(`${g.apiUrl}/api/v1/rendezvous/devices`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(mine.status, 401, 'the session token of a removed user opens nothing');
   });
 
   it('counts devices online, sessions and error frames in the metrics', async () => {

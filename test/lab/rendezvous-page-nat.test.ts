@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import puppeteer from 'puppeteer-core';
 import { BIN, startEdgeward } from '../helpers/edgeward.js';
 import { buildNatLab } from '../helpers/nat-lab.js';
 import { withLab } from '../helpers/netns.js';
-import { killOnExit, runCmd } from '../helpers/process.js';
+import { chromiumPath, launchChromium } from '../helpers/browser.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 
 const skip = requirement(labSkipReason({ needs: ['chromium', 'nft'] }) ?? edgewardSkipReason());
@@ -28,14 +27,12 @@ describe('the /rendezvous page behind a NAT (lab)', { skip }, () => {
       await device.waitForOutput(/online as device box/, 15_000);
 
       const dir = lab.tempDir('chromium');
-      const chromium = (await runCmd(['sh', '-c', 'command -v chromium'])).stdout.trim() || '/usr/bin/chromium';
+      const chromium = await chromiumPath();
       const wrapper = join(dir, 'chromium-in-hostb');
       writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${nl.b.host.name} ${chromium} "$@"\n`);
       chmodSync(wrapper, 0o755);
       // the DevTools protocol over pipes (inherited through ip netns exec): a debugging port would be in host b's namespace
-      const browser = await puppeteer.launch({ executablePath: wrapper, pipe: true, headless: true, args: ['--no-sandbox'], userDataDir: join(dir, 'profile'), timeout: 30_000, protocolTimeout: 30_000, handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false });
-      const proc = browser.process();
-      if (proc) killOnExit(proc, true);
+      const browser = await launchChromium(dir, [], { executablePath: wrapper, pipe: true });
       try {
         const page = await browser.newPage();
         await page.goto(`${api}/rendezvous`);
