@@ -48,3 +48,22 @@ export function apiCommand(name: string, summary: string, usage: string, subcomm
     },
   };
 }
+
+/**
+ * Prints a list as JSON (`json`), as `empty` when there is nothing, or as a table: a header, then
+ * one row per item, columns two spaces apart; columns in `right` are right-aligned (ids).
+ */
+export function printList<T>(items: readonly T[], opts: { json: boolean; empty: string; head: string[]; row: (item: T) => string[]; right?: readonly number[] }): void {
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
+    return;
+  }
+  if (items.length === 0) {
+    process.stdout.write(`${opts.empty}\n`);
+    return;
+  }
+  const rows = [opts.head, ...items.map(opts.row)];
+  const widths = opts.head.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const right = new Set(opts.right ?? []);
+  for (const r of rows) process.stdout.write(`${r.map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()}\n`);
+}

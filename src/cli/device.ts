@@ -2,7 +2,7 @@
 // device's token once: only its hash is stored, so it cannot be shown again (remove the device and
 // add it anew to get another).
 import { clientFromEnv, ENV_HELP } from './api-client.js';
-import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
+import { apiCommand, onePositional, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward device <add|rm|list> [options]
@@ -62,18 +62,7 @@ async function list(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const api = clientFromEnv(values.data);
   const { devices } = await api.request<{ devices: DeviceView[] }>('GET', `/api/v1/devices${values.user !== undefined ? `?user=${encodeURIComponent(values.user)}` : ''}`);
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify(devices, null, 2)}\n`);
-    return 0;
-  }
-  if (devices.length === 0) {
-    process.stdout.write('no devices\n');
-    return 0;
-  }
-  const userWidth = Math.max(4, ...devices.map((d) => d.user.length));
-  const nameWidth = Math.max(4, ...devices.map((d) => d.name.length));
-  process.stdout.write(`${'ID'.padStart(4)}  ${'USER'.padEnd(userWidth)}  ${'NAME'.padEnd(nameWidth)}  CREATED\n`);
-  for (const d of devices) process.stdout.write(`${String(d.id).padStart(4)}  ${d.user.padEnd(userWidth)}  ${d.name.padEnd(nameWidth)}  ${d.createdAt}\n`);
+  printList(devices, { json: values.json === true, empty: 'no devices', head: ['  ID', 'USER', 'NAME', 'CREATED'], row: (d) => [String(d.id), d.user, d.name, d.createdAt], right: [0] });
   return 0;
 }
 

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { parseArgs } from 'node:util';
+import { apiCommand, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 import { promptHidden, readPasswordFromStdin } from './password.js';
 import { parseListenAddress } from '../config/common.js';
@@ -43,8 +44,6 @@ Options:
 Exit status: 0 stopped by a signal, 1 the session could not be set up or ended, 2 usage error.
 `;
 
-class PeerUsageError extends Error {}
-
 function parse(args: string[]) {
   try {
     return parseArgs({
@@ -68,45 +67,45 @@ function parse(args: string[]) {
       },
     });
   } catch (e) {
-    throw new PeerUsageError((e as Error).message);
+    throw new UsageError((e as Error).message);
   }
 }
 
 function need(value: string | undefined, flag: string): string {
-  if (value === undefined || value === '') throw new PeerUsageError(`${flag} is required`);
+  if (value === undefined || value === '') throw new UsageError(`${flag} is required`);
   return value;
 }
 
 /** NAME=tcp:HOST:PORT */
 export function parseExpose(text: string): [string, { host: string; port: number }] {
   const m = /^([A-Za-z0-9._-]{1,64})=tcp:(.+)$/.exec(text);
-  if (!m) throw new PeerUsageError(`--expose ${text}: expected NAME=tcp:HOST:PORT (e.g. ssh=tcp:127.0.0.1:22)`);
+  if (!m) throw new UsageError(`--expose ${text}: expected NAME=tcp:HOST:PORT (e.g. ssh=tcp:127.0.0.1:22)`);
   try {
     const at = parseListenAddress(m[2]!, `--expose ${m[1]}`);
     if (at.port === 0) throw new Error('port 0');
     return [m[1]!, at];
   } catch (e) {
-    throw new PeerUsageError(`--expose ${text}: ${(e as Error).message}`);
+    throw new UsageError(`--expose ${text}: ${(e as Error).message}`);
   }
 }
 
 /** [HOST:]PORT=NAME */
 export function parseForward(text: string): Forward {
   const m = /^(.+)=([A-Za-z0-9._-]{1,64})$/.exec(text);
-  if (!m) throw new PeerUsageError(`--forward ${text}: expected [HOST:]PORT=NAME (e.g. 2222=ssh)`);
+  if (!m) throw new UsageError(`--forward ${text}: expected [HOST:]PORT=NAME (e.g. 2222=ssh)`);
   try {
     const at = parseListenAddress(m[1]!, '--forward');
     return { host: at.host, port: at.port, service: m[2]! };
   } catch (e) {
-    throw new PeerUsageError(`--forward ${text}: ${(e as Error).message}`);
+    throw new UsageError(`--forward ${text}: ${(e as Error).message}`);
   }
 }
 
 function rtcOptions(values: ReturnType<typeof parse>['values']): { relayOnly: boolean; turnTransport: 'udp' | 'tcp'; iceAddresses: string[] } {
   const t = values['turn-transport'] ?? 'udp';
-  if (t !== 'udp' && t !== 'tcp') throw new PeerUsageError(`--turn-transport must be udp or tcp, got "${t}"`);
+  if (t !== 'udp' && t !== 'tcp') throw new UsageError(`--turn-transport must be udp or tcp, got "${t}"`);
   const iceAddresses = values['ice-address'] ?? [];
-  for (const a of iceAddresses) if (!isIPv4(a)) throw new PeerUsageError(`--ice-address ${a}: an IPv4 address is expected`);
+  for (const a of iceAddresses) if (!isIPv4(a)) throw new UsageError(`--ice-address ${a}: an IPv4 address is expected`);
   return { relayOnly: values['relay-only'] === true, turnTransport: t, iceAddresses };
 }
 
@@ -122,15 +121,15 @@ function untilSignal(): Promise<void> {
 
 async function device(args: string[]): Promise<number> {
   const { values, positionals } = parse(args);
-  if (positionals.length > 0) throw new PeerUsageError(`unexpected argument "${positionals[0]}"`);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const server = need(values.server, '--server');
   let token = values.token ?? process.env.EDGEWARD_DEVICE_TOKEN ?? '';
   if (values['token-file'] !== undefined) token = readFileSync(values['token-file'], 'utf8').trim();
-  if (token === '') throw new PeerUsageError('the device token is required: --token T, --token-file FILE or EDGEWARD_DEVICE_TOKEN');
+  if (token === '') throw new UsageError('the device token is required: --token T, --token-file FILE or EDGEWARD_DEVICE_TOKEN');
   const expose = new Map((values.expose ?? []).map(parseExpose));
-  if (expose.size === 0 && values.files === undefined) throw new PeerUsageError('--expose NAME=tcp:HOST:PORT is required (at least one service), or --files DIR');
+  if (expose.size === 0 && values.files === undefined) throw new UsageError('--expose NAME=tcp:HOST:PORT is required (at least one service), or --files DIR');
   const files = values.files;
-  if (files !== undefined && !(existsSync(files) && statSync(files).isDirectory())) throw new PeerUsageError(`--files ${files}: not a directory`);
+  if (files !== undefined && !(existsSync(files) && statSync(files).isDirectory())) throw new UsageError(`--files ${files}: not a directory`);
   const running = runDevice({ server, token, expose, log, ...(files !== undefined ? { files } : {}), ...rtcOptions(values) });
   const stopped = untilSignal().then(() => running.stop());
   try {
@@ -144,17 +143,17 @@ async function device(args: string[]): Promise<number> {
 
 async function connect(args: string[]): Promise<number> {
   const { values, positionals } = parse(args);
-  if (positionals.length !== 1) throw new PeerUsageError(positionals.length === 0 ? 'missing DEVICE' : `unexpected argument "${positionals[1]}"`);
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing DEVICE' : `unexpected argument "${positionals[1]}"`);
   const server = need(values.server, '--server');
   const user = need(values.user, '--user');
   const forwards = (values.forward ?? []).map(parseForward);
-  if (forwards.length === 0) throw new PeerUsageError('--forward [HOST:]PORT=NAME is required (at least one)');
+  if (forwards.length === 0) throw new UsageError('--forward [HOST:]PORT=NAME is required (at least one)');
   const timeout = values.timeout === undefined ? 30 : Number(values.timeout);
-  if (!(timeout > 0 && timeout <= 600)) throw new PeerUsageError(`--timeout must be 1-600 seconds, got "${values.timeout}"`);
+  if (!(timeout > 0 && timeout <= 600)) throw new UsageError(`--timeout must be 1-600 seconds, got "${values.timeout}"`);
   let password = process.env.EDGEWARD_PASSWORD ?? '';
   if (values['password-stdin']) password = await readPasswordFromStdin();
   else if (password === '') {
-    if (!process.stdin.isTTY) throw new PeerUsageError('no password: give it on standard input with --password-stdin, or in EDGEWARD_PASSWORD');
+    if (!process.stdin.isTTY) throw new UsageError('no password: give it on standard input with --password-stdin, or in EDGEWARD_PASSWORD');
     password = await promptHidden(`password for ${user}: `);
   }
   try {
@@ -181,25 +180,16 @@ async function connect(args: string[]): Promise<number> {
   }
 }
 
+const dispatch = apiCommand('peer', 'the two ends of a rendezvous session: a device serving local services, a client forwarding ports to them', usage, { device, connect });
+
 export const command: Command = {
-  summary: 'the two ends of a rendezvous session: a device serving local services, a client forwarding ports to them',
-  usage,
+  ...dispatch,
   async run(args: string[]): Promise<number> {
-    const [sub, ...rest] = args;
-    const fn = sub === 'device' ? device : sub === 'connect' ? connect : undefined;
-    if (!fn) {
-      process.stderr.write(`${sub === undefined ? 'edgeward peer: missing sub-command' : `edgeward peer: unknown sub-command "${sub}"`}\n\n${usage}`);
-      return 2;
-    }
     let code: number;
     try {
-      code = await fn(rest);
+      code = await dispatch.run(args);
     } catch (e) {
-      if (e instanceof PeerUsageError) {
-        process.stderr.write(`edgeward peer ${sub}: ${e.message}\nRun "edgeward peer --help" for the options.\n`);
-        return 2;
-      }
-      process.stderr.write(`edgeward peer ${sub}: ${(e as Error).message}\n`);
+      process.stderr.write(`edgeward peer ${args[0] ?? ''}: ${(e as Error).message}\n`);
       code = 1;
     }
     // werift keeps timers and sockets of a closed peer connection: the session is over, so the

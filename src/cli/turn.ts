@@ -1,7 +1,7 @@
 // `edgeward turn ...`: TURN credentials and allocations of the rendezvous service, through the REST API.
 import { formatHostPort } from '../net/address.js';
 import { clientFromEnv, ENV_HELP } from './api-client.js';
-import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
+import { apiCommand, onePositional, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward turn <credentials|allocations|end> [options]
@@ -58,19 +58,13 @@ async function allocations(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const { allocations: list } = await clientFromEnv(values.data).request<{ allocations: AllocationView[] }>('GET', '/api/v1/turn/allocations');
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-    return 0;
-  }
-  if (list.length === 0) {
-    process.stdout.write('no allocations\n');
-    return 0;
-  }
   const addr = (a: { address: string; port: number }): string => formatHostPort(a.address, a.port);
-  const rows = list.map((a) => [String(a.id), a.user, addr(a.client), `${a.transport}/${a.relayProtocol}`, a.additionalRelayed ? `${addr(a.relayed)},${addr(a.additionalRelayed)}` : addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`]);
-  const head = ['ID', 'USER', 'CLIENT', 'CLIENT/RELAY', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+  printList(list, {
+    json: values.json === true,
+    empty: 'no allocations',
+    head: ['ID', 'USER', 'CLIENT', 'CLIENT/RELAY', 'RELAYED', 'PERMS', 'CHANNELS', 'BYTES UP/DOWN', 'LEFT'],
+    row: (a) => [String(a.id), a.user, addr(a.client), `${a.transport}/${a.relayProtocol}`, a.additionalRelayed ? `${addr(a.relayed)},${addr(a.additionalRelayed)}` : addr(a.relayed), String(a.permissions.length), String(a.channels), `${a.bytes.up}/${a.bytes.down}`, `${a.secondsLeft}s`],
+  });
   return 0;
 }
 

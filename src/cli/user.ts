@@ -1,7 +1,7 @@
 // `edgeward user ...`: the users (SOCKS RFC 1929 username/password, and TURN), through the REST API.
 // Passwords come from stdin (--password-stdin) or a prompt without echo, never from the command line.
 import { clientFromEnv, ENV_HELP } from './api-client.js';
-import { apiCommand, onePositional, parseOptions, UsageError } from './api-command.js';
+import { apiCommand, onePositional, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 import { promptHidden, readPasswordFromStdin } from './password.js';
 
@@ -84,18 +84,8 @@ async function list(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const api = clientFromEnv(values.data);
   const { users } = await api.request<{ users: UserView[] }>('GET', '/api/v1/users');
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify(users, null, 2)}\n`);
-    return 0;
-  }
-  if (users.length === 0) {
-    process.stdout.write('no users\n');
-    return 0;
-  }
-  const width = Math.max(8, ...users.map((u) => u.username.length));
-  const realmWidth = Math.max(10, ...users.map((u) => (u.turnRealm ?? '-').length));
-  process.stdout.write(`${'USERNAME'.padEnd(width)}  ${'TURN REALM'.padEnd(realmWidth)}  SOCKS  RENDEZVOUS  CREATED\n`);
-  for (const u of users) process.stdout.write(`${u.username.padEnd(width)}  ${(u.turnRealm ?? '-').padEnd(realmWidth)}  ${(u.socks ? 'yes' : 'no').padEnd(5)}  ${(u.rendezvous ? 'yes' : 'no').padEnd(10)}  ${u.createdAt}\n`);
+  const yes = (b: boolean): string => (b ? 'yes' : 'no');
+  printList(users, { json: values.json === true, empty: 'no users', head: ['USERNAME', 'TURN REALM', 'SOCKS', 'RENDEZVOUS', 'CREATED'], row: (u) => [u.username, u.turnRealm ?? '-', yes(u.socks), yes(u.rendezvous), u.createdAt] });
   return 0;
 }
 
