@@ -124,16 +124,30 @@ export async function run(name: string, cmd: string, args: string[], timeoutMs: 
   return { ...st, stdout: p.stdout(), stderr: p.stderr(), timedOut };
 }
 
-/** Waits until a line of the process's stdout matches; undefined on exit or timeout. */
-export async function waitForOutput(p: Tracked, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const m = pattern.exec(p.stdout());
-    if (m) return m;
-    if (p.status()) return undefined;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return undefined;
+/**
+ * Resolves with the first match of `pattern` in what the process wrote on `from` (stdout, or stderr
+ * where edgeward logs), as soon as it is written (a latency measured up to it is not rounded to a
+ * poll interval); undefined on exit or timeout.
+ */
+export function waitForOutput(p: Tracked, pattern: RegExp, timeoutMs: number, from: 'stdout' | 'stderr' = 'stdout'): Promise<RegExpExecArray | undefined> {
+  const stream = from === 'stdout' ? p.child.stdout : p.child.stderr;
+  const text = from === 'stdout' ? p.stdout : p.stderr;
+  return new Promise((resolve) => {
+    // capture() sees each chunk first (it subscribed at spawn), so the text is there when this runs
+    const check = (): void => {
+      const m = pattern.exec(text());
+      if (m) done(m);
+    };
+    const done = (m: RegExpExecArray | undefined): void => {
+      clearTimeout(timer);
+      stream?.off('data', check);
+      resolve(m);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    stream?.on('data', check);
+    void p.exited.then(() => setImmediate(() => (pattern.exec(text()) ? check() : done(undefined))));
+    check();
+  });
 }
 
 /** Stops every tracked process that is still running. */

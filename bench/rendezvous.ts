@@ -13,7 +13,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { cpuTimes, spawnTracked, type Tracked } from './procs.js';
+import { cpuTimes, spawnTracked, waitForOutput, type Tracked } from './procs.js';
 
 export interface RendezvousOptions {
   sessions: number;
@@ -30,30 +30,6 @@ export interface RendezvousResult {
 }
 
 const TOKEN = randomBytes(16).toString('hex');
-
-/** The first match of `re` in what the process wrote on stderr (its log), as soon as it is written; undefined on exit or timeout. */
-function waitForOutput(p: Tracked, re: RegExp, timeoutMs: number): Promise<RegExpExecArray | undefined> {
-  return new Promise((resolve) => {
-    const check = (): boolean => {
-      const m = re.exec(p.stderr());
-      if (m) {
-        done(m);
-        return true;
-      }
-      return false;
-    };
-    const onData = (): void => void setImmediate(check);
-    const done = (m: RegExpExecArray | undefined): void => {
-      clearTimeout(timer);
-      p.child.stderr?.off('data', onData);
-      resolve(m);
-    };
-    const timer = setTimeout(() => done(undefined), timeoutMs);
-    p.child.stderr?.on('data', onData);
-    void p.exited.then(() => setImmediate(() => check() || done(undefined)));
-    check();
-  });
-}
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -91,7 +67,7 @@ function serve(kind: 'banner' | 'source', bytes = 0): Promise<net.Server> {
 
 const portOf = (s: net.Server): number => (s.address() as net.AddressInfo).port;
 
-/** Connects to 127.0.0.1:port and resolves when the first byte arrives (ms after `t0`), or with the total bytes when `drain`. */
+/** Connects to 127.0.0.1:port and resolves when the first byte arrives. */
 function firstByte(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
@@ -137,7 +113,7 @@ export async function measureRendezvous(root: string, tmpDir: string, o: Rendezv
   const source = await serve('source', o.throughputBytes);
   let device: Tracked | undefined;
   try {
-    const up = await waitForOutput(gw, /"api":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"listening"|"msg":"listening"[^\n]*"api":"(http:\/\/127\.0\.0\.1:\d+)"/, 30_000);
+    const up = await waitForOutput(gw, /"api":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"listening"|"msg":"listening"[^\n]*"api":"(http:\/\/127\.0\.0\.1:\d+)"/, 30_000, 'stderr');
     const apiUrl = up?.[1] ?? up?.[2];
     if (!apiUrl) throw new Error(`edgeward did not start: ${gw.stderr().slice(-1500)}`);
     await api(apiUrl, 'POST', '/api/v1/users', { username: 'bench', password: 'bench-password', rendezvous: true });
@@ -145,7 +121,7 @@ export async function measureRendezvous(root: string, tmpDir: string, o: Rendezv
     device = spawnTracked('edgeward peer device', process.execPath, [join(root, 'bin', 'edgeward.js'), 'peer', 'device', '--server', apiUrl, '--expose', `banner=tcp:127.0.0.1:${portOf(banner)}`, '--expose', `source=tcp:127.0.0.1:${portOf(source)}`, '--ice-address', '127.0.0.1'], {
       env: { ...process.env, EDGEWARD_DEVICE_TOKEN: token },
     });
-    if (!(await waitForOutput(device, /online as device box/, 15_000))) throw new Error(`the device did not come online: ${device.stderr().slice(-1500)}`);
+    if (!(await waitForOutput(device, /online as device box/, 15_000, 'stderr'))) throw new Error(`the device did not come online: ${device.stderr().slice(-1500)}`);
 
     // 1. connect -> first byte
     for (const path of ['direct', 'relayed'] as const) {
@@ -153,7 +129,7 @@ export async function measureRendezvous(root: string, tmpDir: string, o: Rendezv
         const t0 = process.hrtime.bigint();
         const client = peerConnect(root, apiUrl, '0=banner', path === 'relayed');
         try {
-          const m = await waitForOutput(client, /forwarding 127\.0\.0\.1:(\d+) to box's banner/, 30_000);
+          const m = await waitForOutput(client, /forwarding 127\.0\.0\.1:(\d+) to box's banner/, 30_000, 'stderr');
           if (!m) throw new Error(`no forward: ${client.stderr().slice(-500)}`);
           await firstByte(Number(m[1]));
           result.firstByte[path].samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -172,7 +148,7 @@ export async function measureRendezvous(root: string, tmpDir: string, o: Rendezv
     for (const path of ['direct', 'relayed'] as const) {
       const client = peerConnect(root, apiUrl, '0=source', path === 'relayed');
       try {
-        const m = await waitForOutput(client, /forwarding 127\.0\.0\.1:(\d+) to box's source/, 30_000);
+        const m = await waitForOutput(client, /forwarding 127\.0\.0\.1:(\d+) to box's source/, 30_000, 'stderr');
         if (!m) throw new Error(`no forward: ${client.stderr().slice(-500)}`);
         const d = await download(Number(m[1]));
         if (d.bytes !== o.throughputBytes) throw new Error(`${d.bytes} of ${o.throughputBytes} bytes arrived`);
