@@ -233,6 +233,8 @@ export interface EdgewardInLab {
   ns: Netns;
   /** host:port of the SOCKS5 listener inside the namespace */
   socks: string;
+  /** its data directory */
+  data: string;
   /** Calls the REST API from inside the namespace (curl; the token goes through stdin, never argv). */
   api(method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<ApiResponse>;
   /** SIGTERM to edgeward's pid; SIGKILL after graceMs. */
@@ -249,6 +251,8 @@ export interface StartEdgewardOptions {
   args?: string[];
   /** the program to run instead of this checkout's bin/edgeward.js (e.g. an installed build) */
   command?: string[];
+  /** the data directory (default: a fresh one): a restart with the same one keeps users and devices */
+  data?: string;
 }
 
 function curlConfigString(s: string): string {
@@ -263,7 +267,7 @@ export async function startEdgeward(lab: Lab, ns: Netns, opts: StartEdgewardOpti
   const socks = opts.socks ?? '127.0.0.1:1080';
   const apiAddr = opts.api ?? '127.0.0.1:8080';
   const token = randomBytes(24).toString('hex');
-  const data = lab.tempDir('data');
+  const data = opts.data ?? lab.tempDir('data');
   const argv = [...(opts.command ?? [process.execPath, BIN]), 'start', '--socks', socks, '--api', apiAddr, '--data', data, ...(opts.args ?? [])];
   const proc = lab.spawn(ns, argv, { env: { EDGEWARD_API_TOKEN: token } });
   const base = `http://${apiAddr}`;
@@ -294,7 +298,7 @@ export async function startEdgeward(lab: Lab, ns: Netns, opts: StartEdgewardOpti
     if (Date.now() > deadline) throw new HarnessError('wait_timeout', `edgeward /health did not answer within ${opts.readyTimeoutMs ?? 15_000} ms; stderr:\n${proc.stderr().slice(-4000)}`);
     await sleep(200);
   }
-  return { process: proc, ns, socks, api, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
+  return { process: proc, ns, socks, data, api, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
 }
 
 /** Sets the default policy's transport through the API (PUT /api/v1/policies/default); throws on a non-2xx answer. */

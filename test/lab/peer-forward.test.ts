@@ -4,7 +4,8 @@
 // directions with TCP's half-close carried across, a file served on the device downloads intact
 // through curl, the path is reported (direct, and relayed with --relay-only, where the TURN
 // allocation shows the bytes), a service the device does not expose is refused, a device killed
-// mid-session ends the client's session with a reason, and when it comes back the next session works.
+// mid-session ends the client's session with a reason, when it comes back the next session works,
+// and when the server restarts the device connects again by itself.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -100,6 +101,18 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
       const e3 = await echoCheck(4222, 256 * 1024);
       assert.deepEqual([e3.back, e3.equal], [e3.sent, true], 'the next session after the device came back');
       await again.stop('SIGTERM', 5000);
+
+      // the server restarts (same data): the device connects again on its own, and serves again
+      await ew.stop();
+      const ew2 = await startEdgeward(lab, ns, { data: ew.data, args: ['--turn', '127.0.0.1:3478', '--turn-secret', 'lab-secret', '--turn-allow-peers', '127.0.0.0/8'] });
+      await back.waitForOutput(/connecting again in \d+ s/, 10_000);
+      await back.waitForOutput(/online as device box of alice[^\n]*\n(?:.*\n)*?.*online as device box of alice/, 40_000);
+      const afterRestart = connect([], [5222, 5280]);
+      assert.equal((await pathOf(afterRestart)).path, 'direct');
+      const e4 = await echoCheck(5222, 64 * 1024);
+      assert.deepEqual([e4.back, e4.equal], [e4.sent, true], 'a session after the device reconnected by itself');
+      await afterRestart.stop('SIGTERM', 5000);
+      await ew2.stop();
     }),
   );
 });
