@@ -11,6 +11,7 @@ import { promptHidden, readPasswordFromStdin } from './password.js';
 import { parseListenAddress } from '../config/common.js';
 import { runConnect, type Forward } from '../peer/connect.js';
 import { runDevice } from '../peer/device.js';
+import type { IceServer, RtcOptions } from '../peer/rtc.js';
 
 const usage = `Usage: edgeward peer <device|connect> [options]
 
@@ -40,6 +41,11 @@ Options:
   --timeout SEC        how long to wait for the WebRTC connection (default 30)
   --ice-address ADDR   offer a host candidate on ADDR too, repeatable (the interfaces' addresses are
                        offered anyway, loopback is not: 127.0.0.1 for two peers on one machine)
+  --ice-server URL     use this STUN or TURN server instead of the ones the rendezvous server hands
+                       out, repeatable (stun:HOST:PORT, turn:HOST:PORT?transport=udp|tcp; your own
+                       coturn, say). TURN needs --ice-username and the password in
+                       EDGEWARD_ICE_CREDENTIAL (never on the command line)
+  --ice-username NAME  the user name for the --ice-server TURN servers
 
 Exit status: 0 stopped by a signal, 1 the session could not be set up or ended, 2 usage error.
 `;
@@ -63,6 +69,8 @@ function parse(args: string[]) {
         'turn-transport': { type: 'string' },
         timeout: { type: 'string' },
         'ice-address': { type: 'string', multiple: true },
+        'ice-server': { type: 'string', multiple: true },
+        'ice-username': { type: 'string' },
         files: { type: 'string' },
       },
     });
@@ -101,12 +109,42 @@ export function parseForward(text: string): Forward {
   }
 }
 
-function rtcOptions(values: ReturnType<typeof parse>['values']): { relayOnly: boolean; turnTransport: 'udp' | 'tcp'; iceAddresses: string[] } {
+/** --ice-server URL... with --ice-username and EDGEWARD_ICE_CREDENTIAL: the servers werift can use */
+export function parseIceServers(urls: readonly string[], username: string | undefined, credential: string | undefined): IceServer[] | undefined {
+  if (urls.length === 0) {
+    if (username !== undefined) throw new UsageError('--ice-username is given without --ice-server');
+    return undefined;
+  }
+  const servers: IceServer[] = [];
+  for (const url of urls) {
+    const m = /^(stun|turn):([^?\s]+)(?:\?transport=(udp|tcp))?$/.exec(url);
+    if (!m) {
+      if (url.startsWith('turns:')) throw new UsageError(`--ice-server ${url}: TURN over TLS (turns:) is not supported by the peers' WebRTC stack; use turn:HOST:PORT?transport=tcp`);
+      throw new UsageError(`--ice-server ${url}: expected stun:HOST:PORT or turn:HOST:PORT[?transport=udp|tcp]`);
+    }
+    try {
+      if (parseListenAddress(m[2]!, '--ice-server').port === 0) throw new Error('port 0');
+    } catch (e) {
+      throw new UsageError(`--ice-server ${url}: ${(e as Error).message}`);
+    }
+    if (m[1] === 'stun') {
+      servers.push({ urls: [url] });
+      continue;
+    }
+    if (!username) throw new UsageError(`--ice-server ${url}: a TURN server needs --ice-username`);
+    if (!credential) throw new UsageError(`--ice-server ${url}: a TURN server needs its password in EDGEWARD_ICE_CREDENTIAL`);
+    servers.push({ urls: [m[3] ? url : `${url}?transport=udp`], username, credential });
+  }
+  return servers;
+}
+
+function rtcOptions(values: ReturnType<typeof parse>['values']): RtcOptions & { relayOnly: boolean; turnTransport: 'udp' | 'tcp'; iceAddresses: string[] } {
   const t = values['turn-transport'] ?? 'udp';
   if (t !== 'udp' && t !== 'tcp') throw new UsageError(`--turn-transport must be udp or tcp, got "${t}"`);
   const iceAddresses = values['ice-address'] ?? [];
   for (const a of iceAddresses) if (!isIPv4(a)) throw new UsageError(`--ice-address ${a}: an IPv4 address is expected`);
-  return { relayOnly: values['relay-only'] === true, turnTransport: t, iceAddresses };
+  const iceServers = parseIceServers(values['ice-server'] ?? [], values['ice-username'], process.env.EDGEWARD_ICE_CREDENTIAL);
+  return { relayOnly: values['relay-only'] === true, turnTransport: t, iceAddresses, ...(iceServers ? { iceServers } : {}) };
 }
 
 const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);

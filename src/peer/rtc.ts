@@ -18,6 +18,8 @@ export interface RtcOptions {
   turnTransport?: 'udp' | 'tcp';
   /** host candidates on these addresses too (werift leaves out loopback and lists every other interface) */
   iceAddresses?: string[];
+  /** STUN/TURN servers of the user's choosing, used instead of the ones the signaling server hands out */
+  iceServers?: IceServer[];
 }
 
 /** The ICE servers reordered so that werift, which uses one STUN and one TURN URL, takes the wanted ones. */
@@ -33,7 +35,7 @@ export function orderIceServers(servers: readonly IceServer[], turnTransport: 'u
 /** A peer connection whose candidates go out through `sendCandidate`. */
 export function newPeerConnection(iceServers: readonly IceServer[], opts: RtcOptions, sendCandidate: (c: object | null) => void): RTCPeerConnection {
   const pc = new RTCPeerConnection({
-    iceServers: orderIceServers(iceServers, opts.turnTransport),
+    iceServers: orderIceServers(opts.iceServers ?? iceServers, opts.turnTransport),
     iceTransportPolicy: opts.relayOnly ? 'relay' : 'all',
     iceUseIpv6: false,
     ...(opts.iceAddresses && opts.iceAddresses.length > 0 ? { iceAdditionalHostAddresses: opts.iceAddresses } : {}),

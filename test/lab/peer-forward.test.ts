@@ -3,7 +3,7 @@
 // and nothing can leave): a TCP stream forwarded over the WebRTC data channel arrives whole in both
 // directions with TCP's half-close carried across, a file served on the device downloads intact
 // through curl, the path is reported (direct, and relayed with --relay-only, where the TURN
-// allocation shows the bytes), a service the device does not expose is refused, a device killed
+// allocation shows the bytes; and relayed through the user's own coturn with --ice-server), a service the device does not expose is refused, a device killed
 // mid-session ends the client's session with a reason, when it comes back the next session works,
 // and when the server restarts the device connects again by itself.
 import assert from 'node:assert/strict';
@@ -84,6 +84,24 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
       const allocations = (await ew.api('GET', '/api/v1/turn/allocations')).body as { allocations: Array<{ user: string; bytes: { up: number; down: number } }> };
       const relayedBytes = allocations.allocations.filter((a) => a.user === 'alice').reduce((n, a) => n + a.bytes.up + a.bytes.down, 0);
       assert.ok(relayedBytes >= 2 * e2.sent, `the TURN allocations of alice carried the stream: ${relayedBytes} bytes`);
+
+      // relayed through a TURN server of the user's own (coturn, --ice-server) instead of edgeward's:
+      // its relay ports (61000-61999) are above the kernel's ephemeral range, where edgeward's are
+      const coturn = lab.spawn(ns, ['turnserver', '-n', '--no-cli', '--no-tls', '--no-dtls', '--listening-ip', '127.0.0.1', '--relay-ip', '127.0.0.1', '--listening-port', '3479', '--min-port', '61000', '--max-port', '61999', '--allow-loopback-peers', '--lt-cred-mech', '--user', 'lab:lab-turn-pw', '--realm', 'lab', '--fingerprint', '--simple-log', '--log-file', 'stdout', '--userdb', join(lab.tempDir('coturn'), 'turndb')]);
+      await coturn.waitForOutput(/Total General servers/, 10_000);
+      const alicesAllocations = async (): Promise<number> => ((await ew.api('GET', '/api/v1/turn/allocations')).body as typeof allocations).allocations.filter((a) => a.user === 'alice').length;
+      const allocationsBefore = await alicesAllocations();
+      const ownTurn = lab.spawn(ns, [process.execPath, BIN, 'peer', 'connect', 'box', '--server', SERVER, '--user', 'alice', '--forward', '3322=echo', '--status', '--ice-address', '127.0.0.1', '--relay-only', '--ice-server', 'turn:127.0.0.1:3479?transport=udp', '--ice-username', 'lab'], { env: { EDGEWARD_PASSWORD: 'alice-pw', EDGEWARD_ICE_CREDENTIAL: 'lab-turn-pw' } });
+      const p3 = (await pathOf(ownTurn)) as { path: string; local: { type: string; port: number } };
+      process.stdout.write(`# path through coturn: ${JSON.stringify(p3)}\n`);
+      assert.equal(p3.path, 'relayed');
+      assert.equal(p3.local.type, 'relay');
+      assert.ok(p3.local.port >= 61000 && p3.local.port <= 61999, `the relay address is coturn's, not edgeward's: port ${p3.local.port}`);
+      const e5 = await echoCheck(3322, 512 * 1024);
+      assert.deepEqual([e5.back, e5.equal], [e5.sent, true], 'the echo through coturn came back whole');
+      assert.equal((await alicesAllocations()) - allocationsBefore, 1, "the session added the device's allocation on edgeward's TURN, and none of the client's");
+      await ownTurn.stop('SIGTERM', 5000);
+      await coturn.stop('SIGTERM', 5000);
 
       // the device dies mid-session: the client hears it and ends with the reason
       const before = Date.now();

@@ -12,6 +12,8 @@
 // End to end means end to end: a capture (tcpdump) in the public namespace, where the signaling
 // server and the relay are and every packet between the NATs passes, never holds the marker, while
 // it does hold the password of the lab's plain-HTTP login (so the capture saw the traffic). In the
+// first row another user's client, behind the same NAT, tries alice's device by its name and is told
+// he has no such device (then, once he has a "box" of his own, that his is offline). In the
 // last row the device is on the public host itself; its loopback hop to its own web server is left
 // out of the capture.
 import assert from 'node:assert/strict';
@@ -89,6 +91,24 @@ describe('edgeward peer across NATs (lab)', { skip }, () => {
         if (path.path === 'direct') assert.ok(relayed < ICE_CHECKS_ONLY_BYTES, `a direct path relays nothing but checks: ${relayed} bytes`);
         else assert.ok(relayed >= file.length, `the relay carried the file: ${relayed} bytes`);
         if (row.blockUdp) assert.ok(allocations.some((a) => a.transport === 'tcp' && a.bytes.up + a.bytes.down >= file.length), 'the client relayed over TURN/TCP');
+
+        if (row === ROWS[0]) {
+          // another user, behind the same NAT as alice's client, with a device of his own named
+          // "box" too (offline): his client never reaches alice's box, and her session carries on
+          assert.equal((await ew.api('POST', '/api/v1/users', { username: 'bob', password: 'bob-lab-password', rendezvous: true })).status, 201);
+          const bobs = lab.spawn(nl.b.host, [process.execPath, BIN, 'peer', 'connect', 'box', '--server', api, '--user', 'bob', '--forward', '3280=web'], { env: { EDGEWARD_PASSWORD: 'bob-lab-password' } });
+          const noDevice = await bobs.exited;
+          assert.equal(noDevice.code, 1, bobs.stderr());
+          assert.match(bobs.stderr(), /you have no device "box"/);
+          assert.equal((await ew.api('POST', '/api/v1/devices', { user: 'bob', name: 'box' })).status, 201);
+          const bobs2 = lab.spawn(nl.b.host, [process.execPath, BIN, 'peer', 'connect', 'box', '--server', api, '--user', 'bob', '--forward', '3280=web'], { env: { EDGEWARD_PASSWORD: 'bob-lab-password' } });
+          const offline = await bobs2.exited;
+          assert.equal(offline.code, 1, bobs2.stderr());
+          assert.match(bobs2.stderr(), /device "box" is offline/, 'bob is told about his own box, not shown alice\'s');
+          assert.doesNotMatch(device.stderr(), /bob/, 'alice\'s device never heard of bob');
+          const again = await lab.exec(nl.b.host, ['sh', '-c', 'curl -sS --max-time 60 http://127.0.0.1:2280/marker.txt | sha256sum'], { timeoutMs: 70_000 });
+          assert.equal(again.stdout.split(' ')[0], createHash('sha256').update(file).digest('hex'), "alice's session still carries");
+        }
 
         await sleep(300);
         await capture.stop('SIGTERM', 3000);
