@@ -581,7 +581,7 @@ async function main(): Promise<number> {
   if (turn) output += `\nTURN (${turn.servers.map((s) => `${s.name} ${s.port ? `127.0.0.1:${s.port}` : s.unavailable}`).join(', ')}):\n${formatTable(buildTurnRows(turn), TURN_SERVER_NAMES, 'edgeward/coturn')}\n\nTURN rounds:\n${turnRoundsText(turn)}\n`;
   if (rendezvous) {
     output += `\nRendezvous (edgeward peer device|connect on loopback, werift):\n${formatRendezvous(rendezvous, rendezvousOptions)}\n`;
-    notes.push('rendezvous: peers offer host candidates on 127.0.0.1 (--ice-address); first byte = from spawning `edgeward peer connect` (Node start, login, signaling, ICE, DTLS, SCTP) to the first byte of the device service\'s banner through the forward; relayed = --relay-only through edgeward\'s TURN; not measured here: coturn as these peers\' relay (the peers take the TURN servers the signaling server hands out), ssh -L (no sshd)');
+    notes.push("rendezvous: peers offer host candidates on 127.0.0.1 (--ice-address); first byte = from spawning `edgeward peer connect` (Node start, login, signaling, ICE, DTLS, SCTP), or `ssh -N -L` (key exchange, login), to the first byte of the device service's banner through the forward; relayed = the client --relay-only through edgeward's TURN; relayed via coturn = a second device and the client both given coturn with --ice-server (REST credentials), the client --relay-only; ssh -L = OpenSSH's client to an sshd on 127.0.0.1 with the default cipher");
   }
   output += `\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
   if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;

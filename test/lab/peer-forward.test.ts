@@ -47,7 +47,7 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
 
       const connect = (extra: string[], ports: [number, number]): RunningProcess =>
         lab.spawn(ns, [process.execPath, BIN, 'peer', 'connect', 'box', '--server', SERVER, '--user', 'alice', '--forward', `${ports[0]}=echo`, '--forward', `${ports[1]}=web`, '--forward', `${ports[1] + 1}=nothing`, '--status', '--ice-address', '127.0.0.1', ...extra], { env: { EDGEWARD_PASSWORD: 'alice-pw' } });
-      const pathOf = async (p: RunningProcess): Promise<{ path: string; local: { type: string }; remote: { type: string } }> => {
+      const pathOf = async (p: RunningProcess): Promise<{ path: string; local: { type: string; port: number }; remote: { type: string } }> => {
         const m = await p.waitForOutput(/^\{"path".*$/m, 40_000).catch((e: Error) => assert.fail(`${e.message}\nclient: ${p.stderr()}\ndevice: ${device.stderr().slice(-2000)}`));
         return JSON.parse(m[0]);
       };
@@ -92,7 +92,7 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
       const alicesAllocations = async (): Promise<number> => ((await ew.api('GET', '/api/v1/turn/allocations')).body as typeof allocations).allocations.filter((a) => a.user === 'alice').length;
       const allocationsBefore = await alicesAllocations();
       const ownTurn = lab.spawn(ns, [process.execPath, BIN, 'peer', 'connect', 'box', '--server', SERVER, '--user', 'alice', '--forward', '3322=echo', '--status', '--ice-address', '127.0.0.1', '--relay-only', '--ice-server', 'turn:127.0.0.1:3479?transport=udp', '--ice-username', 'lab'], { env: { EDGEWARD_PASSWORD: 'alice-pw', EDGEWARD_ICE_CREDENTIAL: 'lab-turn-pw' } });
-      const p3 = (await pathOf(ownTurn)) as { path: string; local: { type: string; port: number } };
+      const p3 = await pathOf(ownTurn);
       process.stdout.write(`# path through coturn: ${JSON.stringify(p3)}\n`);
       assert.equal(p3.path, 'relayed');
       assert.equal(p3.local.type, 'relay');
