@@ -19,8 +19,6 @@ import type { SignalingHub } from './signaling.js';
 export const MAX_SIGNAL_FRAME = 64 * 1024;
 /** A peer that reads its frames slower than this many bytes pile up is closed. */
 const MAX_SIGNAL_BACKLOG = 1024 * 1024;
-/** Seconds between pings on a signaling connection; one unanswered ping ends it. */
-const PING_INTERVAL_S = 20;
 
 export interface AccountRoutesDeps {
   users: UserService;
@@ -30,6 +28,8 @@ export interface AccountRoutesDeps {
   allowInsecureLogin: boolean;
   /** failed logins per minute per source (a burst of as many first) */
   loginRate: number;
+  /** seconds between pings on a signaling connection; one still unanswered at the next ends it */
+  pingIntervalS: number;
 }
 
 const LoginBody = Type.Object(
@@ -117,7 +117,7 @@ export function accountRoutes(deps: AccountRoutesDeps): FastifyPluginAsync {
         }
         alive = false;
         socket.ping();
-      }, PING_INTERVAL_S * 1000);
+      }, deps.pingIntervalS * 1000);
       ping.unref();
       socket.on('pong', () => (alive = true));
       socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => conn.frame(Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8')));

@@ -36,11 +36,13 @@ export const rendezvousSection = section({
     turnBandwidth: opt.string({ flag: 'turn-bandwidth', key: 'bandwidth', arg: 'RATE', help: 'relayed bandwidth per allocation, each way, as tc writes it (4mbit, 800kbit); datagrams beyond it are dropped and counted; 0 = no limit', default: '0' }),
     turnExternalIp: opt.string({ flag: 'turn-external-ip', key: 'external-ip', arg: 'ADDR', help: 'the public address of a server behind 1:1 NAT: announced in relayed addresses instead of --turn-relay-ip, and taken to mean it when a client names it as a peer', default: '' }),
     rendezvousSessionTtl: opt.seconds({ flag: 'rendezvous-session-ttl', key: 'session-ttl', arg: 'SEC', help: 'how long a login session token lasts (POST /api/v1/rendezvous/login); the signaling connection opened with it stays open after', default: 3600 }),
+    rendezvousPing: opt.seconds({ flag: 'rendezvous-ping', key: 'ping-interval', arg: 'SEC', help: 'seconds between WebSocket pings on a signaling connection; one still unanswered at the next ping ends the connection (a device goes offline, its sessions end with device_offline), so a dead peer is noticed within twice this', default: 20 }),
     allowInsecureLogin: opt.boolean({ flag: 'allow-insecure-login', key: 'allow-insecure-login', help: 'accept password logins over plain HTTP from addresses other than loopback (labs only: serve the API over TLS with --api-tls-cert/--api-tls-key instead)' }),
     loginRate: opt.count({ flag: 'login-rate', key: 'login-rate', arg: 'N', help: 'failed logins per minute per source address (a burst of N first); beyond it logins from there get 429', default: 10 }),
     turnRelayPorts: opt.string({ flag: 'turn-relay-ports', key: 'relay-ports', arg: 'LOW-HIGH', help: 'UDP ports relayed addresses are taken from (e.g. 49152-65535, for a firewall rule); default: the kernel\'s ephemeral ports', default: '' }),
   }),
   validate(s) {
+    if (s.rendezvousPing < 1 || s.rendezvousPing > 3600) throw new SettingsError(`--rendezvous-ping must be 1-3600 seconds, got ${s.rendezvousPing}`);
     const tlsFiles = s.turnTlsCert !== '' || s.turnTlsKey !== '';
     if (s.turn === '') {
       if (s.turnTls !== '' || tlsFiles) throw new SettingsError('--turn-tls, --turn-tls-cert and --turn-tls-key need --turn [HOST:]PORT (STUN/TURN on UDP and TCP)');

@@ -36,7 +36,7 @@ export interface RendezvousService extends Service {
   sessions: LoginSessions;
   hub: SignalingHub;
   /** what account-routes.ts needs besides the sessions and the hub */
-  accounts: { users: ThreadParts['users']; devices: ThreadParts['devices']; allowInsecureLogin: boolean; loginRate: number };
+  accounts: { users: ThreadParts['users']; devices: ThreadParts['devices']; allowInsecureLogin: boolean; loginRate: number; pingIntervalS: number };
 }
 
 /** Seconds the TURN REST credentials handed to the two ends of a session stay valid. */
@@ -273,7 +273,7 @@ export const rendezvousService: ServiceDefinition<RendezvousServiceSettings, Ren
       uris,
       sessions,
       hub,
-      accounts: { users: parts.users, devices: parts.devices, allowInsecureLogin: s.allowInsecureLogin, loginRate: s.loginRate },
+      accounts: { users: parts.users, devices: parts.devices, allowInsecureLogin: s.allowInsecureLogin, loginRate: s.loginRate, pingIntervalS: s.rendezvousPing },
       async listen() {
         bound = await stun.listen(at.host, at.port).catch((e: unknown) => {
           throw new Error(`--turn ${s.turn}: ${(e as Error).message}`);

@@ -25,9 +25,9 @@ export class SignalClient {
     this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
-  /** Connects to the API at `apiUrl` (http:// or https://). */
-  static async open(apiUrl: string): Promise<SignalClient> {
-    const ws = new WebSocket(`${apiUrl.replace(/^http/, 'ws')}/api/v1/rendezvous/signal`);
+  /** Connects to the API at `apiUrl` (http:// or https://); `autoPong: false` leaves the server's pings unanswered. */
+  static async open(apiUrl: string, opts: { autoPong?: boolean } = {}): Promise<SignalClient> {
+    const ws = new WebSocket(`${apiUrl.replace(/^http/, 'ws')}/api/v1/rendezvous/signal`, { autoPong: opts.autoPong ?? true });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);

@@ -36,13 +36,13 @@ describe('rendezvous: accounts and signaling', () => {
     assert.equal(r.status, 200, JSON.stringify(r.body));
     return r.body.token as string;
   };
-  const connect = async (): Promise<SignalClient> => {
-    const c = await SignalClient.open(g.apiUrl);
+  const connect = async (opts: { autoPong?: boolean } = {}): Promise<SignalClient> => {
+    const c = await SignalClient.open(g.apiUrl, opts);
     open.push(c);
     return c;
   };
-  const device = async (name: string): Promise<SignalClient> => {
-    const d = await connect();
+  const device = async (name: string, opts: { autoPong?: boolean } = {}): Promise<SignalClient> => {
+    const d = await connect(opts);
     const w = await d.hello({ role: 'device', token: tokens[name]! });
     assert.equal(w.type, 'welcome', JSON.stringify(w));
     return d;
@@ -70,7 +70,7 @@ describe('rendezvous: accounts and signaling', () => {
   };
 
   before(async () => {
-    g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-secret', SECRET, '--login-rate', '3'] });
+    g = await startGateway({ args: ['--turn', '127.0.0.1:0', '--turn-secret', SECRET, '--login-rate', '3', '--rendezvous-ping', '1'] });
     for (const [user, rendezvous] of [
       ['alice', true],
       ['bob', true],
@@ -244,6 +244,24 @@ describe('rendezvous: accounts and signaling', () => {
     assert.equal((await alice.nextOfType('error')).code, 'device_offline');
     const back = await device('box');
     await openSession(alice, back, 'box');
+  });
+
+  it('a device that stops answering pings (--rendezvous-ping 1) is dropped within two intervals; its sessions end, a client that answers stays', async () => {
+    const mute = await device('nas', { autoPong: false });
+    const alice = await client('alice');
+    const { opened } = await openSession(alice, mute, 'nas');
+    const t0 = Date.now();
+    const ended = await alice.next((f) => f.type === 'closed' && f.session === opened.session, 6000);
+    const ms = Date.now() - t0;
+    assert.equal(ended.reason, 'device_offline');
+    assert.ok(ms < 3500, `dropped ${ms} ms after the session opened (two 1 s intervals and a margin)`);
+    await mute.closed;
+    // alice answered every ping meanwhile: still connected, and she sees nas offline
+    assert.equal(alice.ws.readyState, alice.ws.OPEN);
+    const listed = alice.nextOfType('devices');
+    alice.send({ type: 'devices' });
+    const list = (await listed).devices as Array<{ name: string; online: boolean }>;
+    assert.equal(list.find((d) => d.name === 'nas')?.online, false);
   });
 
   it('removing a device closes its presence connection (4410) and its token stops working', async () => {
