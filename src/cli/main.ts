@@ -9,6 +9,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   intercept: async () => (await import('./intercept.js')).command,
   turn: async () => (await import('./turn.js')).command,
   peer: async () => (await import('./peer.js')).command,
+  shield: async () => (await import('./shield.js')).command,
   firewall: async () => (await import('./firewall.js')).command, // alias of `intercept firewall`
 };
 

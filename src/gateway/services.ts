@@ -1,6 +1,7 @@
 // The services of the gateway, in start order. Adding a service: its folder, and one line here.
 import { interceptService } from '../intercept/service.js';
 import { rendezvousService } from '../rendezvous/service.js';
+import { shieldService } from '../shield/service.js';
 import type { ServiceDefinition } from '../runtime/service.js';
 import { socksService } from '../socks/service.js';
 
@@ -8,6 +9,7 @@ export const SERVICES = [
   socksService,
   interceptService,
   rendezvousService,
+  shieldService,
 ] as const;
 
 type SettingsOf<D> = D extends ServiceDefinition<infer S> ? S : never;

@@ -1,0 +1,112 @@
+// `edgeward shield ...`: the shield's ruleset without a gateway (print it from the same flags or
+// --config file as `edgeward start`; remove it after a crash) and its state through the REST API.
+import { parseArgs } from 'node:util';
+import { readConfigFile, resolveSettings, SECTIONS } from '../gateway/settings.js';
+import { flagOptions, settingsFromFlags } from '../config/schema.js';
+import { renderTableScript, removeTable } from '../kernel/nft.js';
+import { resolveShield } from '../shield/config.js';
+import { renderShieldBody, SHIELD_TABLE, shieldComments } from '../shield/rules.js';
+import { clientFromEnv, ENV_HELP } from './api-client.js';
+import { apiCommand, parseOptions, printList, UsageError } from './api-command.js';
+import type { Command } from './command.js';
+
+const usage = `Usage: edgeward shield <status|print|remove> [options]
+
+The shield of "edgeward start --shield-service SPEC ..." (DoS protection: an nftables table of its
+own, ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}).
+
+  edgeward shield status [--json]
+      the running shield, through the API: mode, interfaces, packets dropped per TCP flag class,
+      by the blocklists and the global cap, and per service what passed and what the per-source
+      rate and connection limits dropped, with the rates of the last second
+  edgeward shield print [--config FILE] [the --shield-* flags of edgeward start]
+      the nftables ruleset those settings give, without applying it (nft -f accepts it as is)
+  edgeward shield remove
+      delete the shield's table (after a crash; a gateway that stops removes it itself). The
+      sysctls it set (net.ipv4.tcp_syncookies, net.netfilter.nf_conntrack_tcp_loose) stay
+
+Options:
+  --json             status: print JSON
+  --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
+
+${ENV_HELP}
+Exit status: 0 ok, 1 failure (the API or nft said no, or cannot be reached), 2 usage error.
+`;
+
+interface ServiceView {
+  name: string;
+  protocol: string;
+  address: string | null;
+  ports: number[];
+  passed: number;
+  overRate: number;
+  overConns: number;
+  synproxy: number;
+}
+
+interface StatusView {
+  mode: string;
+  table: string;
+  loaded: boolean;
+  interfaces: string[];
+  flags: Record<string, number>;
+  blocked: { manual: number; meter: number; globalCap: number };
+  services: ServiceView[];
+  rates: Record<string, number> | null;
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const st = await clientFromEnv(values.data).request<StatusView>('GET', '/api/v1/shield');
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
+    return 0;
+  }
+  const rate = (name: string): string => (st.rates ? `${Math.round(st.rates[name] ?? 0)}/s` : '-');
+  process.stdout.write(`mode       ${st.mode} (${st.interfaces.length > 0 ? st.interfaces.join(', ') : 'every interface but lo'})\n`);
+  process.stdout.write(`table      ${st.table}: ${st.loaded ? 'loaded' : 'NOT LOADED'}\n`);
+  process.stdout.write(`flags      ${Object.entries(st.flags).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+  process.stdout.write(`blocked    manual ${st.blocked.manual} (${rate('blocked_manual')}), meters ${st.blocked.meter} (${rate('blocked_meter')}), global cap ${st.blocked.globalCap} (${rate('global_cap')})\n\n`);
+  printList(st.services, {
+    json: false,
+    empty: 'no services',
+    head: ['SERVICE', 'PROTO', 'ADDRESS', 'PORTS', 'PASSED', 'RATE', 'OVER RATE', 'OVER CONNS', 'SYNPROXY'],
+    row: (s) => [s.name, s.protocol, s.address ?? '*', s.ports[0] === s.ports[1] ? String(s.ports[0]) : s.ports.join('-'), String(s.passed), rate(`svc_${s.name}_passed`), String(s.overRate), String(s.overConns), String(s.synproxy)],
+    right: [4, 6, 7, 8],
+  });
+  return 0;
+}
+
+async function print(args: string[]): Promise<number> {
+  let values: Record<string, unknown>;
+  try {
+    const parsed = parseArgs({ args, options: flagOptions(SECTIONS), allowPositionals: true, strict: true });
+    if (parsed.positionals.length > 0) throw new Error(`unexpected argument "${parsed.positionals[0]}"`);
+    values = parsed.values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  let text: string;
+  try {
+    const file = typeof values.config === 'string' ? readConfigFile(values.config) : {};
+    const settings = resolveSettings(file, settingsFromFlags(SECTIONS, values));
+    if (settings.shieldService.length === 0) throw new Error('no protected service: give --shield-service SPEC (or shield: { service: [...] } in the --config file)');
+    const spec = resolveShield(settings);
+    text = renderTableScript(SHIELD_TABLE, renderShieldBody(spec), shieldComments(spec));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  process.stdout.write(text);
+  return 0;
+}
+
+async function remove(args: string[]): Promise<number> {
+  const { positionals } = parseOptions(args, {});
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const had = await removeTable(SHIELD_TABLE);
+  process.stdout.write(had ? `removed table ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}\n` : `table ${SHIELD_TABLE.family} ${SHIELD_TABLE.name} is not loaded: nothing to remove\n`);
+  return 0;
+}
+
+export const command: Command = apiCommand('shield', 'the DoS shield: shield status|print|remove', usage, { status, print, remove });

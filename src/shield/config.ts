@@ -1,0 +1,197 @@
+// The shield's settings (YAML section `shield:`): the mode (protect listeners of this host, or a
+// backend behind this router), where attacks arrive, the sources that are never blocked or never
+// metered, and the protected services, each one line (flag --shield-service, YAML list
+// `shield: { service: [...] }`): NAME=PROTO:[ADDR:]PORT[-PORT][,KEY=VALUE...].
+import { Type, type Static } from '@sinclair/typebox';
+import { opt, section, SettingsError } from '../config/schema.js';
+import { formatIp, parseCidr, parseIp, type Cidr } from '../net/address.js';
+
+export const SHIELD_MODES = ['host', 'router'] as const;
+export type ShieldMode = (typeof SHIELD_MODES)[number];
+
+/** How SYN floods are met: the kernel's SYN cookies on this host, or nftables synproxy in front of the service. */
+export const SYN_DEFENCES = ['auto', 'synproxy', 'cookies'] as const;
+export type SynDefence = (typeof SYN_DEFENCES)[number];
+
+export const shieldSection = section({
+  name: 'shield',
+  title: 'Shield (DoS protection)',
+  schema: Type.Object({
+    shieldService: opt.list({
+      flag: 'shield-service',
+      key: 'service',
+      arg: 'SPEC',
+      help: 'a protected service, repeatable: NAME=tcp|udp:[ADDR:]PORT[-PORT][,rate=N][,conns=N][,syn=synproxy|cookies][,speaks-first] (rate: new connections or datagrams per second one source may send before it is blocked; conns: connections one source may hold; ADDR is required in router mode). Turns the shield on; needs root',
+    }),
+    shieldMode: opt.choice(SHIELD_MODES, { flag: 'shield-mode', key: 'mode', arg: 'MODE', help: 'host: protect listeners on this machine (input hook); router: protect backends behind it (forward hook)', default: 'host' }),
+    shieldInterface: opt.list({ flag: 'shield-interface', key: 'interface', arg: 'IFACE', help: 'where attacks arrive: the rules look only at packets coming in here (repeatable; default: every interface but lo; required in router mode)' }),
+    shieldManagement: opt.list({ flag: 'shield-management', key: 'management', arg: 'CIDR', help: 'sources that are never blocked, metered or capped (the operators; the API\'s clients)' }),
+    shieldAllow: opt.list({ flag: 'shield-allow', key: 'allow', arg: 'CIDR', help: 'the allowlist: known-good sources, checked before the meters and global caps (they still get flag sanity)' }),
+    shieldSyn: opt.choice(SYN_DEFENCES, { flag: 'shield-syn', key: 'syn', arg: 'HOW', help: 'SYN flood defence for TCP services: cookies (the kernel\'s SYN cookies, host mode), synproxy (nftables answers the handshake, then hands the connection on), auto (cookies in host mode, synproxy in router mode)', default: 'auto' }),
+    shieldBlockTime: opt.seconds({ flag: 'shield-block-time', key: 'block-time', arg: 'SEC', help: 'how long a source a meter caught stays blocked', default: 60 }),
+    shieldGlobalRate: opt.count({ flag: 'shield-global-rate', key: 'global-rate', arg: 'N', help: 'the last resort: new TCP connections plus UDP datagrams per second to all protected services together, from sources not on the allowlist; beyond it they are dropped', default: 200000 }),
+    shieldMeterSize: opt.count({ flag: 'shield-meter-size', key: 'meter-size', arg: 'N', help: 'sources each per-source meter and the blocklist hold at most (kernel memory: ~100 B each)', default: 65536 }),
+  }),
+  validate(s) {
+    if (s.shieldService.length === 0) {
+      for (const [flag, set] of [
+        ['--shield-interface', s.shieldInterface.length > 0],
+        ['--shield-management', s.shieldManagement.length > 0],
+        ['--shield-allow', s.shieldAllow.length > 0],
+      ] as const) {
+        if (set) throw new SettingsError(`${flag} needs --shield-service (the shield is on when it protects a service)`);
+      }
+      return;
+    }
+    resolveShield(s);
+  },
+});
+
+export type ShieldSettings = Static<typeof shieldSection.schema>;
+
+export type ShieldProtocol = 'tcp' | 'udp';
+
+/** One protected service, parsed. */
+export interface ShieldService {
+  name: string;
+  protocol: ShieldProtocol;
+  /** the backend (router mode) or a local address (host mode); undefined: every local address */
+  address?: string;
+  family?: 4 | 6;
+  ports: [number, number];
+  /** new connections (tcp) or datagrams (udp) per second per source before it is blocked */
+  rate: number;
+  /** connections one source may hold (tcp) */
+  conns: number;
+  /** tcp: how SYN floods are met */
+  syn: 'synproxy' | 'cookies';
+  /** tcp: the server writes first (an SMTP or SSH banner): synproxy leaves out TCP timestamps */
+  speaksFirst: boolean;
+}
+
+/** Everything the ruleset is built from, checked. */
+export interface ShieldSpec {
+  mode: ShieldMode;
+  interfaces: string[];
+  management: Cidr[];
+  allow: Cidr[];
+  services: ShieldService[];
+  blockTimeS: number;
+  globalRate: number;
+  meterSize: number;
+}
+
+export const DEFAULT_TCP_RATE = 100;
+export const DEFAULT_UDP_RATE = 2000;
+export const DEFAULT_CONNS = 64;
+const MAX_SERVICES = 64;
+const NAME = /^[a-z][a-z0-9_]{0,23}$/;
+const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+
+function positiveInt(text: string, what: string, max: number): number {
+  if (!/^\d{1,9}$/.test(text) || Number(text) < 1 || Number(text) > max) throw new SettingsError(`${what}: "${text}" must be a whole number 1..${max}`);
+  return Number(text);
+}
+
+/** Parses one --shield-service SPEC; `mode` decides whether ADDR is required. */
+export function parseShieldService(text: string, mode: ShieldMode, defaultSyn: 'synproxy' | 'cookies'): ShieldService {
+  const where = `--shield-service ${text}`;
+  const m = /^([^=]+)=(tcp|udp):(.+)$/.exec(text.trim());
+  if (!m) throw new SettingsError(`${where}: expected NAME=tcp|udp:[ADDR:]PORT[-PORT][,KEY=VALUE...] (e.g. web=tcp:10.0.3.2:80,rate=50)`);
+  const name = m[1]!;
+  if (!NAME.test(name)) throw new SettingsError(`${where}: the name "${name}" must be a lower-case letter, then up to 23 lower-case letters, digits or "_" (it names nftables objects)`);
+  const protocol = m[2] as ShieldProtocol;
+  const [target, ...options] = m[3]!.split(',');
+  // [ADDR:]PORT[-PORT], ADDR in brackets when it is IPv6
+  const t = /^(?:\[([^\]]+)\]:|([^:[\]]+):)?(\d{1,5})(?:-(\d{1,5}))?$/.exec(target!);
+  if (!t) throw new SettingsError(`${where}: "${target}" is not [ADDR:]PORT[-PORT] (an IPv6 address in brackets: [2001:db8::1]:80)`);
+  const addrText = t[1] ?? t[2];
+  let address: string | undefined;
+  let family: 4 | 6 | undefined;
+  if (addrText !== undefined) {
+    const ip = parseIp(addrText);
+    if (!ip) throw new SettingsError(`${where}: "${addrText}" is not an IP address`);
+    address = formatIp(ip);
+    family = ip.family;
+  } else if (mode === 'router') {
+    throw new SettingsError(`${where}: router mode needs the backend's address (NAME=${protocol}:ADDR:PORT)`);
+  }
+  const lo = positiveInt(t[3]!, `${where}: port`, 65535);
+  const hi = t[4] === undefined ? lo : positiveInt(t[4], `${where}: port`, 65535);
+  if (hi < lo) throw new SettingsError(`${where}: the port range ${lo}-${hi} runs backwards`);
+  const svc: ShieldService = {
+    name,
+    protocol,
+    ...(address !== undefined ? { address, family } : {}),
+    ports: [lo, hi],
+    rate: protocol === 'tcp' ? DEFAULT_TCP_RATE : DEFAULT_UDP_RATE,
+    conns: DEFAULT_CONNS,
+    syn: defaultSyn,
+    speaksFirst: false,
+  };
+  const seen = new Set<string>();
+  for (const o of options) {
+    const [key, value] = o.includes('=') ? [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] : [o, undefined];
+    if (seen.has(key)) throw new SettingsError(`${where}: "${key}" is given twice`);
+    seen.add(key);
+    switch (key) {
+      case 'rate':
+        svc.rate = positiveInt(value ?? '', `${where}: rate`, 10_000_000);
+        break;
+      case 'conns':
+        if (protocol !== 'tcp') throw new SettingsError(`${where}: conns limits TCP connections; a UDP service has rate only`);
+        svc.conns = positiveInt(value ?? '', `${where}: conns`, 1_000_000);
+        break;
+      case 'syn':
+        if (protocol !== 'tcp') throw new SettingsError(`${where}: syn is for TCP services`);
+        if (value !== 'synproxy' && value !== 'cookies') throw new SettingsError(`${where}: syn must be synproxy or cookies, got "${value ?? ''}"`);
+        if (value === 'cookies' && mode === 'router') throw new SettingsError(`${where}: syn=cookies protects this host's own listeners; in router mode the backend's cookies are the backend's (use synproxy)`);
+        svc.syn = value;
+        break;
+      case 'speaks-first':
+        if (protocol !== 'tcp') throw new SettingsError(`${where}: speaks-first is for TCP services`);
+        if (value !== undefined) throw new SettingsError(`${where}: speaks-first takes no value`);
+        svc.speaksFirst = true;
+        break;
+      default:
+        throw new SettingsError(`${where}: unknown option "${key}" (rate, conns, syn, speaks-first)`);
+    }
+  }
+  return svc;
+}
+
+function cidrs(entries: readonly string[], flag: string): Cidr[] {
+  return entries.map((e) => {
+    const c = parseCidr(e);
+    if (!c.ok) throw new SettingsError(`${flag}: "${e}": ${c.error.message}`);
+    return c.value;
+  });
+}
+
+/** The checked spec of the settings; throws SettingsError naming the flag and entry. */
+export function resolveShield(s: ShieldSettings): ShieldSpec {
+  const mode = s.shieldMode;
+  const defaultSyn = s.shieldSyn === 'auto' ? (mode === 'router' ? 'synproxy' : 'cookies') : s.shieldSyn;
+  if (mode === 'router' && defaultSyn === 'cookies') throw new SettingsError('--shield-syn cookies protects this host\'s own listeners; router mode uses synproxy (or auto)');
+  if (s.shieldService.length > MAX_SERVICES) throw new SettingsError(`--shield-service: at most ${MAX_SERVICES} services`);
+  const services = s.shieldService.map((t) => parseShieldService(t, mode, defaultSyn));
+  const names = new Set<string>();
+  for (const svc of services) {
+    if (names.has(svc.name)) throw new SettingsError(`--shield-service: the name "${svc.name}" is used twice`);
+    names.add(svc.name);
+  }
+  for (const i of s.shieldInterface) if (!IFNAME.test(i)) throw new SettingsError(`--shield-interface: "${i}" is not an interface name (1-15 letters, digits, "_.:-")`);
+  if (mode === 'router' && s.shieldInterface.length === 0) throw new SettingsError('--shield-interface IFACE is required in router mode (the side attacks arrive on; the backend side must not be filtered)');
+  if (s.shieldBlockTime < 1 || s.shieldBlockTime > 86_400) throw new SettingsError(`--shield-block-time must be 1-86400 seconds, got ${s.shieldBlockTime}`);
+  return {
+    mode,
+    interfaces: [...s.shieldInterface],
+    management: cidrs(s.shieldManagement, '--shield-management'),
+    allow: cidrs(s.shieldAllow, '--shield-allow'),
+    services,
+    blockTimeS: Math.round(s.shieldBlockTime),
+    globalRate: s.shieldGlobalRate,
+    meterSize: s.shieldMeterSize,
+  };
+}
+
