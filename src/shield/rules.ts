@@ -114,7 +114,8 @@ function serviceRules(svc: ShieldService): string[] {
       const syn = `${m} tcp flags & (syn|ack) == syn`;
       out.push(`    ${syn} ${meter}`);
       out.push(`    ${syn} limit name "${GLOBAL_LIMIT}" counter name ${COUNTERS.globalCap} drop`);
-      out.push(`    ${m} ct state invalid,untracked synproxy mss ${MSS[f]} wscale ${WSCALE}${svc.speaksFirst ? '' : ' timestamp'} sack-perm counter name ${c.synproxy}`);
+      // synproxy ends the rule (it takes the packet): the counter goes before it
+      out.push(`    ${m} ct state invalid,untracked counter name ${c.synproxy} synproxy mss ${MSS[f]} wscale ${WSCALE}${svc.speaksFirst ? '' : ' timestamp'} sack-perm`);
       out.push(`    ${m} ct state invalid drop`);
       out.push(`    ${m} ct state new add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${svc.conns} } counter name ${c.overConns} drop`);
       out.push(`    ${m} ct state new counter name ${c.passed}`);

@@ -67,6 +67,6 @@ describe('shield settings', () => {
     assert.ok(at(/flags_xmas drop/) < at(/flags_fin_no_ack drop/), 'XMAS before FIN without ACK (XMAS has no ACK either)');
     assert.ok(at(/@allow4 return/) < at(/@block4 counter name blocked_meter drop/), 'the allowlist before the blocklist');
     assert.ok(at(/tcp dport 80 tcp flags & \(syn\|ack\) == syn notrack/) > at(/jump edge/));
-    assert.ok(at(/synproxy mss 1460 wscale 10 timestamp sack-perm/) > 0);
+    assert.ok(at(/counter name svc_web_synproxy synproxy mss 1460 wscale 10 timestamp sack-perm$/) > 0, "the counter before synproxy, which takes the packet");
   });
 });

@@ -1,0 +1,134 @@
+// The shield in router mode (test/helpers/shield-lab.ts: attacker and legit client on two WAN links
+// of the shield namespace, the backend behind it), with edgeward started in the shield namespace:
+//
+//   flag attacks (hping3 -c N)        each class's counter equals the packets sent; legit unaffected
+//   SYN flood, random sources         synproxy answers; legit connections all succeed (the backend
+//                                     runs without SYN cookies: unprotected it serves 0 %, see
+//                                     shield-baseline.test.ts)
+//   UDP flood, one source             the source is on the blocklist within 1 s; a legit UDP client
+//                                     at 100 datagrams/s gets >= 99 % answered
+//   banner (server speaks first)      the first byte arrives as soon through the shield (speaks-first:
+//                                     synproxy without timestamps) as without it
+//   stop                              the shield namespace's ruleset and sysctls are as before
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { startEdgeward } from '../helpers/edgeward.js';
+import { withLab } from '../helpers/netns.js';
+import { sleep } from '../helpers/process.js';
+import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
+import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, startBackendServers, tuneUnprotected } from '../helpers/shield-lab.js';
+
+const skip = requirement(labSkipReason({ needs: ['hping3', 'nft', 'sysctl'] }) ?? edgewardSkipReason());
+if (skip) process.stdout.write(`# skipping the shield router lab: ${skip}\n`);
+
+const PORTS = { tcp: 8080, banner: 2525, udp: 5353 };
+
+interface Status {
+  loaded: boolean;
+  flags: Record<string, number>;
+  blocked: { manual: number; meter: number; globalCap: number };
+  services: Array<{ name: string; passed: number; overRate: number; overConns: number; synproxy: number }>;
+}
+
+const FLAG_ATTACKS: Array<[string, string[]]> = [
+  ['syn_fin_ack', ['-S', '-F', '-A']],
+  ['syn_fin', ['-S', '-F']],
+  ['syn_rst', ['-S', '-R']],
+  ['xmas', ['-F', '-P', '-U']],
+  ['null', []],
+  ['fin_no_ack', ['-F']],
+];
+
+describe('the shield, router mode (lab)', { skip }, () => {
+  it('drops flag attacks by class, meets a SYN flood with synproxy, blocks a UDP flooder, adds no banner delay, and leaves no trace', { timeout: 240_000 }, () =>
+    withLab(async (lab) => {
+      const sl = await buildShieldLab(lab, { mode: 'router' });
+      await tuneUnprotected(lab, sl.backend);
+      await startBackendServers(lab, sl, PORTS);
+      const rulesetBefore = (await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout;
+      const bannerBefore = await legitBanner(lab, sl.legit, sl.backendAddr, PORTS.banner, { count: 30, concurrency: 1 });
+
+      const ew = await startEdgeward(lab, sl.shield, {
+        args: [
+          '--shield-mode', 'router', '--shield-interface', sl.ifname.wan0, '--shield-interface', sl.ifname.wan1,
+          '--shield-service', `web=tcp:${sl.backendAddr}:${PORTS.tcp},rate=200`,
+          '--shield-service', `smtp=tcp:${sl.backendAddr}:${PORTS.banner},speaks-first`,
+          '--shield-service', `game=udp:${sl.backendAddr}:${PORTS.udp},rate=1000`,
+          '--shield-block-time', '30',
+        ],
+      });
+      const status = async (): Promise<Status> => {
+        const r = await ew.api('GET', '/api/v1/shield');
+        assert.equal(r.status, 200, r.text);
+        return r.body as Status;
+      };
+      assert.equal((await status()).loaded, true);
+
+      // flag attacks: each counted in its own class, exactly
+      for (const [cls, flags] of FLAG_ATTACKS) {
+        const sent = await hpingCount(lab, sl.attacker, [...flags, '-p', String(PORTS.tcp), sl.backendAddr], 300);
+        const st = await status();
+        process.stdout.write(`# ${cls}: ${sent} sent, ${st.flags[cls]} counted\n`);
+        assert.equal(st.flags[cls], sent, `${cls}: the counter equals the packets hping3 sent`);
+      }
+      const total = Object.values((await status()).flags).reduce((a, b) => a + b, 0);
+      assert.equal(total, 300 * FLAG_ATTACKS.length, 'no packet counted in two classes');
+      const calm = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
+      process.stdout.write(`# legit after the flag attacks: ${calm.ok}/${calm.attempts}, p50 ${calm.p50Ms} ms, p99 ${calm.p99Ms} ms\n`);
+      assert.equal(calm.ok, calm.attempts, JSON.stringify(calm.failures));
+
+      // SYN flood from random sources: synproxy answers it, the backend never sees it
+      const stop = new AbortController();
+      const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(PORTS.tcp), sl.backendAddr], 25, { signal: stop.signal });
+      let underFlood;
+      try {
+        await sleep(500);
+        underFlood = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
+      } finally {
+        stop.abort();
+      }
+      const floodSent = await flood;
+      const afterFlood = await status();
+      const web = afterFlood.services.find((s) => s.name === 'web')!;
+      process.stdout.write(`# SYN flood: ${floodSent} SYNs sent; synproxy counted ${web.synproxy}; legit ${underFlood.ok}/${underFlood.attempts}, p50 ${underFlood.p50Ms} ms, p99 ${underFlood.p99Ms} ms; failures ${JSON.stringify(underFlood.failures)}\n`);
+      assert.ok(floodSent > 50_000, `the flood was a flood: ${floodSent} SYNs`);
+      assert.ok(web.synproxy >= floodSent * 0.5, `synproxy met the flood: ${web.synproxy}`);
+      assert.ok(underFlood.ok >= underFlood.attempts * 0.995, `legit under the SYN flood: ${underFlood.ok}/${underFlood.attempts}`);
+
+      // UDP flood from one source: blocklisted within a second, the legit UDP client carries on
+      const legitUdpRun = legitUdp(lab, sl.legit, sl.backendAddr, PORTS.udp, { pps: 100, seconds: 5 });
+      await sleep(500);
+      const t0 = Date.now();
+      const udpFlood = hpingFlood(lab, sl.attacker, ['--udp', '--flood', '-p', String(PORTS.udp), sl.backendAddr], 3);
+      let blockedAfterMs = -1;
+      while (Date.now() - t0 < 3000) {
+        const set = await lab.exec(sl.shield, ['nft', 'list', 'set', 'inet', 'edgeward_shield', 'block4']);
+        if (set.stdout.includes(sl.addr.attacker)) {
+          blockedAfterMs = Date.now() - t0;
+          break;
+        }
+        await sleep(50);
+      }
+      const udpSent = await udpFlood;
+      const legitU = await legitUdpRun;
+      const afterUdp = await status();
+      process.stdout.write(`# UDP flood: ${udpSent} datagrams; attacker blocklisted after ${blockedAfterMs} ms (from the flood's start, incl. hping3's start); blocked_meter ${afterUdp.blocked.meter}; legit UDP ${legitU.received}/${legitU.sent}\n`);
+      assert.ok(blockedAfterMs >= 0 && blockedAfterMs < 1000, `the flooding source was blocklisted within 1 s (${blockedAfterMs} ms)`);
+      assert.ok(afterUdp.blocked.meter > udpSent * 0.5, `the blocklist dropped the flood: ${afterUdp.blocked.meter} of ${udpSent}`);
+      assert.ok(legitU.received >= legitU.sent * 0.99, `legit UDP: ${legitU.received}/${legitU.sent}`);
+
+      // the server speaks first: no added delay through synproxy (no timestamps for this service)
+      const bannerShield = await legitBanner(lab, sl.legit, sl.backendAddr, PORTS.banner, { count: 30, concurrency: 1 });
+      process.stdout.write(`# banner: p50 ${bannerBefore.p50Ms} / p99 ${bannerBefore.p99Ms} ms without the shield, ${bannerShield.p50Ms} / ${bannerShield.p99Ms} ms through it\n`);
+      assert.equal(bannerShield.ok, bannerShield.attempts);
+      assert.ok((bannerShield.p99Ms ?? Infinity) < (bannerBefore.p99Ms ?? 0) + 50, 'the banner arrives within a few ms of the unshielded time');
+
+      const loose = (await lab.exec(sl.shield, ['sysctl', '-n', 'net.netfilter.nf_conntrack_tcp_loose'])).stdout.trim();
+      assert.equal(loose, '0', 'synproxy runs with strict TCP tracking');
+      await ew.stop();
+      const rulesetAfter = (await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout;
+      assert.equal(rulesetAfter, rulesetBefore, 'the ruleset is as before the shield');
+      assert.equal((await lab.exec(sl.shield, ['sysctl', '-n', 'net.netfilter.nf_conntrack_tcp_loose'])).stdout.trim(), '1', 'the sysctl is back');
+    }),
+  );
+});
