@@ -7,10 +7,10 @@ import { renderTableScript, removeTable } from '../kernel/nft.js';
 import { resolveShield } from '../shield/config.js';
 import { renderShieldBody, SHIELD_TABLE, shieldComments } from '../shield/rules.js';
 import { clientFromEnv, ENV_HELP } from './api-client.js';
-import { apiCommand, parseOptions, printList, UsageError } from './api-command.js';
+import { apiCommand, onePositional, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
-const usage = `Usage: edgeward shield <status|print|remove> [options]
+const usage = `Usage: edgeward shield <status|block|unblock|allow|disallow|blocklist|allowlist|print|remove> [options]
 
 The shield of "edgeward start --shield-service SPEC ..." (DoS protection: an nftables table of its
 own, ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}).
@@ -19,6 +19,15 @@ own, ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}).
       the running shield, through the API: mode, interfaces, packets dropped per TCP flag class,
       by the blocklists and the global cap, and per service what passed and what the per-source
       rate and connection limits dropped, with the rates of the last second
+  edgeward shield block ADDR[/PREFIX] [--ttl SEC] [--reason TEXT]
+      drop everything from ADDR (kept across restarts; without --ttl until unblocked). The
+      management sources cannot be blocked
+  edgeward shield unblock ADDR[/PREFIX]
+      take it off the hand-made blocklist and out of the meters' blocklist
+  edgeward shield allow ADDR[/PREFIX] [--ttl SEC] [--reason TEXT] | disallow ADDR[/PREFIX]
+      the allowlist: sources that pass the blocklists, the meters and the global cap
+  edgeward shield blocklist|allowlist [--json]
+      the entries: by hand, by a meter (blocklist) or from --shield-allow, with the time left
   edgeward shield print [--config FILE] [the --shield-* flags of edgeward start]
       the nftables ruleset those settings give, without applying it (nft -f accepts it as is)
   edgeward shield remove
@@ -26,7 +35,9 @@ own, ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}).
       sysctls it set (net.ipv4.tcp_syncookies, net.netfilter.nf_conntrack_tcp_loose) stay
 
 Options:
-  --json             status: print JSON
+  --json             status, blocklist, allowlist: print JSON
+  --ttl SEC          block, allow: seconds the entry lasts (1..2592000)
+  --reason TEXT      block, allow: why (shown in the lists and the log)
   --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
 
 ${ENV_HELP}
@@ -78,6 +89,48 @@ async function status(args: string[]): Promise<number> {
   return 0;
 }
 
+interface ListEntry {
+  address: string;
+  source: string;
+  reason: string | null;
+  secondsLeft: number | null;
+}
+
+function addTo(list: 'block' | 'allow') {
+  return async (args: string[]): Promise<number> => {
+    const { values, positionals } = parseOptions(args, { ttl: { type: 'string' }, reason: { type: 'string' } });
+    const address = onePositional(positionals, 'ADDR');
+    let ttl: number | undefined;
+    if (values.ttl !== undefined) {
+      if (!/^\d{1,7}$/.test(values.ttl)) throw new UsageError(`--ttl must be a number of seconds, got "${values.ttl}"`);
+      ttl = Number(values.ttl);
+    }
+    const e = await clientFromEnv(values.data).request<ListEntry>('POST', `/api/v1/shield/${list}list`, { address, ...(ttl !== undefined ? { ttl } : {}), ...(values.reason !== undefined ? { reason: values.reason } : {}) });
+    process.stdout.write(`${list === 'block' ? 'blocked' : 'allowed'} ${e.address}${e.secondsLeft !== null ? ` for ${e.secondsLeft} s` : ''}\n`);
+    return 0;
+  };
+}
+
+function removeFrom(list: 'block' | 'allow') {
+  return async (args: string[]): Promise<number> => {
+    const { values, positionals } = parseOptions(args, {});
+    const address = onePositional(positionals, 'ADDR');
+    await clientFromEnv(values.data).request('DELETE', `/api/v1/shield/${list}list/${encodeURIComponent(address)}`);
+    process.stdout.write(`${address} is off the ${list}list\n`);
+    return 0;
+  };
+}
+
+function showList(list: 'block' | 'allow') {
+  return async (args: string[]): Promise<number> => {
+    const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const { entries } = await clientFromEnv(values.data).request<{ entries: ListEntry[] }>('GET', `/api/v1/shield/${list}list`);
+    printList(entries, { json: values.json === true, empty: `the ${list}list is empty`, head: ['ADDRESS', 'SOURCE', 'LEFT', 'REASON'], row: (e) => [e.address, e.source, e.secondsLeft === null ? '-' : `${e.secondsLeft}s`, e.reason ?? ''] });
+    return 0;
+  };
+}
+
 async function print(args: string[]): Promise<number> {
   let values: Record<string, unknown>;
   try {
@@ -109,4 +162,14 @@ async function remove(args: string[]): Promise<number> {
   return 0;
 }
 
-export const command: Command = apiCommand('shield', 'the DoS shield: shield status|print|remove', usage, { status, print, remove });
+export const command: Command = apiCommand('shield', 'the DoS shield: shield status|block|unblock|allow|disallow|blocklist|allowlist|print|remove', usage, {
+  status,
+  block: addTo('block'),
+  unblock: removeFrom('block'),
+  allow: addTo('allow'),
+  disallow: removeFrom('allow'),
+  blocklist: showList('block'),
+  allowlist: showList('allow'),
+  print,
+  remove,
+});

@@ -50,5 +50,5 @@ export async function openThreadParts(settings: Settings, dataDir: string, threa
     upstream,
     bindOutgoing: settings.bindOutgoing !== '' ? settings.bindOutgoing : undefined,
   };
-  return { store, parts: { policies, users, devices: new DeviceService(store), registry, outbound, metrics }, upstream };
+  return { store, parts: { store, policies, users, devices: new DeviceService(store), registry, outbound, metrics }, upstream };
 }

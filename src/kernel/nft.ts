@@ -196,3 +196,74 @@ export async function listCounters(table: NftTable, run: CommandRunner = default
   }
   return out;
 }
+
+/** An element of a set: an address or "addr/prefix", with its timeout and what is left of it (seconds). */
+export interface NftSetElement {
+  value: string;
+  timeoutS?: number;
+  expiresS?: number;
+}
+
+/** A set element's text: addresses and prefixes only, so nothing else reaches the nft command line. */
+function checkElement(value: string): string {
+  if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(value)) throw new NftError('invalid_body', `"${value}" is not an address or prefix`);
+  return value;
+}
+
+/** Adds elements to `set` of `table` in one command (an element already there keeps its old timeout: delete it first). */
+export async function addSetElements(table: NftTable, set: string, elements: readonly NftSetElement[], run: CommandRunner = defaultRunner): Promise<void> {
+  if (elements.length === 0) return;
+  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
+  const items = elements.map((e) => `${checkElement(e.value)}${e.timeoutS !== undefined ? ` timeout ${Math.max(1, Math.round(e.timeoutS))}s` : ''}`);
+  await nft(run, ['-f', '-'], `add element ${checkTable(table)} ${set} { ${items.join(', ')} }\n`);
+}
+
+/** Deletes elements from `set`; resolves to false when one of them was not there (nothing is deleted then). */
+export async function deleteSetElements(table: NftTable, set: string, values: readonly string[], run: CommandRunner = defaultRunner): Promise<boolean> {
+  if (values.length === 0) return true;
+  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
+  const argv = ['nft', 'delete', 'element', ...checkTable(table).split(' '), set, `{ ${values.map(checkElement).join(', ')} }`];
+  const r = await run(argv);
+  if (succeeded(r)) return true;
+  if (r.error === undefined && NOT_FOUND.test(r.stderr)) return false;
+  throw nftFailure(argv, r);
+}
+
+function elementValue(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  const prefix = obj(obj(v)?.prefix);
+  if (prefix && typeof prefix.addr === 'string') return `${prefix.addr}/${num(prefix.len)}`;
+  return undefined;
+}
+
+/** The elements of `set` (`nft -j list set`); null when the table or set is not loaded. */
+export async function listSetElements(table: NftTable, set: string, run: CommandRunner = defaultRunner): Promise<NftSetElement[] | null> {
+  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
+  const argv = ['nft', '-j', 'list', 'set', ...checkTable(table).split(' '), set];
+  const r = await run(argv);
+  if (!succeeded(r)) {
+    if (r.error === undefined && NOT_FOUND.test(r.stderr)) return null;
+    throw nftFailure(argv, r);
+  }
+  let doc: NftJson;
+  try {
+    doc = JSON.parse(r.stdout) as NftJson;
+  } catch {
+    throw new NftError('nft_failed', `${describeArgv(argv)}: unexpected output (not JSON): ${r.stdout.slice(0, 200)}`, describeArgv(argv));
+  }
+  const out: NftSetElement[] = [];
+  for (const item of Array.isArray(doc.nftables) ? doc.nftables : []) {
+    const s = obj(item.set);
+    if (!s || !Array.isArray(s.elem)) continue;
+    for (const e of s.elem as unknown[]) {
+      const wrapped = obj(obj(e)?.elem);
+      const value = elementValue(wrapped ? wrapped.val : e);
+      if (value === undefined) continue;
+      const el: NftSetElement = { value };
+      if (wrapped && typeof wrapped.timeout === 'number') el.timeoutS = wrapped.timeout;
+      if (wrapped && typeof wrapped.expires === 'number') el.expiresS = wrapped.expires;
+      out.push(el);
+    }
+  }
+  return out;
+}

@@ -12,9 +12,12 @@ import type { UserService } from '../auth/users.js';
 import type { PolicyService } from '../policy/service.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import type { OutboundSettings } from '../transport/outbound.js';
+import type { Store } from '../store/store.js';
 
 /** What every thread that relays has once: built by the gateway, shared by the services of that thread. */
 export interface ThreadParts {
+  /** the store, for what a service keeps itself (the shield's hand-made list entries) */
+  store: Store;
   policies: PolicyService;
   users: UserService;
   devices: DeviceService;

@@ -3,14 +3,17 @@
 // synproxy), then reads the table's counters every second into rates; on close it removes the
 // table and puts the sysctls back as they were. Its API route shows mode, counters and rates as the
 // kernel has them.
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
 import { applyTable, listCounters, removeTable, type NftCounters } from '../kernel/nft.js';
 import { readSysctl, writeSysctl } from '../kernel/sysctl.js';
 import type { Logger } from '../log/logger.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
+import type { Store } from '../store/store.js';
 import { resolveShield, shieldSection, type ShieldSettings, type ShieldSpec } from './config.js';
+import { MAX_TTL_S, ShieldListError, ShieldLists, type ShieldListName } from './lists.js';
 import { COUNTERS, FLAG_CLASSES, renderShieldBody, serviceCounters, SHIELD_TABLE, shieldComments } from './rules.js';
 
 /** Seconds between two readings of the counters. */
@@ -36,6 +39,7 @@ export interface CounterReading {
 /** The running shield: what its routes read. */
 export interface ShieldService extends Service {
   spec: ShieldSpec;
+  lists: ShieldLists;
   /** the last reading, and packets per second since the one before (null before two readings) */
   counters(): { reading: CounterReading | null; rates: Record<string, number> | null };
   /** reads the counters now (the rates stay those of the last poll) */
@@ -48,7 +52,8 @@ function packetsOf(c: NftCounters): Record<string, number> {
   return out;
 }
 
-export function createShield(spec: ShieldSpec, logger: Logger): ShieldService {
+export function createShield(spec: ShieldSpec, store: Store, logger: Logger): ShieldService {
+  const lists = new ShieldLists(store, spec, logger);
   let last: CounterReading | null = null;
   let rates: Record<string, number> | null = null;
   let timer: NodeJS.Timeout | undefined;
@@ -93,6 +98,7 @@ export function createShield(spec: ShieldSpec, logger: Logger): ShieldService {
 
   return {
     spec,
+    lists,
     counters: () => ({ reading: last, rates }),
     snapshot,
     async listen() {
@@ -108,6 +114,8 @@ export function createShield(spec: ShieldSpec, logger: Logger): ShieldService {
           if (before !== null) restore.push([name, before]);
           logger.info('shield: sysctl set', { sysctl: name, value, was: before });
         }
+        const loaded = await lists.load();
+        if (loaded > 0) logger.info('shield: hand-made list entries loaded', { entries: loaded });
         await read();
       } catch (e) {
         await removeAll();
@@ -153,7 +161,7 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
   everyThread: false,
   enabled: (s) => s.shieldService.length > 0,
   create: (ctx) => {
-    const shield = createShield(resolveShield(ctx.settings), ctx.logger);
+    const shield = createShield(resolveShield(ctx.settings), ctx.parts.store, ctx.logger);
     const m = ctx.parts.metrics;
     const packets = (name: string): number => shield.counters().reading?.packets[name] ?? 0;
     m.counter({ name: 'edgeward_shield_flag_drops_total', help: 'TCP packets the shield dropped for an invalid flag combination, by class.', labels: ['class'], read: () => FLAG_CLASSES.map((k) => [{ class: k.counter.replace(/^flags_/, '') }, packets(k.counter)]) });
@@ -170,6 +178,7 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
     return shield;
   },
   routes: (shield) => async (app) => {
+    for (const list of ['block', 'allow'] as const) registerList(app, shield, list);
     app.get('/shield', { schema: { tags: ['shield'], summary: "The shield's mode, counters and rates, as the kernel has them", response: { 200: ShieldStatus, 503: ErrorBody } } }, async () => {
       const reading = await shield.snapshot().catch((e: unknown) => {
         throw new ApiError(503, 'shield_unreadable', null, `cannot read the shield's counters: ${(e as Error).message}`);
@@ -191,3 +200,41 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
     });
   },
 };
+
+const ListEntryView = Type.Object({
+  address: Type.String({ description: 'addr/prefix' }),
+  source: Type.Union([Type.Literal('manual'), Type.Literal('meter'), Type.Literal('config')], { description: 'manual: added by hand (kept across restarts); meter: a per-source rate meter caught it; config: --shield-allow' }),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  secondsLeft: Type.Union([Type.Integer(), Type.Null()], { description: 'null: until removed' }),
+  createdAt: Type.Union([Type.String(), Type.Null()]),
+});
+const ListBody = Type.Object(
+  {
+    address: Type.String({ minLength: 1, maxLength: 64, description: 'an IPv4 or IPv6 address or addr/prefix' }),
+    ttl: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TTL_S, description: 'seconds; without it, until removed' })),
+    reason: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+function listError(e: unknown): never {
+  if (e instanceof ShieldListError) throw new ApiError(e.code === 'from_config' ? 409 : 400, e.code, e.code === 'invalid_address' ? 'address' : e.code === 'invalid_ttl' ? 'ttl' : null, e.message);
+  throw new ApiError(503, 'shield_unavailable', null, `the shield's sets cannot be changed: ${(e as Error).message}`);
+}
+
+/** GET/POST /shield/{blocklist|allowlist}, DELETE /shield/{...}/ADDRESS (addr/prefix URL-encoded: 10.0.0.0%2F24). */
+function registerList(app: Parameters<FastifyPluginAsync>[0], shield: ShieldService, list: ShieldListName): void {
+  const path = `/shield/${list}list`;
+  const tags = ['shield'];
+  const what = list === 'block' ? 'blocklist' : 'allowlist';
+  app.get(path, { schema: { tags, summary: `The shield's ${what}`, response: { 200: Type.Object({ entries: Type.Array(ListEntryView) }), 503: ErrorBody } } }, async () => ({ entries: await shield.lists.list(list).catch(listError) }));
+  app.post<{ Body: Static<typeof ListBody> }>(path, { schema: { tags, summary: `Add an address or block to the ${what} (kept across restarts)`, body: ListBody, response: { 201: ListEntryView, 400: ErrorBody, 503: ErrorBody } } }, async (req, reply) => {
+    const entry = await shield.lists.add(list, req.body.address, req.body.ttl ?? null, req.body.reason ?? null).catch(listError);
+    return reply.code(201).send(entry);
+  });
+  app.delete<{ Params: { address: string } }>(`${path}/:address`, { schema: { tags, summary: `Remove an address or block from the ${what}`, params: Type.Object({ address: Type.String({ minLength: 1, maxLength: 64 }) }), response: { 204: { type: 'null', description: 'removed' }, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody } } }, async (req, reply) => {
+    const had = await shield.lists.remove(list, req.params.address).catch(listError);
+    if (!had) throw new ApiError(404, 'not_found', 'address', `${req.params.address} is not on the ${what}`);
+    return reply.code(204).send();
+  });
+}

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Policy, PolicyInput, Transport } from './records.js';
-import { StoreError, type DeviceRecord, type Store, type TurnKey, type UserPermissions, type UserRecord } from './store.js';
+import { StoreError, type DeviceRecord, type ShieldEntry, type Store, type TurnKey, type UserPermissions, type UserRecord } from './store.js';
 
 /** Each entry moves the schema one version up; never edit a shipped entry, add a new one. */
 const MIGRATIONS: readonly string[] = [
@@ -39,7 +39,27 @@ const MIGRATIONS: readonly string[] = [
      created_at TEXT NOT NULL,
      UNIQUE (username, name)
    );`,
+  // 5: the shield's hand-made blocklist and allowlist entries (they survive a restart; the meters'
+  // entries live in the kernel only)
+  `CREATE TABLE shield_entries (
+     list TEXT NOT NULL CHECK (list IN ('block', 'allow')),
+     cidr TEXT NOT NULL,
+     reason TEXT,
+     expires_at TEXT,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (list, cidr)
+   );`,
 ];
+
+interface ShieldEntryRow {
+  list: 'block' | 'allow';
+  cidr: string;
+  reason: string | null;
+  expires_at: string | null;
+  created_at: string;
+}
+
+const toShieldEntry = (r: ShieldEntryRow): ShieldEntry => ({ list: r.list, cidr: r.cidr, reason: r.reason, expiresAt: r.expires_at, createdAt: r.created_at });
 
 interface UserRow {
   username: string;
@@ -256,6 +276,22 @@ export class SqliteStore implements Store {
 
   async deleteDevice(id: number): Promise<boolean> {
     return this.db.prepare('DELETE FROM devices WHERE id = ?').run(id).changes > 0;
+  }
+
+  async listShieldEntries(): Promise<ShieldEntry[]> {
+    const now = new Date().toISOString();
+    this.db.prepare('DELETE FROM shield_entries WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+    return (this.db.prepare('SELECT * FROM shield_entries ORDER BY list, cidr').all() as ShieldEntryRow[]).map(toShieldEntry);
+  }
+
+  async putShieldEntry(e: Omit<ShieldEntry, 'createdAt'>): Promise<ShieldEntry> {
+    const now = new Date().toISOString();
+    this.db.prepare('INSERT OR REPLACE INTO shield_entries (list, cidr, reason, expires_at, created_at) VALUES (?, ?, ?, ?, ?)').run(e.list, e.cidr, e.reason, e.expiresAt, now);
+    return { ...e, createdAt: now };
+  }
+
+  async deleteShieldEntry(list: ShieldEntry['list'], cidr: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM shield_entries WHERE list = ? AND cidr = ?').run(list, cidr).changes > 0;
   }
 
   async countUsers(): Promise<number> {

@@ -34,6 +34,17 @@ export interface TurnKey {
   key: Buffer;
 }
 
+/** A hand-made entry of the shield's blocklist or allowlist (the meters' entries are never stored). */
+export interface ShieldEntry {
+  list: 'block' | 'allow';
+  /** canonical "addr/prefix" */
+  cidr: string;
+  reason: string | null;
+  /** ISO time it ends; null: until removed */
+  expiresAt: string | null;
+  createdAt: string;
+}
+
 export type StoreErrorCode = 'conflict' | 'not_found' | 'corrupt';
 
 /** A store failure a caller can act on (a duplicate key, a missing row). */
@@ -74,6 +85,12 @@ export interface Store {
   deleteDevice(id: number): Promise<boolean>;
 
   setApiTokenHash(hash: string): Promise<void>;
+
+  /** The shield's hand-made entries that have not expired. */
+  listShieldEntries(): Promise<ShieldEntry[]>;
+  /** Adds an entry, or replaces the one for the same list and block. */
+  putShieldEntry(e: Omit<ShieldEntry, 'createdAt'>): Promise<ShieldEntry>;
+  deleteShieldEntry(list: ShieldEntry['list'], cidr: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Lab, Netns } from './netns.js';
 import { withResolvConf } from './peers.js';
-import { appendBounded, HarnessError, killOnExit, onExit, ROOT, sleep, type ProcessExit, type RunningProcess } from './process.js';
+import { appendBounded, HarnessError, killOnExit, onExit, ROOT, sleep, type ExecResult, type ProcessExit, type RunningProcess } from './process.js';
 
 export const BIN = join(ROOT, 'bin', 'edgeward.js');
 
@@ -237,6 +237,8 @@ export interface EdgewardInLab {
   data: string;
   /** Calls the REST API from inside the namespace (curl; the token goes through stdin, never argv). */
   api(method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<ApiResponse>;
+  /** Runs `edgeward ARGS...` (a CLI client) inside the namespace against this gateway's API, as an operator would. */
+  cli(args: string[]): Promise<ExecResult>;
   /** SIGTERM to edgeward's pid; SIGKILL after graceMs. */
   stop(graceMs?: number): Promise<ProcessExit & { forced: boolean }>;
 }
@@ -298,7 +300,8 @@ export async function startEdgeward(lab: Lab, ns: Netns, opts: StartEdgewardOpti
     if (Date.now() > deadline) throw new HarnessError('wait_timeout', `edgeward /health did not answer within ${opts.readyTimeoutMs ?? 15_000} ms; stderr:\n${proc.stderr().slice(-4000)}`);
     await sleep(200);
   }
-  return { process: proc, ns, socks, data, api, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
+  const cli: EdgewardInLab['cli'] = (args) => lab.exec(ns, [process.execPath, BIN, ...args], { env: { EDGEWARD_API_TOKEN: token, EDGEWARD_API_URL: base }, allowFailure: true, timeoutMs: 20_000 });
+  return { process: proc, ns, socks, data, api, cli, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
 }
 
 /** Sets the default policy's transport through the API (PUT /api/v1/policies/default); throws on a non-2xx answer. */
