@@ -158,23 +158,28 @@ const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v)
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
 
+/** Runs an `nft -j list ...` command: its JSON, or null when what it lists is not loaded. */
+async function listJson(run: CommandRunner, argv: string[]): Promise<NftJson | null> {
+  const r = await run(argv);
+  if (!succeeded(r)) {
+    if (r.error === undefined && NOT_FOUND.test(r.stderr)) return null;
+    throw nftFailure(argv, r);
+  }
+  try {
+    return JSON.parse(r.stdout) as NftJson;
+  } catch {
+    throw new NftError('nft_failed', `${describeArgv(argv)}: unexpected output (not JSON): ${r.stdout.slice(0, 200)}`, describeArgv(argv));
+  }
+}
+
 /**
  * The counters of `table` in one snapshot (`nft -j -t list table`, set elements left out): its named
  * counters and the anonymous counter of each rule that has one. null when the table is not loaded.
  */
 export async function listCounters(table: NftTable, run: CommandRunner = defaultRunner): Promise<NftCounters | null> {
   const argv = ['nft', '-j', '-t', 'list', 'table', ...checkTable(table).split(' ')];
-  const r = await run(argv);
-  if (!succeeded(r)) {
-    if (r.error === undefined && NOT_FOUND.test(r.stderr)) return null;
-    throw nftFailure(argv, r);
-  }
-  let doc: NftJson;
-  try {
-    doc = JSON.parse(r.stdout) as NftJson;
-  } catch {
-    throw new NftError('nft_failed', `${describeArgv(argv)}: unexpected output (not JSON): ${r.stdout.slice(0, 200)}`, describeArgv(argv));
-  }
+  const doc = await listJson(run, argv);
+  if (!doc) return null;
   const out: NftCounters = { named: [], rules: [] };
   for (const item of Array.isArray(doc.nftables) ? doc.nftables : []) {
     const counter = obj(item.counter);
@@ -240,17 +245,8 @@ function elementValue(v: unknown): string | undefined {
 export async function listSetElements(table: NftTable, set: string, run: CommandRunner = defaultRunner): Promise<NftSetElement[] | null> {
   if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
   const argv = ['nft', '-j', 'list', 'set', ...checkTable(table).split(' '), set];
-  const r = await run(argv);
-  if (!succeeded(r)) {
-    if (r.error === undefined && NOT_FOUND.test(r.stderr)) return null;
-    throw nftFailure(argv, r);
-  }
-  let doc: NftJson;
-  try {
-    doc = JSON.parse(r.stdout) as NftJson;
-  } catch {
-    throw new NftError('nft_failed', `${describeArgv(argv)}: unexpected output (not JSON): ${r.stdout.slice(0, 200)}`, describeArgv(argv));
-  }
+  const doc = await listJson(run, argv);
+  if (!doc) return null;
   const out: NftSetElement[] = [];
   for (const item of Array.isArray(doc.nftables) ? doc.nftables : []) {
     const s = obj(item.set);
