@@ -10,13 +10,15 @@
 //   3. signaling capacity: D devices online at once (presence WebSockets, each after its hello),
 //      with the server's RSS and CPU for them.
 // A reference that cannot run (coturn or sshd not installed) says so in its row.
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { cpuTimes, run, spawnTracked, waitForOutput, which, type Tracked } from './procs.js';
+import { restCredential } from '../src/rendezvous/turn-auth.js';
+import { freePort } from './net-util.js';
 import { startCoturn, type TurnServer } from './turn-servers.js';
 
 export interface RendezvousOptions {
@@ -106,18 +108,6 @@ function download(port: number): Promise<{ bytes: number; seconds: number }> {
   });
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = portOf(s);
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** A way to reach a service of the device: `open` starts the forward and resolves with its local port. */
 interface Forwarder {
   open(service: 'banner' | 'source'): Promise<{ port: number; proc: Tracked }>;
@@ -139,12 +129,6 @@ function edgewardForwarder(root: string, apiUrl: string, device: string, extra: 
   };
 }
 
-/** TURN REST credentials (username "expiry:user", HMAC-SHA1 of it under the shared secret). */
-function restCredential(secret: string, user: string): { username: string; credential: string } {
-  const username = `${Math.floor(Date.now() / 1000) + 3600}:${user}`;
-  return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
-}
-
 /**
  * sshd on 127.0.0.1 with a host key, an authorized key and a config of its own in the run's temp
  * directory (root's ~/.ssh and /etc/ssh are not touched), and `ssh -N -L` as the forwarder.
@@ -162,7 +146,7 @@ async function startSsh(tmpDir: string, ports: { banner: number; source: number 
     if (r.code !== 0) return { unavailable: `ssh-keygen failed: ${r.stderr.trim()}` };
   }
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client.pub')));
-  const port = await freeTcpPort();
+  const port = await freePort();
   writeFileSync(
     join(dir, 'sshd_config'),
     [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'host')}`, `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`, `PidFile ${join(dir, 'sshd.pid')}`, 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password', 'AllowTcpForwarding yes', ''].join('\n'),
@@ -179,7 +163,7 @@ async function startSsh(tmpDir: string, ports: { banner: number; source: number 
     sshd: daemon,
     forwarder: {
       async open(service) {
-        const local = await freeTcpPort();
+        const local = await freePort();
         const proc = spawnTracked('ssh -L', ssh, ['-v', '-N', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-i', join(dir, 'client'), '-p', String(port), '-L', `127.0.0.1:${local}:127.0.0.1:${ports[service]}`, `${user}@127.0.0.1`]);
         // ssh -v says so once the listener is up, after the login
         if (!(await waitForOutput(proc, new RegExp(`Local connections to (?:127\\.0\\.0\\.1|LOCALHOST):${local} forwarded`), 30_000, 'stderr'))) {
@@ -229,10 +213,10 @@ export async function measureRendezvous(root: string, tmpDir: string, o: Rendezv
     const coturn: TurnServer = await startCoturn(tmpDir, 'bench-coturn-secret');
     stops.push(() => coturn.stop());
     if (coturn.port) {
-      const cred = restCredential('bench-coturn-secret', 'bench');
+      const cred = restCredential('bench', 'bench-coturn-secret', 3600);
       const ice = ['--ice-server', `turn:127.0.0.1:${coturn.port}?transport=udp`, '--ice-username', cred.username];
-      await startDevice('box-coturn', ice, { EDGEWARD_ICE_CREDENTIAL: cred.credential });
-      forwarders.set('relayed via coturn', edgewardForwarder(root, apiUrl, 'box-coturn', ['--relay-only', ...ice], { EDGEWARD_ICE_CREDENTIAL: cred.credential }));
+      await startDevice('box-coturn', ice, { EDGEWARD_ICE_CREDENTIAL: cred.password });
+      forwarders.set('relayed via coturn', edgewardForwarder(root, apiUrl, 'box-coturn', ['--relay-only', ...ice], { EDGEWARD_ICE_CREDENTIAL: cred.password }));
     } else result.firstByte['relayed via coturn'].unavailable = coturn.unavailable ?? 'unavailable';
     const ssh = await startSsh(tmpDir, { banner: portOf(banner), source: portOf(source) });
     if ('forwarder' in ssh) {
