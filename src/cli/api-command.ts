@@ -17,6 +17,13 @@ export function parseOptions<O extends ParseArgsConfig['options']>(args: string[
   }
 }
 
+/** A --FLAG SECONDS value as a number, or undefined when the flag is not given. */
+export function optionalSeconds(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,7}$/.test(value)) throw new UsageError(`--${flag} must be a number of seconds, got "${value}"`);
+  return Number(value);
+}
+
 /** Exactly one positional argument, named `name` in the error. */
 export function onePositional(pos: string[], name: string): string {
   if (pos.length === 0) throw new UsageError(`missing ${name}`);

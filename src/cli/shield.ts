@@ -5,15 +5,15 @@ import { readConfigFile, resolveSettings, SECTIONS } from '../gateway/settings.j
 import { flagOptions, settingsFromFlags } from '../config/schema.js';
 import { renderTableScript, removeTable } from '../kernel/nft.js';
 import { resolveShield } from '../shield/config.js';
-import { renderShieldBody, SHIELD_TABLE, shieldComments } from '../shield/rules.js';
+import { renderShieldBody, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments } from '../shield/rules.js';
 import { clientFromEnv, ENV_HELP } from './api-client.js';
-import { apiCommand, onePositional, parseOptions, printList, UsageError } from './api-command.js';
+import { apiCommand, onePositional, optionalSeconds, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward shield <status|block|unblock|allow|disallow|blocklist|allowlist|print|remove> [options]
 
 The shield of "edgeward start --shield-service SPEC ..." (DoS protection: an nftables table of its
-own, ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}).
+own, ${SHIELD_TABLE_NAME}).
 
   edgeward shield status [--json]
       the running shield, through the API: mode, interfaces, packets dropped per TCP flag class,
@@ -100,11 +100,7 @@ function addTo(list: 'block' | 'allow') {
   return async (args: string[]): Promise<number> => {
     const { values, positionals } = parseOptions(args, { ttl: { type: 'string' }, reason: { type: 'string' } });
     const address = onePositional(positionals, 'ADDR');
-    let ttl: number | undefined;
-    if (values.ttl !== undefined) {
-      if (!/^\d{1,7}$/.test(values.ttl)) throw new UsageError(`--ttl must be a number of seconds, got "${values.ttl}"`);
-      ttl = Number(values.ttl);
-    }
+    const ttl = optionalSeconds(values.ttl, 'ttl');
     const e = await clientFromEnv(values.data).request<ListEntry>('POST', `/api/v1/shield/${list}list`, { address, ...(ttl !== undefined ? { ttl } : {}), ...(values.reason !== undefined ? { reason: values.reason } : {}) });
     process.stdout.write(`${list === 'block' ? 'blocked' : 'allowed'} ${e.address}${e.secondsLeft !== null ? ` for ${e.secondsLeft} s` : ''}\n`);
     return 0;
@@ -158,7 +154,7 @@ async function remove(args: string[]): Promise<number> {
   const { positionals } = parseOptions(args, {});
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const had = await removeTable(SHIELD_TABLE);
-  process.stdout.write(had ? `removed table ${SHIELD_TABLE.family} ${SHIELD_TABLE.name}\n` : `table ${SHIELD_TABLE.family} ${SHIELD_TABLE.name} is not loaded: nothing to remove\n`);
+  process.stdout.write(had ? `removed table ${SHIELD_TABLE_NAME}\n` : `table ${SHIELD_TABLE_NAME} is not loaded: nothing to remove\n`);
   return 0;
 }
 

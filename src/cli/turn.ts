@@ -1,7 +1,7 @@
 // `edgeward turn ...`: TURN credentials and allocations of the rendezvous service, through the REST API.
 import { formatHostPort } from '../net/address.js';
 import { clientFromEnv, ENV_HELP } from './api-client.js';
-import { apiCommand, onePositional, parseOptions, printList, UsageError } from './api-command.js';
+import { apiCommand, onePositional, optionalSeconds, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
 const usage = `Usage: edgeward turn <credentials|allocations|end> [options]
@@ -29,11 +29,7 @@ Exit status: 0 ok, 1 failure (the API said no, or cannot be reached), 2 usage er
 async function credentials(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { ttl: { type: 'string' }, json: { type: 'boolean' } });
   const user = onePositional(positionals, 'USER');
-  let ttl: number | undefined;
-  if (values.ttl !== undefined) {
-    if (!/^\d{1,7}$/.test(values.ttl)) throw new UsageError(`--ttl must be a number of seconds, got "${values.ttl}"`);
-    ttl = Number(values.ttl);
-  }
+  const ttl = optionalSeconds(values.ttl, 'ttl');
   const c = await clientFromEnv(values.data).request<{ username: string; password: string; ttl: number; uris: string[] }>('POST', '/api/v1/turn/credentials', ttl === undefined ? { user } : { user, ttl });
   if (values.json) process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
   else process.stdout.write(`username ${c.username}\npassword ${c.password}\nttl      ${c.ttl}\nuris     ${c.uris.join(' ')}\n`);

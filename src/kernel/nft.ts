@@ -85,6 +85,8 @@ export function renderTableRemoval(table: NftTable): string {
 }
 
 const NOT_FOUND = /No such file or directory/i;
+/** what nft says of a table, set or element that is not there */
+const ABSENT = /No such file or directory|element does not exist/i;
 
 /** Turns a failed nft command into an NftError that says what to do: the one place this mapping lives. */
 export function nftFailure(argv: readonly string[], r: RunResult): NftError {
@@ -112,13 +114,17 @@ export async function applyTable(table: NftTable, body: readonly string[], opts:
   await nft(opts.run ?? defaultRunner, ['-f', '-'], renderTableScript(table, body, opts.comments));
 }
 
+/** Runs an nft command on something that may be absent: its result, or null when nft says it is not there. */
+async function nftUnlessAbsent(run: CommandRunner, argv: string[]): Promise<RunResult | null> {
+  const r = await run(argv);
+  if (succeeded(r)) return r;
+  if (r.error === undefined && ABSENT.test(r.stderr)) return null;
+  throw nftFailure(argv, r);
+}
+
 /** Whether `table` is loaded. */
 export async function tableExists(table: NftTable, run: CommandRunner = defaultRunner): Promise<boolean> {
-  const argv = ['nft', 'list', 'table', ...checkTable(table).split(' ')];
-  const r = await run(argv);
-  if (succeeded(r)) return true;
-  if (r.error === undefined && NOT_FOUND.test(r.stderr)) return false;
-  throw nftFailure(argv, r);
+  return (await nftUnlessAbsent(run, ['nft', 'list', 'table', ...checkTable(table).split(' ')])) !== null;
 }
 
 /** Deletes `table` when it is loaded; resolves to whether there was one to delete. */
@@ -160,11 +166,8 @@ const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === '
 
 /** Runs an `nft -j list ...` command: its JSON, or null when what it lists is not loaded. */
 async function listJson(run: CommandRunner, argv: string[]): Promise<NftJson | null> {
-  const r = await run(argv);
-  if (!succeeded(r)) {
-    if (r.error === undefined && NOT_FOUND.test(r.stderr)) return null;
-    throw nftFailure(argv, r);
-  }
+  const r = await nftUnlessAbsent(run, argv);
+  if (!r) return null;
   try {
     return JSON.parse(r.stdout) as NftJson;
   } catch {
@@ -209,6 +212,12 @@ export interface NftSetElement {
   expiresS?: number;
 }
 
+/** A set's name, checked like a table's (it reaches the nft command line). */
+function checkSet(set: string): string {
+  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
+  return set;
+}
+
 /** A set element's text: addresses and prefixes only, so nothing else reaches the nft command line. */
 function checkElement(value: string): string {
   if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(value)) throw new NftError('invalid_body', `"${value}" is not an address or prefix`);
@@ -218,20 +227,14 @@ function checkElement(value: string): string {
 /** Adds elements to `set` of `table` in one command (an element already there keeps its old timeout: delete it first). */
 export async function addSetElements(table: NftTable, set: string, elements: readonly NftSetElement[], run: CommandRunner = defaultRunner): Promise<void> {
   if (elements.length === 0) return;
-  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
   const items = elements.map((e) => `${checkElement(e.value)}${e.timeoutS !== undefined ? ` timeout ${Math.max(1, Math.round(e.timeoutS))}s` : ''}`);
-  await nft(run, ['-f', '-'], `add element ${checkTable(table)} ${set} { ${items.join(', ')} }\n`);
+  await nft(run, ['-f', '-'], `add element ${checkTable(table)} ${checkSet(set)} { ${items.join(', ')} }\n`);
 }
 
 /** Deletes elements from `set`; resolves to false when one of them was not there (nothing is deleted then). */
 export async function deleteSetElements(table: NftTable, set: string, values: readonly string[], run: CommandRunner = defaultRunner): Promise<boolean> {
   if (values.length === 0) return true;
-  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
-  const argv = ['nft', 'delete', 'element', ...checkTable(table).split(' '), set, `{ ${values.map(checkElement).join(', ')} }`];
-  const r = await run(argv);
-  if (succeeded(r)) return true;
-  if (r.error === undefined && NOT_FOUND.test(r.stderr)) return false;
-  throw nftFailure(argv, r);
+  return (await nftUnlessAbsent(run, ['nft', 'delete', 'element', ...checkTable(table).split(' '), checkSet(set), `{ ${values.map(checkElement).join(', ')} }`])) !== null;
 }
 
 function elementValue(v: unknown): string | undefined {
@@ -243,8 +246,7 @@ function elementValue(v: unknown): string | undefined {
 
 /** The elements of `set` (`nft -j list set`); null when the table or set is not loaded. */
 export async function listSetElements(table: NftTable, set: string, run: CommandRunner = defaultRunner): Promise<NftSetElement[] | null> {
-  if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
-  const argv = ['nft', '-j', 'list', 'set', ...checkTable(table).split(' '), set];
+  const argv = ['nft', '-j', 'list', 'set', ...checkTable(table).split(' '), checkSet(set)];
   const doc = await listJson(run, argv);
   if (!doc) return null;
   const out: NftSetElement[] = [];

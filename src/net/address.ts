@@ -171,6 +171,15 @@ export class CidrListError extends EdgewardError<CidrIssue['code']> {
   }
 }
 
+/** Parses every entry; throws a CidrListError naming the setting `what` and the bad entry. */
+export function parseCidrs(entries: readonly string[], what: string): Cidr[] {
+  return entries.map((e) => {
+    const c = parseCidr(e);
+    if (!c.ok) throw new CidrListError(c.error, what, e);
+    return c.value;
+  });
+}
+
 /** A list of CIDR blocks, answering "is this address inside any of them". */
 export class CidrList {
   private readonly blocks: Cidr[];
@@ -179,13 +188,7 @@ export class CidrList {
   }
   /** Builds a list from text; throws a CidrListError naming the setting `what` and the bad entry. */
   static parse(entries: readonly string[], what: string): CidrList {
-    return new CidrList(
-      entries.map((e) => {
-        const c = parseCidr(e);
-        if (!c.ok) throw new CidrListError(c.error, what, e);
-        return c.value;
-      }),
-    );
+    return new CidrList(parseCidrs(entries, what));
   }
   get size(): number {
     return this.blocks.length;

@@ -4,7 +4,7 @@
 // `shield: { service: [...] }`): NAME=PROTO:[ADDR:]PORT[-PORT][,KEY=VALUE...].
 import { Type, type Static } from '@sinclair/typebox';
 import { opt, section, SettingsError } from '../config/schema.js';
-import { formatIp, parseCidr, parseIp, type Cidr } from '../net/address.js';
+import { formatIp, parseCidrs, parseIp, type Cidr } from '../net/address.js';
 
 export const SHIELD_MODES = ['host', 'router'] as const;
 export type ShieldMode = (typeof SHIELD_MODES)[number];
@@ -30,7 +30,7 @@ export const shieldSection = section({
     shieldSyn: opt.choice(SYN_DEFENCES, { flag: 'shield-syn', key: 'syn', arg: 'HOW', help: 'SYN flood defence for TCP services: cookies (the kernel\'s SYN cookies, host mode), synproxy (nftables answers the handshake, then hands the connection on), auto (cookies in host mode, synproxy in router mode)', default: 'auto' }),
     shieldBlockTime: opt.seconds({ flag: 'shield-block-time', key: 'block-time', arg: 'SEC', help: 'how long a source a meter caught stays blocked', default: 60 }),
     shieldGlobalRate: opt.count({ flag: 'shield-global-rate', key: 'global-rate', arg: 'N', help: 'the last resort: new TCP connections plus UDP datagrams per second to all protected services together, from sources not on the allowlist; beyond it they are dropped', default: 200000 }),
-    shieldMeterSize: opt.count({ flag: 'shield-meter-size', key: 'meter-size', arg: 'N', help: 'sources each per-source meter and the blocklist hold at most (kernel memory: ~100 B each)', default: 65536 }),
+    shieldMeterSize: opt.count({ flag: 'shield-meter-size', key: 'meter-size', arg: 'N', help: 'sources each per-source meter and the blocklist hold at most', default: 65536 }),
   }),
   validate(s) {
     if (s.shieldService.length === 0) {
@@ -160,14 +160,6 @@ export function parseShieldService(text: string, mode: ShieldMode, defaultSyn: '
   return svc;
 }
 
-function cidrs(entries: readonly string[], flag: string): Cidr[] {
-  return entries.map((e) => {
-    const c = parseCidr(e);
-    if (!c.ok) throw new SettingsError(`${flag}: "${e}": ${c.error.message}`);
-    return c.value;
-  });
-}
-
 /** The checked spec of the settings; throws SettingsError naming the flag and entry. */
 export function resolveShield(s: ShieldSettings): ShieldSpec {
   const mode = s.shieldMode;
@@ -186,8 +178,8 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
   return {
     mode,
     interfaces: [...s.shieldInterface],
-    management: cidrs(s.shieldManagement, '--shield-management'),
-    allow: cidrs(s.shieldAllow, '--shield-allow'),
+    management: parseCidrs(s.shieldManagement, '--shield-management'),
+    allow: parseCidrs(s.shieldAllow, '--shield-allow'),
     services,
     blockTimeS: Math.round(s.shieldBlockTime),
     globalRate: s.shieldGlobalRate,

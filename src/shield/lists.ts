@@ -9,7 +9,7 @@ import type { Logger } from '../log/logger.js';
 import { cidrContains, formatCidr, parseCidr, type Cidr } from '../net/address.js';
 import type { ShieldEntry, Store } from '../store/store.js';
 import type { ShieldSpec } from './config.js';
-import { SETS, SHIELD_TABLE } from './rules.js';
+import { nftElement, SETS, SHIELD_TABLE } from './rules.js';
 
 export type ShieldListName = 'block' | 'allow';
 
@@ -30,8 +30,6 @@ export class ShieldListError extends EdgewardError<'invalid_address' | 'manageme
 export const MAX_TTL_S = 30 * 86_400;
 
 const overlaps = (a: Cidr, b: Cidr): boolean => a.family === b.family && (cidrContains(a, b) || cidrContains(b, a));
-/** the element text nft uses: a bare address for a full-length block */
-const element = (c: Cidr): string => (c.prefix === (c.family === 4 ? 32 : 128) ? formatCidr(c).split('/')[0]! : formatCidr(c));
 
 function parse(text: string): Cidr {
   const c = parseCidr(text);
@@ -61,8 +59,9 @@ export class ShieldLists {
     const c = parse(e.cidr);
     const left = e.expiresAt === null ? undefined : Math.max(1, Math.round((Date.parse(e.expiresAt) - Date.now()) / 1000));
     const set = this.set(e.list, c.family);
-    await deleteSetElements(SHIELD_TABLE, set, [element(c)]).catch(() => false);
-    await addSetElements(SHIELD_TABLE, set, [{ value: element(c), ...(left !== undefined ? { timeoutS: left } : {}) }]);
+    // "add" would keep an element's old timeout: take it out first (false when it was not there)
+    await deleteSetElements(SHIELD_TABLE, set, [nftElement(c)]);
+    await addSetElements(SHIELD_TABLE, set, [{ value: nftElement(c), ...(left !== undefined ? { timeoutS: left } : {}) }]);
   }
 
   /** Adds (or replaces) a hand-made entry; throws ShieldListError for a client's mistake. */
@@ -86,8 +85,8 @@ export class ShieldLists {
       throw new ShieldListError('from_config', `${formatCidr(c)} is on the allowlist from --shield-allow; change the settings to remove it`);
     }
     const stored = await this.store.deleteShieldEntry(list, formatCidr(c));
-    const inSet = await deleteSetElements(SHIELD_TABLE, this.set(list, c.family), [element(c)]);
-    const inMeters = list === 'block' ? await deleteSetElements(SHIELD_TABLE, SETS.block[c.family], [element(c)]) : false;
+    const inSet = await deleteSetElements(SHIELD_TABLE, this.set(list, c.family), [nftElement(c)]);
+    const inMeters = list === 'block' ? await deleteSetElements(SHIELD_TABLE, SETS.block[c.family], [nftElement(c)]) : false;
     if (stored || inSet || inMeters) this.logger.info(`shield: ${list === 'block' ? 'unblocked' : 'taken off the allowlist'}`, { address: formatCidr(c) });
     return stored || inSet || inMeters;
   }

@@ -14,10 +14,12 @@
 // The shield never answers a packet with more than one packet to its own source: synproxy's
 // SYN-ACK (a cookie, like the kernel's), nothing else; drops are silent.
 import type { NftTable } from '../kernel/nft.js';
-import { formatCidr, type Cidr } from '../net/address.js';
+import { formatCidr, formatIp, type Cidr } from '../net/address.js';
 import type { ShieldService, ShieldSpec } from './config.js';
 
 export const SHIELD_TABLE: NftTable = { family: 'inet', name: 'edgeward_shield' };
+/** "inet edgeward_shield", as nft and the log write it */
+export const SHIELD_TABLE_NAME = `${SHIELD_TABLE.family} ${SHIELD_TABLE.name}`;
 
 /** The flag classes the packet layer drops, in rule order, with the counter each has. */
 export const FLAG_CLASSES = [
@@ -62,8 +64,13 @@ const MSS = { 4: 1460, 6: 1440 } as const;
 /** this kernel's window scale; synproxy must announce it (LAB-NOTES) */
 const WSCALE = 10;
 
+/** A block as a set element: a bare address when it is one address (as nft lists it), else addr/prefix. */
+export function nftElement(c: Cidr): string {
+  return c.prefix === (c.family === 4 ? 32 : 128) ? formatIp(c) : formatCidr(c);
+}
+
 function elements(cidrs: readonly Cidr[], family: 4 | 6): string {
-  const mine = cidrs.filter((c) => c.family === family).map((c) => (c.prefix === (family === 4 ? 32 : 128) ? formatCidr(c).split('/')[0]! : formatCidr(c)));
+  const mine = cidrs.filter((c) => c.family === family).map(nftElement);
   return mine.length > 0 ? ` elements = { ${mine.join(', ')} };` : '';
 }
 
@@ -131,10 +138,9 @@ function serviceRules(svc: ShieldService): string[] {
 
 /** The table body (the lines inside `table inet edgeward_shield { ... }`). */
 export function renderShieldBody(spec: ShieldSpec): string[] {
-  const counters = [...FLAG_CLASSES.map((k) => k.counter), ...Object.values(COUNTERS), ...spec.services.flatMap((s) => {
-    const c = serviceCounters(s.name);
-    return s.protocol === 'udp' ? [c.passed, c.overRate] : s.syn === 'synproxy' ? [c.passed, c.overRate, c.overConns, c.synproxy] : [c.passed, c.overRate, c.overConns];
-  })];
+  // every service has the four counters, whether its rules use them or not (a UDP service has no
+  // connection count or synproxy): the status reads them all alike
+  const counters = [...FLAG_CLASSES.map((k) => k.counter), ...Object.values(COUNTERS), ...spec.services.flatMap((s) => Object.values(serviceCounters(s.name)))];
   const body: string[] = counters.map((n) => `  counter ${n} {}`);
   body.push(`  limit ${GLOBAL_LIMIT} { rate over ${spec.globalRate}/second burst ${spec.globalRate} packets }`);
   for (const f of [4, 6] as const) {

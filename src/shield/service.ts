@@ -14,7 +14,7 @@ import type { Service, ServiceDefinition } from '../runtime/service.js';
 import type { Store } from '../store/store.js';
 import { resolveShield, shieldSection, type ShieldSettings, type ShieldSpec } from './config.js';
 import { MAX_TTL_S, ShieldListError, ShieldLists, type ShieldListName } from './lists.js';
-import { COUNTERS, FLAG_CLASSES, renderShieldBody, serviceCounters, SHIELD_TABLE, shieldComments } from './rules.js';
+import { COUNTERS, FLAG_CLASSES, renderShieldBody, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments } from './rules.js';
 
 /** Seconds between two readings of the counters. */
 const POLL_S = 1;
@@ -83,7 +83,7 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     if (applied) {
       applied = false;
       await removeTable(SHIELD_TABLE).then(
-        () => logger.info('shield removed', { table: `${SHIELD_TABLE.family} ${SHIELD_TABLE.name}` }),
+        () => logger.info('shield removed', { table: SHIELD_TABLE_NAME }),
         (e: unknown) => logger.error('shield: could not remove the table; run `edgeward shield remove`', { error: (e as Error).message }),
       );
     }
@@ -123,7 +123,7 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
       }
       timer = setInterval(() => void read().catch((e: unknown) => logger.warn('shield: cannot read the counters', { error: (e as Error).message })), POLL_S * 1000);
       timer.unref();
-      logger.info('shield applied', { table: `${SHIELD_TABLE.family} ${SHIELD_TABLE.name}`, mode: spec.mode, services: spec.services.map((s) => s.name), interfaces: spec.interfaces });
+      logger.info('shield applied', { table: SHIELD_TABLE_NAME, mode: spec.mode, services: spec.services.map((s) => s.name), interfaces: spec.interfaces });
       return { shield: spec.mode, shieldServices: spec.services.map((s) => s.name) };
     },
     // the packet layer keeps protecting while other services drain
@@ -186,7 +186,7 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
       const p = (n: string): number => reading?.packets[n] ?? 0;
       return {
         mode: shield.spec.mode,
-        table: `${SHIELD_TABLE.family} ${SHIELD_TABLE.name}`,
+        table: SHIELD_TABLE_NAME,
         loaded: reading !== null,
         interfaces: shield.spec.interfaces,
         flags: Object.fromEntries(FLAG_CLASSES.map((k) => [k.counter.replace(/^flags_/, ''), p(k.counter)])),

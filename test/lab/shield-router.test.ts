@@ -153,6 +153,7 @@ describe('the shield, router mode (lab)', { skip }, () => {
       assert.equal(back.ok, back.attempts, 'unblocked: the legit client is served again');
       const again = await ew2.cli(['shield', 'unblock', sl.addr.legit]);
       assert.equal(again.code, 1, 'unblocking what is not blocked is an error (404)');
+      assert.match(again.stderr, /is not on the blocklist/, again.stderr);
       const st = await ew2.cli(['shield', 'status']);
       assert.match(st.stdout, /table\s+inet edgeward_shield: loaded/);
       assert.match(st.stdout, /web\s+tcp\s+10\.250\.3\.2\s+8080\s+\d+/);
