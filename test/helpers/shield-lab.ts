@@ -25,40 +25,15 @@ import { HarnessError, waitFor, type RunningProcess } from './process.js';
 
 /** The servers and clients of test/lab/fixtures/shield-load.mjs. */
 export const SHIELD_LOAD = fileURLToPath(new URL('../lab/fixtures/shield-load.mjs', import.meta.url));
-/** What the TCP request/response server answers, and the banner server's banner. */
-export const SHIELD_RESPONSE = 'OK edgeward-shield-lab\n';
-export const SHIELD_BANNER = '220 edgeward-shield-lab ESMTP ready\r\n';
 /** The listen backlog of the backend servers. */
-export const BACKEND_BACKLOG = 16;
+const BACKEND_BACKLOG = 16;
 
 export type ShieldMode = 'router' | 'host';
 
+/** The clients' addresses, by role. */
 export interface ShieldAddrs {
   attacker: string;
   legit: string;
-  /** the shield's address on wan0 (the attacker's gateway) */
-  shieldWan0: string;
-  /** the shield's address on wan1 (legit's gateway) */
-  shieldWan1: string;
-  /** router mode: the shield's address on lan0 (the backend's gateway); host mode: null */
-  shieldLan0: string | null;
-  /** where the services listen: the backend's eth0 (router mode) or the shield's lo (host mode) */
-  backend: string;
-}
-
-export interface ShieldIfnames {
-  /** the attacker's interface to the shield */
-  attacker: 'eth0';
-  /** legit's interface to the shield */
-  legit: 'eth0';
-  wan0: 'wan0';
-  wan1: 'wan1';
-  /** router mode: the shield's interface to the backend */
-  lan0: 'lan0' | null;
-  /** router mode: the backend's interface to the shield */
-  backend: 'eth0' | null;
-  /** host mode: the shield's interface holding the service addresses (lo) */
-  svc: 'lo' | null;
 }
 
 export interface ShieldLab {
@@ -68,16 +43,13 @@ export interface ShieldLab {
   shield: Netns;
   /** router mode: its own namespace; host mode: the shield namespace (backend === shield) */
   backend: Netns;
-  /** IPv4 addresses by role */
+  /** IPv4 addresses of the clients */
   addr: ShieldAddrs;
-  /** IPv6 addresses by role */
+  /** IPv6 addresses of the clients */
   addr6: ShieldAddrs;
-  /** IPv4 / IPv6 prefixes of the links (lan: router mode only) */
-  prefix: { attacker: string; legit: string; lan: string | null };
-  prefix6: { attacker: string; legit: string; lan: string | null };
-  ifname: ShieldIfnames;
-  links: { attacker: Link; legit: Link; backend: Link | null; attacker6: Link; legit6: Link; backend6: Link | null };
-  /** where the services listen (= addr.backend, addr6.backend) */
+  /** the shield's interfaces: to the attacker (wan0) and to the legit client (wan1) */
+  ifname: { wan0: 'wan0'; wan1: 'wan1' };
+  /** where the services listen: the backend's eth0 (router mode) or the shield's lo (host mode) */
   backendAddr: string;
   backendAddr6: string;
 }
@@ -161,29 +133,24 @@ export async function buildShieldLab(lab: Lab, opts: { mode: ShieldMode }): Prom
     await waitFor(`no tentative IPv6 address in ${ns.name}`, async () => (await lab.ip(ns, ['-6', 'addr', 'show', 'tentative'])).stdout.trim() === '', 5000, 50);
   }
 
-  const addr: ShieldAddrs = { attacker: att4.b.ip, legit: leg4.b.ip, shieldWan0: att4.a.ip, shieldWan1: leg4.a.ip, shieldLan0: lan ? lan[0].a.ip : null, backend: lan ? lan[0].b.ip : SVC4 };
-  const addr6: ShieldAddrs = { attacker: att6.b.ip, legit: leg6.b.ip, shieldWan0: att6.a.ip, shieldWan1: leg6.a.ip, shieldLan0: lan ? lan[1].a.ip : null, backend: lan ? lan[1].b.ip : SVC6 };
   return {
     mode,
     attacker,
     legit,
     shield,
     backend,
-    addr,
-    addr6,
-    prefix: { attacker: `${NET4.attacker}.0/24`, legit: `${NET4.legit}.0/24`, lan: lan ? `${NET4.lan}.0/24` : null },
-    prefix6: { attacker: `${NET6.attacker}:/64`, legit: `${NET6.legit}:/64`, lan: lan ? `${NET6.lan}:/64` : null },
-    ifname: { attacker: 'eth0', legit: 'eth0', wan0: 'wan0', wan1: 'wan1', lan0: lan ? 'lan0' : null, backend: lan ? 'eth0' : null, svc: lan ? null : 'lo' },
-    links: { attacker: att4, legit: leg4, backend: lan ? lan[0] : null, attacker6: att6, legit6: leg6, backend6: lan ? lan[1] : null },
-    backendAddr: addr.backend,
-    backendAddr6: addr6.backend,
+    addr: { attacker: att4.b.ip, legit: leg4.b.ip },
+    addr6: { attacker: att6.b.ip, legit: leg6.b.ip },
+    ifname: { wan0: 'wan0', wan1: 'wan1' },
+    backendAddr: lan ? lan[0].b.ip : SVC4,
+    backendAddr6: lan ? lan[1].b.ip : SVC6,
   };
 }
 
 export interface BackendPorts {
-  /** request/response: reads a line, answers SHIELD_RESPONSE, closes */
+  /** request/response: reads a line, answers one, closes */
   tcp: number;
-  /** writes SHIELD_BANNER at once on accept */
+  /** writes a banner at once on accept */
   banner: number;
   /** UDP echo */
   udp: number;
@@ -280,7 +247,7 @@ export async function legitUdp(lab: Lab, ns: Netns, host: string, port: number, 
 // hping3
 
 /** hping3's final statistics ("N packets transmitted, M packets received"), or null. */
-export function parseHpingStats(text: string): { transmitted: number; received: number } | null {
+function parseHpingStats(text: string): { transmitted: number; received: number } | null {
   const m = /(\d+) packets transmitted, (\d+) packets received/.exec(text);
   return m ? { transmitted: Number(m[1]), received: Number(m[2]) } : null;
 }

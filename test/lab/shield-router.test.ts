@@ -16,9 +16,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { startEdgeward } from '../helpers/edgeward.js';
 import { withLab } from '../helpers/netns.js';
-import { sleep } from '../helpers/process.js';
+import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
-import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, startBackendServers, tuneUnprotected } from '../helpers/shield-lab.js';
+import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, startBackendServers } from '../helpers/shield-lab.js';
 
 const skip = requirement(labSkipReason({ needs: ['hping3', 'nft', 'sysctl'] }) ?? edgewardSkipReason());
 if (skip) process.stdout.write(`# skipping the shield router lab: ${skip}\n`);
@@ -30,6 +30,7 @@ interface Status {
   flags: Record<string, number>;
   blocked: { manual: number; meter: number; globalCap: number };
   services: Array<{ name: string; passed: number; overRate: number; overConns: number; synproxy: number }>;
+  rates: Record<string, number> | null;
 }
 
 const FLAG_ATTACKS: Array<[string, string[]]> = [
@@ -44,8 +45,8 @@ const FLAG_ATTACKS: Array<[string, string[]]> = [
 describe('the shield, router mode (lab)', { skip }, () => {
   it('drops flag attacks by class, meets a SYN flood with synproxy, blocks a UDP flooder, adds no banner delay, and leaves no trace', { timeout: 240_000 }, () =>
     withLab(async (lab) => {
+      // the backend comes without SYN cookies or remembered peers (buildShieldLab)
       const sl = await buildShieldLab(lab, { mode: 'router' });
-      await tuneUnprotected(lab, sl.backend);
       await startBackendServers(lab, sl, PORTS);
       const rulesetBefore = (await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout;
       const bannerBefore = await legitBanner(lab, sl.legit, sl.backendAddr, PORTS.banner, { count: 30, concurrency: 1 });
@@ -75,11 +76,20 @@ describe('the shield, router mode (lab)', { skip }, () => {
       }
       const total = Object.values((await status()).flags).reduce((a, b) => a + b, 0);
       assert.equal(total, 300 * FLAG_ATTACKS.length, 'no packet counted in two classes');
+      const metrics = await ew.api('GET', '/metrics');
+      assert.match(metrics.text, /^edgeward_shield_flag_drops_total\{class="syn_fin"\} 300$/m, 'Prometheus has the same counts');
       const calm = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
       process.stdout.write(`# legit after the flag attacks: ${calm.ok}/${calm.attempts}, p50 ${calm.p50Ms} ms, p99 ${calm.p99Ms} ms\n`);
       assert.equal(calm.ok, calm.attempts, JSON.stringify(calm.failures));
 
       // SYN flood from random sources: synproxy answers it, the backend never sees it
+      // not a reflector: what leaves wan0 (toward the attacker) is no more than what came in on it
+      const wan0 = async (): Promise<{ rx: number; tx: number }> => {
+        const r = await lab.exec(sl.shield, ['cat', `/sys/class/net/${sl.ifname.wan0}/statistics/rx_packets`, `/sys/class/net/${sl.ifname.wan0}/statistics/tx_packets`]);
+        const [rx, tx] = r.stdout.trim().split('\n').map(Number);
+        return { rx: rx!, tx: tx! };
+      };
+      const wan0Before = await wan0();
       const stop = new AbortController();
       const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(PORTS.tcp), sl.backendAddr], 25, { signal: stop.signal });
       let underFlood;
@@ -93,7 +103,12 @@ describe('the shield, router mode (lab)', { skip }, () => {
       const afterFlood = await status();
       const web = afterFlood.services.find((s) => s.name === 'web')!;
       process.stdout.write(`# SYN flood: ${floodSent} SYNs sent; synproxy counted ${web.synproxy}; legit ${underFlood.ok}/${underFlood.attempts}, p50 ${underFlood.p50Ms} ms, p99 ${underFlood.p99Ms} ms; failures ${JSON.stringify(underFlood.failures)}\n`);
+      const wan0After = await wan0();
+      const inbound = wan0After.rx - wan0Before.rx;
+      const outbound = wan0After.tx - wan0Before.tx;
+      process.stdout.write(`#   wan0 during the flood: ${inbound} packets in, ${outbound} out\n`);
       assert.ok(floodSent > 50_000, `the flood was a flood: ${floodSent} SYNs`);
+      assert.ok(outbound <= inbound, `the shield sent no more toward the attacker than it got: ${outbound} out, ${inbound} in`);
       assert.ok(web.synproxy >= floodSent * 0.5, `synproxy met the flood: ${web.synproxy}`);
       // unprotected the backend serves 0 % under this flood (shield-baseline); the issue's target of
       // 99.9 % is not met every run yet (159/200 seen once in six, 200/200 the others): this asserts
@@ -105,15 +120,18 @@ describe('the shield, router mode (lab)', { skip }, () => {
       await sleep(500);
       const t0 = Date.now();
       const udpFlood = hpingFlood(lab, sl.attacker, ['--udp', '--flood', '-p', String(PORTS.udp), sl.backendAddr], 3);
-      let blockedAfterMs = -1;
-      while (Date.now() - t0 < 3000) {
-        const set = await lab.exec(sl.shield, ['nft', 'list', 'set', 'inet', 'edgeward_shield', 'block4']);
-        if (set.stdout.includes(sl.addr.attacker)) {
-          blockedAfterMs = Date.now() - t0;
-          break;
-        }
-        await sleep(50);
-      }
+      const blockedAfterMs = await waitFor(
+        'the flooding source on the blocklist',
+        async () => (await lab.exec(sl.shield, ['nft', 'list', 'set', 'inet', 'edgeward_shield', 'block4'])).stdout.includes(sl.addr.attacker) && Date.now() - t0,
+        3000,
+        50,
+      ).catch(() => -1);
+      // the counters are read every second into rates: one poll later the blocklist's rate shows the flood
+      await sleep(1200);
+      const duringUdp = await status();
+      const rates = duringUdp.rates;
+      process.stdout.write(`#   rate of drops by the meters' blocklist during the flood: ${Math.round(rates?.blocked_meter ?? 0)}/s\n`);
+      assert.ok((rates?.blocked_meter ?? 0) > 1000, `the status has the flood's rate: ${JSON.stringify(rates)}`);
       const udpSent = await udpFlood;
       const legitU = await legitUdpRun;
       const afterUdp = await status();
@@ -138,6 +156,8 @@ describe('the shield, router mode (lab)', { skip }, () => {
       const listed = await ew.cli(['shield', 'blocklist']);
       assert.match(listed.stdout, new RegExp(`${sl.addr.legit.replace(/\./g, '\\.')}/32\\s+manual\\s+\\d+s\\s+lab`), listed.stdout);
       assert.match(listed.stdout, new RegExp(`${sl.addr.attacker.replace(/\./g, '\\.')}/32\\s+meter`), 'the UDP flooder is on the list, put there by the meter');
+      const meterEntry = ((await ew.api('GET', '/api/v1/shield/blocklist')).body as { entries: Array<{ address: string; source: string; secondsLeft: number | null }> }).entries.find((e) => e.source === 'meter');
+      assert.ok(meterEntry && meterEntry.secondsLeft !== null && meterEntry.secondsLeft > 0 && meterEntry.secondsLeft <= 30, `a meter's entry expires within --shield-block-time 30: ${JSON.stringify(meterEntry)}`);
       const mgmt = await ew.api('POST', '/api/v1/shield/blocklist', { address: 'not-an-address' });
       assert.deepEqual([mgmt.status, (mgmt.body as { error: { code: string } }).error.code], [400, 'invalid_address'], mgmt.text);
       await ew.stop();
