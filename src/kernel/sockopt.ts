@@ -258,3 +258,77 @@ export function getMptcpInfo(fd: number): MptcpInfo | null {
     bytesReceived: got >= 72 ? Number(buf.readBigUInt64LE(64)) : 0,
   };
 }
+
+/** Fields of struct tcp_info (include/uapi/linux/tcp.h); sizes in bytes, times in microseconds unless named ms. */
+export interface TcpInfo {
+  /** TCP_ESTABLISHED = 1, ... (the kernel's enum) */
+  state: number;
+  /** unanswered zero-window (persist) or keepalive probes */
+  probes: number;
+  /** exponential backoff of the retransmission / persist timer */
+  backoff: number;
+  retransmits: number;
+  rtoUs: number;
+  sndMss: number;
+  rcvMss: number;
+  /** segments sent and not yet acknowledged */
+  unacked: number;
+  lost: number;
+  lastDataSentMs: number;
+  lastDataRecvMs: number;
+  lastAckRecvMs: number;
+  rttUs: number;
+  rttVarUs: number;
+  sndCwnd: number;
+  totalRetrans: number;
+  /** bytes the peer acknowledged; null when the kernel does not report it */
+  bytesAcked: number | null;
+  bytesReceived: number | null;
+  /** bytes in the send queue not yet sent (the peer's window or cwnd holds them back) */
+  notsentBytes: number | null;
+  /** the peer's advertised receive window after scaling (tcpi_snd_wnd, kernel 6.2+); null before */
+  sndWnd: number | null;
+}
+
+const TCP_INFO = 11;
+/** the kernel writes 280 bytes on 6.18 (the header here stops at tcpi_snd_wnd); room for what later kernels append */
+const TCP_INFO_BUFFER = 320;
+/** bytes up to tcpi_total_retrans: every kernel since 2.6 reports at least these */
+const TCP_INFO_BASE = 104;
+
+/** Reads TCP_INFO; null when getsockopt fails (not a TCP socket, closed fd). Reads only the bytes the kernel wrote. */
+export function getTcpInfo(fd: number): TcpInfo | null {
+  const buf = Buffer.alloc(TCP_INFO_BUFFER);
+  const len = [TCP_INFO_BUFFER];
+  if ((c_getsockopt(fd, IPPROTO_TCP, TCP_INFO, buf, len) as number) < 0) return null;
+  const got = Math.min(len[0] ?? 0, TCP_INFO_BUFFER);
+  if (got < TCP_INFO_BASE) return null;
+  const u64 = (at: number): number | null => (got >= at + 8 ? Number(buf.readBigUInt64LE(at)) : null);
+  const u32 = (at: number): number | null => (got >= at + 4 ? buf.readUInt32LE(at) : null);
+  // offsets of struct tcp_info: u8 state @0, retransmits @2, probes @3, backoff @4; u32 rto @8,
+  // snd_mss @16, rcv_mss @20, unacked @24, lost @32, last_data_sent @44, last_data_recv @52,
+  // last_ack_recv @56, rtt @68, rttvar @72, snd_cwnd @80, total_retrans @100; u64 bytes_acked @120,
+  // bytes_received @128; u32 notsent_bytes @144, snd_wnd @228
+  return {
+    state: buf.readUInt8(0),
+    retransmits: buf.readUInt8(2),
+    probes: buf.readUInt8(3),
+    backoff: buf.readUInt8(4),
+    rtoUs: buf.readUInt32LE(8),
+    sndMss: buf.readUInt32LE(16),
+    rcvMss: buf.readUInt32LE(20),
+    unacked: buf.readUInt32LE(24),
+    lost: buf.readUInt32LE(32),
+    lastDataSentMs: buf.readUInt32LE(44),
+    lastDataRecvMs: buf.readUInt32LE(52),
+    lastAckRecvMs: buf.readUInt32LE(56),
+    rttUs: buf.readUInt32LE(68),
+    rttVarUs: buf.readUInt32LE(72),
+    sndCwnd: buf.readUInt32LE(80),
+    totalRetrans: buf.readUInt32LE(100),
+    bytesAcked: u64(120),
+    bytesReceived: u64(128),
+    notsentBytes: u32(144),
+    sndWnd: u32(228),
+  };
+}
