@@ -9,8 +9,9 @@ import { renderShieldBody, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments } fro
 import { clientFromEnv, ENV_HELP } from './api-client.js';
 import { apiCommand, onePositional, optionalSeconds, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
+import type { AttackEvent } from '../shield/detector.js';
 
-const usage = `Usage: edgeward shield <status|block|unblock|allow|disallow|blocklist|allowlist|print|remove> [options]
+const usage = `Usage: edgeward shield <status|events|block|unblock|allow|disallow|blocklist|allowlist|print|remove> [options]
 
 The shield of "edgeward start --shield-service SPEC ..." (DoS protection: an nftables table of its
 own, ${SHIELD_TABLE_NAME}).
@@ -18,7 +19,10 @@ own, ${SHIELD_TABLE_NAME}).
   edgeward shield status [--json]
       the running shield, through the API: mode, interfaces, packets dropped per TCP flag class,
       by the blocklists and the global cap, and per service what passed and what the per-source
-      rate and connection limits dropped, with the rates of the last second
+      rate and connection limits dropped, with the rates of the last second; the attacks going on
+  edgeward shield events [--limit N] [--kind syn_flood|udp_flood|tcp_flags] [--json]
+      attack events, newest first: kind, start, end (or "ongoing"), peak packets per second,
+      packets, top sources, the services whose limits were tightened
   edgeward shield block ADDR[/PREFIX] [--ttl SEC] [--reason TEXT]
       drop everything from ADDR (kept across restarts; without --ttl until unblocked). The
       management sources cannot be blocked
@@ -35,7 +39,9 @@ own, ${SHIELD_TABLE_NAME}).
       sysctls it set (net.ipv4.tcp_syncookies, net.netfilter.nf_conntrack_tcp_loose) stay
 
 Options:
-  --json             status, blocklist, allowlist: print JSON
+  --json             status, events, blocklist, allowlist: print JSON
+  --limit N          events: at most N (1..1000, default 20)
+  --kind KIND        events: of this kind only
   --ttl SEC          block, allow: seconds the entry lasts (1..2592000)
   --reason TEXT      block, allow: why (shown in the lists and the log)
   --data DIR         data directory of edgeward start, for DATA/api-token (default ./.edgeward)
@@ -64,6 +70,30 @@ interface StatusView {
   blocked: { manual: number; meter: number; globalCap: number };
   services: ServiceView[];
   rates: Record<string, number> | null;
+  attacks: AttackView[];
+  tightened: string[];
+}
+
+/** The API shows attacks as the detector keeps them. */
+type AttackView = AttackEvent;
+
+const time = (iso: string): string => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+const sources = (a: AttackView): string => `${a.topSources.slice(0, 3).map((s) => `${s.address} (${s.packets})`).join(', ')}${a.distinctSources > 3 ? ` of ${a.distinctSources}${a.distinctSources >= 4096 ? '+' : ''} sources` : ''}`;
+
+async function events(args: string[]): Promise<number> {
+  const { values, positionals } = parseOptions(args, { json: { type: 'boolean' }, limit: { type: 'string' }, kind: { type: 'string' } });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (values.limit !== undefined && !/^\d{1,4}$/.test(values.limit)) throw new UsageError(`--limit: "${values.limit}" is not a whole number 1..1000`);
+  const q = new URLSearchParams({ limit: values.limit ?? '20', ...(values.kind !== undefined ? { kind: values.kind } : {}) });
+  const { events: list } = await clientFromEnv(values.data).request<{ events: AttackView[] }>('GET', `/api/v1/shield/events?${q.toString()}`);
+  printList(list, {
+    json: values.json === true,
+    empty: 'no attacks seen',
+    head: ['ID', 'KIND', 'STARTED', 'ENDED', 'PEAK PPS', 'PACKETS', 'TOP SOURCES', 'TIGHTENED'],
+    row: (a) => [String(a.id), a.kind, time(a.startedAt), a.endedAt === null ? 'ongoing' : time(a.endedAt), String(a.peakPps), String(a.packets), sources(a), a.tightened.join(',') || '-'],
+    right: [0, 4, 5],
+  });
+  return 0;
 }
 
 async function status(args: string[]): Promise<number> {
@@ -78,7 +108,11 @@ async function status(args: string[]): Promise<number> {
   process.stdout.write(`mode       ${st.mode} (${st.interfaces.length > 0 ? st.interfaces.join(', ') : 'every interface but lo'})\n`);
   process.stdout.write(`table      ${st.table}: ${st.loaded ? 'loaded' : 'NOT LOADED'}\n`);
   process.stdout.write(`flags      ${Object.entries(st.flags).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
-  process.stdout.write(`blocked    manual ${st.blocked.manual} (${rate('blocked_manual')}), meters ${st.blocked.meter} (${rate('blocked_meter')}), global cap ${st.blocked.globalCap} (${rate('global_cap')})\n\n`);
+  const rate2 = (a: string, b: string): string => (st.rates ? `${Math.round((st.rates[a] ?? 0) + (st.rates[b] ?? 0))}/s` : '-');
+  process.stdout.write(`blocked    manual ${st.blocked.manual} (${rate('blocked_manual')}), meters ${st.blocked.meter} (${rate2('blocked_meter_tcp', 'blocked_meter_other')}), global cap ${st.blocked.globalCap} (${rate2('global_cap_tcp', 'global_cap_udp')})\n`);
+  process.stdout.write(`attacks    ${st.attacks.length === 0 ? 'none' : st.attacks.map((a) => `${a.kind} since ${time(a.startedAt)}, peak ${a.peakPps}/s${a.topSources.length > 0 ? `, from ${sources(a)}` : ''}`).join('; ')}\n`);
+  if (st.tightened.length > 0) process.stdout.write(`tightened  ${st.tightened.join(', ')} (half the per-source limits while the flood goes on)\n`);
+  process.stdout.write('\n');
   printList(st.services, {
     json: false,
     empty: 'no services',
@@ -158,8 +192,9 @@ async function remove(args: string[]): Promise<number> {
   return 0;
 }
 
-export const command: Command = apiCommand('shield', 'the DoS shield: shield status|block|unblock|allow|disallow|blocklist|allowlist|print|remove', usage, {
+export const command: Command = apiCommand('shield', 'the DoS shield: shield status|events|block|unblock|allow|disallow|blocklist|allowlist|print|remove', usage, {
   status,
+  events,
   block: addTo('block'),
   unblock: removeFrom('block'),
   allow: addTo('allow'),

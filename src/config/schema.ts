@@ -233,9 +233,11 @@ export function markdownTable(sections: readonly Section[]): string {
   const out: string[] = [];
   for (const s of sections) {
     out.push(`**${s.title}** (\`${s.name}:\`)`, '', '| flag | YAML key | default | what |', '|---|---|---|---|');
+    // a | in a cell ends it unless escaped, in code spans too (GitHub's tables)
+    const cell = (text: string): string => text.replace(/\|/g, '\\|');
     for (const o of options.filter((x) => x.section === s.name)) {
       const def = Array.isArray(o.default) ? (o.default.length ? o.default.join(', ') : '') : o.default === '' || o.default === false ? '' : String(o.default);
-      out.push(`| \`${flagText(o)}\` | \`${o.flag}\` or \`${s.name}.${o.key}\` | ${def ? `\`${def}\`` : ''} | ${o.help.replace(/\|/g, '\\|')} |`);
+      out.push(`| \`${cell(flagText(o))}\` | \`${o.flag}\` or \`${s.name}.${o.key}\` | ${def ? `\`${cell(def)}\`` : ''} | ${cell(o.help)} |`);
     }
     out.push('');
   }

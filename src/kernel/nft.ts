@@ -122,6 +122,21 @@ async function nftUnlessAbsent(run: CommandRunner, argv: string[]): Promise<RunR
   throw nftFailure(argv, r);
 }
 
+/** Replaces the rules of `chain` in `table` with `rules` (lines of a chain body) in one transaction; sets, counters and other chains stay. */
+export async function replaceChain(table: NftTable, chain: string, rules: readonly string[], run: CommandRunner = defaultRunner): Promise<void> {
+  const ref = checkTable(table);
+  checkSet(chain);
+  checkBody(rules);
+  await nft(run, ['-f', '-'], `flush chain ${ref} ${chain}\ntable ${ref} {\n  chain ${chain} {\n${rules.join('\n')}\n  }\n}\n`);
+}
+
+/** Empties sets of `table` in one transaction. */
+export async function flushSets(table: NftTable, sets: readonly string[], run: CommandRunner = defaultRunner): Promise<void> {
+  if (sets.length === 0) return;
+  const ref = checkTable(table);
+  await nft(run, ['-f', '-'], sets.map((n) => `flush set ${ref} ${checkSet(n)}\n`).join(''));
+}
+
 /** Whether `table` is loaded. */
 export async function tableExists(table: NftTable, run: CommandRunner = defaultRunner): Promise<boolean> {
   return (await nftUnlessAbsent(run, ['nft', 'list', 'table', ...checkTable(table).split(' ')])) !== null;
@@ -210,9 +225,11 @@ export interface NftSetElement {
   value: string;
   timeoutS?: number;
   expiresS?: number;
+  /** packets counted for it, in a set declared with `counter` */
+  packets?: number;
 }
 
-/** A set's name, checked like a table's (it reaches the nft command line). */
+/** A set's (or chain's) name, checked like a table's (it reaches the nft command line). */
 function checkSet(set: string): string {
   if (!TABLE_NAME.test(set)) throw new NftError('invalid_table', `"${set}" is not an nft set name`);
   return set;
@@ -260,6 +277,8 @@ export async function listSetElements(table: NftTable, set: string, run: Command
       const el: NftSetElement = { value };
       if (wrapped && typeof wrapped.timeout === 'number') el.timeoutS = wrapped.timeout;
       if (wrapped && typeof wrapped.expires === 'number') el.expiresS = wrapped.expires;
+      const counter = obj(wrapped?.counter);
+      if (counter && typeof counter.packets === 'number') el.packets = counter.packets;
       out.push(el);
     }
   }

@@ -30,6 +30,10 @@ export const shieldSection = section({
     shieldSyn: opt.choice(SYN_DEFENCES, { flag: 'shield-syn', key: 'syn', arg: 'HOW', help: 'SYN flood defence for TCP services: cookies (the kernel\'s SYN cookies, host mode), synproxy (nftables answers the handshake, then hands the connection on), auto (cookies in host mode, synproxy in router mode)', default: 'auto' }),
     shieldBlockTime: opt.seconds({ flag: 'shield-block-time', key: 'block-time', arg: 'SEC', help: 'how long a source a meter caught stays blocked', default: 60 }),
     shieldGlobalRate: opt.count({ flag: 'shield-global-rate', key: 'global-rate', arg: 'N', help: 'the last resort: new TCP connections plus UDP datagrams per second to all protected services together, from sources not on the allowlist; beyond it they are dropped', default: 200000 }),
+    shieldWebhook: opt.string({ flag: 'shield-webhook', key: 'webhook', arg: 'URL', help: 'POST each attack alert (started, ended) as JSON to this http(s) URL, retried up to 4 times with backoff', default: '' }),
+    shieldAttackRate: opt.count({ flag: 'shield-attack-rate', key: 'attack-rate', arg: 'PPS', help: 'attack packets per second (dropped, metered or answered by synproxy, per kind: SYN flood, UDP flood) at which an attack event starts; flag attacks start at a tenth of it', default: 1000 }),
+    shieldAttackQuiet: opt.seconds({ flag: 'shield-attack-quiet', key: 'attack-quiet', arg: 'SEC', help: 'an attack ends once its rate has stayed under --shield-attack-rate this long', default: 10 }),
+    shieldAdapt: opt.choice(['on', 'off'] as const, { flag: 'shield-adapt', key: 'adapt', arg: 'on|off', help: 'on: while a SYN or UDP flood goes on, the services of its protocol run with half their per-source rate and connections, and get them back when it ends (logged)', default: 'on' }),
     shieldMeterSize: opt.count({ flag: 'shield-meter-size', key: 'meter-size', arg: 'N', help: 'sources each per-source meter and the blocklist hold at most', default: 65536 }),
   }),
   validate(s) {
@@ -38,6 +42,7 @@ export const shieldSection = section({
         ['--shield-interface', s.shieldInterface.length > 0],
         ['--shield-management', s.shieldManagement.length > 0],
         ['--shield-allow', s.shieldAllow.length > 0],
+        ['--shield-webhook', s.shieldWebhook !== ''],
       ] as const) {
         if (set) throw new SettingsError(`${flag} needs --shield-service (the shield is on when it protects a service)`);
       }
@@ -79,6 +84,13 @@ export interface ShieldSpec {
   blockTimeS: number;
   globalRate: number;
   meterSize: number;
+  /** where alerts are POSTed; null: nowhere */
+  webhook: string | null;
+  /** packets per second at which a SYN or UDP flood event starts (flag attacks: a tenth) */
+  attackRate: number;
+  attackQuietS: number;
+  /** tighten the per-source limits under attack */
+  adapt: boolean;
 }
 
 export const DEFAULT_TCP_RATE = 100;
@@ -175,6 +187,18 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
   for (const i of s.shieldInterface) if (!IFNAME.test(i)) throw new SettingsError(`--shield-interface: "${i}" is not an interface name (1-15 letters, digits, "_.:-")`);
   if (mode === 'router' && s.shieldInterface.length === 0) throw new SettingsError('--shield-interface IFACE is required in router mode (the side attacks arrive on; the backend side must not be filtered)');
   if (s.shieldBlockTime < 1 || s.shieldBlockTime > 86_400) throw new SettingsError(`--shield-block-time must be 1-86400 seconds, got ${s.shieldBlockTime}`);
+  if (s.shieldAttackQuiet < 1 || s.shieldAttackQuiet > 3600) throw new SettingsError(`--shield-attack-quiet must be 1-3600 seconds, got ${s.shieldAttackQuiet}`);
+  let webhook: string | null = null;
+  if (s.shieldWebhook !== '') {
+    let url: URL;
+    try {
+      url = new URL(s.shieldWebhook);
+    } catch {
+      throw new SettingsError(`--shield-webhook: "${s.shieldWebhook}" is not a URL (http://HOST[:PORT]/PATH or https://...)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SettingsError(`--shield-webhook: "${s.shieldWebhook}" must be an http:// or https:// URL`);
+    webhook = url.href;
+  }
   return {
     mode,
     interfaces: [...s.shieldInterface],
@@ -184,6 +208,10 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
     blockTimeS: Math.round(s.shieldBlockTime),
     globalRate: s.shieldGlobalRate,
     meterSize: s.shieldMeterSize,
+    webhook,
+    attackRate: s.shieldAttackRate,
+    attackQuietS: s.shieldAttackQuiet,
+    adapt: s.shieldAdapt === 'on',
   };
 }
 

@@ -2,7 +2,8 @@
 // spec (config.ts). The kernel does the per-packet work; this module only writes the rules.
 //
 //   prerouting (priority -350, before conntrack), for packets arriving on the shield's interfaces:
-//     management sources pass; TCP flag sanity (SYN+FIN+ACK before SYN+FIN, which also matches it;
+//     management sources pass; while an attack is on, sources are sampled (`sample`, empty
+//     otherwise); TCP flag sanity (SYN+FIN+ACK before SYN+FIN, which also matches it;
 //     XMAS before FIN-without-ACK), each class with its own named counter, dropped; allowlisted
 //     sources pass; the hand-made and the meters' blocklists drop; SYNs to synproxy services are
 //     left untracked (synproxy answers them).
@@ -10,6 +11,8 @@
 //     management and allowlisted sources pass; per service: a per-source rate meter whose
 //     offenders go on the blocklist (with a timeout), synproxy where chosen, a per-source
 //     connection count (conntrack), then the global cap, shared by every service (a named limit).
+//     Under attack the service's per-source limits are halved (the chain is replaced, the sets and
+//     meters stay), and put back when the attack ends.
 //
 // The shield never answers a packet with more than one packet to its own source: synproxy's
 // SYN-ACK (a cookie, like the kernel's), nothing else; drops are silent.
@@ -31,11 +34,14 @@ export const FLAG_CLASSES = [
   { counter: 'flags_fin_no_ack', label: 'FIN without ACK', match: 'tcp flags & (fin|ack) == fin' },
 ] as const;
 
-/** Named counters besides the flag classes and the per-service ones. */
+/** Named counters besides the flag classes and the per-service ones (split by protocol where the detector tells TCP and UDP floods apart). */
 export const COUNTERS = {
   blockedManual: 'blocked_manual',
-  blockedMeter: 'blocked_meter',
-  globalCap: 'global_cap',
+  /** the meters' blocklist: TCP packets, and all others */
+  blockedMeterTcp: 'blocked_meter_tcp',
+  blockedMeterOther: 'blocked_meter_other',
+  globalCapTcp: 'global_cap_tcp',
+  globalCapUdp: 'global_cap_udp',
 } as const;
 
 /** The per-service counters: new connections or datagrams let through, caught by the rate meter, over the connection count, answered by synproxy. */
@@ -53,6 +59,18 @@ export const SETS = {
 
 /** The global cap's named limit. */
 export const GLOBAL_LIMIT = 'global_new';
+
+/** The sets that sample sources while an attack is on (packets per source, for the event's top sources). */
+export const SAMPLE_SETS = {
+  tcp: { 4: 'seen_tcp4', 6: 'seen_tcp6' },
+  udp: { 4: 'seen_udp4', 6: 'seen_udp6' },
+} as const;
+/** The chain the sampling rules go into while an attack is on (empty otherwise: no cost per packet). */
+export const SAMPLE_CHAIN = 'sample';
+/** The chain of per-service limits, re-rendered when the shield tightens or relaxes them. */
+export const PROTECT_CHAIN = 'protect';
+/** sources each sample set holds at most */
+export const SAMPLE_SIZE = 4096;
 
 /** seconds a per-source rate meter remembers a quiet source */
 const METER_IDLE_S = 10;
@@ -104,15 +122,27 @@ function serviceSets(spec: ShieldSpec, svc: ShieldService): string[] {
   return out;
 }
 
-function serviceRules(svc: ShieldService): string[] {
+/** A service's limits as the rules have them: as configured, or tightened under attack. */
+export interface Limits {
+  rate: number;
+  conns: number;
+}
+
+/** The limits of a service under attack: half the per-source rate and connections (at least 1). */
+export function tightened(svc: ShieldService): Limits {
+  return { rate: Math.max(1, Math.floor(svc.rate / 2)), conns: Math.max(1, Math.floor(svc.conns / 2)) };
+}
+
+function serviceRules(svc: ShieldService, limits: Limits): string[] {
   const c = serviceCounters(svc.name);
+  const globalCap = svc.protocol === 'tcp' ? COUNTERS.globalCapTcp : COUNTERS.globalCapUdp;
   const out: string[] = [];
   for (const f of familiesOf(svc)) {
     const m = match(svc, f);
-    const meter = `update @rate_${svc.name}_v${f} { ${saddr(f)} limit rate over ${svc.rate}/second burst ${svc.rate} packets } add @${SETS.block[f]} { ${saddr(f)} } counter name ${c.overRate} drop`;
+    const meter = `update @rate_${svc.name}_v${f} { ${saddr(f)} limit rate over ${limits.rate}/second burst ${limits.rate} packets } add @${SETS.block[f]} { ${saddr(f)} } counter name ${c.overRate} drop`;
     if (svc.protocol === 'udp') {
       out.push(`    ${m} ${meter}`);
-      out.push(`    ${m} limit name "${GLOBAL_LIMIT}" counter name ${COUNTERS.globalCap} drop`);
+      out.push(`    ${m} limit name "${GLOBAL_LIMIT}" counter name ${globalCap} drop`);
       out.push(`    ${m} counter name ${c.passed}`);
       continue;
     }
@@ -120,24 +150,43 @@ function serviceRules(svc: ShieldService): string[] {
       // SYNs arrive untracked (prerouting): meter them, cap them, and let synproxy answer
       const syn = `${m} tcp flags & (syn|ack) == syn`;
       out.push(`    ${syn} ${meter}`);
-      out.push(`    ${syn} limit name "${GLOBAL_LIMIT}" counter name ${COUNTERS.globalCap} drop`);
+      out.push(`    ${syn} limit name "${GLOBAL_LIMIT}" counter name ${globalCap} drop`);
       // synproxy ends the rule (it takes the packet): the counter goes before it
       out.push(`    ${m} ct state invalid,untracked counter name ${c.synproxy} synproxy mss ${MSS[f]} wscale ${WSCALE}${svc.speaksFirst ? '' : ' timestamp'} sack-perm`);
       out.push(`    ${m} ct state invalid drop`);
-      out.push(`    ${m} ct state new add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${svc.conns} } counter name ${c.overConns} drop`);
+      out.push(`    ${m} ct state new add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${limits.conns} } counter name ${c.overConns} drop`);
       out.push(`    ${m} ct state new counter name ${c.passed}`);
       continue;
     }
     out.push(`    ${m} ct state new ${meter}`);
-    out.push(`    ${m} ct state new add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${svc.conns} } counter name ${c.overConns} drop`);
-    out.push(`    ${m} ct state new limit name "${GLOBAL_LIMIT}" counter name ${COUNTERS.globalCap} drop`);
+    out.push(`    ${m} ct state new add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${limits.conns} } counter name ${c.overConns} drop`);
+    out.push(`    ${m} ct state new limit name "${GLOBAL_LIMIT}" counter name ${globalCap} drop`);
     out.push(`    ${m} ct state new counter name ${c.passed}`);
   }
   return out;
 }
 
+/** Which services run tightened limits (by name); the rest run as configured. */
+export type Tightened = ReadonlySet<string>;
+
+/** The rules of the `protect` chain (guard hook): management and allowlist pass, then each service's limits. */
+export function protectRules(spec: ShieldSpec, tight: Tightened = new Set()): string[] {
+  const out: string[] = [];
+  for (const f of [4, 6] as const) out.push(`    ${saddr(f)} @${SETS.management[f]} accept`);
+  for (const f of [4, 6] as const) out.push(`    ${saddr(f)} @${SETS.allow[f]} accept`);
+  for (const svc of spec.services) out.push(...serviceRules(svc, tight.has(svc.name) ? tightened(svc) : { rate: svc.rate, conns: svc.conns }));
+  return out;
+}
+
+/** The rules of the `sample` chain while an attack is on: every packet's source counted, by protocol. */
+export function sampleRules(): string[] {
+  const out: string[] = [];
+  for (const proto of ['tcp', 'udp'] as const) for (const f of [4, 6] as const) out.push(`    meta nfproto ${f === 4 ? 'ipv4' : 'ipv6'} meta l4proto ${proto} update @${SAMPLE_SETS[proto][f]} { ${saddr(f)} }`);
+  return out;
+}
+
 /** The table body (the lines inside `table inet edgeward_shield { ... }`). */
-export function renderShieldBody(spec: ShieldSpec): string[] {
+export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set()): string[] {
   // every service has the four counters, whether its rules use them or not (a UDP service has no
   // connection count or synproxy): the status reads them all alike
   const counters = [...FLAG_CLASSES.map((k) => k.counter), ...Object.values(COUNTERS), ...spec.services.flatMap((s) => Object.values(serviceCounters(s.name)))];
@@ -148,27 +197,29 @@ export function renderShieldBody(spec: ShieldSpec): string[] {
     body.push(`  set ${SETS.allow[f]} { type ${addrType(f)}; flags interval, timeout;${elements(spec.allow, f)} }`);
     body.push(`  set ${SETS.manual[f]} { type ${addrType(f)}; flags interval, timeout; }`);
     body.push(`  set ${SETS.block[f]} { type ${addrType(f)}; flags dynamic, timeout; timeout ${spec.blockTimeS}s; size ${spec.meterSize}; }`);
+    for (const proto of ['tcp', 'udp'] as const) body.push(`  set ${SAMPLE_SETS[proto][f]} { type ${addrType(f)}; flags dynamic, timeout; timeout ${METER_IDLE_S}s; size ${SAMPLE_SIZE}; counter; }`);
   }
   for (const svc of spec.services) body.push(...serviceSets(spec, svc));
 
   body.push('  chain prerouting {', '    type filter hook prerouting priority -350; policy accept;', `    ${scope(spec)} jump edge`, '  }');
+  body.push(`  chain ${SAMPLE_CHAIN} {`, '  }');
   body.push('  chain edge {');
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.management[f]} accept`);
+  body.push(`    jump ${SAMPLE_CHAIN}`);
   for (const k of FLAG_CLASSES) body.push(`    ${k.match} counter name ${k.counter} drop`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.allow[f]} return`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.manual[f]} counter name ${COUNTERS.blockedManual} drop`);
-  for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.block[f]} counter name ${COUNTERS.blockedMeter} drop`);
+  for (const f of [4, 6] as const) {
+    body.push(`    meta l4proto tcp ${saddr(f)} @${SETS.block[f]} counter name ${COUNTERS.blockedMeterTcp} drop`);
+    body.push(`    ${saddr(f)} @${SETS.block[f]} counter name ${COUNTERS.blockedMeterOther} drop`);
+  }
   for (const svc of spec.services) {
     if (svc.protocol === 'tcp' && svc.syn === 'synproxy') for (const f of familiesOf(svc)) body.push(`    ${match(svc, f)} tcp flags & (syn|ack) == syn notrack`);
   }
   body.push('  }');
 
-  body.push('  chain guard {', `    type filter hook ${spec.mode === 'router' ? 'forward' : 'input'} priority filter; policy accept;`, `    ${scope(spec)} jump protect`, '  }');
-  body.push('  chain protect {');
-  for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.management[f]} accept`);
-  for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.allow[f]} accept`);
-  for (const svc of spec.services) body.push(...serviceRules(svc));
-  body.push('  }');
+  body.push('  chain guard {', `    type filter hook ${spec.mode === 'router' ? 'forward' : 'input'} priority filter; policy accept;`, `    ${scope(spec)} jump ${PROTECT_CHAIN}`, '  }');
+  body.push(`  chain ${PROTECT_CHAIN} {`, ...protectRules(spec, tight), '  }');
   return body;
 }
 

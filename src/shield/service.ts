@@ -7,14 +7,17 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
-import { applyTable, listCounters, removeTable, type NftCounters } from '../kernel/nft.js';
+import { applyTable, flushSets, listCounters, listSetElements, removeTable, replaceChain, type NftCounters } from '../kernel/nft.js';
+import { readConntrackCount, readInterfacePackets, readSynproxyStats, type SynproxyStats } from '../kernel/proc-stats.js';
 import { readSysctl, writeSysctl } from '../kernel/sysctl.js';
 import type { Logger } from '../log/logger.js';
 import type { Service, ServiceDefinition } from '../runtime/service.js';
-import type { Store } from '../store/store.js';
+import type { ShieldEventRecord, Store } from '../store/store.js';
+import { EventStream, MAX_SUBSCRIBERS, Webhook } from './alerts.js';
+import { ATTACK_KINDS, AttackDetector, KIND_PROTOCOL, signals, type AttackEvent, type AttackKind, type SourceCount } from './detector.js';
 import { resolveShield, shieldSection, type ShieldSettings, type ShieldSpec } from './config.js';
 import { MAX_TTL_S, ShieldListError, ShieldLists, type ShieldListName } from './lists.js';
-import { COUNTERS, FLAG_CLASSES, renderShieldBody, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments } from './rules.js';
+import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, renderShieldBody, SAMPLE_CHAIN, SAMPLE_SETS, sampleRules, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, tightened } from './rules.js';
 
 /** Seconds between two readings of the counters. */
 const POLL_S = 1;
@@ -36,6 +39,14 @@ export interface CounterReading {
   at: number;
 }
 
+/** What the kernel counts besides the table: conntrack, synproxy, the interfaces attacks arrive on. */
+export interface KernelView {
+  conntrack: number | null;
+  synproxy: SynproxyStats | null;
+  /** per interface: packets received in all and per second over the last poll */
+  interfaces: Record<string, { rxPackets: number; rxPps: number | null; rxDropped: number }>;
+}
+
 /** The running shield: what its routes read. */
 export interface ShieldService extends Service {
   spec: ShieldSpec;
@@ -44,6 +55,16 @@ export interface ShieldService extends Service {
   counters(): { reading: CounterReading | null; rates: Record<string, number> | null };
   /** reads the counters now (the rates stay those of the last poll) */
   snapshot(): Promise<CounterReading | null>;
+  kernel(): KernelView;
+  /** the attacks going on now */
+  attacks(): AttackEvent[];
+  /** the services running with tightened limits */
+  tightened(): string[];
+  /** attack events, newest first: those going on as they are now, the others as stored */
+  events(opts: { limit: number; kind?: AttackKind }): Promise<AttackEvent[]>;
+  stream: EventStream;
+  /** attack events started since the shield was applied, per kind */
+  started: Record<AttackKind, number>;
 }
 
 function packetsOf(c: NftCounters): Record<string, number> {
@@ -52,34 +73,179 @@ function packetsOf(c: NftCounters): Record<string, number> {
   return out;
 }
 
+function toRecord(e: AttackEvent): ShieldEventRecord {
+  return { id: e.id, kind: e.kind, startedAt: e.startedAt, endedAt: e.endedAt, peakPps: e.peakPps, packets: e.packets, details: { layers: e.layers, topSources: e.topSources, distinctSources: e.distinctSources, tightened: e.tightened } };
+}
+
+function fromRecord(r: ShieldEventRecord): AttackEvent {
+  const d = r.details;
+  const layers = typeof d.layers === 'object' && d.layers !== null ? (d.layers as Record<string, number>) : {};
+  return {
+    id: r.id,
+    kind: (ATTACK_KINDS as readonly string[]).includes(r.kind) ? (r.kind as AttackKind) : 'syn_flood',
+    startedAt: r.startedAt,
+    endedAt: r.endedAt,
+    peakPps: r.peakPps,
+    packets: r.packets,
+    layers,
+    topSources: Array.isArray(d.topSources) ? (d.topSources as SourceCount[]) : [],
+    distinctSources: typeof d.distinctSources === 'number' ? d.distinctSources : 0,
+    tightened: Array.isArray(d.tightened) ? (d.tightened as string[]) : [],
+  };
+}
+
+/** Readings between two reads of the source sample. */
+const SAMPLE_EVERY = 2;
+/** Seconds between two writes of an attack that goes on to the store. */
+const STORE_EVERY_S = 5;
+
 export function createShield(spec: ShieldSpec, store: Store, logger: Logger): ShieldService {
   const lists = new ShieldLists(store, spec, logger);
+  const detector = new AttackDetector({
+    threshold: { syn_flood: spec.attackRate, udp_flood: spec.attackRate, tcp_flags: Math.max(1, Math.round(spec.attackRate / 10)) },
+    quietMs: spec.attackQuietS * 1000,
+  });
+  const stream = new EventStream();
+  const webhook = spec.webhook ? new Webhook(spec.webhook, logger) : null;
+  const started: Record<AttackKind, number> = { syn_flood: 0, udp_flood: 0, tcp_flags: 0 };
   let last: CounterReading | null = null;
   let rates: Record<string, number> | null = null;
+  let kernel: KernelView = { conntrack: null, synproxy: null, interfaces: {} };
   let timer: NodeJS.Timeout | undefined;
+  let polling = false;
   let applied = false;
+  let sampling = false;
+  let samplePolls = 0;
+  const families = ([4, 6] as const).filter((f) => spec.services.some((s) => s.family === undefined || s.family === f));
+  let tight = new Set<string>();
+  const storedAt = new Map<AttackEvent, number>();
   const restore: Array<[string, string]> = [];
 
   const snapshot = async (): Promise<CounterReading | null> => {
     const c = await listCounters(SHIELD_TABLE);
     return c ? { packets: packetsOf(c), at: performance.now() } : null;
   };
-  const read = async (): Promise<CounterReading | null> => {
+
+  const readKernel = (dtS: number | null): void => {
+    const interfaces: KernelView['interfaces'] = {};
+    for (const i of spec.interfaces) {
+      const p = readInterfacePackets(i);
+      if (!p) continue;
+      const before = kernel.interfaces[i];
+      interfaces[i] = { rxPackets: p.rxPackets, rxDropped: p.rxDropped, rxPps: before && dtS ? Math.max(0, p.rxPackets - before.rxPackets) / dtS : null };
+    }
+    kernel = { conntrack: readConntrackCount(), synproxy: readSynproxyStats(), interfaces };
+  };
+
+  const persist = async (e: AttackEvent): Promise<void> => {
+    storedAt.set(e, performance.now());
+    try {
+      e.id = await store.putShieldEvent(toRecord(e));
+    } catch (err) {
+      logger.warn('shield: cannot store an attack event', { kind: e.kind, error: (err as Error).message });
+    }
+  };
+
+  /** Reads the source sample into the attacks going on (every other reading) and into those that just ended. */
+  const readSample = async (justEnded: readonly AttackEvent[]): Promise<void> => {
+    // listing a full sample costs the CPU a flood is already short of: every other reading
+    if (!sampling || (justEnded.length === 0 && ++samplePolls % SAMPLE_EVERY !== 0)) return;
+    const targets = [...detector.current(), ...justEnded];
+    for (const proto of ['tcp', 'udp'] as const) {
+      if (!targets.some((a) => KIND_PROTOCOL[a.kind] === proto)) continue;
+      const sampled: SourceCount[] = [];
+      for (const f of families) for (const e of (await listSetElements(SHIELD_TABLE, SAMPLE_SETS[proto][f])) ?? []) sampled.push({ address: e.value, packets: e.packets ?? 0 });
+      detector.addSources(proto, sampled, targets);
+    }
+  };
+
+  /** Turns the source sample on while an attack goes on (emptied first), off when none does. */
+  const toggleSampling = async (): Promise<void> => {
+    const on = detector.current().length > 0;
+    if (on === sampling) return;
+    if (on) await flushSets(SHIELD_TABLE, Object.values(SAMPLE_SETS).flatMap((p) => [p[4], p[6]]));
+    await replaceChain(SHIELD_TABLE, SAMPLE_CHAIN, on ? sampleRules() : []);
+    sampling = on;
+  };
+
+  /** Halves the per-source limits of the services whose protocol is flooded; puts them back after. */
+  const adapt = async (): Promise<void> => {
+    if (!spec.adapt) return;
+    const flooded = new Set(detector.current().filter((a) => a.kind !== 'tcp_flags').map((a) => KIND_PROTOCOL[a.kind]));
+    const want = new Set(spec.services.filter((s) => flooded.has(s.protocol)).map((s) => s.name));
+    if (want.size === tight.size && [...want].every((n) => tight.has(n))) return;
+    await replaceChain(SHIELD_TABLE, PROTECT_CHAIN, protectRules(spec, want));
+    for (const svc of spec.services) {
+      const was = tight.has(svc.name);
+      const now = want.has(svc.name);
+      if (was === now) continue;
+      const t = tightened(svc);
+      const [from, to] = now ? [{ rate: svc.rate, conns: svc.conns }, t] : [t, { rate: svc.rate, conns: svc.conns }];
+      const why = now ? detector.current().filter((a) => KIND_PROTOCOL[a.kind] === svc.protocol && a.kind !== 'tcp_flags').map((a) => a.kind) : ['the flood ended'];
+      logger.info(now ? 'shield: limits tightened' : 'shield: limits relaxed', {
+        service: svc.name,
+        reason: why.join(', '),
+        ratePerSource: `${from.rate} -> ${to.rate}/s`,
+        ...(svc.protocol === 'tcp' ? { connsPerSource: `${from.conns} -> ${to.conns}` } : {}),
+      });
+    }
+    tight = want;
+    for (const a of detector.current()) if (a.kind !== 'tcp_flags') a.tightened = spec.services.filter((s) => s.protocol === KIND_PROTOCOL[a.kind] && tight.has(s.name)).map((s) => s.name);
+  };
+
+  /** Keeps a transition: the store and the log. */
+  const record = async (type: 'started' | 'updated' | 'ended', e: AttackEvent): Promise<void> => {
+    if (type === 'started') {
+      started[e.kind]++;
+      await persist(e);
+      logger.warn('shield: attack started', { id: e.id, kind: e.kind, pps: e.peakPps, layers: e.layers });
+    } else if (type === 'ended') {
+      await persist(e);
+      storedAt.delete(e);
+      logger.warn('shield: attack ended', { id: e.id, kind: e.kind, started: e.startedAt, ended: e.endedAt, peakPps: e.peakPps, packets: e.packets, topSources: e.topSources.slice(0, 3), distinctSources: e.distinctSources });
+    } else if (performance.now() - (storedAt.get(e) ?? 0) >= STORE_EVERY_S * 1000) {
+      await persist(e);
+    }
+  };
+
+  /** Tells a transition to the webhook and the event stream, after adapt() has said what it tightened. */
+  const notify = (type: 'started' | 'updated' | 'ended', e: AttackEvent): void => {
+    if (type !== 'updated') webhook?.send({ type: `attack.${type}`, shield: { mode: spec.mode, interfaces: spec.interfaces }, attack: e });
+    stream.publish('attack', { type, attack: e });
+  };
+
+  const poll = async (): Promise<void> => {
     const reading = await snapshot();
-    if (!reading) return null;
-    if (last) {
-      const dt = (reading.at - last.at) / 1000;
+    if (!reading) return;
+    const dtS = last ? (reading.at - last.at) / 1000 : null;
+    if (last && dtS !== null) {
       const r: Record<string, number> = {};
-      for (const [k, v] of Object.entries(reading.packets)) r[k] = dt > 0 ? Math.max(0, v - (last.packets[k] ?? 0)) / dt : 0;
+      for (const [k, v] of Object.entries(reading.packets)) r[k] = dtS > 0 ? Math.max(0, v - (last.packets[k] ?? 0)) / dtS : 0;
       rates = r;
     }
     last = reading;
-    return reading;
+    readKernel(dtS);
+    if (!rates || dtS === null) return;
+    const sig = signals(spec, rates);
+    const transitions = detector.observe(Date.now(), dtS, sig);
+    await readSample(transitions.filter((t) => t.type === 'ended').map((t) => t.event));
+    await toggleSampling();
+    for (const t of transitions) await record(t.type, t.event);
+    await adapt();
+    for (const t of transitions) notify(t.type, t.event);
+    if (stream.size > 0) stream.publish('rates', { at: new Date().toISOString(), rates, signals: Object.fromEntries(ATTACK_KINDS.map((k) => [k, Math.round(sig[k].pps)])) });
   };
 
   const removeAll = async (): Promise<void> => {
     if (timer) clearInterval(timer);
     timer = undefined;
+    for (const t of detector.endAll(Date.now())) {
+      await record(t.type, t.event);
+      notify(t.type, t.event);
+    }
+    await webhook?.flush(2000);
+    webhook?.close();
+    stream.close();
     if (applied) {
       applied = false;
       await removeTable(SHIELD_TABLE).then(
@@ -99,8 +265,19 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
   return {
     spec,
     lists,
+    stream,
+    started,
     counters: () => ({ reading: last, rates }),
     snapshot,
+    kernel: () => kernel,
+    attacks: () => detector.current(),
+    tightened: () => [...tight],
+    async events(opts) {
+      const live = detector.current().filter((e) => opts.kind === undefined || e.kind === opts.kind);
+      const stored = (await store.listShieldEvents({ limit: opts.limit, ...(opts.kind ? { kind: opts.kind } : {}) })).map(fromRecord);
+      const liveIds = new Set(live.map((e) => e.id));
+      return [...live, ...stored.filter((e) => !liveIds.has(e.id))].sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id - a.id).slice(0, opts.limit);
+    },
     async listen() {
       await applyTable(SHIELD_TABLE, renderShieldBody(spec), { comments: shieldComments(spec) }).catch((e: unknown) => {
         throw new Error(`shield: ${(e as Error).message}`);
@@ -116,14 +293,22 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
         }
         const loaded = await lists.load();
         if (loaded > 0) logger.info('shield: hand-made list entries loaded', { entries: loaded });
-        await read();
+        await poll();
       } catch (e) {
         await removeAll();
         throw new Error(`shield: ${(e as Error).message}`);
       }
-      timer = setInterval(() => void read().catch((e: unknown) => logger.warn('shield: cannot read the counters', { error: (e as Error).message })), POLL_S * 1000);
+      timer = setInterval(() => {
+        if (polling) return;
+        polling = true;
+        poll()
+          .catch((e: unknown) => logger.warn('shield: cannot read the counters', { error: (e as Error).message }))
+          .finally(() => {
+            polling = false;
+          });
+      }, POLL_S * 1000);
       timer.unref();
-      logger.info('shield applied', { table: SHIELD_TABLE_NAME, mode: spec.mode, services: spec.services.map((s) => s.name), interfaces: spec.interfaces });
+      logger.info('shield applied', { table: SHIELD_TABLE_NAME, mode: spec.mode, services: spec.services.map((s) => s.name), interfaces: spec.interfaces, ...(webhook ? { webhook: webhook.url } : {}) });
       return { shield: spec.mode, shieldServices: spec.services.map((s) => s.name) };
     },
     // the packet layer keeps protecting while other services drain
@@ -131,6 +316,22 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     close: removeAll,
   };
 }
+
+const ShieldAttack = Type.Object(
+  {
+    id: Type.Integer(),
+    kind: Type.Union(ATTACK_KINDS.map((k) => Type.Literal(k))),
+    startedAt: Type.String(),
+    endedAt: Type.Union([Type.String(), Type.Null()], { description: 'null while it goes on' }),
+    peakPps: Type.Integer({ description: 'the highest attack packets per second of one reading' }),
+    packets: Type.Integer({ description: 'attack packets over the event' }),
+    layers: Type.Record(Type.String(), Type.Integer(), { description: 'the peak rate of each counter that made up the attack' }),
+    topSources: Type.Array(Type.Object({ address: Type.String(), packets: Type.Integer() }), { description: 'the sources that sent the most, sampled while it went on' }),
+    distinctSources: Type.Integer({ description: 'distinct sources in the sample at its fullest (at most 4096)' }),
+    tightened: Type.Array(Type.String(), { description: 'services whose limits were tightened for it' }),
+  },
+  { description: 'an attack event' },
+);
 
 const Rates = Type.Record(Type.String(), Type.Number(), { description: 'packets per second over the last second' });
 const ShieldStatus = Type.Object({
@@ -153,6 +354,13 @@ const ShieldStatus = Type.Object({
     }),
   ),
   rates: Type.Union([Rates, Type.Null()]),
+  attacks: Type.Array(ShieldAttack, { description: 'the attacks going on now' }),
+  tightened: Type.Array(Type.String(), { description: 'services running with halved per-source limits while a flood goes on (--shield-adapt)' }),
+  kernel: Type.Object({
+    conntrack: Type.Union([Type.Integer(), Type.Null()], { description: 'entries in the conntrack table' }),
+    synproxy: Type.Union([Type.Record(Type.String(), Type.Integer()), Type.Null()], { description: '/proc/net/stat/synproxy summed over the CPUs' }),
+    interfaces: Type.Record(Type.String(), Type.Object({ rxPackets: Type.Integer(), rxPps: Type.Union([Type.Number(), Type.Null()]), rxDropped: Type.Integer() })),
+  }),
 });
 
 export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
@@ -165,7 +373,9 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
     const m = ctx.parts.metrics;
     const packets = (name: string): number => shield.counters().reading?.packets[name] ?? 0;
     m.counter({ name: 'edgeward_shield_flag_drops_total', help: 'TCP packets the shield dropped for an invalid flag combination, by class.', labels: ['class'], read: () => FLAG_CLASSES.map((k) => [{ class: k.counter.replace(/^flags_/, '') }, packets(k.counter)]) });
-    m.counter({ name: 'edgeward_shield_blocked_total', help: 'Packets dropped from blocklisted sources (list: manual or meter) and by the global cap (list: global_cap).', labels: ['list'], read: () => [[{ list: 'manual' }, packets(COUNTERS.blockedManual)], [{ list: 'meter' }, packets(COUNTERS.blockedMeter)], [{ list: 'global_cap' }, packets(COUNTERS.globalCap)]] });
+    m.counter({ name: 'edgeward_shield_blocked_total', help: 'Packets dropped from blocklisted sources (list: manual or meter) and by the global cap (list: global_cap).', labels: ['list'], read: () => [[{ list: 'manual' }, packets(COUNTERS.blockedManual)], [{ list: 'meter' }, packets(COUNTERS.blockedMeterTcp) + packets(COUNTERS.blockedMeterOther)], [{ list: 'global_cap' }, packets(COUNTERS.globalCapTcp) + packets(COUNTERS.globalCapUdp)]] });
+    m.counter({ name: 'edgeward_shield_attacks_total', help: 'Attack events started, by kind.', labels: ['kind'], read: () => ATTACK_KINDS.map((k) => [{ kind: k }, shield.started[k]]) });
+    m.gauge({ name: 'edgeward_shield_attack_active', help: '1 while an attack of this kind goes on.', labels: ['kind'], read: () => ATTACK_KINDS.map((k) => [{ kind: k }, shield.attacks().some((a) => a.kind === k) ? 1 : 0]) });
     m.counter({
       name: 'edgeward_shield_service_packets_total',
       help: 'Per protected service: new connections or datagrams passed, dropped over the per-source rate, over the per-source connection limit.',
@@ -190,16 +400,38 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
         loaded: reading !== null,
         interfaces: shield.spec.interfaces,
         flags: Object.fromEntries(FLAG_CLASSES.map((k) => [k.counter.replace(/^flags_/, ''), p(k.counter)])),
-        blocked: { manual: p(COUNTERS.blockedManual), meter: p(COUNTERS.blockedMeter), globalCap: p(COUNTERS.globalCap) },
+        blocked: { manual: p(COUNTERS.blockedManual), meter: p(COUNTERS.blockedMeterTcp) + p(COUNTERS.blockedMeterOther), globalCap: p(COUNTERS.globalCapTcp) + p(COUNTERS.globalCapUdp) },
         services: shield.spec.services.map((s) => {
           const c = serviceCounters(s.name);
           return { name: s.name, protocol: s.protocol, address: s.address ?? null, ports: [...s.ports], passed: p(c.passed), overRate: p(c.overRate), overConns: p(c.overConns), synproxy: p(c.synproxy) };
         }),
         rates: shield.counters().rates,
+        attacks: shield.attacks(),
+        tightened: shield.tightened(),
+        kernel: { ...shield.kernel(), synproxy: shield.kernel().synproxy as Record<string, number> | null },
       };
+    });
+    app.get<{ Querystring: Static<typeof EventsQuery> }>('/shield/events', { schema: { tags: ['shield'], summary: 'Attack events, newest first (those going on included)', querystring: EventsQuery, response: { 200: Type.Object({ events: Type.Array(ShieldAttack) }) } } }, async (req) => ({
+      events: await shield.events({ limit: req.query.limit === undefined ? 50 : Number(req.query.limit), ...(req.query.kind ? { kind: req.query.kind } : {}) }),
+    }));
+    app.get('/shield/events/stream', { schema: { tags: ['shield'], summary: 'Server-sent events: `attack` (started, updated each second, ended) and `rates` (each second)', produces: ['text/event-stream'], response: { 503: ErrorBody } } }, async (req, reply) => {
+      reply.hijack();
+      const ok = shield.stream.subscribe(reply.raw, shield.attacks().map((a) => ({ event: 'attack', data: { type: 'updated', attack: a } })));
+      if (!ok) {
+        reply.raw.writeHead(503, { 'content-type': 'application/json' });
+        reply.raw.end(JSON.stringify({ error: { code: 'too_many_streams', field: null, message: `at most ${MAX_SUBSCRIBERS} event streams at once` } }));
+      }
     });
   },
 };
+
+const EventsQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.String({ pattern: '^(1000|[1-9][0-9]{0,2})$', title: 'a whole number 1..1000', description: 'at most this many (default 50)' })),
+    kind: Type.Optional(Type.Union(ATTACK_KINDS.map((k) => Type.Literal(k)))),
+  },
+  { additionalProperties: false },
+);
 
 const ListEntryView = Type.Object({
   address: Type.String({ description: 'addr/prefix' }),

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Policy, PolicyInput, Transport } from './records.js';
-import { StoreError, type DeviceRecord, type ShieldEntry, type Store, type TurnKey, type UserPermissions, type UserRecord } from './store.js';
+import { SHIELD_EVENTS_KEPT, StoreError, type DeviceRecord, type ShieldEntry, type ShieldEventRecord, type Store, type TurnKey, type UserPermissions, type UserRecord } from './store.js';
 
 /** Each entry moves the schema one version up; never edit a shipped entry, add a new one. */
 const MIGRATIONS: readonly string[] = [
@@ -49,7 +49,39 @@ const MIGRATIONS: readonly string[] = [
      created_at TEXT NOT NULL,
      PRIMARY KEY (list, cidr)
    );`,
+  // 6: the shield's attack events (kind, start, end, peak; the layers and top sources as JSON)
+  `CREATE TABLE shield_events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL,
+     started_at TEXT NOT NULL,
+     ended_at TEXT,
+     peak_pps INTEGER NOT NULL,
+     packets INTEGER NOT NULL,
+     details TEXT NOT NULL
+   );
+   CREATE INDEX shield_events_started ON shield_events (started_at);`,
 ];
+
+interface ShieldEventRow {
+  id: number;
+  kind: string;
+  started_at: string;
+  ended_at: string | null;
+  peak_pps: number;
+  packets: number;
+  details: string;
+}
+
+function toShieldEvent(r: ShieldEventRow): ShieldEventRecord {
+  let details: Record<string, unknown> = {};
+  try {
+    const d: unknown = JSON.parse(r.details);
+    if (typeof d === 'object' && d !== null && !Array.isArray(d)) details = d as Record<string, unknown>;
+  } catch {
+    // a row written by hand or cut short: the event without its details
+  }
+  return { id: r.id, kind: r.kind, startedAt: r.started_at, endedAt: r.ended_at, peakPps: r.peak_pps, packets: r.packets, details };
+}
 
 interface ShieldEntryRow {
   list: 'block' | 'allow';
@@ -292,6 +324,24 @@ export class SqliteStore implements Store {
 
   async deleteShieldEntry(list: ShieldEntry['list'], cidr: string): Promise<boolean> {
     return this.db.prepare('DELETE FROM shield_entries WHERE list = ? AND cidr = ?').run(list, cidr).changes > 0;
+  }
+
+  async putShieldEvent(e: ShieldEventRecord): Promise<number> {
+    const details = JSON.stringify(e.details);
+    if (e.id !== 0) {
+      const changed = this.db.prepare('UPDATE shield_events SET kind = ?, started_at = ?, ended_at = ?, peak_pps = ?, packets = ?, details = ? WHERE id = ?').run(e.kind, e.startedAt, e.endedAt, Math.round(e.peakPps), Math.round(e.packets), details, e.id).changes;
+      if (changed > 0) return e.id;
+    }
+    const id = Number(this.db.prepare('INSERT INTO shield_events (kind, started_at, ended_at, peak_pps, packets, details) VALUES (?, ?, ?, ?, ?, ?)').run(e.kind, e.startedAt, e.endedAt, Math.round(e.peakPps), Math.round(e.packets), details).lastInsertRowid);
+    this.db.prepare('DELETE FROM shield_events WHERE id <= ?').run(id - SHIELD_EVENTS_KEPT);
+    return id;
+  }
+
+  async listShieldEvents(opts: { limit: number; kind?: string }): Promise<ShieldEventRecord[]> {
+    const rows = (opts.kind === undefined
+      ? this.db.prepare('SELECT * FROM shield_events ORDER BY id DESC LIMIT ?').all(opts.limit)
+      : this.db.prepare('SELECT * FROM shield_events WHERE kind = ? ORDER BY id DESC LIMIT ?').all(opts.kind, opts.limit)) as ShieldEventRow[];
+    return rows.map(toShieldEvent);
   }
 
   async countUsers(): Promise<number> {

@@ -45,6 +45,21 @@ export interface ShieldEntry {
   createdAt: string;
 }
 
+/** How many shield events the store keeps (the oldest go first). */
+export const SHIELD_EVENTS_KEPT = 1000;
+
+/** An attack the shield saw; `details` is the shield's own (layers, top sources), kept as JSON. */
+export interface ShieldEventRecord {
+  /** 0 to insert a new one */
+  id: number;
+  kind: string;
+  startedAt: string;
+  endedAt: string | null;
+  peakPps: number;
+  packets: number;
+  details: Record<string, unknown>;
+}
+
 export type StoreErrorCode = 'conflict' | 'not_found' | 'corrupt';
 
 /** A store failure a caller can act on (a duplicate key, a missing row). */
@@ -91,6 +106,10 @@ export interface Store {
   /** Adds an entry, or replaces the one for the same list and block. */
   putShieldEntry(e: Omit<ShieldEntry, 'createdAt'>): Promise<ShieldEntry>;
   deleteShieldEntry(list: ShieldEntry['list'], cidr: string): Promise<boolean>;
+  /** Inserts an event (id 0; resolves to its new id) or updates the one with its id; keeps the newest SHIELD_EVENTS_KEPT. */
+  putShieldEvent(e: ShieldEventRecord): Promise<number>;
+  /** The newest events first, at most `limit`; with `kind`, of that kind only. */
+  listShieldEvents(opts: { limit: number; kind?: string }): Promise<ShieldEventRecord[]>;
 
   close(): Promise<void>;
 }

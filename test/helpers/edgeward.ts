@@ -235,6 +235,10 @@ export interface EdgewardInLab {
   socks: string;
   /** its data directory */
   data: string;
+  /** the API's address inside the namespace (http://HOST:PORT) */
+  apiBase: string;
+  /** Writes a curl config file (in the lab's temp dir) that sends the API token: for a client the test runs itself (`curl -K FILE`). */
+  curlConfig(): string;
   /** Calls the REST API from inside the namespace (curl; the token goes through stdin, never argv). */
   api(method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<ApiResponse>;
   /** Runs `edgeward ARGS...` (a CLI client) inside the namespace against this gateway's API, as an operator would. */
@@ -301,7 +305,12 @@ export async function startEdgeward(lab: Lab, ns: Netns, opts: StartEdgewardOpti
     await sleep(200);
   }
   const cli: EdgewardInLab['cli'] = (args) => lab.exec(ns, [process.execPath, BIN, ...args], { env: { EDGEWARD_API_TOKEN: token, EDGEWARD_API_URL: base }, allowFailure: true, timeoutMs: 20_000 });
-  return { process: proc, ns, socks, data, api, cli, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
+  const curlConfig = (): string => {
+    const file = join(lab.tempDir('curl'), 'api.conf');
+    writeFileSync(file, `header = ${curlConfigString(`Authorization: Bearer ${token}`)}\n`, { mode: 0o600 });
+    return file;
+  };
+  return { process: proc, ns, socks, data, apiBase: base, curlConfig, api, cli, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
 }
 
 /** Sets the default policy's transport through the API (PUT /api/v1/policies/default); throws on a non-2xx answer. */
