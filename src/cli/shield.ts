@@ -10,6 +10,8 @@ import { clientFromEnv, ENV_HELP } from './api-client.js';
 import { apiCommand, onePositional, optionalSeconds, parseOptions, printList, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 import type { AttackEvent } from '../shield/detector.js';
+import type { ShieldProxyStats } from '../shield/proxy.js';
+import { removeDivertRouting } from '../shield/divert.js';
 
 const usage = `Usage: edgeward shield <status|events|block|unblock|allow|disallow|blocklist|allowlist|print|remove> [options]
 
@@ -19,7 +21,8 @@ own, ${SHIELD_TABLE_NAME}).
   edgeward shield status [--json]
       the running shield, through the API: mode, interfaces, packets dropped per TCP flag class,
       by the blocklists and the global cap, and per service what passed and what the per-source
-      rate and connection limits dropped, with the rates of the last second; the attacks going on
+      rate and connection limits dropped, with the rates of the last second; the attacks going on;
+      the L4 proxies: connections held and closed by reason
   edgeward shield events [--limit N] [--kind syn_flood|udp_flood|tcp_flags] [--json]
       attack events, newest first: kind, start, end (or "ongoing"), peak packets per second,
       packets, top sources, the services whose limits were tightened
@@ -35,7 +38,8 @@ own, ${SHIELD_TABLE_NAME}).
   edgeward shield print [--config FILE] [the --shield-* flags of edgeward start]
       the nftables ruleset those settings give, without applying it (nft -f accepts it as is)
   edgeward shield remove
-      delete the shield's table (after a crash; a gateway that stops removes it itself). The
+      delete the shield's table and the proxy's policy routing (after a crash; a gateway that
+      stops removes them itself). The
       sysctls it set (net.ipv4.tcp_syncookies, net.netfilter.nf_conntrack_tcp_loose) stay
 
 Options:
@@ -72,6 +76,7 @@ interface StatusView {
   rates: Record<string, number> | null;
   attacks: AttackView[];
   tightened: string[];
+  proxies: Array<ShieldProxyStats & { family: 4 | 6; port: number }>;
 }
 
 /** The API shows attacks as the detector keeps them. */
@@ -120,6 +125,17 @@ async function status(args: string[]): Promise<number> {
     row: (s) => [s.name, s.protocol, s.address ?? '*', s.ports[0] === s.ports[1] ? String(s.ports[0]) : s.ports.join('-'), String(s.passed), rate(`svc_${s.name}_passed`), String(s.overRate), String(s.overConns), String(s.synproxy)],
     right: [4, 6, 7, 8],
   });
+  if (st.proxies.length > 0) {
+    process.stdout.write('\n');
+    const closed = (p: ShieldProxyStats): string => Object.entries(p.closed).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || '-';
+    printList(st.proxies, {
+      json: false,
+      empty: '',
+      head: ['PROXY', 'FAMILY', 'PORT', 'ACTIVE', 'ACCEPTED', 'SUSPECTS', 'CLOSED'],
+      row: (p) => [p.name, `IPv${p.family}`, String(p.port), String(p.active), String(p.accepted), String(p.suspects), closed(p)],
+      right: [2, 3, 4, 5],
+    });
+  }
   return 0;
 }
 
@@ -188,6 +204,8 @@ async function remove(args: string[]): Promise<number> {
   const { positionals } = parseOptions(args, {});
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const had = await removeTable(SHIELD_TABLE);
+  // the proxied services' policy routing (ip rule fwmark 0x6578), if a crash left it
+  await removeDivertRouting();
   process.stdout.write(had ? `removed table ${SHIELD_TABLE_NAME}\n` : `table ${SHIELD_TABLE_NAME} is not loaded: nothing to remove\n`);
   return 0;
 }

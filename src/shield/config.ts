@@ -21,7 +21,7 @@ export const shieldSection = section({
       flag: 'shield-service',
       key: 'service',
       arg: 'SPEC',
-      help: 'a protected service, repeatable: NAME=tcp|udp:[ADDR:]PORT[-PORT][,rate=N][,conns=N][,syn=synproxy|cookies][,speaks-first] (rate: new connections or datagrams per second one source may send before it is blocked; conns: connections one source may hold; ADDR is required in router mode). Turns the shield on; needs root',
+      help: 'a protected service, repeatable: NAME=tcp|udp:[ADDR:]PORT[-PORT][,rate=N][,conns=N][,syn=synproxy|cookies][,speaks-first][,proxy[,proxy-protocol]] (rate: new connections or datagrams per second one source may send before it is blocked; conns: connections one source may hold; ADDR is required in router mode; proxy: its connections go through edgeward\'s L4 proxy (TPROXY), which closes slow and zero-window clients; proxy-protocol: the proxy sends a PROXY v2 header to the server). Turns the shield on; needs root',
     }),
     shieldMode: opt.choice(SHIELD_MODES, { flag: 'shield-mode', key: 'mode', arg: 'MODE', help: 'host: protect listeners on this machine (input hook); router: protect backends behind it (forward hook)', default: 'host' }),
     shieldInterface: opt.list({ flag: 'shield-interface', key: 'interface', arg: 'IFACE', help: 'where attacks arrive: the rules look only at packets coming in here (repeatable; default: every interface but lo; required in router mode)' }),
@@ -34,6 +34,11 @@ export const shieldSection = section({
     shieldAttackRate: opt.count({ flag: 'shield-attack-rate', key: 'attack-rate', arg: 'PPS', help: 'attack packets per second (dropped, metered or answered by synproxy, per kind: SYN flood, UDP flood) at which an attack event starts; flag attacks start at a tenth of it', default: 1000 }),
     shieldAttackQuiet: opt.seconds({ flag: 'shield-attack-quiet', key: 'attack-quiet', arg: 'SEC', help: 'an attack ends once its rate has stayed under --shield-attack-rate this long', default: 10 }),
     shieldAdapt: opt.choice(['on', 'off'] as const, { flag: 'shield-adapt', key: 'adapt', arg: 'on|off', help: 'on: while a SYN or UDP flood goes on, the services of its protocol run with half their per-source rate and connections, and get them back when it ends (logged)', default: 'on' }),
+    shieldFirstByte: opt.seconds({ flag: 'shield-first-byte', key: 'first-byte', arg: 'SEC', help: 'proxied services: a client that sends nothing this long after connecting is closed (not for speaks-first services: the server writes first); 0 = never', default: 10 }),
+    shieldMinRate: opt.seconds({ flag: 'shield-min-rate', key: 'min-rate', arg: 'BYTES', help: 'proxied services: a client that sends its request, or reads the answer, slower than this many bytes per second over --shield-rate-grace is closed (slowloris, slow read); 0 = off', default: 256 }),
+    shieldRateGrace: opt.seconds({ flag: 'shield-rate-grace', key: 'rate-grace', arg: 'SEC', help: 'proxied services: the time over which --shield-min-rate is judged', default: 5 }),
+    shieldZeroWindow: opt.seconds({ flag: 'shield-zero-window', key: 'zero-window', arg: 'SEC', help: 'proxied services: a client whose receive window stays under one segment this long while data waits for it is closed; 0 = never', default: 10 }),
+    shieldProxyConns: opt.count({ flag: 'shield-proxy-conns', key: 'proxy-conns', arg: 'N', help: 'proxied services: connections each may hold; at the cap allowlisted and well-behaved sources are served first', default: 10000 }),
     shieldMeterSize: opt.count({ flag: 'shield-meter-size', key: 'meter-size', arg: 'N', help: 'sources each per-source meter and the blocklist hold at most', default: 65536 }),
   }),
   validate(s) {
@@ -72,6 +77,22 @@ export interface ShieldService {
   syn: 'synproxy' | 'cookies';
   /** tcp: the server writes first (an SMTP or SSH banner): synproxy leaves out TCP timestamps */
   speaksFirst: boolean;
+  /** tcp: connections are diverted (TPROXY) to edgeward's L4 proxy, which dials the original destination */
+  proxy: boolean;
+  /** the proxy sends a PROXY protocol v2 header to the server first */
+  proxyProtocol: boolean;
+}
+
+/** The L4 proxy's limits, shared by the proxied services (their per-source limit is their conns). */
+export interface ShieldProxySpec {
+  /** 0: off */
+  firstByteMs: number;
+  /** bytes per second; 0: off */
+  minRate: number;
+  graceMs: number;
+  /** 0: off */
+  zeroWindowMs: number;
+  maxConns: number;
 }
 
 /** Everything the ruleset is built from, checked. */
@@ -91,6 +112,7 @@ export interface ShieldSpec {
   attackQuietS: number;
   /** tighten the per-source limits under attack */
   adapt: boolean;
+  proxy: ShieldProxySpec;
 }
 
 export const DEFAULT_TCP_RATE = 100;
@@ -140,7 +162,10 @@ export function parseShieldService(text: string, mode: ShieldMode, defaultSyn: '
     conns: DEFAULT_CONNS,
     syn: defaultSyn,
     speaksFirst: false,
+    proxy: false,
+    proxyProtocol: false,
   };
+  let synGiven = false;
   const seen = new Set<string>();
   for (const o of options) {
     const [key, value] = o.includes('=') ? [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] : [o, undefined];
@@ -157,17 +182,32 @@ export function parseShieldService(text: string, mode: ShieldMode, defaultSyn: '
       case 'syn':
         if (protocol !== 'tcp') throw new SettingsError(`${where}: syn is for TCP services`);
         if (value !== 'synproxy' && value !== 'cookies') throw new SettingsError(`${where}: syn must be synproxy or cookies, got "${value ?? ''}"`);
-        if (value === 'cookies' && mode === 'router') throw new SettingsError(`${where}: syn=cookies protects this host's own listeners; in router mode the backend's cookies are the backend's (use synproxy)`);
         svc.syn = value;
+        synGiven = true;
         break;
       case 'speaks-first':
         if (protocol !== 'tcp') throw new SettingsError(`${where}: speaks-first is for TCP services`);
         if (value !== undefined) throw new SettingsError(`${where}: speaks-first takes no value`);
         svc.speaksFirst = true;
         break;
+      case 'proxy':
+      case 'proxy-protocol':
+        if (protocol !== 'tcp') throw new SettingsError(`${where}: ${key} is for TCP services (the proxy relays connections)`);
+        if (value !== undefined) throw new SettingsError(`${where}: ${key} takes no value`);
+        if (key === 'proxy') svc.proxy = true;
+        else svc.proxyProtocol = true;
+        break;
       default:
-        throw new SettingsError(`${where}: unknown option "${key}" (rate, conns, syn, speaks-first)`);
+        throw new SettingsError(`${where}: unknown option "${key}" (rate, conns, syn, speaks-first, proxy, proxy-protocol)`);
     }
+  }
+  if (svc.proxyProtocol && !svc.proxy) throw new SettingsError(`${where}: proxy-protocol needs proxy (the header comes from edgeward's proxy)`);
+  if (svc.proxy) {
+    // the proxy's listener is this host's socket: this host's SYN cookies meet the SYNs
+    if (synGiven && svc.syn === 'synproxy') throw new SettingsError(`${where}: a proxied service's connections end on this host, whose SYN cookies meet a SYN flood: leave out syn=synproxy (or proxy)`);
+    svc.syn = 'cookies';
+  } else if (svc.syn === 'cookies' && mode === 'router') {
+    throw new SettingsError(`${where}: syn=cookies protects this host's own listeners; in router mode the backend's cookies are the backend's (use synproxy, or proxy)`);
   }
   return svc;
 }
@@ -187,6 +227,9 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
   for (const i of s.shieldInterface) if (!IFNAME.test(i)) throw new SettingsError(`--shield-interface: "${i}" is not an interface name (1-15 letters, digits, "_.:-")`);
   if (mode === 'router' && s.shieldInterface.length === 0) throw new SettingsError('--shield-interface IFACE is required in router mode (the side attacks arrive on; the backend side must not be filtered)');
   if (s.shieldBlockTime < 1 || s.shieldBlockTime > 86_400) throw new SettingsError(`--shield-block-time must be 1-86400 seconds, got ${s.shieldBlockTime}`);
+  if (s.shieldRateGrace < 0.5 || s.shieldRateGrace > 600) throw new SettingsError(`--shield-rate-grace must be 0.5-600 seconds, got ${s.shieldRateGrace}`);
+  if (s.shieldFirstByte > 3600) throw new SettingsError(`--shield-first-byte must be 0-3600 seconds, got ${s.shieldFirstByte}`);
+  if (s.shieldZeroWindow > 3600) throw new SettingsError(`--shield-zero-window must be 0-3600 seconds, got ${s.shieldZeroWindow}`);
   if (s.shieldAttackQuiet < 1 || s.shieldAttackQuiet > 3600) throw new SettingsError(`--shield-attack-quiet must be 1-3600 seconds, got ${s.shieldAttackQuiet}`);
   let webhook: string | null = null;
   if (s.shieldWebhook !== '') {
@@ -212,6 +255,13 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
     attackRate: s.shieldAttackRate,
     attackQuietS: s.shieldAttackQuiet,
     adapt: s.shieldAdapt === 'on',
+    proxy: {
+      firstByteMs: Math.round(s.shieldFirstByte * 1000),
+      minRate: Math.round(s.shieldMinRate),
+      graceMs: Math.round(s.shieldRateGrace * 1000),
+      zeroWindowMs: Math.round(s.shieldZeroWindow * 1000),
+      maxConns: s.shieldProxyConns,
+    },
   };
 }
 

@@ -6,7 +6,7 @@
 import { EdgewardError } from '../core/errors.js';
 import { addSetElements, deleteSetElements, listSetElements } from '../kernel/nft.js';
 import type { Logger } from '../log/logger.js';
-import { cidrContains, formatCidr, parseCidr, type Cidr } from '../net/address.js';
+import { cidrContains, formatCidr, parseCidr, parseIp, type Cidr } from '../net/address.js';
 import type { ShieldEntry, Store } from '../store/store.js';
 import type { ShieldSpec } from './config.js';
 import { nftElement, SETS, SHIELD_TABLE } from './rules.js';
@@ -38,6 +38,9 @@ function parse(text: string): Cidr {
 }
 
 export class ShieldLists {
+  /** the hand-made allowlist as the proxy asks it (by canonical cidr): the block and when it ends (ms; null: never) */
+  private readonly allowed = new Map<string, { cidr: Cidr; until: number | null }>();
+
   constructor(
     private readonly store: Store,
     private readonly spec: ShieldSpec,
@@ -55,8 +58,23 @@ export class ShieldLists {
     return entries.length;
   }
 
+  /** Whether a source is a management source or on the allowlist (the settings' or by hand): the proxy serves it first. */
+  isPreferred(address: string): boolean {
+    const ip = parseIp(address);
+    if (!ip) return false;
+    const within = (c: Cidr): boolean => cidrContains(c, ip);
+    if (this.spec.management.some(within) || this.spec.allow.some(within)) return true;
+    const now = Date.now();
+    for (const [key, a] of this.allowed) {
+      if (a.until !== null && a.until <= now) this.allowed.delete(key);
+      else if (within(a.cidr)) return true;
+    }
+    return false;
+  }
+
   private async toKernel(e: ShieldEntry): Promise<void> {
     const c = parse(e.cidr);
+    if (e.list === 'allow') this.allowed.set(formatCidr(c), { cidr: c, until: e.expiresAt === null ? null : Date.parse(e.expiresAt) });
     const left = e.expiresAt === null ? undefined : Math.max(1, Math.round((Date.parse(e.expiresAt) - Date.now()) / 1000));
     const set = this.set(e.list, c.family);
     // "add" would keep an element's old timeout: take it out first (false when it was not there)
@@ -85,6 +103,7 @@ export class ShieldLists {
       throw new ShieldListError('from_config', `${formatCidr(c)} is on the allowlist from --shield-allow; change the settings to remove it`);
     }
     const stored = await this.store.deleteShieldEntry(list, formatCidr(c));
+    if (list === 'allow') this.allowed.delete(formatCidr(c));
     const inSet = await deleteSetElements(SHIELD_TABLE, this.set(list, c.family), [nftElement(c)]);
     const inMeters = list === 'block' ? await deleteSetElements(SHIELD_TABLE, SETS.block[c.family], [nftElement(c)]) : false;
     if (stored || inSet || inMeters) this.logger.info(`shield: ${list === 'block' ? 'unblocked' : 'taken off the allowlist'}`, { address: formatCidr(c) });

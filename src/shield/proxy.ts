@@ -39,6 +39,8 @@ const SUSPECT_MS = 60_000;
 const SWEEP_MS = 250;
 /** Suspect sources are refused once this share of maxConns is in use. */
 const SUSPECT_SHARE = 0.9;
+/** At the cap, a source holding more than this share of maxConns gives way to a well-behaved newcomer (one source must not own the service). */
+const HOG_SHARE = 0.25;
 /** Connecting to the backend longer than this is a backend_error. */
 const BACKEND_CONNECT_TIMEOUT_MS = 10_000;
 /** Client bytes kept while the backend connects; beyond it the client is paused. */
@@ -325,7 +327,8 @@ export class ShieldProxy {
     const { maxConns } = this.opts;
     if (!preferred && suspect && this.conns.size >= Math.max(1, Math.floor(maxConns * SUSPECT_SHARE))) return this.refuse(client, 'cap', source);
     if (this.conns.size >= maxConns) {
-      // a preferred source takes anyone's place but another preferred one's; a well-behaved source only a suspect's
+      // a preferred source takes anyone's place but another preferred one's; a well-behaved source a
+      // suspect's, or that of a source holding more than its share
       const victim = this.chooseVictim(preferred ? 'any' : 'suspects', now, source);
       if (!victim) return this.refuse(client, 'cap', source);
       this.abort(victim, 'evicted', { for: source });
@@ -342,7 +345,8 @@ export class ShieldProxy {
   /**
    * The connection to close at the cap: never a preferred source's; suspects first, then the
    * source holding most connections, within it the connection that moved fewest bytes, then the
-   * one idle longest. A well-behaved newcomer ('suspects') may only take a suspect's place.
+   * one idle longest. A well-behaved newcomer ('suspects') may only take the place of a suspect or
+   * of a source holding more than HOG_SHARE of the cap (and more than the newcomer holds).
    */
   private chooseVictim(among: 'any' | 'suspects', now: number, newcomer: string): Connection | null {
     let best: SourceState | null = null;
@@ -354,8 +358,12 @@ export class ShieldProxy {
       if (s.preferred || s.address === newcomer) continue;
       if (!best || s.conns.size > best.conns.size) best = s;
     }
-    if (!best && among === 'any') {
-      for (const s of this.sources.values()) if (!s.preferred && s.conns.size > 0 && (!best || s.conns.size > best.conns.size)) best = s;
+    if (!best) {
+      for (const s of this.sources.values()) if (!s.preferred && s.conns.size > 0 && s.address !== newcomer && (!best || s.conns.size > best.conns.size)) best = s;
+      if (best && among === 'suspects') {
+        const mine = this.sources.get(newcomer)?.conns.size ?? 0;
+        if (best.conns.size <= Math.max(1, Math.floor(this.opts.maxConns * HOG_SHARE)) || best.conns.size <= mine + 1) best = null;
+      }
     }
     if (!best) return null;
     let victim: Connection | null = null;

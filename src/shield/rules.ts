@@ -185,8 +185,21 @@ export function sampleRules(): string[] {
   return out;
 }
 
+/** The mark of packets diverted to the shield's proxy (0x6578, "ex"; the interception firewall's is 0x6577). */
+export const SHIELD_MARK = 0x6578;
+/** The routing table that delivers them locally ("local default dev lo table 25976"). */
+export const SHIELD_ROUTE_TABLE = 25976;
+
+/** The port of each proxied service's listener, per family; 0 until the listener is up (print). */
+export type ProxyPorts = ReadonlyMap<string, Partial<Record<4 | 6, number>>>;
+
+/** The families a proxied service needs a listener for. */
+export function proxyFamilies(svc: ShieldService): Array<4 | 6> {
+  return svc.proxy ? familiesOf(svc) : [];
+}
+
 /** The table body (the lines inside `table inet edgeward_shield { ... }`). */
-export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set()): string[] {
+export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set(), ports: ProxyPorts = new Map()): string[] {
   // every service has the four counters, whether its rules use them or not (a UDP service has no
   // connection count or synproxy): the status reads them all alike
   const counters = [...FLAG_CLASSES.map((k) => k.counter), ...Object.values(COUNTERS), ...spec.services.flatMap((s) => Object.values(serviceCounters(s.name)))];
@@ -218,7 +231,20 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set())
   }
   body.push('  }');
 
+  const proxied = spec.services.filter((s) => s.proxy);
+  if (proxied.length > 0) {
+    // TPROXY: the proxied services' packets go to the proxy's listener (which dials the original
+    // destination), after the edge chain's drops; the mark routes them to this host
+    const mark = `0x${SHIELD_MARK.toString(16)}`;
+    body.push('  chain divert {', '    type filter hook prerouting priority mangle; policy accept;');
+    // host mode: only what is addressed to this host (a service without an address matches any)
+    const local = spec.mode === 'host' ? ' fib daddr type local' : '';
+    for (const svc of proxied) for (const f of familiesOf(svc)) body.push(`    ${scope(spec)}${local} ${match(svc, f)} tproxy ${f === 4 ? 'ip' : 'ip6'} to :${ports.get(svc.name)?.[f] ?? 0} meta mark set ${mark} accept`);
+    body.push('  }');
+  }
   body.push('  chain guard {', `    type filter hook ${spec.mode === 'router' ? 'forward' : 'input'} priority filter; policy accept;`, `    ${scope(spec)} jump ${PROTECT_CHAIN}`, '  }');
+  // in router mode diverted packets are delivered here (input), not forwarded: guard them there too
+  if (spec.mode === 'router' && proxied.length > 0) body.push('  chain guard_local {', '    type filter hook input priority filter; policy accept;', `    ${scope(spec)} jump ${PROTECT_CHAIN}`, '  }');
   body.push(`  chain ${PROTECT_CHAIN} {`, ...protectRules(spec, tight), '  }');
   return body;
 }
@@ -227,6 +253,9 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set())
 export function shieldComments(spec: ShieldSpec): string[] {
   return [
     `edgeward shield (${spec.mode} mode): applied as one transaction, removed with \`edgeward shield remove\``,
-    ...spec.services.map((s) => `service ${s.name}: ${s.protocol} ${s.address ?? '*'} port ${s.ports[0] === s.ports[1] ? s.ports[0] : s.ports.join('-')}, ${s.rate}/s per source${s.protocol === 'tcp' ? `, ${s.conns} connections per source, SYN: ${s.syn}${s.speaksFirst && s.syn === 'synproxy' ? ' (no timestamps: the server speaks first)' : ''}` : ''}`),
+    ...spec.services.map((s) => `service ${s.name}: ${s.protocol} ${s.address ?? '*'} port ${s.ports[0] === s.ports[1] ? s.ports[0] : s.ports.join('-')}, ${s.rate}/s per source${s.protocol === 'tcp' ? `, ${s.conns} connections per source, SYN: ${s.syn}${s.speaksFirst && s.syn === 'synproxy' ? ' (no timestamps: the server speaks first)' : ''}${s.proxy ? `, through the L4 proxy${s.proxyProtocol ? ' (PROXY v2 to the server)' : ''}` : ''}` : ''}`),
+    ...(spec.services.some((s) => s.proxy)
+      ? [`proxied services: TPROXY to the proxy's port (chosen when edgeward starts; 0 in \`shield print\`), mark 0x${SHIELD_MARK.toString(16)}; policy routing: ip rule fwmark 0x${SHIELD_MARK.toString(16)} lookup ${SHIELD_ROUTE_TABLE}; local default dev lo table ${SHIELD_ROUTE_TABLE}`]
+      : []),
   ];
 }

@@ -1,8 +1,10 @@
 // The shield service: on listen it applies its nftables table (rules.ts) in one transaction and the
 // sysctls its SYN defences need (SYN cookies for host-mode services, strict TCP tracking for
 // synproxy), then reads the table's counters every second into rates; on close it removes the
-// table and puts the sysctls back as they were. Its API route shows mode, counters and rates as the
-// kernel has them.
+// table and puts the sysctls back as they were. Services with `proxy` get an L4 proxy (proxy.ts) on
+// a transparent listener per family, started first: the table's TPROXY rules name their ports, and
+// the policy routing (divert.ts) delivers the marked packets to them. Its API route shows mode,
+// counters, rates, attacks and the proxies as the kernel and the proxies have them.
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
@@ -17,7 +19,9 @@ import { EventStream, MAX_SUBSCRIBERS, Webhook } from './alerts.js';
 import { ATTACK_KINDS, AttackDetector, KIND_PROTOCOL, signals, type AttackEvent, type AttackKind, type SourceCount } from './detector.js';
 import { resolveShield, shieldSection, type ShieldSettings, type ShieldSpec } from './config.js';
 import { MAX_TTL_S, ShieldListError, ShieldLists, type ShieldListName } from './lists.js';
-import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, renderShieldBody, SAMPLE_CHAIN, SAMPLE_SETS, sampleRules, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, tightened } from './rules.js';
+import { applyDivertRouting, removeDivertRouting } from './divert.js';
+import { SHIELD_CLOSE_REASONS, ShieldProxy, type ShieldProxyStats } from './proxy.js';
+import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, proxyFamilies, renderShieldBody, SAMPLE_CHAIN, SAMPLE_SETS, sampleRules, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, tightened } from './rules.js';
 
 /** Seconds between two readings of the counters. */
 const POLL_S = 1;
@@ -58,6 +62,8 @@ export interface ShieldService extends Service {
   kernel(): KernelView;
   /** the attacks going on now */
   attacks(): AttackEvent[];
+  /** the L4 proxies of the proxied services (one per family) */
+  proxies(): Array<ShieldProxyStats & { family: 4 | 6; port: number }>;
   /** the services running with tightened limits */
   tightened(): string[];
   /** attack events, newest first: those going on as they are now, the others as stored */
@@ -120,6 +126,37 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
   let tight = new Set<string>();
   const storedAt = new Map<AttackEvent, number>();
   const restore: Array<[string, string]> = [];
+  const proxies: Array<{ proxy: ShieldProxy; family: 4 | 6; port: number }> = [];
+  const proxyFamiliesUsed = ([4, 6] as const).filter((f) => spec.services.some((s) => proxyFamilies(s).includes(f)));
+  let routed = false;
+
+  /** Starts a transparent listener per proxied service and family; the divert rules need their ports. */
+  const startProxies = async (): Promise<Map<string, Partial<Record<4 | 6, number>>>> => {
+    const ports = new Map<string, Partial<Record<4 | 6, number>>>();
+    const p = spec.proxy;
+    for (const svc of spec.services) {
+      for (const family of proxyFamilies(svc)) {
+        const proxy = new ShieldProxy({
+          name: svc.name,
+          listen: { host: family === 4 ? '0.0.0.0' : '::', port: 0, transparent: true },
+          backend: 'original',
+          // the server writes first (a banner): dial at once, the client has nothing to say yet
+          firstByteTimeoutMs: svc.speaksFirst ? 0 : p.firstByteMs,
+          minRate: p.minRate > 0 ? { bytesPerSecond: p.minRate, graceMs: p.graceMs } : null,
+          zeroWindowTimeoutMs: p.zeroWindowMs,
+          perSourceConns: svc.conns,
+          maxConns: p.maxConns,
+          isPreferred: (a) => lists.isPreferred(a),
+          proxyProtocol: svc.proxyProtocol,
+          logger,
+        });
+        const bound = await proxy.listen();
+        proxies.push({ proxy, family, port: bound.port });
+        ports.set(svc.name, { ...ports.get(svc.name), [family]: bound.port });
+      }
+    }
+    return ports;
+  };
 
   const snapshot = async (): Promise<CounterReading | null> => {
     const c = await listCounters(SHIELD_TABLE);
@@ -253,6 +290,12 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
         (e: unknown) => logger.error('shield: could not remove the table; run `edgeward shield remove`', { error: (e as Error).message }),
       );
     }
+    if (routed) {
+      routed = false;
+      await removeDivertRouting(proxyFamiliesUsed);
+    }
+    // the table no longer diverts: close what the proxies still relay
+    await Promise.all(proxies.splice(0).map((p) => p.proxy.close()));
     for (const [name, value] of restore.splice(0).reverse()) {
       try {
         writeSysctl(name, value);
@@ -271,6 +314,7 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     snapshot,
     kernel: () => kernel,
     attacks: () => detector.current(),
+    proxies: () => proxies.map((p) => ({ ...p.proxy.stats(), family: p.family, port: p.port })),
     tightened: () => [...tight],
     async events(opts) {
       const live = detector.current().filter((e) => opts.kind === undefined || e.kind === opts.kind);
@@ -279,11 +323,23 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
       return [...live, ...stored.filter((e) => !liveIds.has(e.id))].sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id - a.id).slice(0, opts.limit);
     },
     async listen() {
-      await applyTable(SHIELD_TABLE, renderShieldBody(spec), { comments: shieldComments(spec) }).catch((e: unknown) => {
+      let ports: Map<string, Partial<Record<4 | 6, number>>>;
+      try {
+        ports = await startProxies();
+      } catch (e) {
+        await removeAll();
+        throw new Error(`shield: the proxy cannot listen: ${(e as Error).message}`);
+      }
+      await applyTable(SHIELD_TABLE, renderShieldBody(spec, new Set(), ports), { comments: shieldComments(spec) }).catch(async (e: unknown) => {
+        await removeAll();
         throw new Error(`shield: ${(e as Error).message}`);
       });
       applied = true;
       try {
+        if (proxyFamiliesUsed.length > 0) {
+          routed = true;
+          await applyDivertRouting(proxyFamiliesUsed);
+        }
         for (const [name, value] of neededSysctls(spec)) {
           const before = readSysctl(name);
           if (before === value) continue;
@@ -308,10 +364,17 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
           });
       }, POLL_S * 1000);
       timer.unref();
-      logger.info('shield applied', { table: SHIELD_TABLE_NAME, mode: spec.mode, services: spec.services.map((s) => s.name), interfaces: spec.interfaces, ...(webhook ? { webhook: webhook.url } : {}) });
+      logger.info('shield applied', {
+        table: SHIELD_TABLE_NAME,
+        mode: spec.mode,
+        services: spec.services.map((s) => s.name),
+        interfaces: spec.interfaces,
+        ...(webhook ? { webhook: webhook.url } : {}),
+        ...(proxies.length > 0 ? { proxies: proxies.map((p) => `${p.proxy.stats().name} (IPv${p.family}) -> port ${p.port}`) } : {}),
+      });
       return { shield: spec.mode, shieldServices: spec.services.map((s) => s.name) };
     },
-    // the packet layer keeps protecting while other services drain
+    // the packet layer keeps protecting while other services drain; the proxies go on relaying
     stopAccepting: async () => undefined,
     close: removeAll,
   };
@@ -356,6 +419,20 @@ const ShieldStatus = Type.Object({
   rates: Type.Union([Rates, Type.Null()]),
   attacks: Type.Array(ShieldAttack, { description: 'the attacks going on now' }),
   tightened: Type.Array(Type.String(), { description: 'services running with halved per-source limits while a flood goes on (--shield-adapt)' }),
+  proxies: Type.Array(
+    Type.Object({
+      name: Type.String({ description: 'the service' }),
+      family: Type.Union([Type.Literal(4), Type.Literal(6)]),
+      port: Type.Integer({ description: "the proxy's transparent listener (the TPROXY rule's target)" }),
+      active: Type.Integer({ description: 'connections open now' }),
+      accepted: Type.Integer(),
+      closed: Type.Record(Type.String(), Type.Integer(), { description: `connections closed or refused by the proxy, by reason (${SHIELD_CLOSE_REASONS.join(', ')})` }),
+      bytes: Type.Object({ clientToBackend: Type.Integer(), backendToClient: Type.Integer() }),
+      sources: Type.Integer(),
+      suspects: Type.Integer({ description: 'sources that misbehaved in the last minute (served after the others at the cap)' }),
+    }),
+    { description: 'the L4 proxies of the services with proxy' },
+  ),
   kernel: Type.Object({
     conntrack: Type.Union([Type.Integer(), Type.Null()], { description: 'entries in the conntrack table' }),
     synproxy: Type.Union([Type.Record(Type.String(), Type.Integer()), Type.Null()], { description: '/proc/net/stat/synproxy summed over the CPUs' }),
@@ -376,6 +453,13 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
     m.counter({ name: 'edgeward_shield_blocked_total', help: 'Packets dropped from blocklisted sources (list: manual or meter) and by the global cap (list: global_cap).', labels: ['list'], read: () => [[{ list: 'manual' }, packets(COUNTERS.blockedManual)], [{ list: 'meter' }, packets(COUNTERS.blockedMeterTcp) + packets(COUNTERS.blockedMeterOther)], [{ list: 'global_cap' }, packets(COUNTERS.globalCapTcp) + packets(COUNTERS.globalCapUdp)]] });
     m.counter({ name: 'edgeward_shield_attacks_total', help: 'Attack events started, by kind.', labels: ['kind'], read: () => ATTACK_KINDS.map((k) => [{ kind: k }, shield.started[k]]) });
     m.gauge({ name: 'edgeward_shield_attack_active', help: '1 while an attack of this kind goes on.', labels: ['kind'], read: () => ATTACK_KINDS.map((k) => [{ kind: k }, shield.attacks().some((a) => a.kind === k) ? 1 : 0]) });
+    m.gauge({ name: 'edgeward_shield_proxy_connections', help: "Connections the shield's L4 proxy holds now, per service.", labels: ['service'], read: () => sumByService(shield.proxies(), (p) => p.active).map(([service, n]) => [{ service }, n]) });
+    m.counter({
+      name: 'edgeward_shield_proxy_closed_total',
+      help: "Connections the shield's L4 proxy closed or refused, per service and reason.",
+      labels: ['service', 'reason'],
+      read: () => SHIELD_CLOSE_REASONS.flatMap((reason) => sumByService(shield.proxies(), (p) => p.closed[reason]).map(([service, n]) => [{ service, reason }, n] as [Record<string, string>, number])),
+    });
     m.counter({
       name: 'edgeward_shield_service_packets_total',
       help: 'Per protected service: new connections or datagrams passed, dropped over the per-source rate, over the per-source connection limit.',
@@ -408,6 +492,7 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
         rates: shield.counters().rates,
         attacks: shield.attacks(),
         tightened: shield.tightened(),
+        proxies: shield.proxies(),
         kernel: { ...shield.kernel(), synproxy: shield.kernel().synproxy as Record<string, number> | null },
       };
     });
@@ -424,6 +509,13 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
     });
   },
 };
+
+/** One figure per service, summed over its families' proxies. */
+function sumByService(stats: ShieldProxyStats[], figure: (s: ShieldProxyStats) => number): Array<[string, number]> {
+  const out = new Map<string, number>();
+  for (const s of stats) out.set(s.name, (out.get(s.name) ?? 0) + figure(s));
+  return [...out];
+}
 
 const EventsQuery = Type.Object(
   {

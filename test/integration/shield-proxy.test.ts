@@ -18,6 +18,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { ShieldProxy, type ShieldProxyOptions } from '../../src/shield/proxy.js';
 import { runCmd, sleep, startProcess, waitFor } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
+import { nginxArgv, nginxConfig } from '../helpers/nginx.js';
 
 const ZERO_WINDOW_CLIENTS = fileURLToPath(new URL('./fixtures/shield-proxy-zero-window.py', import.meta.url));
 const LEGIT = '127.0.0.5';
@@ -455,7 +456,7 @@ describe('shield proxy', { skip }, () => {
     for (const s of [...socks, other]) s.destroy();
   });
 
-  it('the cap: a preferred source evicts the least useful connection, a new source is refused; suspects go first', { timeout: 20_000 }, async (t) => {
+  it('the cap: a new source takes the place of the least useful connection of a source holding more than a quarter, a preferred source anyone\'s; suspects go first, then refused', { timeout: 20_000 }, async (t) => {
     const echo = await echoBackend(t);
     const p = await startProxy(t, { backend: { host: '127.0.0.1', port: echo }, maxConns: 10, isPreferred: (a) => a === '127.0.0.7' || a === '127.0.0.12' });
     const filler = await Promise.all(Array.from({ length: 10 }, () => connectFrom('127.0.0.6', p.port)));
@@ -464,16 +465,19 @@ describe('shield proxy', { skip }, () => {
     for (const [i, s] of filler.entries()) if (i !== idle) assert.equal(await exchange(s, `fill ${i}`), 'served');
     filler[idle]!.on('error', noop);
     await waitFor('10 connections', () => p.proxy.stats().active === 10);
-    assert.equal((await attempt('127.0.0.8', p.port, 'let me in')).outcome, 'closed', 'a non-preferred new source is refused at the cap');
-    const { s: admin, outcome: adminOutcome } = await attempt('127.0.0.7', p.port, 'admin');
-    assert.equal(adminOutcome, 'served', 'the preferred source is served at the cap');
+    // 127.0.0.6 holds all 10: more than its quarter of the cap, it gives way to a new source
+    const { s: newcomer8, outcome: newcomer8Outcome } = await attempt('127.0.0.8', p.port, 'let me in');
+    assert.equal(newcomer8Outcome, 'served', 'a new source is served at the cap when one source holds more than a quarter of it');
     await waitFor('the idle connection to be the one evicted', () => filler[idle]!.destroyed, 2000);
     for (const [i, s] of filler.entries()) if (i !== idle) assert.equal(s.destroyed, false, `filler ${i} still open`);
+    const { s: admin, outcome: adminOutcome } = await attempt('127.0.0.7', p.port, 'admin');
+    assert.equal(adminOutcome, 'served', 'the preferred source is served at the cap');
+    await waitFor('a second filler evicted', () => filler.filter((s) => s.destroyed).length === 2, 2000);
     const st = p.proxy.stats();
-    assert.equal(st.closed.cap, 1);
-    assert.equal(st.closed.evicted, 1);
+    assert.equal(st.closed.cap, 0);
+    assert.equal(st.closed.evicted, 2);
     assert.equal(st.active, 10);
-    for (const s of [...filler, admin]) s.destroy();
+    for (const s of [...filler, newcomer8, admin]) s.destroy();
     await waitFor('all closed', () => p.proxy.stats().active === 0);
 
     // a source that misbehaved in the last minute is evicted first and refused first
@@ -483,13 +487,14 @@ describe('shield proxy', { skip }, () => {
     await closed(mute); // first_byte_timeout: 127.0.0.10 is now suspect
     const suspect = await Promise.all([0, 1].map(() => connectFrom('127.0.0.10', q.port)));
     for (const s of suspect) assert.equal(await exchange(s, 'suspect'), 'served');
-    const good = await Promise.all([0, 1, 2, 3].map(() => connectFrom('127.0.0.11', q.port)));
+    // four well-behaved sources, one connection each: none holds more than its quarter of the cap
+    const good = await Promise.all([11, 15, 16, 17].map((n) => connectFrom(`127.0.0.${n}`, q.port)));
     for (const s of good) assert.equal(await exchange(s, 'good'), 'served');
     assert.equal(q.proxy.stats().suspects, 1);
     const { s: vip, outcome: vipOutcome } = await attempt('127.0.0.12', q.port, 'vip');
     assert.equal(vipOutcome, 'served', 'the preferred source is served at the cap');
     await waitFor('one suspect connection evicted', () => suspect.filter((s) => s.destroyed).length === 1);
-    assert.ok(good.every((s) => !s.destroyed), 'the well-behaved source holding more connections keeps them');
+    assert.ok(good.every((s) => !s.destroyed), 'the well-behaved sources keep their connections');
     const { s: newcomer, outcome: newOutcome } = await attempt('127.0.0.13', q.port, 'new');
     assert.equal(newOutcome, 'served', 'a well-behaved newcomer takes a suspect connection');
     await waitFor('both suspect connections evicted', () => suspect.every((s) => s.destroyed));
@@ -531,26 +536,16 @@ describe('shield proxy', { skip }, () => {
     const conf = join(dir, 'nginx.conf');
     writeFileSync(
       conf,
-      `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 64; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
+      nginxConfig(dir, {
+        connections: 64,
+        servers: `  server {
     listen 127.0.0.1:${port4} proxy_protocol;
     listen [::1]:${port6} proxy_protocol;
     location / { return 200 "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port\\n"; }
-  }
-}
-`,
+  }`,
+      }),
     );
-    const nginx = startProcess(['nginx', '-c', conf, '-p', dir, '-e', join(dir, 'error.log'), '-g', 'daemon off;']);
+    const nginx = startProcess(nginxArgv(conf, dir));
     t.after(() => nginx.stop('SIGTERM', 3000));
     await waitFor('nginx listening', () => connectFrom('127.0.0.1', port4).then((s) => (s.destroy(), true), () => false), 5000, 100);
 

@@ -71,4 +71,28 @@ describe('shield settings', () => {
     assert.ok(at(/tcp dport 80 tcp flags & \(syn\|ack\) == syn notrack/) > at(/jump edge/));
     assert.ok(at(/counter name svc_web_synproxy synproxy mss 1460 wscale 10 timestamp sack-perm$/) > 0, "the counter before synproxy, which takes the packet");
   });
+  it('proxied services: TCP only, SYN cookies (the connection ends here), PROXY v2 only with proxy; TPROXY after the edge drops', () => {
+    const spec = resolveShield(settings({ shieldMode: 'router', shieldInterface: ['wan0'], shieldService: ['web=tcp:10.0.3.2:80,proxy,proxy-protocol', 'smtp=tcp:10.0.3.2:25'] }));
+    assert.deepEqual(spec.services.map((s) => [s.name, s.proxy, s.proxyProtocol, s.syn]), [['web', true, true, 'cookies'], ['smtp', false, false, 'synproxy']]);
+    const refused = (svc: string, re: RegExp): void => assert.throws(() => resolveShield(settings({ shieldMode: 'router', shieldInterface: ['wan0'], shieldService: [svc] })), re);
+    refused('game=udp:10.0.3.3:9999,proxy', /game=udp:10\.0\.3\.3:9999,proxy: proxy is for TCP services/);
+    refused('web=tcp:10.0.3.2:80,proxy-protocol', /proxy-protocol needs proxy/);
+    refused('web=tcp:10.0.3.2:80,proxy,syn=synproxy', /leave out syn=synproxy/);
+    refused('web=tcp:10.0.3.2:80,proxy=1', /proxy takes no value/);
+    assert.throws(() => resolveShield(settings({ shieldService: ['web=tcp:80,proxy'], shieldRateGrace: 0.1 })), /--shield-rate-grace must be 0\.5-600 seconds, got 0\.1/);
+    assert.deepEqual(spec.proxy, { firstByteMs: 10_000, minRate: 256, graceMs: 5000, zeroWindowMs: 10_000, maxConns: 10_000 });
+
+    const body = renderShieldBody(spec, new Set(), new Map([['web', { 4: 40123 }]]));
+    const at = (re: RegExp): number => body.findIndex((l) => re.test(l));
+    assert.ok(at(/iifname "wan0" ip daddr 10\.0\.3\.2 tcp dport 80 tproxy ip to :40123 meta mark set 0x6578 accept/) > 0, 'the proxied service goes to the proxy');
+    assert.equal(body.filter((l) => /tproxy/.test(l)).length, 1, 'only the proxied service is diverted');
+    assert.ok(at(/hook prerouting priority mangle/) > at(/hook prerouting priority -350/), 'diverted after the edge chain had its say');
+    assert.ok(at(/chain guard_local/) > 0 && /hook input/.test(body[at(/chain guard_local/) + 1]!), 'router mode: the diverted packets meet the limits on input');
+    const host = renderShieldBody(resolveShield(settings({ shieldService: ['web=tcp:80,proxy'] })), new Set(), new Map([['web', { 4: 1, 6: 2 }]]));
+    assert.deepEqual(host.filter((l) => /tproxy/.test(l)).map((l) => l.trim()), [
+      'iifname != "lo" fib daddr type local meta nfproto ipv4 tcp dport 80 tproxy ip to :1 meta mark set 0x6578 accept',
+      'iifname != "lo" fib daddr type local meta nfproto ipv6 tcp dport 80 tproxy ip6 to :2 meta mark set 0x6578 accept',
+    ], 'host mode: only what is addressed to this host, both families');
+    assert.equal(host.some((l) => /guard_local/.test(l)), false, 'host mode guards input already');
+  });
 });
