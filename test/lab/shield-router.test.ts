@@ -251,7 +251,7 @@ describe('the shield, router mode (lab)', { skip }, () => {
       const unblock = await ew2.cli(['shield', 'unblock', sl.addr.legit]);
       assert.equal(unblock.code, 0, unblock.stderr);
       const back = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 20, concurrency: 5 });
-      assert.equal(back.ok, back.attempts, 'unblocked: the legit client is served again');
+      assert.equal(back.ok, back.attempts, `unblocked: the legit client is served again; failures ${JSON.stringify(back.failures)}`);
       const again = await ew2.cli(['shield', 'unblock', sl.addr.legit]);
       assert.equal(again.code, 1, 'unblocking what is not blocked is an error (404)');
       assert.match(again.stderr, /is not on the blocklist/, again.stderr);
