@@ -4,7 +4,8 @@
 // `shield: { service: [...] }`): NAME=PROTO:[ADDR:]PORT[-PORT][,KEY=VALUE...].
 import { Type, type Static } from '@sinclair/typebox';
 import { opt, section, SettingsError } from '../config/schema.js';
-import { formatIp, parseCidrs, parseIp, type Cidr } from '../net/address.js';
+import { parseListenAddress } from '../config/common.js';
+import { formatIp, isLoopback, parseCidrs, parseIp, type Cidr } from '../net/address.js';
 
 export const SHIELD_MODES = ['host', 'router'] as const;
 export type ShieldMode = (typeof SHIELD_MODES)[number];
@@ -113,6 +114,19 @@ export interface ShieldSpec {
   /** tighten the per-source limits under attack */
   adapt: boolean;
   proxy: ShieldProxySpec;
+  /** the management API's listener when it is reachable from outside (not loopback): it passes the meters' blocklist */
+  api: { address?: string; family?: 4 | 6; port: number } | null;
+}
+
+/** The management API's listener as the shield must keep it reachable; null when it listens on loopback only. */
+function apiExemption(api: string | undefined): ShieldSpec['api'] {
+  if (api === undefined) return null;
+  const a = parseListenAddress(api, '--api');
+  const ip = parseIp(a.host);
+  if (!ip) return { port: a.port }; // a host name: the port on every local address
+  if (isLoopback(ip)) return null; // lo is outside the shield's scope
+  if (ip.bytes.every((b) => b === 0)) return { port: a.port };
+  return { address: formatIp(ip), family: ip.family, port: a.port };
 }
 
 export const DEFAULT_TCP_RATE = 100;
@@ -213,7 +227,7 @@ export function parseShieldService(text: string, mode: ShieldMode, defaultSyn: '
 }
 
 /** The checked spec of the settings; throws SettingsError naming the flag and entry. */
-export function resolveShield(s: ShieldSettings): ShieldSpec {
+export function resolveShield(s: ShieldSettings & { api?: string }): ShieldSpec {
   const mode = s.shieldMode;
   const defaultSyn = s.shieldSyn === 'auto' ? (mode === 'router' ? 'synproxy' : 'cookies') : s.shieldSyn;
   if (mode === 'router' && defaultSyn === 'cookies') throw new SettingsError('--shield-syn cookies protects this host\'s own listeners; router mode uses synproxy (or auto)');
@@ -242,6 +256,10 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SettingsError(`--shield-webhook: "${s.shieldWebhook}" must be an http:// or https:// URL`);
     webhook = url.href;
   }
+  // the gateway's --api (the service gets the whole settings; `shield print` too)
+  const api = apiExemption(s.api);
+  const onApi = api && services.find((v) => v.protocol === 'tcp' && mode === 'host' && v.ports[0] <= api.port && api.port <= v.ports[1] && (v.address === undefined || api.address === undefined || v.address === api.address));
+  if (onApi) throw new SettingsError(`--shield-service ${onApi.name}: its ports take in the management API's port ${api!.port} (--api); the shield keeps the API reachable, it cannot also limit it`);
   return {
     mode,
     interfaces: [...s.shieldInterface],
@@ -262,6 +280,7 @@ export function resolveShield(s: ShieldSettings): ShieldSpec {
       zeroWindowMs: Math.round(s.shieldZeroWindow * 1000),
       maxConns: s.shieldProxyConns,
     },
+    api,
   };
 }
 

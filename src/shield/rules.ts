@@ -222,6 +222,12 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set(),
   for (const k of FLAG_CLASSES) body.push(`    ${k.match} counter name ${k.counter} drop`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.allow[f]} return`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.manual[f]} counter name ${COUNTERS.blockedManual} drop`);
+  // the management API on this host passes the meters' blocklist: an operator a meter caught (say,
+  // behind one NAT with an attacker) keeps the API; a hand-made block still applies
+  if (spec.api) {
+    const dst = spec.api.address ? `${spec.api.family === 4 ? 'ip' : 'ip6'} daddr ${spec.api.address} ` : '';
+    body.push(`    ${dst}fib daddr type local tcp dport ${spec.api.port} return`);
+  }
   for (const f of [4, 6] as const) {
     body.push(`    meta l4proto tcp ${saddr(f)} @${SETS.block[f]} counter name ${COUNTERS.blockedMeterTcp} drop`);
     body.push(`    ${saddr(f)} @${SETS.block[f]} counter name ${COUNTERS.blockedMeterOther} drop`);

@@ -29,6 +29,10 @@ import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp
 
 const WEBHOOK_SINK = fileURLToPath(new URL('./fixtures/webhook-sink.mjs', import.meta.url));
 const WEBHOOK_PORT = 9099;
+/** the API listens on every address of the shield namespace, so the attacker can reach it */
+const API_PORT = 8080;
+/** the shield's address on the attacker's link */
+const SHIELD_WAN0 = '10.250.1.1';
 
 const skip = requirement(labSkipReason({ needs: ['hping3', 'nft', 'sysctl'] }) ?? edgewardSkipReason());
 if (skip) process.stdout.write(`# skipping the shield router lab: ${skip}\n`);
@@ -69,6 +73,7 @@ describe('the shield, router mode (lab)', { skip }, () => {
       const sink = lab.spawn(sl.shield, [process.execPath, WEBHOOK_SINK, '--host', '127.0.0.1', '--port', String(WEBHOOK_PORT), '--fail-first', '1']);
       await sink.waitForOutput(/^ready /m, 10_000);
       const ew = await startEdgeward(lab, sl.shield, {
+        api: `0.0.0.0:${API_PORT}`,
         args: [
           '--shield-mode', 'router', '--shield-interface', sl.ifname.wan0, '--shield-interface', sl.ifname.wan1,
           // the legit client's 200 connections fit in the burst even with the limit halved under attack
@@ -235,6 +240,11 @@ describe('the shield, router mode (lab)', { skip }, () => {
       const listed = await ew.cli(['shield', 'blocklist']);
       assert.match(listed.stdout, new RegExp(`${sl.addr.legit.replace(/\./g, '\\.')}/32\\s+manual\\s+\\d+s\\s+lab`), listed.stdout);
       assert.match(listed.stdout, new RegExp(`${sl.addr.attacker.replace(/\./g, '\\.')}/32\\s+meter`), 'the UDP flooder is on the list, put there by the meter');
+      // the management API (listening on every address here) stays reachable from a source a meter blocked
+      const health = await lab.exec(sl.attacker, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', `http://${SHIELD_WAN0}:${API_PORT}/health`], { allowFailure: true });
+      assert.equal(health.stdout, '200', 'the API answers the meter-blocked source');
+      const cutTcp = await lab.exec(sl.attacker, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${sl.backendAddr}:${PORTS.tcp}/`], { allowFailure: true });
+      assert.equal(cutTcp.stdout, '000', 'while its connections to the protected services are dropped');
       const meterEntry = ((await ew.api('GET', '/api/v1/shield/blocklist')).body as { entries: Array<{ address: string; source: string; secondsLeft: number | null }> }).entries.find((e) => e.source === 'meter');
       assert.ok(meterEntry && meterEntry.secondsLeft !== null && meterEntry.secondsLeft > 0 && meterEntry.secondsLeft <= 30, `a meter's entry expires within --shield-block-time 30: ${JSON.stringify(meterEntry)}`);
       const mgmt = await ew.api('POST', '/api/v1/shield/blocklist', { address: 'not-an-address' });

@@ -95,4 +95,15 @@ describe('shield settings', () => {
     ], 'host mode: only what is addressed to this host, both families');
     assert.equal(host.some((l) => /guard_local/.test(l)), false, 'host mode guards input already');
   });
+  it('keeps the management API reachable from sources a meter blocked (not from hand-made blocks), unless it listens on loopback', () => {
+    const body = renderShieldBody(resolveShield(settings({ api: '0.0.0.0:8080', shieldService: ['web=tcp:80'] })));
+    const at = (re: RegExp): number => body.findIndex((l) => re.test(l));
+    assert.ok(at(/^\s*fib daddr type local tcp dport 8080 return$/) > at(/@manual6 counter name blocked_manual drop/), 'after the hand-made blocklist');
+    assert.ok(at(/^\s*fib daddr type local tcp dport 8080 return$/) < at(/@block4 counter name blocked_meter_tcp drop/), "before the meters' blocklist");
+    const v6 = renderShieldBody(resolveShield(settings({ api: '[2001:db8::5]:9000', shieldService: ['web=tcp:80'] })));
+    assert.ok(v6.some((l) => l.trim() === 'ip6 daddr 2001:db8::5 fib daddr type local tcp dport 9000 return'));
+    const lo = renderShieldBody(resolveShield(settings({ api: '127.0.0.1:8080', shieldService: ['web=tcp:80'] })));
+    assert.equal(lo.some((l) => /dport 8080/.test(l)), false, 'loopback is outside the shield');
+    assert.throws(() => resolveShield(settings({ api: '0.0.0.0:8080', shieldService: ['alt=tcp:8000-8100'] })), /--shield-service alt: its ports take in the management API's port 8080 \(--api\)/);
+  });
 });

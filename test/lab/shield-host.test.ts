@@ -1,0 +1,113 @@
+// The shield in host mode (test/helpers/shield-lab.ts): the services listen in the shield namespace
+// itself, on 10.250.0.1 (its lo), and edgeward protects them on the input hook.
+//
+//   SYN flood, random sources      the kernel's SYN cookies (set by the shield) answer; the legit
+//                                  client is served; the event names the layer that saw it
+//   flag attacks                   counted per class on the input side
+//   slowloris on nginx (proxy)     TPROXY hands the connections to edgeward's proxy while nginx keeps
+//                                  its port: the slow senders are closed, the legit client served
+//   stop                           ruleset, ip rules and tcp_syncookies as before
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { startEdgeward } from '../helpers/edgeward.js';
+import { withLab, type Lab, type Netns } from '../helpers/netns.js';
+import { nginxArgv, nginxConfig } from '../helpers/nginx.js';
+import { sleep, waitFor } from '../helpers/process.js';
+import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
+import { buildShieldLab, hpingCount, hpingFlood, legitTcp, startBackendServers } from '../helpers/shield-lab.js';
+
+const skip = requirement(labSkipReason({ needs: ['hping3', 'nft', 'sysctl', 'nginx', 'slowhttptest', 'curl', 'timeout'] }) ?? edgewardSkipReason());
+
+const PORTS = { tcp: 7001, banner: 7025, udp: 7053 };
+const WEB = 80;
+
+interface Attack {
+  kind: string;
+  endedAt: string | null;
+  peakPps: number;
+  packets: number;
+  layers: Record<string, number>;
+}
+
+/** GETs from `ns` (4 at a time, 3 s each at most): how many got 200. */
+async function gets(lab: Lab, ns: Netns, url: string, count: number): Promise<number> {
+  const urls = Array.from({ length: count }, (_, i) => `${url}?n=${i}`);
+  const r = await lab.exec(ns, ['curl', '-s', '--parallel', '--parallel-max', '4', '--max-time', '3', '-w', '%{http_code}\n', ...urls.flatMap((u) => ['-o', '/dev/null', u])], { timeoutMs: 60_000, allowFailure: true });
+  return r.stdout.split('\n').filter((l) => l === '200').length;
+}
+
+describe('the shield, host mode (lab)', { skip }, () => {
+  it('meets a SYN flood with SYN cookies, counts flag attacks, proxies a local nginx against slowloris, and leaves no trace', { timeout: 180_000 }, () =>
+    withLab(async (lab) => {
+      const sl = await buildShieldLab(lab, { mode: 'host' });
+      await startBackendServers(lab, sl, PORTS);
+      const dir = lab.tempDir('nginx');
+      const conf = join(dir, 'nginx.conf');
+      writeFileSync(conf, nginxConfig(dir, { connections: 64, servers: `  server {\n    listen ${sl.backendAddr}:${WEB};\n    location / { return 200 "ok\\n"; }\n  }` }));
+      lab.spawn(sl.shield, nginxArgv(conf, dir));
+      await waitFor('nginx to listen', async () => (await gets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 1)) === 1, 10_000, 200);
+      const before = {
+        ruleset: (await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout,
+        rules: (await lab.exec(sl.shield, ['ip', 'rule', 'list'])).stdout,
+        syncookies: (await lab.exec(sl.shield, ['sysctl', '-n', 'net.ipv4.tcp_syncookies'])).stdout.trim(),
+      };
+      assert.equal(before.syncookies, '0', 'the lab starts without SYN cookies (an unprotected SYN flood hurts)');
+
+      const ew = await startEdgeward(lab, sl.shield, {
+        args: [
+          '--shield-mode', 'host', '--shield-interface', sl.ifname.wan0, '--shield-interface', sl.ifname.wan1,
+          '--shield-service', `echo=tcp:${sl.backendAddr}:${PORTS.tcp},rate=500`,
+          '--shield-service', `web=tcp:${sl.backendAddr}:${WEB},rate=10000,conns=10000,proxy`,
+          '--shield-proxy-conns', '40', '--shield-min-rate', '256', '--shield-rate-grace', '2', '--shield-first-byte', '2',
+          '--shield-attack-rate', '1000', '--shield-attack-quiet', '2',
+        ],
+      });
+      const status = async (): Promise<{ flags: Record<string, number>; proxies: Array<{ closed: Record<string, number> }> }> => {
+        const r = await ew.api('GET', '/api/v1/shield');
+        assert.equal(r.status, 200, r.text);
+        return r.body as never;
+      };
+      const events = async (kind: string): Promise<Attack[]> => ((await ew.api('GET', `/api/v1/shield/events?kind=${kind}`)).body as { events: Attack[] }).events;
+      assert.equal((await lab.exec(sl.shield, ['sysctl', '-n', 'net.ipv4.tcp_syncookies'])).stdout.trim(), '1', 'host mode turns SYN cookies on');
+
+      // flag attacks on the input side, each in its class
+      for (const [cls, flags] of [['syn_fin', ['-S', '-F']], ['xmas', ['-F', '-P', '-U']]] as const) {
+        const sent = await hpingCount(lab, sl.attacker, [...flags, '-p', String(PORTS.tcp), sl.backendAddr], 200);
+        assert.equal((await status()).flags[cls], sent, `${cls}: counted as sent`);
+      }
+
+      // SYN flood from random sources at the echo service: the kernel's cookies answer it
+      const stop = new AbortController();
+      const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(PORTS.tcp), sl.backendAddr], 20, { signal: stop.signal });
+      let under;
+      try {
+        await sleep(500);
+        under = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
+      } finally {
+        stop.abort();
+      }
+      const sent = await flood;
+      const syn = await waitFor('the SYN flood event to end', async () => (await events('syn_flood')).find((e) => e.endedAt !== null), 20_000, 250);
+      process.stdout.write(`# host mode SYN flood: ${sent} SYNs sent; legit ${under.ok}/${under.attempts}, p50 ${under.p50Ms} ms, p99 ${under.p99Ms} ms, failures ${JSON.stringify(under.failures)}; event peak ${syn.peakPps}/s, ${syn.packets} packets, layers ${JSON.stringify(syn.layers)}\n`);
+      assert.ok(under.ok >= under.attempts * 0.95, `the legit client is served under the SYN flood: ${under.ok}/${under.attempts}`);
+      assert.ok(syn.packets >= sent * 0.3, `the event saw the flood: ${syn.packets} of ${sent}`);
+
+      // slowloris at nginx through the proxy (nginx keeps port 80; TPROXY hands the connections over)
+      const loris = lab.spawn(sl.attacker, ['timeout', '-s', 'KILL', '25', 'slowhttptest', '-c', '300', '-H', '-i', '3', '-r', '100', '-t', 'GET', '-u', `http://${sl.backendAddr}:${WEB}/`, '-x', '24', '-p', '3', '-l', '20']);
+      await sleep(5000);
+      const served = await gets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 40);
+      const closed = (await status()).proxies[0]!.closed;
+      await loris.stop('SIGKILL');
+      process.stdout.write(`# host mode slowloris through the proxy: legit ${served}/40; closed ${JSON.stringify(Object.fromEntries(Object.entries(closed).filter(([, n]) => n > 0)))}\n`);
+      assert.ok(served >= 38, `the legit client is served: ${served}/40`);
+      assert.ok(closed.slow_send! > 0, 'the proxy closed slow senders');
+
+      assert.equal((await ew.stop()).code, 0, 'edgeward stopped cleanly');
+      assert.equal((await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout, before.ruleset, 'the ruleset is as before');
+      assert.equal((await lab.exec(sl.shield, ['ip', 'rule', 'list'])).stdout, before.rules, 'the policy routing is as before');
+      assert.equal((await lab.exec(sl.shield, ['sysctl', '-n', 'net.ipv4.tcp_syncookies'])).stdout.trim(), '0', 'tcp_syncookies is put back');
+    }),
+  );
+});
