@@ -5,6 +5,8 @@
 //   4. hybrid access (bench/lab-hybrid.ts): MPTCP/TCP through router + concentrator, failover stall
 //   5. TURN (bench/turn.ts): edgeward's TURN server next to coturn: relayed traffic (turnutils_uclient)
 //      and allocations/s (our own client), in a table of its own
+//   6. the shield (bench/shield.ts, --only shield): floods and slowloris in the shield lab, what the
+//      legitimate client gets without protection, with the backend's own SYN cookies, and with edgeward
 // Every sample is taken in rounds with the columns in rotating order, after a warm-up; the table
 // shows medians, bench/results/latest.json holds every round. Exit code 0 even when a target is
 // missed; 1 when the bench itself could not measure (a tool missing, a proxy that will not start).
@@ -25,6 +27,7 @@ import { directTarget, startEdgeward, startMicrosocks, TARGET_NAMES, type Target
 import { buildTurnRows, measureTurn, RELAY_LOADS, turnNotes, turnRoundsText, type TurnResult } from './turn.js';
 import { TURN_SERVER_NAMES } from './turn-servers.js';
 import { formatRendezvous, measureRendezvous, type RendezvousResult } from './rendezvous.js';
+import { formatShield, measureShield, type ShieldResult } from './shield.js';
 import { IperfRunner, StreamRunner, type Direction, type ThroughputRunner, type ThroughputSample } from './throughput.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -41,7 +44,7 @@ const GOALS = {
 /** seconds without progress when an uplink dies mid-download */
 const STALL_GOAL_SECONDS = 2;
 
-const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'turn', 'rendezvous'];
+const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'turn', 'rendezvous', 'shield'];
 
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
@@ -50,9 +53,10 @@ const USAGE = `Usage: npm run bench -- [options]
   --concurrency N     transactions in flight for connections/s (default 32)
   --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
-  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn,rendezvous
+  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn,rendezvous,shield
                       (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds,
-                      rendezvous ~2 min)
+                      rendezvous ~2 min, shield ~2 min: SYN flood, UDP flood and slowloris in the
+                      shield lab, without and with edgeward)
   --turn-seconds S    seconds per TURN allocations/s sample (default 5)
   --turn-concurrency N  TURN allocations in flight, each on its own socket (default 32)
   --lab-timeout S     give the lab this long (default 600)
@@ -490,6 +494,7 @@ async function main(): Promise<number> {
   let hybrid: HybridOutcome | undefined;
   let turn: TurnResult | undefined;
   let rendezvous: RendezvousResult | undefined;
+  let shield: ShieldResult | undefined;
   const rendezvousOptions = { sessions: o.rendezvousSessions, devices: o.rendezvousDevices, throughputBytes: 32 * 1024 * 1024, clockTicks };
   try {
     if (socksParts) {
@@ -540,6 +545,14 @@ async function main(): Promise<number> {
     for (const f of rendezvous.failures) log(`rendezvous: ${f}`);
     if (rendezvous.failures.length > 0) failed = true;
   }
+  if (o.only.has('shield')) {
+    log('shield: floods and slowloris in the shield lab (network namespaces)');
+    shield = await measureShield({ floodSeconds: o.seconds < 5 ? 5 : 10, log });
+    if ('skipped' in shield) {
+      log(`shield: cannot measure: ${shield.skipped}`);
+      failed = true;
+    }
+  }
   if (o.only.has('lab')) {
     log('lab: measuring MPTCP/TCP ratio');
     lab = await runLab(o.labTimeout * 1000, log);
@@ -566,7 +579,7 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
   if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency}, ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
-  notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
+  if (rows.length > 0 || turn) notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
   if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
   if (hybrid?.status === 'measured') notes.push(`hybrid: TCP ${hybrid.tcpMbps.toFixed(1)} Mbit/s, MPTCP ${hybrid.mptcpMbps.toFixed(1)} Mbit/s (two 50 Mbit/s uplinks); the failover download averaged ${hybrid.failoverMbps.toFixed(1)} Mbit/s`);
@@ -582,6 +595,10 @@ async function main(): Promise<number> {
   if (rendezvous) {
     output += `\nRendezvous (edgeward peer device|connect on loopback, werift):\n${formatRendezvous(rendezvous, rendezvousOptions)}\n`;
     notes.push("rendezvous: peers offer host candidates on 127.0.0.1 (--ice-address); first byte = from spawning `edgeward peer connect` (Node start, login, signaling, ICE, DTLS, SCTP), or `ssh -N -L` (key exchange, login), to the first byte of the device service's banner through the forward; relayed = the client --relay-only through edgeward's TURN; relayed via coturn = a second device and the client both given coturn with --ice-server (REST credentials), the client --relay-only; ssh -L = OpenSSH's client to an sshd on 127.0.0.1 with the default cipher");
+  }
+  if (shield) {
+    output += `\nShield (router mode in network namespaces; one run per column, attacks bounded):\n${formatShield(shield)}\n`;
+    notes.push('shield: the legit client makes 200 connections (10 at a time) during the SYN flood, sends 100 datagrams/s during the UDP flood, 40 GETs (4 at a time, 3 s each at most) 5 s into slowloris; "none" is the backend as the lab builds it (no SYN cookies, listen backlog 16; nginx with 64 connections)');
   }
   output += `\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
   if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;
@@ -600,6 +617,7 @@ async function main(): Promise<number> {
     hybrid: hybrid ?? null,
     turn: turn ? { ...turn, table: buildTurnRows(turn) } : null,
     rendezvous: rendezvous ?? null,
+    shield: shield ?? null,
     edgewardProfile: profile ?? null,
     notes,
   };

@@ -12,8 +12,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { startEdgeward } from '../helpers/edgeward.js';
-import { withLab, type Lab, type Netns } from '../helpers/netns.js';
-import { nginxArgv, nginxConfig } from '../helpers/nginx.js';
+import { withLab } from '../helpers/netns.js';
+import { curlGets, nginxArgv, nginxConfig } from '../helpers/nginx.js';
 import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 import { buildShieldLab, hpingCount, hpingFlood, legitTcp, startBackendServers } from '../helpers/shield-lab.js';
@@ -31,12 +31,6 @@ interface Attack {
   layers: Record<string, number>;
 }
 
-/** GETs from `ns` (4 at a time, 3 s each at most): how many got 200. */
-async function gets(lab: Lab, ns: Netns, url: string, count: number): Promise<number> {
-  const urls = Array.from({ length: count }, (_, i) => `${url}?n=${i}`);
-  const r = await lab.exec(ns, ['curl', '-s', '--parallel', '--parallel-max', '4', '--max-time', '3', '-w', '%{http_code}\n', ...urls.flatMap((u) => ['-o', '/dev/null', u])], { timeoutMs: 60_000, allowFailure: true });
-  return r.stdout.split('\n').filter((l) => l === '200').length;
-}
 
 describe('the shield, host mode (lab)', { skip }, () => {
   it('meets a SYN flood with SYN cookies, counts flag attacks, proxies a local nginx against slowloris, and leaves no trace', { timeout: 180_000 }, () =>
@@ -47,7 +41,7 @@ describe('the shield, host mode (lab)', { skip }, () => {
       const conf = join(dir, 'nginx.conf');
       writeFileSync(conf, nginxConfig(dir, { connections: 64, servers: `  server {\n    listen ${sl.backendAddr}:${WEB};\n    location / { return 200 "ok\\n"; }\n  }` }));
       lab.spawn(sl.shield, nginxArgv(conf, dir));
-      await waitFor('nginx to listen', async () => (await gets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 1)) === 1, 10_000, 200);
+      await waitFor('nginx to listen', async () => (await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 1)).ok === 1, 10_000, 200);
       const before = {
         ruleset: (await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout,
         rules: (await lab.exec(sl.shield, ['ip', 'rule', 'list'])).stdout,
@@ -97,7 +91,7 @@ describe('the shield, host mode (lab)', { skip }, () => {
       // slowloris at nginx through the proxy (nginx keeps port 80; TPROXY hands the connections over)
       const loris = lab.spawn(sl.attacker, ['timeout', '-s', 'KILL', '25', 'slowhttptest', '-c', '300', '-H', '-i', '3', '-r', '100', '-t', 'GET', '-u', `http://${sl.backendAddr}:${WEB}/`, '-x', '24', '-p', '3', '-l', '20']);
       await sleep(5000);
-      const served = await gets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 40);
+      const served = (await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 40)).ok;
       const closed = (await status()).proxies[0]!.closed;
       await loris.stop('SIGKILL');
       process.stdout.write(`# host mode slowloris through the proxy: legit ${served}/40; closed ${JSON.stringify(Object.fromEntries(Object.entries(closed).filter(([, n]) => n > 0)))}\n`);

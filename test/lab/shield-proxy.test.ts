@@ -18,7 +18,7 @@ import { withLab, type Lab, type Netns } from '../helpers/netns.js';
 import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 import { buildShieldLab } from '../helpers/shield-lab.js';
-import { nginxArgv, nginxConfig } from '../helpers/nginx.js';
+import { curlGets, nginxArgv, nginxConfig } from '../helpers/nginx.js';
 
 const skip = requirement(labSkipReason({ needs: ['nft', 'nginx', 'slowhttptest', 'curl', 'timeout'] }) ?? edgewardSkipReason());
 
@@ -38,20 +38,6 @@ interface ProxyView {
   suspects: number;
 }
 
-/** Sends `count` GETs from `ns` with curl (4 at a time, each bounded), and returns how many got 200 and what nginx said (its X-Seen header). */
-async function legitGets(lab: Lab, ns: Netns, url: string, count: number): Promise<{ ok: number; bodies: string[] }> {
-  const urls = Array.from({ length: count }, (_, i) => `${url}?n=${i}`);
-  const r = await lab.exec(ns, ['curl', '-s', '--parallel', '--parallel-max', '4', '--max-time', '3', '-w', '%{http_code}|%header{x-seen}\n', ...urls.flatMap((u) => ['-o', '/dev/null', u])], { timeoutMs: 60_000, allowFailure: true });
-  let ok = 0;
-  const bodies: string[] = [];
-  for (const line of r.stdout.split('\n')) {
-    const [code, seen] = line.split('|');
-    if (code !== '200') continue;
-    ok++;
-    bodies.push(seen ?? '');
-  }
-  return { ok, bodies };
-}
 
 /** slowhttptest -H (slowloris) from `ns`: 300 connections at 100/s, a header line every 3 s; bounded by timeout(1). */
 function slowloris(lab: Lab, ns: Netns, url: string, seconds: number) {
@@ -79,7 +65,7 @@ describe('the shield, L4 proxy in router mode (lab)', { skip }, () => {
         }),
       );
       lab.spawn(sl.backend, nginxArgv(conf, dir));
-      await waitFor('nginx to listen', async () => (await legitGets(lab, sl.legit, `http://${sl.backendAddr}:${PLAIN}/`, 1)).ok === 1, 10_000, 200);
+      await waitFor('nginx to listen', async () => (await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${PLAIN}/`, 1, 'x-seen')).ok === 1, 10_000, 200);
       const rulesetBefore = (await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout;
       const rulesBefore = (await lab.exec(sl.shield, ['ip', 'rule', 'list'])).stdout;
 
@@ -102,32 +88,32 @@ describe('the shield, L4 proxy in router mode (lab)', { skip }, () => {
       assert.match(ipRules, /fwmark 0x6578 lookup 25976/, 'the policy routing of the TPROXY mark is in place');
 
       // through the proxy, calm: nginx sees the client's address in the PROXY v2 header, and the shield's as the peer
-      const calm = await legitGets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 20);
-      process.stdout.write(`# calm through the proxy: ${calm.ok}/20, nginx said "${calm.bodies[0]}"\n`);
+      const calm = await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 20, 'x-seen');
+      process.stdout.write(`# calm through the proxy: ${calm.ok}/20, nginx said "${calm.seen[0]}"\n`);
       assert.equal(calm.ok, 20);
-      assert.equal(calm.bodies[0], `web ${sl.addr.legit} via 10.250.3.1`, 'nginx knows the real client (PROXY v2); the TCP peer is the shield');
+      assert.equal(calm.seen[0], `web ${sl.addr.legit} via 10.250.3.1`, 'nginx knows the real client (PROXY v2); the TCP peer is the shield');
 
       // slowloris against the service without the proxy: nginx's 64 connections fill with slow clients
       const bare = slowloris(lab, sl.attacker, `http://${sl.backendAddr}:${PLAIN}/`, 15);
       await sleep(5000);
-      const hurt = await legitGets(lab, sl.legit, `http://${sl.backendAddr}:${PLAIN}/`, 20);
+      const hurt = await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${PLAIN}/`, 20, 'x-seen');
       process.stdout.write(`# slowloris on plain (packet layer only): legit ${hurt.ok}/20\n`);
       await bare.stop('SIGKILL');
       assert.ok(hurt.ok <= 10, `slowloris must hurt the unproxied service for the comparison to mean anything: ${hurt.ok}/20 served`);
       // nginx drops the attacker's connections once their sockets are gone
-      await waitFor('nginx to serve again', async () => (await legitGets(lab, sl.legit, `http://${sl.backendAddr}:${PLAIN}/`, 1)).ok === 1, 20_000, 500);
+      await waitFor('nginx to serve again', async () => (await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${PLAIN}/`, 1, 'x-seen')).ok === 1, 20_000, 500);
 
       // slowloris against the proxied service: the slow senders are closed, suspects served last
       const loris = slowloris(lab, sl.attacker, `http://${sl.backendAddr}:${WEB}/`, 20);
       await sleep(5000);
-      const served = await legitGets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 40);
+      const served = await curlGets(lab, sl.legit, `http://${sl.backendAddr}:${WEB}/`, 40, 'x-seen');
       const during = (await proxies())[0]!;
       await loris.stop('SIGKILL');
       process.stdout.write(`# slowloris on web (proxy): legit ${served.ok}/40; proxy active ${during.active}, suspects ${during.suspects}, closed ${JSON.stringify(Object.fromEntries(Object.entries(during.closed).filter(([, n]) => n > 0)))}\n`);
       assert.ok(served.ok >= 38, `the legit client is served through the proxy under slowloris: ${served.ok}/40`);
       assert.ok(during.closed.slow_send! + during.closed.first_byte_timeout! > 0, 'the proxy closed slow senders');
       assert.ok(during.active <= PROXY_CAP, `the proxy holds at most its cap: ${during.active}`);
-      assert.ok(served.bodies.every((b) => b === `web ${sl.addr.legit} via 10.250.3.1`), 'every answer came from nginx with the client address');
+      assert.ok(served.seen.every((b) => b === `web ${sl.addr.legit} via 10.250.3.1`), 'every answer came from nginx with the client address');
       const metrics = await ew.api('GET', '/metrics');
       assert.match(metrics.text, /^edgeward_shield_proxy_closed_total\{service="web",reason="slow_send"\} [1-9]\d*$/m, 'Prometheus has the closes');
 
