@@ -26,6 +26,8 @@ interface OptionMeta {
   kind: OptionKind;
   /** the values of a choice */
   choices?: readonly string[];
+  /** a list whose YAML items may also be mappings: turns one into the flag's text form */
+  yamlItem?: (item: Record<string, unknown>, where: string) => string;
 }
 
 const META = 'x-edgeward';
@@ -37,10 +39,11 @@ interface OptionArgs<T> {
   arg?: string;
   help: string;
   default: T;
+  yamlItem?: OptionMeta['yamlItem'];
 }
 
 function option<S extends TSchema>(schema: S, kind: OptionKind, a: OptionArgs<unknown>, choices?: readonly string[]): S {
-  const meta: OptionMeta = { flag: a.flag, key: a.key ?? a.flag, arg: a.arg, kind, choices };
+  const meta: OptionMeta = { flag: a.flag, key: a.key ?? a.flag, arg: a.arg, kind, choices, ...(a.yamlItem ? { yamlItem: a.yamlItem } : {}) };
   return { ...schema, description: a.help, default: a.default, [META]: meta } as S;
 }
 
@@ -119,10 +122,19 @@ function coerce(name: string, o: OptionInfo, value: unknown): unknown {
     case 'boolean':
       if (typeof value !== 'boolean') throw new SettingsError(`${name} must be true or false`);
       return value;
-    case 'list':
+    case 'list': {
       if (typeof value === 'string') return [value];
+      const { yamlItem } = o;
+      if (Array.isArray(value) && yamlItem) {
+        return value.map((v, i) => {
+          if (typeof v === 'string') return v;
+          if (typeof v === 'object' && v !== null && !Array.isArray(v)) return yamlItem(v as Record<string, unknown>, `${name}[${i}]`);
+          throw new SettingsError(`${name}[${i}] must be a string or a mapping`);
+        });
+      }
       if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new SettingsError(`${name} must be a list of strings`);
       return value;
+    }
     case 'seconds':
     case 'count': {
       const n = typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value;

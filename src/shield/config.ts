@@ -22,6 +22,7 @@ export const shieldSection = section({
       flag: 'shield-service',
       key: 'service',
       arg: 'SPEC',
+      yamlItem: serviceFromYaml,
       help: 'a protected service, repeatable: NAME=tcp|udp:[ADDR:]PORT[-PORT][,rate=N][,conns=N][,syn=synproxy|cookies][,speaks-first][,proxy[,proxy-protocol]] (rate: new connections or datagrams per second one source may send before it is blocked; conns: connections one source may hold; ADDR is required in router mode; proxy: its connections go through edgeward\'s L4 proxy (TPROXY), which closes slow and zero-window clients; proxy-protocol: the proxy sends a PROXY v2 header to the server). Turns the shield on; needs root',
     }),
     shieldMode: opt.choice(SHIELD_MODES, { flag: 'shield-mode', key: 'mode', arg: 'MODE', help: 'host: protect listeners on this machine (input hook); router: protect backends behind it (forward hook)', default: 'host' }),
@@ -59,6 +60,49 @@ export const shieldSection = section({
 });
 
 export type ShieldSettings = Static<typeof shieldSection.schema>;
+
+const YAML_SERVICE_KEYS = ['name', 'protocol', 'address', 'port', 'rate', 'rate-per-source', 'conns', 'conns-per-source', 'syn', 'speaks-first', 'proxy', 'proxy-protocol'];
+
+/**
+ * A service written as a YAML mapping, `{ name: web, address: 10.0.3.2, port: 80, protocol: tcp,
+ * proxy: true }`, as the SPEC of --shield-service (which then checks it like any other).
+ */
+function serviceFromYaml(item: Record<string, unknown>, where: string): string {
+  for (const k of Object.keys(item)) if (!YAML_SERVICE_KEYS.includes(k)) throw new SettingsError(`${where}: unknown key "${k}" (known: ${YAML_SERVICE_KEYS.join(', ')})`);
+  const text = (k: string, re: RegExp, what: string): string | undefined => {
+    const v = item[k];
+    if (v === undefined) return undefined;
+    if ((typeof v !== 'string' && typeof v !== 'number') || !re.test(String(v))) throw new SettingsError(`${where}: ${k} must be ${what}, got ${JSON.stringify(v)}`);
+    return String(v);
+  };
+  const flag = (k: string): boolean => {
+    const v = item[k];
+    if (v !== undefined && typeof v !== 'boolean') throw new SettingsError(`${where}: ${k} must be true or false, got ${JSON.stringify(v)}`);
+    return v === true;
+  };
+  const name = text('name', /^\S+$/, 'a name');
+  const protocol = text('protocol', /^(tcp|udp)$/, 'tcp or udp');
+  const port = text('port', /^\d{1,5}(-\d{1,5})?$/, 'a port or a range LO-HI');
+  if (name === undefined || protocol === undefined || port === undefined) throw new SettingsError(`${where}: name, protocol and port are required`);
+  const address = text('address', /^[0-9A-Fa-f.:]+$/, 'an IP address');
+  const once = (a: string, b: string): string | undefined => {
+    if (item[a] !== undefined && item[b] !== undefined) throw new SettingsError(`${where}: ${a} and ${b} are the same setting`);
+    return text(a, /^\d+$/, 'a whole number') ?? text(b, /^\d+$/, 'a whole number');
+  };
+  const rate = once('rate', 'rate-per-source');
+  const conns = once('conns', 'conns-per-source');
+  const syn = text('syn', /^(synproxy|cookies)$/, 'synproxy or cookies');
+  const opts = [
+    ...(rate !== undefined ? [`rate=${rate}`] : []),
+    ...(conns !== undefined ? [`conns=${conns}`] : []),
+    ...(syn !== undefined ? [`syn=${syn}`] : []),
+    ...(flag('speaks-first') ? ['speaks-first'] : []),
+    ...(flag('proxy') ? ['proxy'] : []),
+    ...(flag('proxy-protocol') ? ['proxy-protocol'] : []),
+  ];
+  const target = address === undefined ? port : address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  return [`${name}=${protocol}:${target}`, ...opts].join(',');
+}
 
 export type ShieldProtocol = 'tcp' | 'udp';
 

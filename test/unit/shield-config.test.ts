@@ -106,4 +106,39 @@ describe('shield settings', () => {
     assert.equal(lo.some((l) => /dport 8080/.test(l)), false, 'loopback is outside the shield');
     assert.throws(() => resolveShield(settings({ api: '0.0.0.0:8080', shieldService: ['alt=tcp:8000-8100'] })), /--shield-service alt: its ports take in the management API's port 8080 \(--api\)/);
   });
+  it('reads services written as YAML mappings (the issue\'s form) as their SPECs, and names the entry of a mistake', () => {
+    const path = join(tmpdir(), `edgeward-shield-yaml-${process.pid}.yaml`);
+    writeFileSync(path, `shield:
+  mode: router
+  interface: [wan0]
+  management: [192.0.2.0/24]
+  service:
+    - { name: web, address: 10.0.3.2, port: 80, protocol: tcp, proxy: true, proxy-protocol: true }
+    - { name: smtp, address: 10.0.3.2, port: 25, protocol: tcp, speaks-first: true }
+    - { name: game, address: 10.0.3.3, port: 9999, protocol: udp, rate-per-source: 3000 }
+    - { name: v6, address: "fd00::2", port: 8000-8010, protocol: tcp, conns: 8 }
+    - "dns=udp:10.0.3.3:53"
+`);
+    const spec = resolveShield(resolveSettings(readConfigFile(path), {}));
+    assert.deepEqual(
+      spec.services.map((s) => [s.name, s.protocol, s.address, s.ports, s.rate, s.conns, s.speaksFirst, s.proxy, s.proxyProtocol]),
+      [
+        ['web', 'tcp', '10.0.3.2', [80, 80], 100, 64, false, true, true],
+        ['smtp', 'tcp', '10.0.3.2', [25, 25], 100, 64, true, false, false],
+        ['game', 'udp', '10.0.3.3', [9999, 9999], 3000, 64, false, false, false],
+        ['v6', 'tcp', 'fd00::2', [8000, 8010], 100, 8, false, false, false],
+        ['dns', 'udp', '10.0.3.3', [53, 53], 2000, 64, false, false, false],
+      ],
+    );
+    for (const [entry, re] of [
+      ['{ name: web, port: 80, protocol: tcp, color: blue }', /shield\.service\[0\]: unknown key "color"/],
+      ['{ name: web, port: 80 }', /shield\.service\[0\]: name, protocol and port are required/],
+      ['{ name: web, port: 80, protocol: sctp }', /shield\.service\[0\]: protocol must be tcp or udp, got "sctp"/],
+      ['{ name: web, port: 80, protocol: tcp, proxy: yes please }', /shield\.service\[0\]: proxy must be true or false/],
+      ['{ name: web, port: 80, protocol: tcp, rate: 5, rate-per-source: 6 }', /rate and rate-per-source are the same setting/],
+    ] as const) {
+      writeFileSync(path, `shield:\n  service:\n    - ${entry}\n`);
+      assert.throws(() => readConfigFile(path), re, entry);
+    }
+  });
 });
