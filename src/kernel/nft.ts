@@ -130,13 +130,6 @@ export async function replaceChain(table: NftTable, chain: string, rules: readon
   await nft(run, ['-f', '-'], `flush chain ${ref} ${chain}\ntable ${ref} {\n  chain ${chain} {\n${rules.join('\n')}\n  }\n}\n`);
 }
 
-/** Empties sets of `table` in one transaction. */
-export async function flushSets(table: NftTable, sets: readonly string[], run: CommandRunner = defaultRunner): Promise<void> {
-  if (sets.length === 0) return;
-  const ref = checkTable(table);
-  await nft(run, ['-f', '-'], sets.map((n) => `flush set ${ref} ${checkSet(n)}\n`).join(''));
-}
-
 /** Whether `table` is loaded. */
 export async function tableExists(table: NftTable, run: CommandRunner = defaultRunner): Promise<boolean> {
   return (await nftUnlessAbsent(run, ['nft', 'list', 'table', ...checkTable(table).split(' ')])) !== null;

@@ -4,7 +4,8 @@
 // (slowloris: slow_send) or read the answer slowly (slow read: slow_read), advertise a zero window
 // so that the answer piles up in our buffers (zero_window, from TCP_INFO), and sources that hold
 // too many connections (per-source limit, a cap with eviction that serves preferred sources first
-// and well-behaved sources before those that misbehaved in the last minute).
+// and well-behaved sources before those that misbehaved in the last minute or hold more than a
+// quarter of the cap).
 //
 // The send direction has "data to move" while the client is mid-request: it sent bytes the backend
 // has not answered yet and it keeps sending. Its rate is judged when more bytes arrive, over at

@@ -9,7 +9,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
-import { applyTable, flushSets, listCounters, listSetElements, removeTable, replaceChain, type NftCounters } from '../kernel/nft.js';
+import { applyTable, listCounters, listSetElements, removeTable, replaceChain, type NftCounters } from '../kernel/nft.js';
 import { readConntrackCount, readInterfacePackets, readSynproxyStats, type SynproxyStats } from '../kernel/proc-stats.js';
 import { readSysctl, writeSysctl } from '../kernel/sysctl.js';
 import type { Logger } from '../log/logger.js';
@@ -21,7 +21,7 @@ import { resolveShield, shieldSection, type ShieldSettings, type ShieldSpec } fr
 import { MAX_TTL_S, ShieldListError, ShieldLists, type ShieldListName } from './lists.js';
 import { applyDivertRouting, removeDivertRouting } from './divert.js';
 import { SHIELD_CLOSE_REASONS, ShieldProxy, type ShieldProxyStats } from './proxy.js';
-import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, proxyFamilies, renderShieldBody, SAMPLE_CHAIN, SAMPLE_SETS, sampleRules, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, tightened } from './rules.js';
+import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, proxyFamilies, renderShieldBody, SAMPLE_SETS, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, tightened } from './rules.js';
 
 /** Seconds between two readings of the counters. */
 const POLL_S = 1;
@@ -120,7 +120,6 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
   let timer: NodeJS.Timeout | undefined;
   let polling = false;
   let applied = false;
-  let sampling = false;
   let samplePolls = 0;
   const families = ([4, 6] as const).filter((f) => spec.services.some((s) => s.family === undefined || s.family === f));
   let tight = new Set<string>();
@@ -186,7 +185,7 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
   /** Reads the source sample into the attacks going on (every other reading) and into those that just ended. */
   const readSample = async (justEnded: readonly AttackEvent[]): Promise<void> => {
     // listing a full sample costs the CPU a flood is already short of: every other reading
-    if (!sampling || (justEnded.length === 0 && ++samplePolls % SAMPLE_EVERY !== 0)) return;
+    if (justEnded.length === 0 && (detector.current().length === 0 || ++samplePolls % SAMPLE_EVERY !== 0)) return;
     const targets = [...detector.current(), ...justEnded];
     for (const proto of ['tcp', 'udp'] as const) {
       if (!targets.some((a) => KIND_PROTOCOL[a.kind] === proto)) continue;
@@ -194,15 +193,6 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
       for (const f of families) for (const e of (await listSetElements(SHIELD_TABLE, SAMPLE_SETS[proto][f])) ?? []) sampled.push({ address: e.value, packets: e.packets ?? 0 });
       detector.addSources(proto, sampled, targets);
     }
-  };
-
-  /** Turns the source sample on while an attack goes on (emptied first), off when none does. */
-  const toggleSampling = async (): Promise<void> => {
-    const on = detector.current().length > 0;
-    if (on === sampling) return;
-    if (on) await flushSets(SHIELD_TABLE, Object.values(SAMPLE_SETS).flatMap((p) => [p[4], p[6]]));
-    await replaceChain(SHIELD_TABLE, SAMPLE_CHAIN, on ? sampleRules() : []);
-    sampling = on;
   };
 
   /** Halves the per-source limits of the services whose protocol is flooded; puts them back after. */
@@ -266,7 +256,6 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     const sig = signals(spec, rates);
     const transitions = detector.observe(Date.now(), dtS, sig);
     await readSample(transitions.filter((t) => t.type === 'ended').map((t) => t.event));
-    await toggleSampling();
     for (const t of transitions) await record(t.type, t.event);
     await adapt();
     for (const t of transitions) notify(t.type, t.event);

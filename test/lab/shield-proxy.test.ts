@@ -8,7 +8,7 @@
 //   slowloris on web (proxy)               the proxy closes the slow senders and, at its cap, serves
 //                                          the well-behaved legit client before the suspects
 //   PROXY v2                               nginx answers with $proxy_protocol_addr: the legit address
-//   stop                                   the ruleset and the policy routing are as before
+//   crash, then `edgeward shield remove`   the ruleset and the policy routing are as before
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -117,7 +117,12 @@ describe('the shield, L4 proxy in router mode (lab)', { skip }, () => {
       const metrics = await ew.api('GET', '/metrics');
       assert.match(metrics.text, /^edgeward_shield_proxy_closed_total\{service="web",reason="slow_send"\} [1-9]\d*$/m, 'Prometheus has the closes');
 
-      assert.equal((await ew.stop()).code, 0, 'edgeward stopped cleanly');
+      // a crash leaves the table and the policy routing behind; `edgeward shield remove` clears both
+      await ew.process.stop('SIGKILL');
+      assert.match((await lab.exec(sl.shield, ['ip', 'rule', 'list'])).stdout, /fwmark 0x6578/, 'after a crash the routing is still there');
+      const removed = await ew.cli(['shield', 'remove']);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.match(removed.stdout, /removed table inet edgeward_shield/);
       assert.equal((await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout, rulesetBefore, 'the ruleset is as before');
       assert.equal((await lab.exec(sl.shield, ['ip', 'rule', 'list'])).stdout, rulesBefore, 'the policy routing is as before');
       const routes = await lab.exec(sl.shield, ['ip', 'route', 'show', 'table', '25976'], { allowFailure: true });

@@ -154,13 +154,16 @@ describe('the shield, router mode (lab)', { skip }, () => {
       assert.ok(underFlood.ok >= underFlood.attempts * 0.5, `legit under the SYN flood: ${underFlood.ok}/${underFlood.attempts}`);
       // while it went on (the stream, pushed by the shield: a status request can take seconds on two
       // cores that hping3 and the softirqs of its flood fill)
-      const streamedAttacks = sse
-        .stdout()
-        .split('\n')
-        .filter((l) => l.startsWith('data: {"type"'))
-        .map((l) => JSON.parse(l.slice(6)) as { type: string; attack: Attack });
-      const during = streamedAttacks.find((m) => (m.type === 'started' || m.type === 'updated') && m.attack.kind === 'syn_flood' && m.attack.endedAt === null && m.attack.tightened.length > 0);
-      assert.ok(during, `the stream showed the SYN flood going on; it streamed ${JSON.stringify(streamedAttacks.map((m) => [m.type, m.attack.kind, m.attack.endedAt, m.attack.tightened]))}`);
+      const streamedAttacks = (): Array<{ type: string; attack: Attack }> =>
+        sse
+          .stdout()
+          .split('\n')
+          .filter((l) => l.startsWith('data: {"type"'))
+          .map((l) => JSON.parse(l.slice(6)) as { type: string; attack: Attack });
+      const goingOn = (m: { type: string; attack: Attack }): boolean => (m.type === 'started' || m.type === 'updated') && m.attack.kind === 'syn_flood' && m.attack.endedAt === null && m.attack.tightened.length > 0;
+      // the poll that sees the flood may run only after it (the flood starves the CPU): wait for the message
+      const during = await waitFor('the stream to show the SYN flood going on', async () => streamedAttacks().find(goingOn), 15_000, 200).catch(() => undefined);
+      assert.ok(during, `the stream showed the SYN flood going on; it streamed ${JSON.stringify(streamedAttacks().map((m) => [m.type, m.attack.kind, m.attack.endedAt, m.attack.tightened]))}`);
       assert.deepEqual(during.attack.tightened, ['web', 'smtp'], 'the TCP services ran with tightened limits while it lasted');
       const synEvent = await ended('syn_flood');
       process.stdout.write(`# SYN flood event: peak ${synEvent.peakPps}/s, ${synEvent.packets} packets, layers ${JSON.stringify(synEvent.layers)}, ${synEvent.distinctSources} distinct sources sampled, tightened ${synEvent.tightened.join(',')}\n`);
