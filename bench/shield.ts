@@ -12,7 +12,7 @@ import { withLab, type Lab } from '../test/helpers/netns.js';
 import { curlGets, nginxArgv, nginxConfig } from '../test/helpers/nginx.js';
 import { sleep, waitFor } from '../test/helpers/process.js';
 import { edgewardSkipReason, labSkipReason } from '../test/helpers/requirements.js';
-import { buildShieldLab, hpingFlood, legitTcp, legitUdp, setSyncookies, startBackendServers, type ShieldLab } from '../test/helpers/shield-lab.js';
+import { buildShieldLab, hpingFlood, legitUdp, legitUnderSynFlood, setSyncookies, startBackendServers, type ShieldLab } from '../test/helpers/shield-lab.js';
 
 const PORTS = { tcp: 7001, banner: 7025, udp: 7053 };
 const NGINX_PORT = 80;
@@ -51,16 +51,7 @@ export async function measureShield(opts: { floodSeconds: number; log: (line: st
 
     // SYN flood
     const synFlood = async (column: string, note: string): Promise<void> => {
-      const stop = new AbortController();
-      const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(PORTS.tcp), sl.backendAddr], floodSeconds, { signal: stop.signal });
-      let r;
-      try {
-        await sleep(500);
-        r = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
-      } finally {
-        stop.abort();
-      }
-      const sent = await flood;
+      const { legit: r, sent } = await legitUnderSynFlood(lab, sl, sl.backendAddr, PORTS.tcp, floodSeconds);
       const seconds = Math.max(0.5, Math.min(floodSeconds, 0.5 + r.elapsedMs / 1000));
       const row = { attack: 'SYN flood, random sources', column, legit: `${r.ok}/${r.attempts} (${((100 * r.ok) / r.attempts).toFixed(0)} %), p99 ${r.p99Ms ?? '-'} ms`, share: r.ok / r.attempts, attacker: `${fmt(sent)} SYNs (~${fmt(sent / seconds)}/s while measured)`, note };
       rows.push(row);

@@ -10,11 +10,11 @@
 //     intercept_timed_out, intercept_not_allowed, intercept_upstream_failed, intercept_general_failure
 // The client then gets a reset, as a failed connect would have given it without the gateway.
 import net from 'node:net';
-import { networkInterfaces } from 'node:os';
 import type { Logger } from '../log/logger.js';
-import { canonicalIp, isLoopback, isUnspecified, parseIp } from '../net/address.js';
+import { canonicalIp } from '../net/address.js';
 import { connectFailure } from '../net/errors.js';
 import { ClientListener } from '../net/listener.js';
+import { LocalAddresses } from '../net/local-addresses.js';
 import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
@@ -30,26 +30,6 @@ export interface InterceptServerOptions {
   /** congestion control for accepted client connections (--client-congestion) */
   clientCongestion?: string;
   logger: Logger;
-}
-
-/** Addresses of this machine (all interfaces), refreshed at most every few seconds. */
-class LocalAddresses {
-  private set = new Set<string>();
-  private readAt = 0;
-  has(ip: string): boolean {
-    const now = Date.now();
-    if (now - this.readAt > 5000) {
-      this.set = new Set();
-      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) this.set.add(canonicalIp(a.address));
-      this.readAt = now;
-    }
-    return this.set.has(ip);
-  }
-}
-
-function isUnspecifiedOrLoopback(ip: string): boolean {
-  const p = parseIp(ip);
-  return !p || isUnspecified(ip) || isLoopback(p);
 }
 
 export class InterceptServer {
@@ -117,7 +97,7 @@ export class InterceptServer {
     const destIp = canonicalIp(client.localAddress ?? '');
     const destPort = client.localPort ?? 0;
     const srcIp = canonicalIp(client.remoteAddress ?? '');
-    if (isUnspecifiedOrLoopback(destIp) || this.local.has(destIp)) {
+    if (this.local.isSelf(destIp)) {
       // addressed to this machine: relaying it would connect back to ourselves
       opts.registry.countFailure('intercept_local_destination');
       opts.logger.debug('intercept: connection addressed to the gateway itself refused', { client: srcIp, destination: `${destIp}:${destPort}` });

@@ -18,13 +18,13 @@
 // Every connection closed by the shield is reset (RST), not ended: the kernel then drops what was
 // queued toward the client instead of keeping it for a peer that will not read it, and the backend
 // gets a reset too, which frees its send queue toward us.
-import { networkInterfaces } from 'node:os';
 import net from 'node:net';
 import { getTcpInfo, socketFd, type TcpInfo } from '../kernel/sockopt.js';
 import type { Logger } from '../log/logger.js';
-import { canonicalIp, formatHostPort, isLoopback, parseIp } from '../net/address.js';
+import { canonicalIp, formatHostPort } from '../net/address.js';
 import { EdgewardError } from '../core/errors.js';
 import { ClientListener } from '../net/listener.js';
+import { LocalAddresses } from '../net/local-addresses.js';
 import { encodeProxyV2 } from './proxy-protocol.js';
 
 /** Why the shield closed (or refused) a connection: the stable names of its statistics. */
@@ -178,22 +178,6 @@ function zeroCounts(): Record<ShieldCloseReason, number> {
   return Object.fromEntries(SHIELD_CLOSE_REASONS.map((r) => [r, 0])) as Record<ShieldCloseReason, number>;
 }
 
-/** This machine's addresses, re-read at most every few seconds: 'original' must never dial the proxy itself. */
-class OwnAddresses {
-  private set = new Set<string>();
-  private readAt = -Infinity;
-  has(ip: string): boolean {
-    const p = parseIp(ip);
-    if (!p || isLoopback(p) || p.bytes.every((b) => b === 0)) return true;
-    const now = performance.now();
-    if (now - this.readAt > 5000) {
-      this.set = new Set();
-      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) this.set.add(canonicalIp(a.address));
-      this.readAt = now;
-    }
-    return this.set.has(ip);
-  }
-}
 
 /** The shield's reverse proxy for one service. */
 export class ShieldProxy {
@@ -205,7 +189,8 @@ export class ShieldProxy {
   private readonly closedBy = zeroCounts();
   private readonly log: Logger;
   private readonly maxSources: number;
-  private readonly own = new OwnAddresses();
+  /** 'original' must never dial the proxy itself */
+  private readonly own = new LocalAddresses();
   private accepted = 0;
   private bytesUp = 0;
   private bytesDown = 0;
@@ -475,7 +460,7 @@ export class ShieldProxy {
     const b = this.opts.backend;
     if (b !== 'original') return b;
     // a client that connected to the listener itself (not diverted by TPROXY) would make us dial ourselves
-    if (this.bound && conn.destPort === this.bound.port && this.own.has(conn.destAddress)) return null;
+    if (this.bound && conn.destPort === this.bound.port && this.own.isSelf(conn.destAddress)) return null;
     return { host: conn.destAddress, port: conn.destPort };
   }
 

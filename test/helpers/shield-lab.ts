@@ -21,7 +21,7 @@
 // peers it remembers and a reconnecting test client sails through), and the listeners' backlog is 16.
 import { fileURLToPath } from 'node:url';
 import type { Lab, Link, Netns } from './netns.js';
-import { HarnessError, waitFor, type RunningProcess } from './process.js';
+import { HarnessError, sleep, waitFor, type RunningProcess } from './process.js';
 
 /** The servers and clients of test/lab/fixtures/shield-load.mjs. */
 export const SHIELD_LOAD = fileURLToPath(new URL('../lab/fixtures/shield-load.mjs', import.meta.url));
@@ -259,6 +259,24 @@ function parseHpingStats(text: string): { transmitted: number; received: number 
  */
 export async function hpingFlood(lab: Lab, ns: Netns, args: string[], seconds: number, opts: { signal?: AbortSignal } = {}): Promise<number> {
   return (await hping(lab, ns, args, seconds, opts.signal)).transmitted;
+}
+
+/**
+ * A SYN flood from random sources at `host:port` (hping3, `seconds` at most) while the legit client
+ * makes 200 connections, 10 at a time, starting half a second in; the flood stops when the client
+ * is done. Resolves with the client's result and the SYNs sent.
+ */
+export async function legitUnderSynFlood(lab: Lab, sl: ShieldLab, host: string, port: number, seconds: number): Promise<{ legit: TcpLoadResult; sent: number }> {
+  const stop = new AbortController();
+  const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(port), host], seconds, { signal: stop.signal });
+  let legit: TcpLoadResult;
+  try {
+    await sleep(500);
+    legit = await legitTcp(lab, sl.legit, host, port, { count: 200, concurrency: 10 });
+  } finally {
+    stop.abort();
+  }
+  return { legit, sent: await flood };
 }
 
 /** Sends exactly `count` packets (`hping3 -q -c COUNT -i INTERVAL`, default u200: 5000/s) and resolves with the packets sent. */

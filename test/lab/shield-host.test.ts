@@ -18,7 +18,7 @@ import { withLab } from '../helpers/netns.js';
 import { curlGets, nginxArgv, nginxConfig } from '../helpers/nginx.js';
 import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
-import { buildShieldLab, hpingCount, hpingFlood, legitTcp, legitUdp, startBackendServers } from '../helpers/shield-lab.js';
+import { buildShieldLab, hpingCount, hpingFlood, legitUdp, legitUnderSynFlood, startBackendServers } from '../helpers/shield-lab.js';
 
 const skip = requirement(labSkipReason({ needs: ['hping3', 'nft', 'sysctl', 'nginx', 'slowhttptest', 'curl', 'timeout'] }) ?? edgewardSkipReason());
 
@@ -75,16 +75,7 @@ describe('the shield, host mode (lab)', { skip }, () => {
       }
 
       // SYN flood from random sources at the echo service: the kernel's cookies answer it
-      const stop = new AbortController();
-      const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(PORTS.tcp), sl.backendAddr], 20, { signal: stop.signal });
-      let under;
-      try {
-        await sleep(500);
-        under = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
-      } finally {
-        stop.abort();
-      }
-      const sent = await flood;
+      const { legit: under, sent } = await legitUnderSynFlood(lab, sl, sl.backendAddr, PORTS.tcp, 20);
       const syn = await waitFor('the SYN flood event to end', async () => (await events('syn_flood')).find((e) => e.endedAt !== null), 20_000, 250);
       process.stdout.write(`# host mode SYN flood: ${sent} SYNs sent; legit ${under.ok}/${under.attempts}, p50 ${under.p50Ms} ms, p99 ${under.p99Ms} ms, failures ${JSON.stringify(under.failures)}; event peak ${syn.peakPps}/s, ${syn.packets} packets, layers ${JSON.stringify(syn.layers)}\n`);
       assert.ok(under.ok >= under.attempts * 0.95, `the legit client is served under the SYN flood: ${under.ok}/${under.attempts}`);

@@ -25,7 +25,7 @@ import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 import { fileURLToPath } from 'node:url';
 import type { AttackEvent } from '../../src/shield/detector.js';
-import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, startBackendServers } from '../helpers/shield-lab.js';
+import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, legitUnderSynFlood, startBackendServers } from '../helpers/shield-lab.js';
 
 const WEBHOOK_SINK = fileURLToPath(new URL('./fixtures/webhook-sink.mjs', import.meta.url));
 const WEBHOOK_PORT = 9099;
@@ -128,16 +128,7 @@ describe('the shield, router mode (lab)', { skip }, () => {
         return { rx: rx!, tx: tx! };
       };
       const wan0Before = await wan0();
-      const stop = new AbortController();
-      const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(PORTS.tcp), sl.backendAddr], 25, { signal: stop.signal });
-      let underFlood;
-      try {
-        await sleep(500);
-        underFlood = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 200, concurrency: 10 });
-      } finally {
-        stop.abort();
-      }
-      const floodSent = await flood;
+      const { legit: underFlood, sent: floodSent } = await legitUnderSynFlood(lab, sl, sl.backendAddr, PORTS.tcp, 25);
       const afterFlood = await status();
       const web = afterFlood.services.find((s) => s.name === 'web')!;
       process.stdout.write(`# SYN flood: ${floodSent} SYNs sent; synproxy counted ${web.synproxy}; legit ${underFlood.ok}/${underFlood.attempts}, p50 ${underFlood.p50Ms} ms, p99 ${underFlood.p99Ms} ms; failures ${JSON.stringify(underFlood.failures)}\n`);
