@@ -2,7 +2,7 @@
 // spec (config.ts). The kernel does the per-packet work; this module only writes the rules.
 //
 //   prerouting (priority -350, before conntrack), for packets arriving on the shield's interfaces:
-//     management sources pass; sources are sampled (`sample`: packets per source, kept 10 s,
+//     management sources pass; sources are sampled (packets per source, kept 10 s,
 //     read while an attack is on); TCP flag sanity (SYN+FIN+ACK before SYN+FIN, which also matches it;
 //     XMAS before FIN-without-ACK), each class with its own named counter, dropped; allowlisted
 //     sources pass; the hand-made and the meters' blocklists drop; SYNs to synproxy services are
@@ -65,8 +65,6 @@ export const SAMPLE_SETS = {
   tcp: { 4: 'seen_tcp4', 6: 'seen_tcp6' },
   udp: { 4: 'seen_udp4', 6: 'seen_udp6' },
 } as const;
-/** The chain of the sampling rules. */
-export const SAMPLE_CHAIN = 'sample';
 /** The chain of per-service limits, re-rendered when the shield tightens or relaxes them. */
 export const PROTECT_CHAIN = 'protect';
 /** sources each sample set holds at most */
@@ -178,8 +176,8 @@ export function protectRules(spec: ShieldSpec, tight: Tightened = new Set()): st
   return out;
 }
 
-/** The rules of the `sample` chain: every packet's source counted, by protocol. */
-export function sampleRules(): string[] {
+/** The sampling rules of the edge chain: every packet's source counted, by protocol. */
+function sampleRules(): string[] {
   const out: string[] = [];
   for (const proto of ['tcp', 'udp'] as const) for (const f of [4, 6] as const) out.push(`    meta nfproto ${f === 4 ? 'ipv4' : 'ipv6'} meta l4proto ${proto} update @${SAMPLE_SETS[proto][f]} { ${saddr(f)} }`);
   return out;
@@ -215,12 +213,11 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set(),
   for (const svc of spec.services) body.push(...serviceSets(spec, svc));
 
   body.push('  chain prerouting {', '    type filter hook prerouting priority -350; policy accept;', `    ${scope(spec)} jump edge`, '  }');
-  // the source sample: always on, so that a flood shorter than one reading still names its sources
-  // (listed only while an attack goes on and when it ends)
-  body.push(`  chain ${SAMPLE_CHAIN} {`, ...sampleRules(), '  }');
   body.push('  chain edge {');
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.management[f]} accept`);
-  body.push(`    jump ${SAMPLE_CHAIN}`);
+  // the source sample: always on, so that a flood shorter than one reading still names its sources
+  // (listed only while an attack goes on and when it ends)
+  body.push(...sampleRules());
   for (const k of FLAG_CLASSES) body.push(`    ${k.match} counter name ${k.counter} drop`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.allow[f]} return`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.manual[f]} counter name ${COUNTERS.blockedManual} drop`);
