@@ -11,6 +11,8 @@
 //     management and allowlisted sources pass; per service: a per-source rate meter whose
 //     offenders go on the blocklist (with a timeout), synproxy where chosen, a per-source
 //     connection count (conntrack), then the global cap, shared by every service (a named limit).
+//   synproxied (output): a synproxy service's connection count and passed counter meet the SYN
+//     synproxy sends the server, which leaves through the output hook.
 //     Under attack the service's per-source limits are halved (the chain is replaced, the sets and
 //     meters stay), and put back when the attack ends.
 //
@@ -67,6 +69,8 @@ export const SAMPLE_SETS = {
 } as const;
 /** The chain of per-service limits, re-rendered when the shield tightens or relaxes them. */
 export const PROTECT_CHAIN = 'protect';
+/** The connection count of the synproxy services (output hook), re-rendered with PROTECT_CHAIN. */
+export const SYNPROXIED_CHAIN = 'protect_synproxied';
 /** sources each sample set holds at most */
 export const SAMPLE_SIZE = 4096;
 
@@ -145,15 +149,15 @@ function serviceRules(svc: ShieldService, limits: Limits): string[] {
       continue;
     }
     if (svc.syn === 'synproxy') {
-      // SYNs arrive untracked (prerouting): meter them, cap them, and let synproxy answer
-      const syn = `${m} tcp flags & (syn|ack) == syn`;
+      // the client's SYNs arrive untracked (prerouting): meter them, cap them, and let synproxy
+      // answer; the SYN synproxy then sends the server leaves through the output hook, where
+      // synproxiedRules counts the connection
+      const syn = `${m} ct state untracked tcp flags & (syn|ack) == syn`;
       out.push(`    ${syn} ${meter}`);
       out.push(`    ${syn} limit name "${GLOBAL_LIMIT}" counter name ${globalCap} drop`);
       // synproxy ends the rule (it takes the packet): the counter goes before it
       out.push(`    ${m} ct state invalid,untracked counter name ${c.synproxy} synproxy mss ${MSS[f]} wscale ${WSCALE}${svc.speaksFirst ? '' : ' timestamp'} sack-perm`);
       out.push(`    ${m} ct state invalid drop`);
-      out.push(`    ${m} ct state new add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${limits.conns} } counter name ${c.overConns} drop`);
-      out.push(`    ${m} ct state new counter name ${c.passed}`);
       continue;
     }
     out.push(`    ${m} ct state new ${meter}`);
@@ -162,6 +166,45 @@ function serviceRules(svc: ShieldService, limits: Limits): string[] {
     out.push(`    ${m} ct state new counter name ${c.passed}`);
   }
   return out;
+}
+
+/**
+ * The per-source connection count of the synproxy services (chain protect_synproxied). synproxy
+ * answers the client's handshake and then opens the connection to the server itself: that SYN,
+ * with the client's address as its source, leaves through the output hook, never through forward
+ * or the scoped input, so the connection is counted (and let through or dropped) there.
+ */
+export function synproxiedRules(spec: ShieldSpec, tight: Tightened = new Set()): string[] {
+  const out: string[] = [];
+  for (const f of [4, 6] as const) out.push(`    ${saddr(f)} @${SETS.management[f]} accept`);
+  for (const f of [4, 6] as const) out.push(`    ${saddr(f)} @${SETS.allow[f]} accept`);
+  for (const svc of synproxyServices(spec)) {
+    const c = serviceCounters(svc.name);
+    const limits = tight.has(svc.name) ? tightened(svc) : { rate: svc.rate, conns: svc.conns };
+    for (const f of familiesOf(svc)) {
+      const m = match(svc, f);
+      out.push(`    ${m} add @conns_${svc.name}_v${f} { ${saddr(f)} ct count over ${limits.conns} } counter name ${c.overConns} drop`);
+      out.push(`    ${m} ct timeout set "${CLOSED_TIMEOUTS[f]}" counter name ${c.passed}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The conntrack timeout policies of synproxied connections: TIME_WAIT and CLOSE last
+ * CLOSED_LINGER_S instead of the kernel's 120 and 10 s. A client that reuses a source port while
+ * conntrack still has the old connection in TIME_WAIT (the server closed first) gets synproxy's
+ * handshake but never reaches the server: measured in the lab, a client making 1000 connections
+ * every few seconds lost 18 % of its fourth thousand. With the short linger, reuse finds the
+ * entry expired.
+ */
+const CLOSED_TIMEOUTS = { 4: 'synproxied_closed4', 6: 'synproxied_closed6' } as const;
+/** seconds a synproxied connection's conntrack entry stays in TIME_WAIT or CLOSE */
+export const CLOSED_LINGER_S = 5;
+
+/** The services whose SYNs synproxy answers. */
+function synproxyServices(spec: ShieldSpec): ShieldService[] {
+  return spec.services.filter((s) => s.protocol === 'tcp' && s.syn === 'synproxy');
 }
 
 /** Which services run tightened limits (by name); the rest run as configured. */
@@ -251,6 +294,14 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set(),
   // in router mode diverted packets are delivered here (input), not forwarded: guard them there too
   if (spec.mode === 'router' && proxied.length > 0) body.push('  chain guard_local {', '    type filter hook input priority filter; policy accept;', `    ${scope(spec)} jump ${PROTECT_CHAIN}`, '  }');
   body.push(`  chain ${PROTECT_CHAIN} {`, ...protectRules(spec, tight), '  }');
+  // the SYNs synproxy sends the servers (the client's address as their source, not this host's)
+  const synproxied = synproxyServices(spec);
+  if (synproxied.length > 0) {
+    for (const f of [4, 6] as const) body.push(`  ct timeout ${CLOSED_TIMEOUTS[f]} { protocol tcp; l3proto ${f === 4 ? 'ip' : 'ip6'}; policy = { time_wait: ${CLOSED_LINGER_S}, close: ${CLOSED_LINGER_S} }; }`);
+    body.push('  chain synproxied {', '    type filter hook output priority filter; policy accept;');
+    for (const svc of synproxied) for (const f of familiesOf(svc)) body.push(`    ${match(svc, f)} tcp flags & (syn|ack) == syn ct state new fib saddr type != local jump ${SYNPROXIED_CHAIN}`);
+    body.push('  }', `  chain ${SYNPROXIED_CHAIN} {`, ...synproxiedRules(spec, tight), '  }');
+  }
   return body;
 }
 

@@ -21,7 +21,7 @@ import { resolveShield, shieldSection, type ShieldSettings, type ShieldSpec } fr
 import { MAX_TTL_S, ShieldListError, ShieldLists, type ShieldListName } from './lists.js';
 import { applyDivertRouting, removeDivertRouting } from './divert.js';
 import { SHIELD_CLOSE_REASONS, ShieldProxy, type ShieldProxyStats } from './proxy.js';
-import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, proxyFamilies, renderShieldBody, SAMPLE_SETS, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, tightened } from './rules.js';
+import { COUNTERS, FLAG_CLASSES, PROTECT_CHAIN, protectRules, proxyFamilies, renderShieldBody, SAMPLE_SETS, serviceCounters, SHIELD_TABLE, SHIELD_TABLE_NAME, shieldComments, SYNPROXIED_CHAIN, synproxiedRules, tightened } from './rules.js';
 
 /** Seconds between two readings of the counters. */
 const POLL_S = 1;
@@ -202,6 +202,7 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     const want = new Set(spec.services.filter((s) => flooded.has(s.protocol)).map((s) => s.name));
     if (want.size === tight.size && [...want].every((n) => tight.has(n))) return;
     await replaceChain(SHIELD_TABLE, PROTECT_CHAIN, protectRules(spec, want));
+    if (spec.services.some((s) => s.protocol === 'tcp' && s.syn === 'synproxy')) await replaceChain(SHIELD_TABLE, SYNPROXIED_CHAIN, synproxiedRules(spec, want));
     for (const svc of spec.services) {
       const was = tight.has(svc.name);
       const now = want.has(svc.name);

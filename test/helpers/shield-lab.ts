@@ -154,10 +154,12 @@ export interface BackendPorts {
   banner: number;
   /** UDP echo */
   udp: number;
+  /** writes 8 MiB once the client sends anything, then closes (what zero-window readers stall) */
+  big?: number;
 }
 
-/** Starts the backend servers (listen backlog 16) on backendAddr and backendAddr6 and waits until all of them listen. */
-export async function startBackendServers(lab: Lab, sl: ShieldLab, ports: BackendPorts): Promise<RunningProcess> {
+/** Starts the backend servers (listen backlog 16 unless told) on backendAddr and backendAddr6 and waits until all of them listen. */
+export async function startBackendServers(lab: Lab, sl: ShieldLab, ports: BackendPorts, opts: { backlog?: number } = {}): Promise<RunningProcess> {
   const proc = lab.spawn(sl.backend, [
     process.execPath,
     SHIELD_LOAD,
@@ -172,8 +174,9 @@ export async function startBackendServers(lab: Lab, sl: ShieldLab, ports: Backen
     String(ports.banner),
     '--udp',
     String(ports.udp),
+    ...(ports.big ? ['--big', String(ports.big)] : []),
     '--backlog',
-    String(BACKEND_BACKLOG),
+    String(opts.backlog ?? BACKEND_BACKLOG),
   ]);
   await proc.waitForOutput(/^ready /m, 10_000);
   return proc;
@@ -215,25 +218,52 @@ export interface ConnLoadOptions {
   count?: number;
   concurrency?: number;
   deadlineMs?: number;
+  /** no connection starts after this many seconds (0: no bound but the count) */
+  seconds?: number;
 }
 
 function connArgs(o: ConnLoadOptions, defaults: Required<ConnLoadOptions>): { args: string[]; timeoutMs: number } {
   const c = { ...defaults, ...o };
   // a bound nothing reaches: every connection waiting for its full deadline, plus Node's start
-  const timeoutMs = Math.ceil(c.count / Math.max(1, c.concurrency)) * c.deadlineMs + 15_000;
-  return { args: ['--count', String(c.count), '--concurrency', String(c.concurrency), '--deadline-ms', String(c.deadlineMs)], timeoutMs };
+  const rounds = Math.ceil(c.count / Math.max(1, c.concurrency)) * c.deadlineMs;
+  const timeoutMs = (c.seconds > 0 ? Math.min(rounds, c.seconds * 1000 + c.deadlineMs) : rounds) + 15_000;
+  return { args: ['--count', String(c.count), '--concurrency', String(c.concurrency), '--deadline-ms', String(c.deadlineMs), '--seconds', String(c.seconds)], timeoutMs };
 }
 
 /** `shield-load.mjs tcp`: the legitimate request/response client, run in `ns`. */
 export async function legitTcp(lab: Lab, ns: Netns, host: string, port: number, o: ConnLoadOptions = {}): Promise<TcpLoadResult> {
-  const { args, timeoutMs } = connArgs(o, { count: 1000, concurrency: 10, deadlineMs: 3000 });
+  const { args, timeoutMs } = connArgs(o, { count: 1000, concurrency: 10, deadlineMs: 3000, seconds: 0 });
   return runLoad(lab, ns, ['tcp', host, String(port), ...args], timeoutMs);
 }
 
 /** `shield-load.mjs banner`: connect() to the banner's first byte. */
 export async function legitBanner(lab: Lab, ns: Netns, host: string, port: number, o: ConnLoadOptions = {}): Promise<TcpLoadResult> {
-  const { args, timeoutMs } = connArgs(o, { count: 100, concurrency: 1, deadlineMs: 3000 });
+  const { args, timeoutMs } = connArgs(o, { count: 100, concurrency: 1, deadlineMs: 3000, seconds: 0 });
   return runLoad(lab, ns, ['banner', host, String(port), ...args], timeoutMs);
+}
+
+export interface HoldResult {
+  attempts: number;
+  connected: number;
+  failures: Record<string, number>;
+  elapsedMs: number;
+}
+
+/**
+ * `shield-load.mjs hold` in `ns`: a connection flood that keeps its connections for `seconds`.
+ * Resolves once every connect has ended, with the number connected (from the client's side) and a
+ * promise of the final result (when the connections are closed again).
+ */
+export async function connectionFlood(lab: Lab, ns: Netns, host: string, port: number, o: { count: number; concurrency: number; seconds: number; deadlineMs?: number }): Promise<{ connected: number; done: Promise<HoldResult> }> {
+  const proc = lab.spawn(ns, [process.execPath, SHIELD_LOAD, 'hold', host, String(port), '--count', String(o.count), '--concurrency', String(o.concurrency), '--seconds', String(o.seconds), '--deadline-ms', String(o.deadlineMs ?? 3000)]);
+  const m = await proc.waitForOutput(/^held (\d+)$/m, (o.seconds + 10) * 1000);
+  const done = (async (): Promise<HoldResult> => {
+    await proc.waitForOutput(/^\{.*\}$/m, (o.seconds + 10) * 1000);
+    const line = proc.stdout().trim().split('\n').pop() ?? '';
+    return JSON.parse(line) as HoldResult;
+  })();
+  done.catch(() => undefined);
+  return { connected: Number(m[1]), done };
 }
 
 /** `shield-load.mjs udp`: numbered datagrams at `pps` for `seconds` to the echo server. */

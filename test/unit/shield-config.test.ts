@@ -70,6 +70,17 @@ describe('shield settings', () => {
     assert.ok(at(/@management4 accept/) < at(/update @seen_tcp4/) && at(/update @seen_udp6/) < at(/@allow4 return/), 'the source sample sees every packet after the management sources');
     assert.ok(at(/tcp dport 80 tcp flags & \(syn\|ack\) == syn notrack/) > at(/jump edge/));
     assert.ok(at(/counter name svc_web_synproxy synproxy mss 1460 wscale 10 timestamp sack-perm$/) > 0, "the counter before synproxy, which takes the packet");
+    // the connection count of a synproxy service meets the SYN synproxy sends the server (output),
+    // which never passes forward: in the protect chain it would never match
+    const chain = (name: string): string[] => body.slice(at(new RegExp(`^  chain ${name} \\{`)), body.indexOf('  }', at(new RegExp(`^  chain ${name} \\{`))));
+    assert.equal(chain('protect').some((l) => /conns_web/.test(l)), false, 'no connection count in the forward path for synproxy');
+    assert.match(chain('synproxied')[1]!, /type filter hook output priority filter/);
+    assert.match(chain('synproxied')[2]!, /ip daddr 10\.0\.3\.2 tcp dport 80 tcp flags & \(syn\|ack\) == syn ct state new fib saddr type != local jump protect_synproxied/, 'only SYNs from other sources than this host');
+    assert.deepEqual(chain('protect_synproxied').slice(-2), [
+      '    ip daddr 10.0.3.2 tcp dport 80 add @conns_web_v4 { ip saddr ct count over 64 } counter name svc_web_over_conns drop',
+      '    ip daddr 10.0.3.2 tcp dport 80 ct timeout set "synproxied_closed4" counter name svc_web_passed',
+    ]);
+    assert.ok(at(/ct timeout synproxied_closed4 \{ protocol tcp; l3proto ip; policy = \{ time_wait: 5, close: 5 \}; \}/) > 0, 'closed synproxied connections linger 5 s');
   });
   it('proxied services: TCP only, SYN cookies (the connection ends here), PROXY v2 only with proxy; TPROXY after the edge drops', () => {
     const spec = resolveShield(settings({ shieldMode: 'router', shieldInterface: ['wan0'], shieldService: ['web=tcp:10.0.3.2:80,proxy,proxy-protocol', 'smtp=tcp:10.0.3.2:25'] }));
