@@ -55,7 +55,7 @@ const USAGE = `Usage: npm run bench -- [options]
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
   --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn,rendezvous,shield
                       (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds,
-                      rendezvous ~2 min, shield ~2 min: SYN flood, UDP flood and slowloris in the
+                      rendezvous ~2 min, shield ~3 min: SYN floods, UDP flood and slowloris in the
                       shield lab, without and with edgeward)
   --turn-seconds S    seconds per TURN allocations/s sample (default 5)
   --turn-concurrency N  TURN allocations in flight, each on its own socket (default 32)

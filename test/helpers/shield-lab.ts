@@ -292,13 +292,13 @@ export async function hpingFlood(lab: Lab, ns: Netns, args: string[], seconds: n
 }
 
 /**
- * A SYN flood from random sources at `host:port` (hping3, `seconds` at most) while the legit client
- * makes 200 connections, 10 at a time, starting half a second in; the flood stops when the client
- * is done. Resolves with the client's result and the SYNs sent.
+ * A SYN flood from random sources at `host:port` (`floods` hping3 processes, default 1, `seconds`
+ * at most) while the legit client makes 200 connections, 10 at a time, starting half a second in;
+ * the flood stops when the client is done. Resolves with the client's result and the SYNs sent.
  */
-export async function legitUnderSynFlood(lab: Lab, sl: ShieldLab, host: string, port: number, seconds: number): Promise<{ legit: TcpLoadResult; sent: number }> {
+export async function legitUnderSynFlood(lab: Lab, sl: ShieldLab, host: string, port: number, seconds: number, opts: { floods?: number } = {}): Promise<{ legit: TcpLoadResult; sent: number }> {
   const stop = new AbortController();
-  const flood = hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(port), host], seconds, { signal: stop.signal });
+  const floods = Array.from({ length: opts.floods ?? 1 }, () => hpingFlood(lab, sl.attacker, ['--flood', '-S', '--rand-source', '-p', String(port), host], seconds, { signal: stop.signal }));
   let legit: TcpLoadResult;
   try {
     await sleep(500);
@@ -306,7 +306,8 @@ export async function legitUnderSynFlood(lab: Lab, sl: ShieldLab, host: string, 
   } finally {
     stop.abort();
   }
-  return { legit, sent: await flood };
+  const sent = await Promise.all(floods);
+  return { legit, sent: sent.reduce((a, b) => a + b, 0) };
 }
 
 /** Sends exactly `count` packets (`hping3 -q -c COUNT -i INTERVAL`, default u200: 5000/s) and resolves with the packets sent. */
