@@ -4,12 +4,13 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { createLogger } from '../../src/log/logger.js';
-import { Webhook } from '../../src/shield/alerts.js';
+import { EventStream, MAX_SUBSCRIBERS, Webhook } from '../../src/shield/alerts.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { SHIELD_EVENTS_KEPT } from '../../src/store/store.js';
 
@@ -21,6 +22,14 @@ async function server(t: TestContext, handle: http.RequestListener): Promise<str
     s.close();
   });
   return `http://127.0.0.1:${(s.address() as AddressInfo).port}/hook`;
+}
+
+async function waitUntil(ok: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!ok()) {
+    if (performance.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 describe('shield alerts', () => {
@@ -56,6 +65,58 @@ describe('shield alerts', () => {
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(seen, 1, 'one delivery at a time');
     hook.close();
+  });
+
+  it('the event stream takes 64 subscribers and refuses the 65th; a subscriber that stops reading is dropped, the others get everything', { timeout: 30_000 }, async (t) => {
+    const stream = new EventStream();
+    t.after(() => stream.close());
+    const url = await server(t, (req, res) => {
+      if (!stream.subscribe(res)) res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"too_many_streams"}}');
+    });
+    const { port } = new URL(url);
+    // real HTTP clients, each reading its stream as it comes
+    const open = (): Promise<{ status: number; req: http.ClientRequest; text: () => string; body: Promise<string> }> =>
+      new Promise((resolve, reject) => {
+        const req = http.get(`http://127.0.0.1:${port}/stream`, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          const body = new Promise<string>((r) => res.on('close', () => r(text)));
+          resolve({ status: res.statusCode ?? 0, req, text: () => text, body });
+        });
+        req.on('error', reject);
+      });
+    const first = await Promise.all(Array.from({ length: MAX_SUBSCRIBERS }, open));
+    assert.deepEqual([...new Set(first.map((c) => c.status))], [200]);
+    assert.equal(stream.size, 64);
+    const extra = await open();
+    assert.equal(extra.status, 503, 'the 65th is refused');
+    assert.match(await extra.body, /too_many_streams/);
+    first[0]!.req.destroy();
+    await waitUntil(() => stream.size === 63);
+    const again = await open();
+    assert.equal(again.status, 200, 'a place freed is taken again');
+
+    // a client that never reads: once 1 MiB waits for it beyond what the kernel buffers, it is dropped
+    const stuck = net.connect({ host: '127.0.0.1', port: Number(port) });
+    stuck.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => stuck.once('data', r));
+    stuck.pause();
+    first[1]!.req.destroy(); // room for it
+    await waitUntil(() => stream.size === 64);
+    const payload = 'x'.repeat(1000);
+    let sent = 0;
+    while (stream.size === 64 && sent < 64_000) {
+      stream.publish('rates', { n: sent++, payload });
+      if (sent % 500 === 0) await new Promise((r) => setImmediate(r));
+    }
+    process.stdout.write(`# a subscriber that stopped reading was dropped after ${sent} events of 1 kB; ${stream.size} left\n`);
+    assert.equal(stream.size, 63, 'the stuck one was dropped');
+    stream.publish('rates', { n: 'last' });
+    await waitUntil(() => again.text().includes('"n":"last"'));
+    const got = (again.text().match(/^event: rates$/gm) ?? []).length;
+    assert.equal(got, sent + 1, 'a subscriber that reads got every event');
+    stuck.destroy();
   });
 
   it('the store keeps the last 1000 attack events', async (t) => {
