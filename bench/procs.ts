@@ -1,7 +1,7 @@
 // Child processes of the bench: every one is tracked by pid, every wait is bounded, and all of them
 // are stopped (by pid, never by name) when the bench ends, fails or is interrupted.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** Most bytes of stdout / stderr kept per process; the rest is dropped (tools print little). */
@@ -180,15 +180,47 @@ export interface CpuTimes {
   sys: number;
 }
 
-/** CPU seconds (user and system, all threads) a process has used so far; undefined when gone. */
+/** CPU seconds (user and system, all threads, with its child processes) a process has used so far; undefined when gone. */
 export function cpuTimes(pid: number, clockTicks: number): CpuTimes | undefined {
+  const own = statTimes(pid);
+  if (!own) return undefined;
+  // a server that forks (Dante) does its work in child processes: those still running count, and
+  // so do those it has waited for (cutime, cstime)
+  let { user, sys } = own;
+  for (const child of childPids(pid)) {
+    const c = cpuTimes(child, 1);
+    if (c) {
+      user += c.user;
+      sys += c.sys;
+    }
+  }
+  return { user: user / clockTicks, sys: sys / clockTicks };
+}
+
+/** utime + cutime and stime + cstime of one process, in clock ticks. */
+function statTimes(pid: number): CpuTimes | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // the command name is in parentheses and may contain spaces: fields restart after the last ')'
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: Number(fields[11]) / clockTicks, sys: Number(fields[12]) / clockTicks };
+    return { user: Number(fields[11]) + Number(fields[13]), sys: Number(fields[12]) + Number(fields[14]) };
   } catch {
     return undefined;
+  }
+}
+
+/** The live child processes of `pid` (of any of its threads). */
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
   }
 }
 

@@ -17,7 +17,7 @@ export function spread(values: readonly number[]): number | undefined {
 }
 
 export interface Goal {
-  /** edgeward/microsocks must be at least this */
+  /** edgeward/the better peer (microsocks or Dante) must be at least this */
   min: number;
   /** a second, optional bar */
   stretch?: number;
@@ -27,7 +27,7 @@ export interface Row<C extends string = TargetName> {
   metric: string;
   /** what each column shows: a number already formatted, or why there is none */
   cells: Record<C, string>;
-  /** edgeward/microsocks (edgeward/coturn in the TURN table) when both have a value */
+  /** edgeward/the better peer (edgeward/coturn in the TURN table) when both have a value */
   ratio?: number;
   goal?: Goal;
   /** the target column's text when the goal is not a ratio (e.g. "< 2.0 s") */
@@ -52,8 +52,8 @@ function goalText(g: Goal | undefined): string {
 /** The table as text lines, columns padded to fit; `columns` in order, then the ratio column headed `ratioHeader`. */
 export function formatTable<C extends string = TargetName>(
   rows: readonly Row<C>[],
-  columns: readonly C[] = ['direct', 'edgeward', 'microsocks'] as readonly string[] as readonly C[],
-  ratioHeader = 'edgeward/microsocks',
+  columns: readonly C[] = ['direct', 'edgeward', 'microsocks', 'dante'] as readonly string[] as readonly C[],
+  ratioHeader = 'edgeward/best peer',
 ): string {
   const header = ['metric', ...columns, ratioHeader, 'target', 'result'];
   const body = rows.map((r) => [

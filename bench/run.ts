@@ -1,4 +1,4 @@
-// `npm run bench`: direct vs edgeward vs microsocks, side by side, in one run.
+// `npm run bench`: direct vs edgeward vs microsocks vs Dante, side by side, in one run.
 //   1. single-stream throughput through the proxy (iperf3 via proxychains4; fallback stream.c)
 //   2. connections per second (cps.c against echo-server.c, SOCKS5 handshake + 64-byte echo)
 //   3. the lab's MPTCP/TCP ratio (bench/lab-mptcp.ts, when it exists)
@@ -23,7 +23,7 @@ import { runLab, type LabOutcome } from './lab.js';
 import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
 import { cpuTimes, killAllNow, stopAll, which, withTimeout } from './procs.js';
 import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
-import { directTarget, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
+import { directTarget, PEER_NAMES, startDante, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
 import { buildTurnRows, measureTurn, RELAY_LOADS, turnNotes, turnRoundsText, type TurnResult } from './turn.js';
 import { TURN_SERVER_NAMES } from './turn-servers.js';
 import { formatRendezvous, measureRendezvous, type RendezvousResult } from './rendezvous.js';
@@ -34,9 +34,10 @@ const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
 const RESULTS_DIR = join(BENCH_DIR, 'results');
 
+/** edgeward against the better of microsocks and Dante (issue 11's targets) */
 const GOALS = {
-  throughput: { min: 1.3 },
-  cps: { min: 1.0, stretch: 1.5 },
+  throughput: { min: 1.5 },
+  cps: { min: 1.2, stretch: 1.5 },
   lab: { min: 1.9 },
   hybrid: { min: 1.9 },
 } satisfies Record<string, Goal>;
@@ -169,6 +170,7 @@ function machineInfo(): Record<string, unknown> {
     node: process.version,
     edgeward: `${pkg.version}${commit ? ` (${commit}${dirty ? ', uncommitted changes' : ''})` : ''}`,
     microsocks: which('microsocks') ? debVersion('microsocks') ?? 'installed (version unknown)' : 'not installed',
+    dante: which('danted') ? debVersion('dante-server') ?? 'installed (version unknown)' : 'not installed',
     iperf3: quietly('iperf3', ['--version'])?.split('\n')[0] ?? 'not installed',
     proxychains4: which('proxychains4') ? debVersion('proxychains4') ?? 'installed (version unknown)' : 'not installed',
     coturn: which('turnserver') ? debVersion('coturn') ?? 'installed (version unknown)' : 'not installed',
@@ -331,7 +333,11 @@ async function measureConnections(cpsBin: string, echo: LocalServer, targets: Ta
 
 type CellSource = Record<TargetName, { values: number[]; why?: string }>;
 
-function metricRow(metric: string, src: CellSource, digits: number, goal?: Goal): Row {
+/**
+ * A row of medians; its ratio is edgeward against the better peer (microsocks or Dante): the
+ * higher value, or the lower one for a figure where less is better (latency, CPU).
+ */
+function metricRow(metric: string, src: CellSource, digits: number, goal?: Goal, better: 'higher' | 'lower' = 'higher'): Row {
   const cells = {} as Record<TargetName, string>;
   const med = {} as Partial<Record<TargetName, number>>;
   for (const name of TARGET_NAMES) {
@@ -340,7 +346,9 @@ function metricRow(metric: string, src: CellSource, digits: number, goal?: Goal)
     cells[name] = m !== undefined ? m.toFixed(digits) : src[name].why ?? '-';
   }
   const row: Row = { metric, cells, result: '' };
-  if (med.edgeward !== undefined && med.microsocks !== undefined && med.microsocks > 0) row.ratio = med.edgeward / med.microsocks;
+  const peers = PEER_NAMES.map((n) => med[n]).filter((v): v is number => v !== undefined && v > 0);
+  const best = peers.length === 0 ? undefined : better === 'higher' ? Math.max(...peers) : Math.min(...peers);
+  if (med.edgeward !== undefined && best !== undefined) row.ratio = med.edgeward / best;
   if (goal) row.goal = goal;
   row.result = judge(row.ratio, goal);
   return row;
@@ -356,7 +364,8 @@ function sourceFrom<T>(targets: Target[], records: RoundRecord<T>[], value: (s: 
       return v === undefined ? [] : [v];
     });
     src[name] = { values };
-    if (t?.unavailable) src[name].why = t.unavailable;
+    // the cell says what ("not installed", "start failed"); the log has the details
+    if (t?.unavailable) src[name].why = t.unavailable.split(':')[0]!;
     else if (mine.length > 0 && values.length === 0) src[name].why = mine.some((r) => r.error) ? 'error' : '-';
   }
   return src;
@@ -372,7 +381,7 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
     }
   }
   if (cps) rows.push(metricRow('connections/s', sourceFrom(targets, cps.records, (s) => s.perSecond), 0, GOALS.cps));
-  const labCells: Record<TargetName, string> = { direct: '-', edgeward: '-', microsocks: '-' };
+  const labCells: Record<TargetName, string> = { direct: '-', edgeward: '-', microsocks: '-', dante: '-' };
   if (lab) {
     const row: Row = { metric: 'lab MPTCP/TCP ratio', cells: labCells, goal: GOALS.lab, result: 'n/a' };
     if (lab.status === 'measured') {
@@ -384,8 +393,8 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
     rows.push(row);
   }
   if (hybrid) {
-    const ratioCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? `${hybrid.ratio.toFixed(2)}x` : hybrid.status, microsocks: '-' };
-    const stallCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.stallSeconds.toFixed(2) : hybrid.status, microsocks: '-' };
+    const ratioCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? `${hybrid.ratio.toFixed(2)}x` : hybrid.status, microsocks: '-', dante: '-' };
+    const stallCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.stallSeconds.toFixed(2) : hybrid.status, microsocks: '-', dante: '-' };
     rows.push({ metric: 'hybrid access MPTCP/TCP ratio', cells: ratioCells, goal: GOALS.hybrid, result: hybrid.status === 'measured' ? (hybrid.ratio >= GOALS.hybrid.min ? 'PASS' : 'MISS') : 'n/a' });
     rows.push({
       metric: 'failover stall, uplink down (s)',
@@ -393,7 +402,7 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
       goalLabel: `< ${STALL_GOAL_SECONDS.toFixed(1)} s`,
       result: hybrid.status === 'measured' ? (hybrid.stallSeconds < STALL_GOAL_SECONDS ? 'PASS' : 'MISS') : 'n/a',
     });
-    const bhCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.blackholeStallSeconds.toFixed(2) : hybrid.status, microsocks: '-' };
+    const bhCells: Record<TargetName, string> = { direct: '-', edgeward: hybrid.status === 'measured' ? hybrid.blackholeStallSeconds.toFixed(2) : hybrid.status, microsocks: '-', dante: '-' };
     rows.push({
       metric: 'failover stall, uplink blackholed (s)',
       cells: bhCells,
@@ -403,23 +412,24 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
   }
   // information only: no target
   if (cps) {
-    rows.push(metricRow('  cps latency p99 (ms)', sourceFrom(targets, cps.records, (s) => s.latencyUs.p99 / 1000), 2));
+    rows.push(metricRow('  cps latency p99 (ms)', sourceFrom(targets, cps.records, (s) => s.latencyUs.p99 / 1000), 2, undefined, 'lower'));
     const errs = sourceFrom(targets, cps.records, (s) => s.errorsTotal);
     const sumRow = metricRow('  cps errors (all rounds)', errs, 0);
     for (const name of TARGET_NAMES) if (errs[name].values.length > 0) sumRow.cells[name] = String(errs[name].values.reduce((a, b) => a + b, 0));
     delete sumRow.ratio;
     rows.push(sumRow);
-    rows.push(metricRow('  proxy CPU during cps (cores)', sourceFrom(targets, cps.records, (_s, r) => r.proxyCpu?.cores), 2));
+    rows.push(metricRow('  proxy CPU during cps (cores)', sourceFrom(targets, cps.records, (_s, r) => r.proxyCpu?.cores), 2, undefined, 'lower'));
     // CPU per transaction hardly depends on how busy the machine is: the steadier comparison
     const perConn = (pick: (c: NonNullable<RoundRecord<CpsSample>['proxyCpu']>) => number) => (s: CpsSample, r: RoundRecord<CpsSample>) =>
       r.proxyCpu && s.perSecond > 0 ? (pick(r.proxyCpu) / s.perSecond) * 1e6 : undefined;
-    rows.push(metricRow('  proxy CPU/connection, user (us)', sourceFrom(targets, cps.records, perConn((c) => c.userCores)), 0));
-    rows.push(metricRow('  proxy CPU/connection, kernel (us)', sourceFrom(targets, cps.records, perConn((c) => c.sysCores)), 0));
+    rows.push(metricRow('  proxy CPU/connection, user (us)', sourceFrom(targets, cps.records, perConn((c) => c.userCores)), 0, undefined, 'lower'));
+    rows.push(metricRow('  proxy CPU/connection, kernel (us)', sourceFrom(targets, cps.records, perConn((c) => c.sysCores)), 0, undefined, 'lower'));
   }
   if (tp) {
     for (const dir of ['up', 'down'] as const) {
       if (tp.records[dir].length === 0) continue;
-      rows.push(metricRow(`  proxy CPU during ${dir} (cores)`, sourceFrom(targets, tp.records[dir], (_s, r) => r.proxyCpu?.cores), 2));
+      rows.push(metricRow(`  proxy CPU during ${dir} (cores)`, sourceFrom(targets, tp.records[dir], (_s, r) => r.proxyCpu?.cores), 2, undefined, 'lower'));
+      rows.push(metricRow(`  proxy CPU per GB ${dir} (s)`, sourceFrom(targets, tp.records[dir], (s, r) => (r.proxyCpu && s.bitsPerSecond > 0 ? r.proxyCpu.cores / (s.bitsPerSecond / 8 / 1e9) : undefined)), 3, undefined, 'lower'));
     }
   }
   return rows;
@@ -481,7 +491,7 @@ async function main(): Promise<number> {
   const started = new Date();
   const machine = machineInfo();
   machine.loadavgStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
-  log(`kernel ${machine.kernel}, ${machine.cores} cores, node ${machine.node}, microsocks ${machine.microsocks}, coturn ${machine.coturn}, load ${(machine.loadavgStart as number[]).join(' ')}`);
+  log(`kernel ${machine.kernel}, ${machine.cores} cores, node ${machine.node}, microsocks ${machine.microsocks}, dante ${machine.dante}, coturn ${machine.coturn}, load ${(machine.loadavgStart as number[]).join(' ')}`);
 
   // the SOCKS columns (and the C tools) are needed by throughput and connections/s only
   const socksParts = o.only.has('throughput') || o.only.has('cps');
@@ -499,7 +509,7 @@ async function main(): Promise<number> {
   try {
     if (socksParts) {
       const tools = await compileTools(BENCH_DIR, tmp);
-      targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks());
+      targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks(), await startDante(tmp));
       for (const t of targets) {
         if (t.unavailable) log(`${t.name}: ${t.unavailable}`);
         else if (t.socksPort) log(`${t.name}: SOCKS5 on 127.0.0.1:${t.socksPort} (pid ${t.proc?.pid})`);

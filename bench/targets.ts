@@ -1,13 +1,15 @@
-// The three columns of the bench: direct (no proxy), edgeward, microsocks. Each proxy runs as its
+// The columns of the bench: direct (no proxy), edgeward, microsocks, Dante. Each proxy runs as its
 // own process on a free loopback port; a column that cannot run says why instead of failing the run.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, httpStatus, waitListening } from './net-util.js';
 import { spawnTracked, which, type Tracked } from './procs.js';
 
-export type TargetName = 'direct' | 'edgeward' | 'microsocks';
-export const TARGET_NAMES: readonly TargetName[] = ['direct', 'edgeward', 'microsocks'];
+export type TargetName = 'direct' | 'edgeward' | 'microsocks' | 'dante';
+export const TARGET_NAMES: readonly TargetName[] = ['direct', 'edgeward', 'microsocks', 'dante'];
+/** The servers a user would pick instead of edgeward: its ratios are against the better of them. */
+export const PEER_NAMES: readonly TargetName[] = ['microsocks', 'dante'];
 
 export interface Target {
   name: TargetName;
@@ -47,6 +49,43 @@ export async function startMicrosocks(): Promise<Target> {
     why = tail(proc.stderr()) || `not listening on ${port}`;
   }
   return { name: 'microsocks', unavailable: `start failed: ${why}`, startFailed: true, stop: async () => {} };
+}
+
+/**
+ * Dante's danted (Debian's dante-server) on 127.0.0.1, no authentication, CONNECT to anywhere from
+ * loopback clients; its config and pid file are written into the run's temp directory. It forks
+ * child processes for the work; their CPU counts (cpuTimes). "not installed" without danted.
+ */
+export async function startDante(tmpDir: string): Promise<Target> {
+  const bin = which('danted');
+  if (!bin) return { name: 'dante', unavailable: 'not installed', stop: async () => {} };
+  let why = '';
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const port = await freePort();
+    const conf = join(tmpDir, `danted-${attempt}.conf`);
+    writeFileSync(
+      conf,
+      [
+        'logoutput: stderr',
+        `internal: 127.0.0.1 port = ${port}`,
+        'external: 127.0.0.1',
+        'clientmethod: none',
+        'socksmethod: none',
+        'user.privileged: root',
+        'user.unprivileged: nobody',
+        'client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }',
+        'socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }',
+        '',
+      ].join('\n'),
+    );
+    const proc = spawnTracked('dante', bin, ['-f', conf, '-p', join(tmpDir, `danted-${attempt}.pid`)]);
+    if (await waitListening(port, 5000, () => proc.status() === undefined)) {
+      return { name: 'dante', socksPort: port, proc, stop: async () => void (await proc.stop(3000)) };
+    }
+    await proc.stop(1000);
+    why = tail(proc.stderr()) || `not listening on ${port}`;
+  }
+  return { name: 'dante', unavailable: `start failed: ${why}`, startFailed: true, stop: async () => {} };
 }
 
 /**
