@@ -53,10 +53,10 @@ export class InterceptServer {
     const bound: net.AddressInfo[] = [];
     try {
       for (const h of hosts) {
-        const listener = new ClientListener({
+        const listener: ClientListener = new ClientListener({
           accept: { allowHalfOpen: true, pauseOnConnect: true },
           maxConnections: this.opts.maxConnections,
-          onConnection: (client) => this.accept(client),
+          onConnection: (client) => this.accept(client, listener),
           onDrop: () => this.opts.registry.totals.rejectedClients++,
           onError: (e) => this.opts.logger.error('intercept listener error', { error: e.message }),
         });
@@ -91,7 +91,7 @@ export class InterceptServer {
     for (const l of this.listeners) l.destroyClients();
   }
 
-  private accept(client: net.Socket): void {
+  private accept(client: net.Socket, listener: ClientListener): void {
     const { opts } = this;
     client.on('error', () => undefined); // handled in the relay; never crash
     const destIp = canonicalIp(client.localAddress ?? '');
@@ -118,6 +118,7 @@ export class InterceptServer {
           clientAddress: { address: srcIp, port: client.remotePort ?? 0 },
           destination: { address: destIp, port: destPort },
           out,
+          onClosed: listener.adopt(),
           clientCongestion: opts.clientCongestion,
           registry: opts.registry,
           idleTimeout: opts.idleTimeout,

@@ -50,9 +50,17 @@ export class ClientListener {
   /** the listening socket's fd when it was made here or handed in (listen with mptcp, transparent, shareable or fd) */
   fd: number | null = null;
   private readonly clients = new Set<net.Socket>();
+  /** clients whose sockets the relay took from Node (relay/splice.ts): still open, no longer net.Sockets */
+  private relayed = 0;
 
   constructor(private readonly opts: ClientListenerOptions) {
     this.server = net.createServer(opts.accept, (client) => {
+      // Node's own count (maxConnections below) no longer sees the relayed ones
+      if (this.relayed > 0 && this.clients.size + this.relayed >= opts.maxConnections) {
+        client.destroy();
+        opts.onDrop();
+        return;
+      }
       this.clients.add(client);
       client.once('close', () => this.clients.delete(client));
       opts.onConnection(client);
@@ -99,7 +107,21 @@ export class ClientListener {
 
   /** Accepted client connections still open (in a handshake or relaying). */
   get clientCount(): number {
-    return this.clients.size;
+    return this.clients.size + this.relayed;
+  }
+
+  /**
+   * Counts a client whose socket the relay is about to take from Node as open until the function
+   * returned is called (once, when the relay has closed it).
+   */
+  adopt(): () => void {
+    this.relayed++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.relayed--;
+    };
   }
 
   /** Stops accepting at once; accepted clients go on (server.close's callback would wait for them all). */

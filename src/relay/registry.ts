@@ -1,12 +1,12 @@
 // Open connections and running totals: what /api/v1/connections, /api/v1/stats and /metrics show,
 // and the list live policy changes are re-applied to.
-import type { Socket } from 'node:net';
 import type { Transport } from '../policy/types.js';
+import type { RelayHandle } from './splice.js';
 
 export type Listener = 'socks5' | 'socks4' | 'intercept';
 export type Command = 'connect' | 'bind' | 'udp-associate';
 
-/** One relayed connection. Sockets are kept for live re-application and for reading state. */
+/** One relayed connection. Its relay's fds are kept for live re-application and for reading state. */
 export interface ConnectionRecord {
   id: number;
   listener: Listener;
@@ -23,15 +23,12 @@ export interface ConnectionRecord {
   mptcpRequested: boolean;
   mptcpNote?: string;
   notApplied?: string[];
-  clientSocket: Socket;
-  outSocket?: Socket;
-  /**
-   * bytes the sockets had read before relaying began (the SOCKS handshake from the client, an
-   * upstream's SOCKS reply), which are not relayed bytes
-   */
-  bytesBase?: { up: number; down: number };
-  /** byte counts for connections not carried by clientSocket/outSocket (UDP) */
+  /** the TCP relay (CONNECT, BIND, intercepted connections): both sockets and their byte counts */
+  relay?: RelayHandle;
+  /** byte counts of a UDP association */
   udp?: { up: number; down: number };
+  /** Ends the connection now (what is left after a drain). */
+  close(): void;
 }
 
 /**
@@ -53,9 +50,7 @@ export interface Totals {
 
 /** Bytes client->destination (up) and destination->client (down) of a record. */
 export function recordBytes(r: ConnectionRecord): { up: number; down: number } {
-  if (r.udp) return r.udp;
-  const base = r.bytesBase;
-  return { up: r.clientSocket.bytesRead - (base?.up ?? 0), down: (r.outSocket?.bytesRead ?? 0) - (base?.down ?? 0) };
+  return r.udp ?? r.relay?.bytes ?? { up: 0, down: 0 };
 }
 
 export class ConnectionRegistry {

@@ -3,13 +3,12 @@
 // the relay. Shared by the SOCKS server and the interceptor, so both count and report alike.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
+import { closeFd } from '../kernel/fdio.js';
 import { socketFd } from '../kernel/sockopt.js';
 import { applyLiveOptions } from '../transport/dialer.js';
 import type { Outbound } from '../transport/outbound.js';
-import { relay } from './relay.js';
 import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';
-
-const EMPTY = Buffer.alloc(0);
+import { SpliceRelay, takeSocket } from './splice.js';
 
 export interface OutboundSession {
   listener: Listener;
@@ -20,8 +19,10 @@ export interface OutboundSession {
   out: Outbound;
   /** bytes the client sent beyond its handshake (they go to the destination first) */
   pending?: Buffer;
-  /** the client half-closed during the handshake */
-  clientEnded?: boolean;
+  /** the protocol's reply to the client (a SOCKS reply), sent before the destination's bytes */
+  reply?: Buffer;
+  /** runs when the relay has closed both sockets */
+  onClosed?: () => void;
   /** congestion control for the client-side socket (--client-congestion) */
   clientCongestion?: string;
   registry: ConnectionRegistry;
@@ -41,15 +42,23 @@ function applyClientOptions(client: Socket, o: Outbound, congestion?: string): s
   return applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive, congestion }, { congestion: congestion !== undefined });
 }
 
-/** Sets the client-side options, registers the connection and relays it until both sides are done. Call after any protocol reply. */
-export function relayOutbound(s: OutboundSession): ConnectionRecord {
+/**
+ * Sets the client-side options, registers the connection and relays it until both sides are done.
+ * Both sockets leave Node here (relay/splice.ts takes their fds): write nothing to them before;
+ * a protocol reply for the client goes in `reply`.
+ */
+export function relayOutbound(s: OutboundSession): ConnectionRecord | null {
   const { client, out, registry } = s;
-  const remote = out.socket;
   const t = out.decision.transport;
   const clientFailures = applyClientOptions(client, out, s.clientCongestion);
   const notApplied = clientFailures.length === 0 ? out.notApplied : [...out.notApplied, ...clientFailures.map((f) => `client side: ${f}`)];
-  const pending = s.pending ?? EMPTY;
-  const early = out.pending ?? EMPTY;
+  const pair = takePair(client, out.socket, s.logger);
+  if (!pair) {
+    s.onClosed?.();
+    return null;
+  }
+  const toRemote = concat(s.pending, pair.client.buffered);
+  const toClient = concat(out.pending, pair.out.buffered);
   const rec = registry.add({
     listener: s.listener,
     command: 'connect',
@@ -63,16 +72,38 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
     mptcpRequested: t.mptcp === true,
     mptcpNote: out.mptcpNote,
     notApplied: notApplied.length > 0 ? notApplied : undefined,
-    clientSocket: client,
-    outSocket: remote,
-    // the handshake and an upstream's SOCKS reply were read from these sockets but are not relayed bytes
-    bytesBase: { up: client.bytesRead - pending.length, down: remote.bytesRead - early.length },
+    close: () => relay.destroy(),
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
-  if (early.length > 0) client.write(early);
-  relay(client, remote, { idleTimeout: s.idleTimeout, pending, clientEnded: s.clientEnded }, (how, err) => {
+  const relay = new SpliceRelay(pair.client.fd, pair.out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient }, (how, err) => {
     registry.remove(rec);
+    s.onClosed?.();
     if (s.logger.enabled('debug')) s.logger.debug('connection closed', { id: rec.id, how, error: err?.message });
   });
+  rec.relay = relay;
+  relay.start();
   return rec;
+}
+
+function concat(a: Buffer | undefined, b: Buffer | null): Buffer | undefined {
+  if (!b || b.length === 0) return a;
+  return a && a.length > 0 ? Buffer.concat([a, b]) : b;
+}
+
+/**
+ * Takes both sockets away from Node for the relay. When that fails (no fd left: EMFILE), both are
+ * closed and null comes back: the connection cannot be relayed.
+ */
+export function takePair(client: Socket, remote: Socket, logger: Logger): { client: { fd: number; buffered: Buffer | null }; out: { fd: number; buffered: Buffer | null } } | null {
+  let c: ReturnType<typeof takeSocket> | null = null;
+  try {
+    c = takeSocket(client);
+    return { client: c, out: takeSocket(remote) };
+  } catch (e) {
+    logger.warn('relay: could not take the connection from Node', { error: (e as Error).message });
+    if (c) closeFd(c.fd);
+    client.destroy();
+    remote.destroy();
+    return null;
+  }
 }

@@ -5,8 +5,8 @@ import { recordBytes, type ConnectionRecord } from './registry.js';
 
 /** One open connection, as GET /api/v1/connections lists it. */
 export function connectionView(rec: ConnectionRecord): Record<string, unknown> {
-  let inEffect: ReturnType<typeof transportInEffect> = null;
-  if (rec.outSocket && !rec.outSocket.destroyed && rec.command === 'connect') inEffect = transportInEffect(rec.outSocket);
+  let inEffect: ReturnType<typeof transportInEffect> | null = null;
+  if (rec.relay?.open && rec.command === 'connect') inEffect = transportInEffect(rec.relay.outFd);
   if (inEffect) {
     if (rec.mptcpNote && !inEffect.mptcpNote) inEffect.mptcpNote = rec.mptcpNote;
     if (rec.notApplied && rec.notApplied.length > 0) inEffect.notApplied = rec.notApplied;

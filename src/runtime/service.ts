@@ -85,9 +85,6 @@ export async function drain(registry: ConnectionRegistry, graceMs: number): Prom
   const deadline = Date.now() + graceMs;
   while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   const left = registry.size;
-  for (const rec of registry.list()) {
-    rec.clientSocket.destroy();
-    rec.outSocket?.destroy();
-  }
+  for (const rec of registry.list()) rec.close();
   return left;
 }

@@ -4,7 +4,8 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { isUnspecified, sameIp } from '../net/address.js';
-import { relay } from '../relay/relay.js';
+import { takePair } from '../relay/session.js';
+import { SpliceRelay } from '../relay/splice.js';
 import { isDenied, resolveHost } from '../transport/outbound.js';
 import { buildReply, Socks5Reply, type SocksAddress } from '../codec/socks.js';
 import { replyForError, replyName } from './replies.js';
@@ -62,8 +63,8 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
   }
   const bound = listener.address() as net.AddressInfo;
   // What the client sends before the peer connects (pipelined after the request, or after the first
-  // reply) belongs to the peer: keep it, bounded, and hand it to the relay; likewise an early FIN.
-  let clientEnded = ctx.reader.closed;
+  // reply) belongs to the peer: keep it, bounded, and hand it to the relay (an early FIN stays in the
+  // kernel: the relay reads it there).
   const pipelined = ctx.reader.detach();
   const early: Buffer[] = pipelined.length > 0 ? [pipelined] : [];
   let earlyBytes = pipelined.length;
@@ -72,11 +73,7 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
     earlyBytes += d.length;
     if (earlyBytes >= MAX_EARLY_BYTES) client.pause(); // the rest waits in the kernel's buffers
   };
-  const onEarlyEnd = (): void => {
-    clientEnded = true;
-  };
   client.on('data', onEarlyData);
-  client.once('end', onEarlyEnd);
   client.write(buildReply(Socks5Reply.SUCCEEDED, bound.address, bound.port));
 
   const timer = setTimeout(() => {
@@ -108,22 +105,44 @@ export async function handleBind(ctx: SessionContext, requested: SocksAddress): 
     }
     client.pause();
     client.removeListener('data', onEarlyData);
-    client.removeListener('end', onEarlyEnd);
-    client.write(buildReply(Socks5Reply.SUCCEEDED, peerIp, peer.remotePort ?? 0));
-    const rec = opts.registry.add({
-      listener: 'socks5',
-      command: 'bind',
-      startedAt: Date.now(),
-      client: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
-      user: ctx.user,
-      destination: { address: peerIp, port: peer.remotePort ?? 0 },
-      policyId: null,
-      transport: {},
-      mptcpRequested: false,
-      clientSocket: client,
-      outSocket: peer,
-      bytesBase: { up: client.bytesRead - earlyBytes, down: 0 },
-    });
-    relay(client, peer, { idleTimeout: opts.idleTimeout, pending: Buffer.concat(early), clientEnded }, () => opts.registry.remove(rec));
+    const reply = buildReply(Socks5Reply.SUCCEEDED, peerIp, peer.remotePort ?? 0);
+    void startRelay(ctx, peer, { peerIp, reply, early: Buffer.concat(early) });
   });
+}
+
+/** The peer connected: relay the client and the peer, with the second reply and the client's early bytes first. */
+async function startRelay(ctx: SessionContext, peer: net.Socket, o: { peerIp: string; reply: Buffer; early: Buffer }): Promise<void> {
+  const { client, opts } = ctx;
+  // the first reply must have left through Node before the relay takes the socket
+  if (client.writableLength > 0) await new Promise<void>((resolve) => client.write(Buffer.alloc(0), () => resolve()));
+  if (client.destroyed || peer.destroyed) {
+    client.destroy();
+    peer.destroy();
+    return;
+  }
+  const release = ctx.adopt();
+  const pair = takePair(client, peer, ctx.log);
+  if (!pair) {
+    release();
+    return;
+  }
+  const rec = opts.registry.add({
+    listener: 'socks5',
+    command: 'bind',
+    startedAt: Date.now(),
+    client: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
+    user: ctx.user,
+    destination: { address: o.peerIp, port: peer.remotePort ?? 0 },
+    policyId: null,
+    transport: {},
+    mptcpRequested: false,
+    close: () => relay.destroy(),
+  });
+  const toRemote = pair.client.buffered ? Buffer.concat([o.early, pair.client.buffered]) : o.early;
+  const relay = new SpliceRelay(pair.client.fd, pair.out.fd, { idleTimeout: opts.idleTimeout, toRemote, reply: o.reply, toClient: pair.out.buffered ?? undefined }, () => {
+    opts.registry.remove(rec);
+    release();
+  });
+  rec.relay = relay;
+  relay.start();
 }

@@ -63,6 +63,8 @@ function selectMethod(offered: readonly number[], requireAuth: boolean): AuthMet
   return offered.includes(AuthMethod.NO_AUTH) ? AuthMethod.NO_AUTH : AuthMethod.NO_ACCEPTABLE;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export class SocksServer {
   private readonly listener: ClientListener;
 
@@ -128,7 +130,7 @@ export class SocksServer {
       client.destroy();
     }, opts.handshakeTimeout);
     const reader = new FrameReader(client);
-    const ctx: SessionContext = { opts, client, reader, log: opts.logger };
+    const ctx: SessionContext = { opts, client, reader, log: opts.logger, adopt: () => this.listener.adopt() };
     this.handshake(ctx, timer).catch((err: unknown) => {
       opts.logger.error('unexpected error in SOCKS session', { client: remote, error: String(err) });
       client.destroy();
@@ -259,8 +261,14 @@ export class SocksServer {
       client.destroy();
       return;
     }
-    client.write(listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0));
-    const clientEnded = reader.closed;
+    const reply = listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0);
+    const pending = reader.detach();
+    if (client.writableLength > 0) await new Promise<void>((resolve) => client.write(EMPTY, () => resolve()));
+    if (client.destroyed || remote.destroyed) {
+      remote.destroy();
+      client.destroy();
+      return;
+    }
     relayOutbound({
       listener,
       client,
@@ -268,8 +276,9 @@ export class SocksServer {
       user: ctx.user,
       destination: { host: dest.host, address: out.address, port: dest.port },
       out,
-      pending: reader.detach(),
-      clientEnded,
+      pending,
+      reply,
+      onClosed: ctx.adopt(),
       clientCongestion: opts.clientCongestion,
       registry: opts.registry,
       idleTimeout: opts.idleTimeout,

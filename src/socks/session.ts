@@ -34,4 +34,6 @@ export interface SessionContext {
   reader: FrameReader;
   user?: string;
   log: Logger;
+  /** counts the client as open after the relay took its socket from Node; call what it returns when the relay closed it */
+  adopt: () => () => void;
 }

@@ -83,7 +83,7 @@ export async function handleUdpAssociate(ctx: SessionContext, requested: SocksAd
     policyId: null,
     transport: {},
     mptcpRequested: false,
-    clientSocket: client,
+    close: () => client.destroy(),
     udp: counts,
   });
 

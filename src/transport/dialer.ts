@@ -15,7 +15,6 @@ import {
   setKeepAlive,
   setNoDelay,
   setTransparent,
-  socketFd,
 } from '../kernel/sockopt.js';
 import type { Transport } from '../policy/types.js';
 
@@ -164,10 +163,8 @@ export function dial(opts: DialOptions): Promise<DialResult> {
   });
 }
 
-/** Reads back the transport in effect on an outgoing socket. */
-export function transportInEffect(s: net.Socket): TransportInEffect | null {
-  const fd = socketFd(s);
-  if (fd === null) return null;
+/** Reads back the transport in effect on an outgoing socket (its fd). */
+export function transportInEffect(fd: number): TransportInEffect {
   const out: TransportInEffect = { mptcp: false };
   try {
     if (isMptcpSocket(fd)) {

@@ -1,8 +1,6 @@
 // Re-applies changed policies to open connections, where Linux allows it: congestion control,
 // Nagle and keepalive change on a live socket; MPTCP on/off, scheduler and path manager do not.
-import type { Socket } from 'node:net';
 import { defaultCongestionControl } from '../kernel/capabilities.js';
-import { socketFd } from '../kernel/sockopt.js';
 import type { PolicyDecision } from '../policy/service.js';
 import type { Destination, Transport } from '../policy/types.js';
 import { applyLiveOptions } from './dialer.js';
@@ -13,8 +11,8 @@ export interface LiveConnection {
   destination: { host?: string; address: string; port: number };
   policyId: number | null;
   transport: Transport;
-  clientSocket: Socket;
-  outSocket?: Socket;
+  /** the relay's sockets, while it is open */
+  relay?: { readonly clientFd: number; readonly outFd: number; readonly open: boolean };
 }
 
 /** What a policy change did to open connections; the API returns it with the changed policy. */
@@ -53,7 +51,8 @@ export function reapplyCounts(connections: Iterable<LiveConnection>, decide: (d:
   let pinned = 0;
   const failures = new Set<string>();
   for (const rec of connections) {
-    if (!rec.outSocket || rec.command !== 'connect') continue;
+    const relay = rec.relay;
+    if (!relay?.open || rec.command !== 'connect') continue;
     const decision = decide({ host: rec.destination.host, ip: rec.destination.address, port: rec.destination.port });
     const prev = rec.transport;
     const next = decision.transport;
@@ -63,10 +62,8 @@ export function reapplyCounts(connections: Iterable<LiveConnection>, decide: (d:
     rec.transport = next;
     const delta = liveDelta(prev, next);
     if (!delta) continue;
-    const outFd = socketFd(rec.outSocket);
-    const clientFd = socketFd(rec.clientSocket);
-    if (outFd !== null) for (const f of applyLiveOptions(outFd, delta)) failures.add(f);
-    if (clientFd !== null) for (const f of applyLiveOptions(clientFd, delta, { congestion: false })) failures.add(f);
+    for (const f of applyLiveOptions(relay.outFd, delta)) failures.add(f);
+    for (const f of applyLiveOptions(relay.clientFd, delta, { congestion: false })) failures.add(f);
     updated++;
   }
   return { updated, mptcpDiffers, pinned, failures: [...failures] };

@@ -16,6 +16,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { reapplyPolicies } from '../../src/transport/live.js';
 import { PolicyService } from '../../src/policy/service.js';
 import { ConnectionRegistry } from '../../src/relay/registry.js';
+import { SpliceRelay, takeSocket } from '../../src/relay/splice.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
 const TOKEN = 'test-token';
@@ -537,25 +538,29 @@ describe('connections, stats and metrics', () => {
   it('lists an open connection with what the kernel has in effect, counts it in /metrics and /stats, and re-applies a policy change', async () => {
     const client = await connect(); // stands for the SOCKS client's connection
     const out = await connect(); // stands for the outgoing connection to the destination
-    client.local.resume();
-    out.local.resume();
+    const clientPort = client.local.localPort!;
+    // the relay edgeward runs for a proxied connection, between the two local ends
+    const relay = new SpliceRelay(takeSocket(client.local).fd, takeSocket(out.local).fd, { idleTimeout: 0 }, () => undefined);
+    relay.start();
+    client.remote.resume();
+    out.remote.resume();
     client.remote.write(Buffer.alloc(1000, 1)); // client -> destination: up
     out.remote.write(Buffer.alloc(3000, 2)); // destination -> client: down
-    await receive(client.local, 1000);
-    await receive(out.local, 3000);
+    await receive(out.remote, 1000);
+    await receive(client.remote, 3000);
     const port = (server.address() as net.AddressInfo).port;
     const rec = h.registry.add({
       listener: 'socks5',
       command: 'connect',
       startedAt: Date.now(),
-      client: { address: '127.0.0.1', port: client.local.localPort! },
+      client: { address: '127.0.0.1', port: clientPort },
       user: 'alice',
       destination: { host: 'localhost', address: '127.0.0.1', port },
       policyId: null,
       transport: {},
       mptcpRequested: true,
-      clientSocket: client.local,
-      outSocket: out.local,
+      relay,
+      close: () => relay.destroy(),
     });
     h.registry.countFailure('connection_refused');
 
@@ -615,6 +620,7 @@ describe('connections, stats and metrics', () => {
 
     // closed: no longer active, still counted
     h.registry.remove(rec);
+    relay.destroy();
     const closed = parsePrometheus((await call('GET', '/metrics')).text);
     assert.equal(closed.get('edgeward_connections_active'), 0);
     assert.equal(closed.get('edgeward_connections_total'), 1);
@@ -633,7 +639,7 @@ describe('connections, stats and metrics', () => {
       policyId: null,
       transport: {},
       mptcpRequested: false,
-      clientSocket: client.local,
+      close: () => client.local.destroy(),
       udp: { up: 5, down: 7 },
     });
     try {

@@ -1,0 +1,133 @@
+// The raw-fd calls of edgeward's own data plane (relay/splice.ts): epoll, splice(2) through pipes,
+// read/write, shutdown, and taking a connected socket away from Node. Each call here is one system
+// call through koffi; none allocates per call except where a result must come back to JS.
+import koffi from 'koffi';
+import { arch } from 'node:process';
+import { libc, SOL_SOCKET } from './libc.js';
+import { KernelError } from './sockopt.js';
+
+export const EPOLLIN = 0x001;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 0x80000000;
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_DEL = 2;
+const EPOLL_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const F_DUPFD_CLOEXEC = 1030;
+const SPLICE_F_MOVE = 1;
+const SPLICE_F_NONBLOCK = 2;
+const SHUT_WR = 1;
+const SO_LINGER = 13;
+const SO_ERROR = 4;
+
+/** struct epoll_event: packed (12 bytes) on x86_64, naturally aligned (16) elsewhere. */
+export const EPOLL_EVENT_SIZE = arch === 'x64' ? 12 : 16;
+/** where epoll_data (a u64; edgeward keeps the fd in its low 32 bits) starts in an epoll_event */
+export const EPOLL_DATA_AT = arch === 'x64' ? 4 : 8;
+
+const c_epoll_create1 = libc.func('int epoll_create1(int flags)');
+const c_epoll_ctl = libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)');
+const c_epoll_wait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
+const c_splice = libc.func('intptr_t splice(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)');
+const c_pipe2 = libc.func('int pipe2(void *fds, int flags)');
+const c_read = libc.func('intptr_t read(int fd, void *buf, size_t count)');
+const c_write = libc.func('intptr_t write(int fd, const void *buf, size_t count)');
+const c_shutdown = libc.func('int shutdown(int fd, int how)');
+const c_fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
+const c_close = libc.func('int close(int fd)');
+const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
+const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
+
+/** The errno of the call that just failed. */
+export function errno(): number {
+  return koffi.errno();
+}
+
+function checked(call: string, rc: number): number {
+  if (rc < 0) throw new KernelError(call, koffi.errno());
+  return rc;
+}
+
+export function epollCreate(): number {
+  return checked('epoll_create1', c_epoll_create1(EPOLL_CLOEXEC) as number);
+}
+
+const eventBuf = Buffer.alloc(EPOLL_EVENT_SIZE);
+
+/** Adds `fd` to the epoll set with `events`; the fd itself is the event's data. */
+export function epollAdd(epfd: number, fd: number, events: number): void {
+  eventBuf.writeUInt32LE(events >>> 0, 0);
+  eventBuf.writeUInt32LE(fd, EPOLL_DATA_AT);
+  eventBuf.writeUInt32LE(0, EPOLL_DATA_AT + 4);
+  checked('epoll_ctl(ADD)', c_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, eventBuf) as number);
+}
+
+/** Removes `fd` from the epoll set (closing the last fd of a socket does that too). */
+export function epollDel(epfd: number, fd: number): void {
+  c_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, eventBuf);
+}
+
+/** Ready events into `events` (room for `max`), waiting at most timeoutMs (0: none); how many, or -errno. */
+export function epollWait(epfd: number, events: Buffer, max: number, timeoutMs: number): number {
+  const n = c_epoll_wait(epfd, events, max, timeoutMs) as number;
+  return n < 0 ? -koffi.errno() : n;
+}
+
+/** A pipe for splicing, both ends non-blocking: [read end, write end]; null when none can be had (EMFILE, ...). */
+export function openPipe(): [number, number] | null {
+  const fds = Buffer.alloc(8);
+  if ((c_pipe2(fds, O_NONBLOCK | O_CLOEXEC) as number) < 0) return null;
+  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+}
+
+/** splice(2) between a socket and a pipe, non-blocking; bytes moved, 0 at end of stream, or -errno. */
+export function splice(from: number, to: number, len: number): number {
+  const n = c_splice(from, null, to, null, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK) as number;
+  return n < 0 ? -koffi.errno() : n;
+}
+
+/** read(2) into buf[0..len); bytes read, 0 at end of stream, or -errno. */
+export function readFd(fd: number, buf: Buffer, len: number): number {
+  const n = c_read(fd, buf, len) as number;
+  return n < 0 ? -koffi.errno() : n;
+}
+
+/** write(2) of all of buf (koffi passes the Buffer's memory); bytes written or -errno. */
+export function writeFd(fd: number, buf: Buffer): number {
+  const n = c_write(fd, buf, buf.length) as number;
+  return n < 0 ? -koffi.errno() : n;
+}
+
+/** Sends FIN: the far end reads end of stream, the other direction goes on. */
+export function shutdownWrite(fd: number): void {
+  c_shutdown(fd, SHUT_WR);
+}
+
+export function closeFd(fd: number): void {
+  c_close(fd);
+}
+
+const lingerZero = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
+
+/** Closes with a reset (SO_LINGER 0): the far end learns the connection broke, not that it ended. */
+export function resetAndClose(fd: number): void {
+  c_setsockopt(fd, SOL_SOCKET, SO_LINGER, lingerZero, 8);
+  c_close(fd);
+}
+
+/** The socket's pending error (SO_ERROR), cleared by reading it; 0 when none. */
+export function socketError(fd: number): number {
+  const buf = Buffer.alloc(4);
+  const len = [4];
+  if ((c_getsockopt(fd, SOL_SOCKET, SO_ERROR, buf, len) as number) < 0) return koffi.errno();
+  return buf.readInt32LE(0);
+}
+
+/** A second fd for the socket, close-on-exec; throws a KernelError (EMFILE, ...). */
+export function dupCloexec(fd: number): number {
+  return checked('fcntl(F_DUPFD_CLOEXEC)', c_fcntl(fd, F_DUPFD_CLOEXEC, 0) as number);
+}

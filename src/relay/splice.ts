@@ -1,0 +1,414 @@
+// The byte relay of every proxied TCP connection: the kernel moves the bytes, socket -> pipe ->
+// socket with splice(2), and JavaScript only decides when. One epoll set per thread holds both
+// sockets of every relay (edge-triggered, registered once: no epoll_ctl per turn); Node's event
+// loop watches that one epoll fd (a libuv poll handle), and each time it is readable the ready
+// events are taken in batches of MAX_EVENTS with one epoll_wait each. Timers, DNS, the store and
+// the messages between threads go on in the same loop as before.
+//
+// Per direction there is at most one chunk in flight: read (into a pipe) only when the last chunk
+// has been written out. A destination that cannot take more (EAGAIN) leaves the chunk in its pipe
+// and the source unread, so backpressure reaches the sender through TCP's own window: memory per
+// connection is bounded by one pipe per direction, and only while bytes are in flight. Idle
+// connections hold no pipe (9 000 held connections would otherwise need 36 000 more fds); empty
+// pipes go back to a per-thread pool. Without a pipe (the fd limit reached) a direction falls back
+// to read/write through one buffer per thread.
+//
+// Half-close: end of stream one way is passed on as a FIN (shutdown SHUT_WR) and the other way keeps
+// flowing. A reset on one side resets the other (SO_LINGER 0), other errors close it. An idle timer
+// per thread closes relays that moved nothing for their idle timeout.
+import koffi from 'koffi';
+import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import {
+  closeFd,
+  dupCloexec,
+  EPOLL_DATA_AT,
+  EPOLL_EVENT_SIZE,
+  epollAdd,
+  epollCreate,
+  EPOLLERR,
+  EPOLLET,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+  EPOLLRDHUP,
+  epollWait,
+  openPipe,
+  readFd,
+  resetAndClose,
+  shutdownWrite,
+  splice,
+  writeFd,
+} from '../kernel/fdio.js';
+import { KernelError, socketFd } from '../kernel/sockopt.js';
+
+const { EAGAIN, ECONNRESET, EINTR } = osConstants.errno;
+
+/** bytes asked per splice into a pipe: a default pipe's capacity (16 pages) */
+const CHUNK = 65536;
+/** chunks one direction moves per turn before the other relays get theirs */
+const ROUNDS = 16;
+/** events taken per epoll_wait */
+const MAX_EVENTS = 256;
+/** empty pipes kept per thread for the next chunk in flight; more are closed */
+const SPARE_PIPES = 64;
+
+export type RelayEnd = 'closed' | 'idle' | 'error';
+
+/** What the registry and the API need of a running relay. */
+export interface RelayHandle {
+  readonly clientFd: number;
+  readonly outFd: number;
+  /** bytes read from the client (up) and from the destination (down), relayed or on their way */
+  readonly bytes: { up: number; down: number };
+  /** true until both sockets are closed */
+  readonly open: boolean;
+  /** Closes both sockets now. */
+  destroy(): void;
+}
+
+export interface SpliceRelayOptions {
+  /** ms without a byte either way before both sockets are closed; 0 = never */
+  idleTimeout: number;
+  /** bytes for the destination before anything else (the client's, sent before its handshake ended): counted as up */
+  toRemote?: Buffer;
+  /** protocol bytes for the client first (a SOCKS reply): not counted */
+  reply?: Buffer;
+  /** the destination's bytes for the client, read before relaying began (after an upstream's reply): counted as down */
+  toClient?: Buffer;
+}
+
+/** koffi's libuv poll handle (koffi.node.poll). */
+interface PollHandle {
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/** One way of a relay: from `src` to `dst`. */
+class Direction {
+  pipeR = -1;
+  pipeW = -1;
+  /** bytes in the pipe, not yet written to dst */
+  queued = 0;
+  /** bytes in user space to write to dst before anything is read (handshake leftovers, fallback reads) */
+  held: Buffer | null = null;
+  /** edge-triggered: src may have more (no EAGAIN since its last edge) */
+  readable = true;
+  /** edge-triggered: dst may take more */
+  writable = true;
+  /** src ended and the FIN was passed on */
+  eof = false;
+  bytes = 0;
+
+  constructor(
+    readonly src: number,
+    readonly dst: number,
+  ) {}
+}
+
+/** The thread's epoll set and everything relayed through it. */
+class Plane {
+  readonly epfd = epollCreate();
+  private readonly events = Buffer.alloc(MAX_EVENTS * EPOLL_EVENT_SIZE);
+  private readonly poll: PollHandle;
+  /** relay by fd (either of its two) */
+  private readonly byFd: (SpliceRelay | undefined)[] = [];
+  private readonly spare: [number, number][] = [];
+  /** relays that hit their rounds and have more to move */
+  private readonly again = new Set<SpliceRelay>();
+  private againScheduled = false;
+  readonly relays = new Set<SpliceRelay>();
+  private sweep: NodeJS.Timeout | null = null;
+  /** Date.now() at the start of the current batch: one clock read per batch, not per event */
+  now = Date.now();
+  /** a read/write buffer for directions without a pipe */
+  readonly fallback = Buffer.allocUnsafe(CHUNK);
+
+  constructor() {
+    this.poll = (koffi as unknown as { node: { poll(fd: number, opts: object, cb: () => void): PollHandle } }).node.poll(this.epfd, { readable: true }, () => this.onReady());
+    this.poll.unref();
+  }
+
+  add(r: SpliceRelay): void {
+    const ev = (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) >>> 0;
+    epollAdd(this.epfd, r.clientFd, ev);
+    epollAdd(this.epfd, r.outFd, ev);
+    this.byFd[r.clientFd] = r;
+    this.byFd[r.outFd] = r;
+    if (this.relays.size === 0) this.poll.ref();
+    this.relays.add(r);
+    if (r.idleTimeout > 0 && !this.sweep) this.sweep = setInterval(() => this.sweepIdle(), 1000).unref();
+  }
+
+  /** Forgets a relay whose fds are about to close (closing removes them from the epoll set). */
+  remove(r: SpliceRelay): void {
+    if (this.byFd[r.clientFd] === r) this.byFd[r.clientFd] = undefined;
+    if (this.byFd[r.outFd] === r) this.byFd[r.outFd] = undefined;
+    this.again.delete(r);
+    this.relays.delete(r);
+    if (this.relays.size === 0) {
+      this.poll.unref();
+      if (this.sweep) clearInterval(this.sweep);
+      this.sweep = null;
+    }
+  }
+
+  takePipe(): [number, number] | null {
+    return this.spare.pop() ?? openPipe();
+  }
+
+  givePipe(p: [number, number]): void {
+    if (this.spare.length < SPARE_PIPES) this.spare.push(p);
+    else {
+      closeFd(p[0]);
+      closeFd(p[1]);
+    }
+  }
+
+  later(r: SpliceRelay): void {
+    this.again.add(r);
+    if (!this.againScheduled) {
+      this.againScheduled = true;
+      setImmediate(() => this.runAgain());
+    }
+  }
+
+  private runAgain(): void {
+    this.againScheduled = false;
+    this.now = Date.now();
+    const batch = [...this.again];
+    this.again.clear();
+    for (const r of batch) r.pump();
+  }
+
+  /** The epoll fd is readable: take the ready events, a batch at a time, until none is left. */
+  private onReady(): void {
+    this.now = Date.now();
+    const ev = this.events;
+    for (;;) {
+      const n = epollWait(this.epfd, ev, MAX_EVENTS, 0);
+      if (n === -EINTR) continue;
+      if (n <= 0) return;
+      for (let i = 0; i < n; i++) {
+        const at = i * EPOLL_EVENT_SIZE;
+        const fd = ev.readUInt32LE(at + EPOLL_DATA_AT);
+        this.byFd[fd]?.onEvent(fd, ev.readUInt32LE(at));
+      }
+      if (n < MAX_EVENTS) return;
+    }
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const r of this.relays) if (r.idleTimeout > 0 && now - r.lastActive >= r.idleTimeout) r.end('idle');
+  }
+}
+
+let plane: Plane | null = null;
+
+function thePlane(): Plane {
+  plane ??= new Plane();
+  return plane;
+}
+
+/** Relays in this thread (open ones). */
+export function spliceRelayCount(): number {
+  return plane?.relays.size ?? 0;
+}
+
+function errnoError(call: string, e: number): KernelError {
+  return new KernelError(call, e);
+}
+
+export class SpliceRelay implements RelayHandle {
+  private readonly up: Direction;
+  private readonly down: Direction;
+  private readonly plane = thePlane();
+  private closed = false;
+  readonly idleTimeout: number;
+  lastActive: number;
+
+  /**
+   * Relays between two connected, non-blocking sockets this relay now owns (it closes them), from
+   * start() on; `done` runs once, when both are closed, with how it ended.
+   */
+  constructor(
+    readonly clientFd: number,
+    readonly outFd: number,
+    opts: SpliceRelayOptions,
+    private readonly done: (how: RelayEnd, err?: Error) => void,
+  ) {
+    this.idleTimeout = opts.idleTimeout;
+    this.up = new Direction(clientFd, outFd);
+    this.down = new Direction(outFd, clientFd);
+    if (opts.toRemote && opts.toRemote.length > 0) {
+      this.up.held = opts.toRemote;
+      this.up.bytes = opts.toRemote.length;
+    }
+    const early = opts.toClient?.length ?? 0;
+    const first = opts.reply && early > 0 ? Buffer.concat([opts.reply, opts.toClient!]) : (opts.reply ?? opts.toClient);
+    if (first && first.length > 0) this.down.held = first;
+    this.down.bytes = early;
+    this.lastActive = this.plane.now = Date.now();
+    try {
+      this.plane.add(this);
+    } catch (e) {
+      this.closed = true;
+      this.plane.remove(this);
+      closeFd(clientFd);
+      closeFd(outFd);
+      queueMicrotask(() => done('error', e as Error));
+    }
+  }
+
+  /** Starts moving bytes (after the caller has kept the relay where `done` can find it: done may run at once). */
+  start(): void {
+    this.pump();
+  }
+
+  get bytes(): { up: number; down: number } {
+    return { up: this.up.bytes, down: this.down.bytes };
+  }
+
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  destroy(): void {
+    this.end('closed');
+  }
+
+  onEvent(fd: number, ev: number): void {
+    if (this.closed) return;
+    const fromClient = fd === this.clientFd;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) (fromClient ? this.up : this.down).readable = true;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) (fromClient ? this.down : this.up).writable = true;
+    this.pump();
+  }
+
+  /** Moves what can be moved both ways; ends the relay when both ways are done. */
+  pump(): void {
+    if (this.closed) return;
+    const more = this.move(this.up);
+    if (this.closed) return;
+    const moreDown = this.move(this.down);
+    if (this.closed) return;
+    if (this.up.eof && this.down.eof && this.up.queued === 0 && this.down.queued === 0) this.end('closed');
+    else if (more || moreDown) this.plane.later(this);
+  }
+
+  /** One direction's turn: true when it stopped only because its rounds ran out. */
+  private move(d: Direction): boolean {
+    for (let round = 0; round < ROUNDS; round++) {
+      // what is on its way goes first
+      if (d.held) {
+        if (!d.writable) return false;
+        const n = writeFd(d.dst, d.held);
+        if (n < 0) {
+          if (n === -EAGAIN) d.writable = false;
+          else this.fail(d.dst, -n, 'write');
+          return false;
+        }
+        this.lastActive = this.plane.now;
+        if (n < d.held.length) {
+          d.held = d.held.subarray(n);
+          d.writable = false;
+          return false;
+        }
+        d.held = null;
+      }
+      if (d.queued > 0) {
+        if (!d.writable) return false;
+        const n = splice(d.pipeR, d.dst, d.queued);
+        if (n < 0) {
+          if (n === -EAGAIN) d.writable = false;
+          else this.fail(d.dst, -n, 'splice');
+          return false;
+        }
+        this.lastActive = this.plane.now;
+        d.queued -= n;
+        if (d.queued > 0) continue;
+      }
+      if (d.pipeR >= 0) this.releasePipe(d);
+      if (d.eof || !d.readable) return false;
+      // read the next chunk: into a pipe, or without one into user space
+      if (d.pipeR < 0) {
+        const p = this.plane.takePipe();
+        if (p) [d.pipeR, d.pipeW] = p;
+      }
+      const n = d.pipeR >= 0 ? splice(d.src, d.pipeW, CHUNK) : readFd(d.src, this.plane.fallback, CHUNK);
+      if (n === 0) {
+        d.eof = true;
+        d.readable = false;
+        if (d.pipeR >= 0) this.releasePipe(d);
+        shutdownWrite(d.dst);
+        return false;
+      }
+      if (n < 0) {
+        if (n === -EAGAIN) d.readable = false;
+        else if (n !== -EINTR) this.fail(d.src, -n, d.pipeR >= 0 ? 'splice' : 'read');
+        if (d.pipeR >= 0 && d.queued === 0) this.releasePipe(d);
+        return false;
+      }
+      this.lastActive = this.plane.now;
+      d.bytes += n;
+      if (d.pipeR >= 0) d.queued = n;
+      else d.held = Buffer.from(this.plane.fallback.subarray(0, n));
+    }
+    return true;
+  }
+
+  private releasePipe(d: Direction): void {
+    this.plane.givePipe([d.pipeR, d.pipeW]);
+    d.pipeR = d.pipeW = -1;
+  }
+
+  /** A call on `fd` failed with errno `e`: a reset is passed on as a reset, any other error closes the other side. */
+  private fail(fd: number, e: number, call: string): void {
+    const other = fd === this.clientFd ? this.outFd : this.clientFd;
+    this.end('error', errnoError(call, e), e === ECONNRESET ? other : -1);
+  }
+
+  /** Closes both sockets (`resetFd` with a reset) and the pipes still holding bytes; `done` runs. */
+  end(how: RelayEnd, err?: Error, resetFd = -1): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.plane.remove(this);
+    for (const d of [this.up, this.down]) {
+      if (d.pipeR < 0) continue;
+      // a pipe with bytes in it is not reused
+      if (d.queued === 0) this.plane.givePipe([d.pipeR, d.pipeW]);
+      else {
+        closeFd(d.pipeR);
+        closeFd(d.pipeW);
+      }
+      d.pipeR = d.pipeW = -1;
+    }
+    for (const fd of [this.clientFd, this.outFd]) {
+      if (fd === resetFd) resetAndClose(fd);
+      else closeFd(fd);
+    }
+    this.done(how, err);
+  }
+}
+
+/**
+ * Takes a connected socket away from Node: a second fd for it (the relay's to close), the bytes
+ * Node had read but nobody consumed, and the net.Socket closed (its fd only: the connection lives
+ * on in the new fd). Write everything through Node before, or hand it to the relay (`reply`).
+ * Throws a KernelError when no fd is left (EMFILE); the socket is then still Node's.
+ */
+export function takeSocket(s: Socket): { fd: number; buffered: Buffer | null } {
+  const fd = socketFd(s);
+  if (fd === null || s.destroyed) throw new KernelError('take socket', osConstants.errno.EBADF);
+  const copy = dupCloexec(fd);
+  let buffered: Buffer | null = null;
+  if (s.readableLength > 0) {
+    const chunks: Buffer[] = [];
+    for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) chunks.push(c);
+    buffered = Buffer.concat(chunks);
+  }
+  s.destroy();
+  return { fd: copy, buffered };
+}
