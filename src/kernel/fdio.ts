@@ -18,6 +18,7 @@ const EPOLL_CLOEXEC = 0o2000000;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
+const F_SETPIPE_SZ = 1031;
 const SPLICE_F_MOVE = 1;
 const SPLICE_F_NONBLOCK = 2;
 const SHUT_WR = 1;
@@ -77,11 +78,17 @@ export function epollWait(epfd: number, events: Buffer, max: number, timeoutMs: 
   return n < 0 ? -koffi.errno() : n;
 }
 
-/** A pipe for splicing, both ends non-blocking: [read end, write end]; null when none can be had (EMFILE, ...). */
-export function openPipe(): [number, number] | null {
+/**
+ * A pipe for splicing, both ends non-blocking: [read end, write end, capacity]; null when none can
+ * be had (EMFILE, ...). It is asked to hold `size` bytes; it keeps the kernel's default (64 KiB)
+ * when that is refused (fs.pipe-max-size, a user over fs.pipe-user-pages-soft).
+ */
+export function openPipe(size: number): [number, number, number] | null {
   const fds = Buffer.alloc(8);
   if ((c_pipe2(fds, O_NONBLOCK | O_CLOEXEC) as number) < 0) return null;
-  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+  const r = fds.readInt32LE(0);
+  const got = c_fcntl(r, F_SETPIPE_SZ, size) as number;
+  return [r, fds.readInt32LE(4), got > 0 ? got : 65536];
 }
 
 /** splice(2) between a socket and a pipe, non-blocking; bytes moved, 0 at end of stream, or -errno. */
