@@ -16,12 +16,8 @@ export function spread(values: readonly number[]): number | undefined {
   return (Math.max(...values) - Math.min(...values)) / m;
 }
 
-export interface Goal {
-  /** edgeward/the better peer (microsocks or Dante) must be at least this */
-  min: number;
-  /** a second, optional bar */
-  stretch?: number;
-}
+/** edgeward/the better peer (microsocks or Dante): at least `min` (a second bar: `stretch`), or at most `max` where less is better */
+export type Goal = { min: number; stretch?: number } | { max: number };
 
 export interface Row<C extends string = TargetName> {
   metric: string;
@@ -39,6 +35,7 @@ export interface Row<C extends string = TargetName> {
 export function judge(ratio: number | undefined, goal: Goal | undefined): string {
   if (!goal) return '';
   if (ratio === undefined) return 'n/a';
+  if ('max' in goal) return ratio <= goal.max ? 'PASS' : 'MISS';
   if (ratio < goal.min) return 'MISS';
   if (goal.stretch !== undefined) return ratio >= goal.stretch ? 'PASS, stretch PASS' : 'PASS, stretch MISS';
   return 'PASS';
@@ -46,6 +43,7 @@ export function judge(ratio: number | undefined, goal: Goal | undefined): string
 
 function goalText(g: Goal | undefined): string {
   if (!g) return '-';
+  if ('max' in g) return `<= ${g.max.toFixed(1)}x`;
   return `>= ${g.min.toFixed(1)}x` + (g.stretch !== undefined ? ` (stretch ${g.stretch.toFixed(1)}x)` : '');
 }
 

@@ -38,6 +38,8 @@ const RESULTS_DIR = join(BENCH_DIR, 'results');
 const GOALS = {
   throughput: { min: 1.5 },
   cps: { min: 1.2, stretch: 1.5 },
+  serial: { min: 1.0 },
+  p99: { max: 1.0 },
   lab: { min: 1.9 },
   hybrid: { min: 1.9 },
 } satisfies Record<string, Goal>;
@@ -305,6 +307,8 @@ interface CpsResult {
   payload: number;
   seconds: number;
   records: RoundRecord<CpsSample>[];
+  /** one client, one connection after another (concurrency 1): the delay each new connection gets */
+  serial: RoundRecord<CpsSample>[];
   warmups: RoundRecord<CpsSample>[];
 }
 
@@ -317,15 +321,20 @@ async function measureConnections(cpsBin: string, echo: LocalServer, targets: Ta
     log(`warm-up connections/s ${t.name}: ${rec.sample ? rec.sample.perSecond.toFixed(0) : `error: ${rec.error}`}`);
   }
   const records: RoundRecord<CpsSample>[] = [];
+  const serial: RoundRecord<CpsSample>[] = [];
+  const serialOpts = { ...opts, concurrency: 1 };
   for (let r = 0; r < o.rounds; r++) {
     for (const t of rotate(targets, r)) {
       const rec = await sample(t, r, () => measureCps(cpsBin, echo.port, t, o.cpsSeconds, opts));
       records.push(rec);
       const s = rec.sample;
       log(`round ${r + 1}/${o.rounds} connections/s ${t.name}: ${s ? `${s.perSecond.toFixed(0)} (errors ${s.errorsTotal}, p99 ${(s.latencyUs.p99 / 1000).toFixed(2)} ms)` : `error: ${rec.error}`}`);
+      const one = await sample(t, r, () => measureCps(cpsBin, echo.port, t, o.cpsSeconds, serialOpts));
+      serial.push(one);
+      log(`round ${r + 1}/${o.rounds} connections/s, one client ${t.name}: ${one.sample ? `${one.sample.perSecond.toFixed(0)} (p50 ${(one.sample.latencyUs.p50 / 1000).toFixed(2)} ms)` : `error: ${one.error}`}`);
     }
   }
-  return { concurrency: opts.concurrency, spread: opts.spread, payload: opts.payload, seconds: o.cpsSeconds, records, warmups };
+  return { concurrency: opts.concurrency, spread: opts.spread, payload: opts.payload, seconds: o.cpsSeconds, records, serial, warmups };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,7 +389,10 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
       rows.push(metricRow(label[dir], sourceFrom(targets, tp.records[dir], (s) => s.bitsPerSecond / 1e9), 2, GOALS.throughput));
     }
   }
-  if (cps) rows.push(metricRow('connections/s', sourceFrom(targets, cps.records, (s) => s.perSecond), 0, GOALS.cps));
+  if (cps) {
+    rows.push(metricRow('connections/s', sourceFrom(targets, cps.records, (s) => s.perSecond), 0, GOALS.cps));
+    rows.push(metricRow('connections/s, one client', sourceFrom(targets, cps.serial, (s) => s.perSecond), 0, GOALS.serial));
+  }
   const labCells: Record<TargetName, string> = { direct: '-', edgeward: '-', microsocks: '-', dante: '-' };
   if (lab) {
     const row: Row = { metric: 'lab MPTCP/TCP ratio', cells: labCells, goal: GOALS.lab, result: 'n/a' };
@@ -412,7 +424,7 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
   }
   // information only: no target
   if (cps) {
-    rows.push(metricRow('  cps latency p99 (ms)', sourceFrom(targets, cps.records, (s) => s.latencyUs.p99 / 1000), 2, undefined, 'lower'));
+    rows.push(metricRow('  cps latency p99 (ms)', sourceFrom(targets, cps.records, (s) => s.latencyUs.p99 / 1000), 2, GOALS.p99, 'lower'));
     const errs = sourceFrom(targets, cps.records, (s) => s.errorsTotal);
     const sumRow = metricRow('  cps errors (all rounds)', errs, 0);
     for (const name of TARGET_NAMES) if (errs[name].values.length > 0) sumRow.cells[name] = String(errs[name].values.reduce((a, b) => a + b, 0));
@@ -449,7 +461,10 @@ function roundsText(targets: Target[], tp: ThroughputResult | undefined, cps: Cp
     }
   };
   if (tp) for (const dir of ['up', 'down'] as const) add(`throughput ${dir} Gbit/s`, tp.records[dir], (s) => s.bitsPerSecond / 1e9, 2);
-  if (cps) add('connections/s', cps.records, (s) => s.perSecond, 0);
+  if (cps) {
+    add('connections/s', cps.records, (s) => s.perSecond, 0);
+    add('connections/s, one client', cps.serial, (s) => s.perSecond, 0);
+  }
   return lines.join('\n');
 }
 
@@ -588,7 +603,7 @@ async function main(): Promise<number> {
   const table = formatTable(rows);
   const notes: string[] = [];
   if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
-  if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency}, ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
+  if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency} (the one-client row: 1), ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
   if (rows.length > 0 || turn) notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
   if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
