@@ -69,7 +69,7 @@ export const transportSection = section({
   name: 'transport',
   title: 'Connections (SOCKS and intercepted alike)',
   schema: Type.Object({
-    maxConnections: opt.count({ flag: 'max-connections', arg: 'N', help: 'open client connections at most, per service', default: 10000 }),
+    maxConnections: opt.count({ flag: 'max-connections', arg: 'N', help: 'open client connections at most, per service (all its threads together)', default: 10000 }),
     handshakeTimeout: opt.seconds({ flag: 'handshake-timeout', arg: 'SEC', help: 'time for a client to finish the SOCKS handshake', default: 10 }),
     connectTimeout: opt.seconds({ flag: 'connect-timeout', arg: 'SEC', help: 'time to connect to a destination', default: 15 }),
     idleTimeout: opt.seconds({ flag: 'idle-timeout', arg: 'SEC', help: 'close a connection idle this long; 0 = never', default: 3600 }),

@@ -17,7 +17,7 @@ import type { Logger } from '../log/logger.js';
 import type { MetricsJson } from '../metrics/registry.js';
 import { statsFrom } from '../relay/metrics.js';
 import { mergeMetrics } from '../metrics/registry.js';
-import { closeServices, drain, stopServices, type Service } from '../runtime/service.js';
+import { closeServices, drain, SERVICE_SHARED_BYTES, stopServices, type Service } from '../runtime/service.js';
 import { WorkerPool } from '../runtime/worker-pool.js';
 import { addCounts, liveUpdateFrom, reapplyCounts, type ReapplyCounts } from '../transport/live.js';
 import { openThreadParts } from './parts.js';
@@ -55,10 +55,12 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   });
 
   // every enabled service is created (nothing opened yet), so that the API can mount its routes
-  const running = DEFINITIONS.filter((d) => d.enabled(settings)).map((def) => ({
-    def,
-    service: def.create({ settings, parts, logger, thread: 0, threads: def.everyThread ? threads : 1 }),
-  }));
+  const sharedMemory = new Map<string, SharedArrayBuffer>();
+  const running = DEFINITIONS.filter((d) => d.enabled(settings)).map((def) => {
+    const shared = new SharedArrayBuffer(SERVICE_SHARED_BYTES);
+    if (def.everyThread) sharedMemory.set(def.name, shared);
+    return { def, service: def.create({ settings, parts, logger, thread: 0, threads: def.everyThread ? threads : 1, shared }) };
+  });
   const started: Service[] = [];
   let pool: WorkerPool | null = null;
   const api = await createApi({
@@ -109,6 +111,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
           threads,
           sysctlLock: mptcpSysctlLock(),
           fds: Object.fromEntries(shared.map((r) => [r.def.name, (r.service.sharedFds?.() ?? []).map(dupFd)])),
+          shared: Object.fromEntries(sharedMemory),
         }),
         logger,
       );

@@ -21,6 +21,8 @@ export interface WorkerInit {
   threads: number;
   /** per service: dups of the listening fds its main-thread instance shared */
   fds: Record<string, number[]>;
+  /** per service that runs in every thread: the memory its instances share (ServiceContext.shared) */
+  shared: Record<string, SharedArrayBuffer>;
   /** the process-wide lock around the MPTCP sysctl swap (kernel/sysctl.ts) */
   sysctlLock: SharedArrayBuffer;
 }
@@ -39,7 +41,7 @@ async function main(init: WorkerInit): Promise<void> {
   const services: Service[] = [];
   for (const def of DEFINITIONS) {
     if (!def.everyThread || !def.enabled(init.settings)) continue;
-    const service = def.create({ settings: init.settings, parts, logger, thread: init.thread, threads: init.threads, inheritedFds: init.fds[def.name] ?? [] });
+    const service = def.create({ settings: init.settings, parts, logger, thread: init.thread, threads: init.threads, inheritedFds: init.fds[def.name] ?? [], shared: init.shared[def.name] });
     services.push(service);
     await service.listen();
   }

@@ -118,7 +118,7 @@ export class InterceptServer {
           clientAddress: { address: srcIp, port: client.remotePort ?? 0 },
           destination: { address: destIp, port: destPort },
           out,
-          onClosed: listener.adopt(),
+          onClosed: listener.adopt(client),
           clientCongestion: opts.clientCongestion,
           registry: opts.registry,
           idleTimeout: opts.idleTimeout,

@@ -1,8 +1,9 @@
 // A listening socket edgeward made, and the clients it accepted. Every service that accepts TCP
 // (SOCKS, intercept, later the shield's reverse proxy) needs the same plumbing: a socket Node cannot
 // make itself (IPPROTO_MPTCP, IP_TRANSPARENT, or one whose fd other threads share) opened through
-// kernel/, handed to net.Server, closed again when listen fails; --max-connections with a count of
-// the refused; and the accepted clients tracked, so that shutdown can close those still open.
+// kernel/, handed to net.Server, closed again when listen fails; --max-connections (counted across
+// the threads that share the socket) with a count of the refused; and the accepted clients
+// tracked, so that shutdown can close those still open.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { closeFd, isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
@@ -13,8 +14,14 @@ const BACKLOG = 1024;
 export interface ClientListenerOptions {
   /** options of every accepted socket */
   accept: Pick<net.ServerOpts, 'allowHalfOpen' | 'pauseOnConnect' | 'noDelay'>;
-  /** open connections beyond which Node refuses new ones (closes them at once) */
+  /** open connections beyond which new ones are refused (closed at once) */
   maxConnections: number;
+  /**
+   * where the open connections are counted (slot 0, with Atomics): memory shared with the listeners
+   * of other threads accepting from the same socket makes maxConnections hold for all of them
+   * together; without it this listener counts alone
+   */
+  openCount?: Int32Array;
   /** each accepted client; it is tracked until it closes */
   onConnection: (client: net.Socket) => void;
   /** each connection refused because maxConnections were open */
@@ -51,22 +58,27 @@ export class ClientListener {
   fd: number | null = null;
   private readonly clients = new Set<net.Socket>();
   /** clients whose sockets the relay took from Node (relay/splice.ts): still open, no longer net.Sockets */
+  private readonly adopted = new WeakSet<net.Socket>();
   private relayed = 0;
+  private readonly open: Int32Array;
 
   constructor(private readonly opts: ClientListenerOptions) {
+    const open = opts.openCount ?? new Int32Array(new SharedArrayBuffer(4));
+    this.open = open;
     this.server = net.createServer(opts.accept, (client) => {
-      // Node's own count (maxConnections below) no longer sees the relayed ones
-      if (this.relayed > 0 && this.clients.size + this.relayed >= opts.maxConnections) {
+      if (Atomics.add(open, 0, 1) >= opts.maxConnections) {
+        Atomics.sub(open, 0, 1);
         client.destroy();
         opts.onDrop();
         return;
       }
       this.clients.add(client);
-      client.once('close', () => this.clients.delete(client));
+      client.once('close', () => {
+        this.clients.delete(client);
+        if (!this.adopted.has(client)) Atomics.sub(open, 0, 1);
+      });
       opts.onConnection(client);
     });
-    this.server.maxConnections = opts.maxConnections;
-    this.server.on('drop', () => opts.onDrop());
   }
 
   /**
@@ -111,16 +123,18 @@ export class ClientListener {
   }
 
   /**
-   * Counts a client whose socket the relay is about to take from Node as open until the function
+   * Counts `client`, whose socket the relay is about to take from Node, as open until the function
    * returned is called (once, when the relay has closed it).
    */
-  adopt(): () => void {
+  adopt(client: net.Socket): () => void {
+    this.adopted.add(client);
     this.relayed++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.relayed--;
+      Atomics.sub(this.open, 0, 1);
     };
   }
 

@@ -37,7 +37,15 @@ export interface ServiceContext<S> {
   threads: number;
   /** in a worker thread: dups of the listening fds the main thread's instance shared */
   inheritedFds?: number[];
+  /**
+   * memory the instances of a service that runs in every thread share (SERVICE_SHARED_BYTES): the
+   * SOCKS service counts its open clients there, so --max-connections holds for all threads together
+   */
+  shared?: SharedArrayBuffer;
 }
+
+/** bytes of ServiceContext.shared */
+export const SERVICE_SHARED_BYTES = 64;
 
 /** A running service. */
 export interface Service {

@@ -72,6 +72,7 @@ export class SocksServer {
     this.listener = new ClientListener({
       accept: { allowHalfOpen: true, pauseOnConnect: false, noDelay: true },
       maxConnections: opts.maxConnections,
+      openCount: opts.openCount,
       onConnection: (client) => this.accept(client),
       onDrop: () => {
         opts.registry.totals.rejectedClients++;
@@ -130,7 +131,7 @@ export class SocksServer {
       client.destroy();
     }, opts.handshakeTimeout);
     const reader = new FrameReader(client);
-    const ctx: SessionContext = { opts, client, reader, log: opts.logger, adopt: () => this.listener.adopt() };
+    const ctx: SessionContext = { opts, client, reader, log: opts.logger, adopt: () => this.listener.adopt(client) };
     this.handshake(ctx, timer).catch((err: unknown) => {
       opts.logger.error('unexpected error in SOCKS session', { client: remote, error: String(err) });
       client.destroy();

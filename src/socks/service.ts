@@ -26,8 +26,9 @@ export const socksService: ServiceDefinition<SocksServiceSettings> = {
       registry: parts.registry,
       handshakeTimeout: s.handshakeTimeout * 1000,
       idleTimeout: s.idleTimeout * 1000,
-      // split between the threads that accept from the one socket
-      maxConnections: Math.max(1, Math.ceil(s.maxConnections / ctx.threads)),
+      // counted across the threads that accept from the one socket
+      maxConnections: s.maxConnections,
+      openCount: ctx.shared ? new Int32Array(ctx.shared, 0, 1) : undefined,
       logger: ctx.logger,
     });
     parts.metrics.gauge({

@@ -24,6 +24,8 @@ export interface SocksServerOptions {
   /** ms without traffic before a relayed connection is closed; 0 = never */
   idleTimeout: number;
   maxConnections: number;
+  /** the open-client count shared by the threads (ClientListener's openCount) */
+  openCount?: Int32Array;
   logger: Logger;
 }
 

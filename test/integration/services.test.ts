@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
-import { startHttpServer, tcpConnect, type HttpPeer } from '../helpers/peers.js';
+import { SocketReader, startEchoServer, startHttpServer, tcpConnect, type HttpPeer } from '../helpers/peers.js';
 import { runCmd, waitFor } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'edgeward-services-'));
@@ -72,5 +73,61 @@ describe('a gateway started from a sectioned YAML file, with 3 threads', () => {
   it('has no route of a service that is not running (intercept)', async () => {
     const r = await g.api('GET', '/api/v1/intercept/firewall');
     assert.equal(r.status, 404, r.text);
+  });
+});
+
+describe('--max-connections across worker threads', () => {
+  let g: Gateway;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  before(async () => {
+    echo = await startEchoServer();
+    g = await startGateway({ args: ['--workers', '2', '--max-connections', '20'] });
+  });
+  after(async () => {
+    await g?.stop();
+    await echo?.close();
+  });
+
+  /** A proxied connection through the SOCKS port, echoing one byte: the socket, or null when the gateway refused it. */
+  async function proxied(): Promise<net.Socket | null> {
+    const s = await tcpConnect(g.socksHost, g.socksPort);
+    s.on('error', () => undefined);
+    const r = new SocketReader(s);
+    const req = Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, echo.port >> 8, echo.port & 0xff]);
+    s.write(req);
+    try {
+      const reply = await r.read(12, 3000);
+      if (reply[3] !== 0) throw new Error(`SOCKS reply ${reply[3]}`);
+      s.write('x');
+      if ((await r.read(1, 3000)).toString() !== 'x') throw new Error('no echo');
+      return s;
+    } catch {
+      s.destroy();
+      return null;
+    }
+  }
+
+  it('holds 20 open connections in all, whichever thread took them, refuses the 21st, and takes one again when one closes', async () => {
+    const open: net.Socket[] = [];
+    let refused = 0;
+    for (let i = 0; i < 30; i++) {
+      const s = await proxied();
+      if (s) open.push(s);
+      else refused++;
+    }
+    assert.equal(open.length, 20, `open: ${open.length}, refused: ${refused}`);
+    assert.equal(refused, 10);
+    for (const s of open.splice(0, 5)) s.destroy();
+    await waitFor('the gateway to see the 5 closed', async () => (await g.api<{ active: number }>('GET', '/api/v1/stats')).body.active === 15, 5000, 50);
+    let again = 0;
+    for (let i = 0; i < 8; i++) {
+      const s = await proxied();
+      if (s) {
+        open.push(s);
+        again++;
+      }
+    }
+    assert.equal(again, 5, 'the 5 places freed are taken again, no more');
+    for (const s of open) s.destroy();
   });
 });
