@@ -7,9 +7,10 @@ export interface CTools {
   cps: string;
   echoServer: string;
   stream: string;
+  hold: string;
 }
 
-const SOURCES: Record<keyof CTools, string> = { cps: 'cps.c', echoServer: 'echo-server.c', stream: 'stream.c' };
+const SOURCES: Record<keyof CTools, string> = { cps: 'cps.c', echoServer: 'echo-server.c', stream: 'stream.c', hold: 'hold.c' };
 
 /** Compiles every tool; throws with gcc's message when one does not build. */
 export async function compileTools(benchDir: string, outDir: string): Promise<CTools> {

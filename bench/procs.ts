@@ -197,6 +197,21 @@ export function cpuTimes(pid: number, clockTicks: number): CpuTimes | undefined 
   return { user: user / clockTicks, sys: sys / clockTicks };
 }
 
+/** Resident memory of a process and its live child processes (Dante's), in bytes; undefined when gone. */
+export function rssBytes(pid: number): number | undefined {
+  let kib: number;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (!m) return undefined;
+    kib = Number(m[1]);
+  } catch {
+    return undefined;
+  }
+  let total = kib * 1024;
+  for (const child of childPids(pid)) total += rssBytes(child) ?? 0;
+  return total;
+}
+
 /** utime + cutime and stime + cstime of one process, in clock ticks. */
 function statTimes(pid: number): CpuTimes | undefined {
   try {

@@ -21,7 +21,7 @@ import { compileTools, startPortServer, type LocalServer } from './c-tools.js';
 import { measureCps, type CpsSample } from './connections.js';
 import { runLab, type LabOutcome } from './lab.js';
 import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
-import { cpuTimes, killAllNow, stopAll, which, withTimeout } from './procs.js';
+import { cpuTimes, killAllNow, rssBytes, spawnTracked, stopAll, waitForOutput, which, withTimeout, type Tracked } from './procs.js';
 import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
 import { directTarget, PEER_NAMES, startDante, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
 import { buildTurnRows, measureTurn, RELAY_LOADS, turnNotes, turnRoundsText, type TurnResult } from './turn.js';
@@ -40,6 +40,7 @@ const GOALS = {
   cps: { min: 1.2, stretch: 1.5 },
   serial: { min: 1.0 },
   p99: { max: 1.0 },
+  idleMemory: { max: 1.0 },
   lab: { min: 1.9 },
   hybrid: { min: 1.9 },
 } satisfies Record<string, Goal>;
@@ -310,6 +311,65 @@ interface CpsResult {
   /** one client, one connection after another (concurrency 1): the delay each new connection gets */
   serial: RoundRecord<CpsSample>[];
   warmups: RoundRecord<CpsSample>[];
+  held?: Partial<Record<TargetName, HeldEntry>>;
+}
+
+/** connections held open for the memory row, and for the held-connections row */
+const IDLE_HELD = 3000;
+const MANY_HELD = 9000;
+
+interface HeldEntry {
+  /** RSS growth per connection while IDLE_HELD are open, KiB */
+  idleKiB?: number;
+  idleHeld?: number;
+  /** of MANY_HELD */
+  many?: { held: number; errors: Record<string, number> };
+  error?: string;
+}
+
+/** Runs bench/hold.c: `count` proxied connections opened one after another and kept open until it is stopped. */
+async function hold(bin: string, echoPort: number, socksPort: number, count: number, spread: number): Promise<{ held: number; errors: Record<string, number>; proc: Tracked }> {
+  const proc = spawnTracked('hold', bin, ['--target', `127.0.0.1:${echoPort}`, '--socks', `127.0.0.1:${socksPort}`, '--count', String(count), '--sources', String(spread)]);
+  const m = await waitForOutput(proc, /^\{"held".*$/m, 180_000);
+  if (!m) {
+    await proc.stop(1000);
+    throw new Error(`hold printed nothing: ${proc.stderr().trim() || 'timed out'}`);
+  }
+  const j = JSON.parse(m[0]) as { held: number; errors: Record<string, number> };
+  return { ...j, proc };
+}
+
+/** Memory per idle proxied connection (IDLE_HELD open) and MANY_HELD open at once, per proxy. */
+async function measureHeld(holdBin: string, echo: LocalServer, targets: Target[], spread: number): Promise<Partial<Record<TargetName, HeldEntry>>> {
+  const out: Partial<Record<TargetName, HeldEntry>> = {};
+  const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  for (const t of targets) {
+    if (t.socksPort === undefined || !t.proc) continue;
+    const e: HeldEntry = {};
+    out[t.name] = e;
+    try {
+      const before = rssBytes(t.proc.pid);
+      const idle = await hold(holdBin, echo.port, t.socksPort, IDLE_HELD, spread);
+      await pause(500);
+      const after = rssBytes(t.proc.pid);
+      await idle.proc.stop(2000);
+      if (before !== undefined && after !== undefined && idle.held > 0) {
+        e.idleKiB = (after - before) / idle.held / 1024;
+        e.idleHeld = idle.held;
+      }
+      log(`held ${t.name}: ${idle.held}/${IDLE_HELD} idle, RSS ${((before ?? 0) / 1048576).toFixed(1)} -> ${((after ?? 0) / 1048576).toFixed(1)} MiB (${e.idleKiB?.toFixed(1) ?? '?'} KiB each)`);
+      await pause(2000); // the proxy closes them
+      const many = await hold(holdBin, echo.port, t.socksPort, MANY_HELD, spread);
+      e.many = { held: many.held, errors: many.errors };
+      await many.proc.stop(2000);
+      log(`held ${t.name}: ${many.held}/${MANY_HELD} at once, errors ${JSON.stringify(many.errors)}`);
+      await pause(3000);
+    } catch (err) {
+      e.error = (err as Error).message;
+      log(`held ${t.name}: ${e.error}`);
+    }
+  }
+  return out;
 }
 
 async function measureConnections(cpsBin: string, echo: LocalServer, targets: Target[], o: Options): Promise<CpsResult> {
@@ -437,6 +497,22 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
     rows.push(metricRow('  proxy CPU/connection, user (us)', sourceFrom(targets, cps.records, perConn((c) => c.userCores)), 0, undefined, 'lower'));
     rows.push(metricRow('  proxy CPU/connection, kernel (us)', sourceFrom(targets, cps.records, perConn((c) => c.sysCores)), 0, undefined, 'lower'));
   }
+  if (cps?.held) {
+    const held = cps.held;
+    const src = (pick: (e: HeldEntry) => number | undefined): CellSource =>
+      Object.fromEntries(TARGET_NAMES.map((n) => {
+        const e = held[n];
+        const v = e ? pick(e) : undefined;
+        return [n, v !== undefined ? { values: [v] } : { values: [], why: e?.error ? 'failed' : '-' }];
+      })) as CellSource;
+    rows.push(metricRow(`RSS per idle proxied connection (KiB, ${IDLE_HELD} held)`, src((e) => e.idleKiB), 1, GOALS.idleMemory, 'lower'));
+    const many = metricRow(`connections held at once (of ${MANY_HELD})`, src((e) => e.many?.held), 0);
+    delete many.ratio;
+    const mine = held.edgeward?.many;
+    many.goalLabel = `${MANY_HELD}, no error`;
+    many.result = mine ? (mine.held === MANY_HELD && Object.keys(mine.errors).length === 0 ? 'PASS' : 'MISS') : 'n/a';
+    rows.push(many);
+  }
   if (tp) {
     for (const dir of ['up', 'down'] as const) {
       if (tp.records[dir].length === 0) continue;
@@ -537,6 +613,7 @@ async function main(): Promise<number> {
         const echo = await startPortServer('echo-server', tools.echoServer, ['--addrs', String(o.spread)]);
         try {
           cps = await measureConnections(tools.cps, echo, live, o);
+          cps.held = await measureHeld(tools.hold, echo, live, o.spread);
         } finally {
           await echo.proc.stop(2000);
         }
