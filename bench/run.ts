@@ -324,6 +324,8 @@ interface HeldEntry {
   idleHeld?: number;
   /** of MANY_HELD */
   many?: { held: number; errors: Record<string, number> };
+  /** RSS growth per connection while MANY_HELD are open, KiB (steadier than idleKiB against a garbage-collected heap) */
+  manyKiB?: number;
   error?: string;
 }
 
@@ -359,10 +361,14 @@ async function measureHeld(holdBin: string, echo: LocalServer, targets: Target[]
       }
       log(`held ${t.name}: ${idle.held}/${IDLE_HELD} idle, RSS ${((before ?? 0) / 1048576).toFixed(1)} -> ${((after ?? 0) / 1048576).toFixed(1)} MiB (${e.idleKiB?.toFixed(1) ?? '?'} KiB each)`);
       await pause(2000); // the proxy closes them
+      const base = rssBytes(t.proc.pid);
       const many = await hold(holdBin, echo.port, t.socksPort, MANY_HELD, spread);
+      await pause(500);
+      const top = rssBytes(t.proc.pid);
       e.many = { held: many.held, errors: many.errors };
+      if (base !== undefined && top !== undefined && many.held > 0) e.manyKiB = (top - base) / many.held / 1024;
       await many.proc.stop(2000);
-      log(`held ${t.name}: ${many.held}/${MANY_HELD} at once, errors ${JSON.stringify(many.errors)}`);
+      log(`held ${t.name}: ${many.held}/${MANY_HELD} at once, errors ${JSON.stringify(many.errors)}, RSS ${((base ?? 0) / 1048576).toFixed(1)} -> ${((top ?? 0) / 1048576).toFixed(1)} MiB`);
       await pause(3000);
     } catch (err) {
       e.error = (err as Error).message;
@@ -506,6 +512,7 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
         return [n, v !== undefined ? { values: [v] } : { values: [], why: e?.error ? 'failed' : '-' }];
       })) as CellSource;
     rows.push(metricRow(`RSS per idle proxied connection (KiB, ${IDLE_HELD} held)`, src((e) => e.idleKiB), 1, GOALS.idleMemory, 'lower'));
+    rows.push(metricRow(`  RSS per proxied connection (KiB, ${MANY_HELD} held)`, src((e) => e.manyKiB), 1, undefined, 'lower'));
     const many = metricRow(`connections held at once (of ${MANY_HELD})`, src((e) => e.many?.held), 0);
     delete many.ratio;
     const mine = held.edgeward?.many;
