@@ -10,6 +10,7 @@
 //     intercept_timed_out, intercept_not_allowed, intercept_upstream_failed, intercept_general_failure
 // The client then gets a reset, as a failed connect would have given it without the gateway.
 import net from 'node:net';
+import { closeFd } from '../kernel/fdio.js';
 import type { Logger } from '../log/logger.js';
 import { canonicalIp } from '../net/address.js';
 import { connectFailure } from '../net/errors.js';
@@ -107,9 +108,8 @@ export class InterceptServer {
     const spoofSource = opts.transparentSource ? srcIp : undefined;
     connectOutbound({ ip: destIp, port: destPort, spoofSource, cancelOn: client }, opts.outbound).then(
       (out) => {
-        const remote = out.socket;
         if (client.destroyed) {
-          remote.destroy();
+          closeFd(out.fd);
           return;
         }
         relayOutbound({

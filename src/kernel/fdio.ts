@@ -2,9 +2,11 @@
 // read/write, shutdown, and taking a connected socket away from Node. Each call here is one system
 // call through koffi; none allocates per call except where a result must come back to JS.
 import koffi from 'koffi';
+import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { arch } from 'node:process';
 import { libc, SOL_SOCKET } from './libc.js';
-import { KernelError } from './sockopt.js';
+import { KernelError, socketFd } from './sockopt.js';
 
 export const EPOLLIN = 0x001;
 export const EPOLLOUT = 0x004;
@@ -42,6 +44,8 @@ const c_fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
 const c_close = libc.func('int close(int fd)');
 const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
 const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
+const c_connect = libc.func('int connect(int fd, const void *addr, uint32_t len)');
+const c_getsockname = libc.func('int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)');
 
 /** The errno of the call that just failed. */
 export function errno(): number {
@@ -137,4 +141,64 @@ export function socketError(fd: number): number {
 /** A second fd for the socket, close-on-exec; throws a KernelError (EMFILE, ...). */
 export function dupCloexec(fd: number): number {
   return checked('fcntl(F_DUPFD_CLOEXEC)', c_fcntl(fd, F_DUPFD_CLOEXEC, 0) as number);
+}
+
+/** connect(2) of a non-blocking socket: 0 when connected at once, else -errno (-EINPROGRESS: wait until writable). */
+export function connectFd(fd: number, sa: Buffer): number {
+  return (c_connect(fd, sa, sa.length) as number) < 0 ? -koffi.errno() : 0;
+}
+
+/** The socket's own address and port (getsockname), IPv6 in its compressed text form; null when it has none. */
+export function localAddress(fd: number): { address: string; port: number } | null {
+  const sa = Buffer.alloc(28);
+  const len = [28];
+  if ((c_getsockname(fd, sa, len) as number) < 0) return null;
+  const family = sa.readUInt16LE(0);
+  const port = sa.readUInt16BE(2);
+  if (family === 2) return { address: `${sa[4]}.${sa[5]}.${sa[6]}.${sa[7]}`, port };
+  if (family !== 10) return null;
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i++) groups.push(sa.readUInt16BE(8 + i * 2).toString(16));
+  return { address: compressIpv6(groups), port };
+}
+
+/** RFC 5952 text of eight hex groups: the longest run of two or more zero groups becomes "::". */
+function compressIpv6(g: string[]): string {
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return g.join(':');
+  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
+}
+
+/**
+ * Takes a connected socket away from Node: a second fd for it (the relay's to close), the bytes
+ * Node had read but nobody consumed, and the net.Socket closed (its fd only: the connection lives
+ * on in the new fd). Write everything through Node before, or hand it to the relay (`reply`).
+ * Throws a KernelError when no fd is left (EMFILE); the socket is then still Node's.
+ */
+export function takeSocket(s: Socket): { fd: number; buffered: Buffer | null } {
+  const fd = socketFd(s);
+  if (fd === null || s.destroyed) throw new KernelError('take socket', osConstants.errno.EBADF);
+  const copy = dupCloexec(fd);
+  let buffered: Buffer | null = null;
+  if (s.readableLength > 0) {
+    const chunks: Buffer[] = [];
+    for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) chunks.push(c);
+    buffered = Buffer.concat(chunks);
+  }
+  s.destroy();
+  return { fd: copy, buffered };
 }

@@ -3,12 +3,12 @@
 // the relay. Shared by the SOCKS server and the interceptor, so both count and report alike.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
-import { closeFd } from '../kernel/fdio.js';
+import { closeFd, takeSocket } from '../kernel/fdio.js';
 import { socketFd } from '../kernel/sockopt.js';
 import { applyLiveOptions } from '../transport/dialer.js';
 import type { Outbound } from '../transport/outbound.js';
 import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';
-import { SpliceRelay, takeSocket } from './splice.js';
+import { SpliceRelay } from './splice.js';
 
 export interface OutboundSession {
   listener: Listener;
@@ -52,13 +52,18 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord | null {
   const t = out.decision.transport;
   const clientFailures = applyClientOptions(client, out, s.clientCongestion);
   const notApplied = clientFailures.length === 0 ? out.notApplied : [...out.notApplied, ...clientFailures.map((f) => `client side: ${f}`)];
-  const pair = takePair(client, out.socket, s.logger);
-  if (!pair) {
+  let taken: ReturnType<typeof takeSocket>;
+  try {
+    taken = takeSocket(client);
+  } catch (e) {
+    s.logger.warn('relay: could not take the connection from Node', { error: (e as Error).message });
+    client.destroy();
+    closeFd(out.fd);
     s.onClosed?.();
     return null;
   }
-  const toRemote = concat(s.pending, pair.client.buffered);
-  const toClient = concat(out.pending, pair.out.buffered);
+  const toRemote = concat(s.pending, taken.buffered);
+  const toClient = out.pending;
   const rec = registry.add({
     listener: s.listener,
     command: 'connect',
@@ -75,7 +80,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord | null {
     close: () => relay.destroy(),
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
-  const relay = new SpliceRelay(pair.client.fd, pair.out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient }, (how, err) => {
+  const relay = new SpliceRelay(taken.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient }, (how, err) => {
     registry.remove(rec);
     s.onClosed?.();
     if (s.logger.enabled('debug')) s.logger.debug('connection closed', { id: rec.id, how, error: err?.message });

@@ -1,9 +1,8 @@
 // The byte relay of every proxied TCP connection: the kernel moves the bytes, socket -> pipe ->
-// socket with splice(2), and JavaScript only decides when. One epoll set per thread holds both
-// sockets of every relay (edge-triggered, registered once: no epoll_ctl per turn); Node's event
-// loop watches that one epoll fd (a libuv poll handle), and each time it is readable the ready
-// events are taken in batches of MAX_EVENTS with one epoll_wait each. Timers, DNS, the store and
-// the messages between threads go on in the same loop as before.
+// socket with splice(2), and JavaScript only decides when. Both sockets of every relay sit in the
+// thread's epoll set (kernel/epoll-plane.ts: edge-triggered, registered once, no epoll_ctl per
+// turn), which Node's event loop watches: timers, DNS, the store and the messages between threads
+// go on in the same loop as before.
 //
 // Per direction there is at most one chunk in flight: read (into a pipe) only when the last chunk
 // has been written out. A destination that cannot take more (EAGAIN) leaves the chunk in its pipe
@@ -16,53 +15,15 @@
 // Half-close: end of stream one way is passed on as a FIN (shutdown SHUT_WR) and the other way keeps
 // flowing. A reset on one side resets the other (SO_LINGER 0), other errors close it. An idle timer
 // per thread closes relays that moved nothing for their idle timeout.
-import koffi from 'koffi';
-import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import {
-  closeFd,
-  dupCloexec,
-  EPOLL_DATA_AT,
-  EPOLL_EVENT_SIZE,
-  epollAdd,
-  epollCreate,
-  EPOLLERR,
-  EPOLLET,
-  EPOLLHUP,
-  EPOLLIN,
-  EPOLLOUT,
-  EPOLLRDHUP,
-  epollWait,
-  openPipe,
-  readFd,
-  resetAndClose,
-  shutdownWrite,
-  splice,
-  writeFd,
-} from '../kernel/fdio.js';
-import { KernelError, socketFd } from '../kernel/sockopt.js';
+import { FALLBACK_CHUNK, thePlane, type PlaneMember } from '../kernel/epoll-plane.js';
+import { closeFd, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, readFd, resetAndClose, shutdownWrite, splice, writeFd } from '../kernel/fdio.js';
+import { KernelError } from '../kernel/sockopt.js';
 
 const { EAGAIN, ECONNRESET, EINTR } = osConstants.errno;
 
-/**
- * The capacity relay pipes are asked for, and so the bytes per splice into one: 1 MiB (fs.pipe-max-size's
- * default) took single-stream throughput from 13.4 to 17.4 Gbit/s and CPU per GB from 0.44 to 0.23 s
- * against the default 64 KiB (bench/README.md). The pages are the socket's own (splice moves
- * references), held only while a chunk is in flight.
- */
-const PIPE_SIZE = 1 << 20;
-/** bytes per read without a pipe */
-const CHUNK = 65536;
 /** chunks one direction moves per turn before the other relays get theirs */
 const ROUNDS = 16;
-/** events taken per epoll_wait */
-const MAX_EVENTS = 256;
-/**
- * empty pipes kept per thread for the next chunk in flight; more are closed. Few: a user without
- * CAP_SYS_RESOURCE has fs.pipe-user-pages-soft (64 MiB of pipe capacity) in all, beyond which new
- * pipes get 2 pages (the relay still works, with more system calls)
- */
-const SPARE_PIPES = 16;
 
 export type RelayEnd = 'closed' | 'idle' | 'error';
 
@@ -89,13 +50,6 @@ export interface SpliceRelayOptions {
   toClient?: Buffer;
 }
 
-/** koffi's libuv poll handle (koffi.node.poll). */
-interface PollHandle {
-  close(): void;
-  ref(): void;
-  unref(): void;
-}
-
 /** One way of a relay: from `src` to `dst`. */
 class Direction {
   pipeR = -1;
@@ -119,121 +73,11 @@ class Direction {
   ) {}
 }
 
-/** The thread's epoll set and everything relayed through it. */
-class Plane {
-  readonly epfd = epollCreate();
-  private readonly events = Buffer.alloc(MAX_EVENTS * EPOLL_EVENT_SIZE);
-  private readonly poll: PollHandle;
-  /** relay by fd (either of its two) */
-  private readonly byFd: (SpliceRelay | undefined)[] = [];
-  private readonly spare: [number, number, number][] = [];
-  /** relays that hit their rounds and have more to move */
-  private readonly again = new Set<SpliceRelay>();
-  private againScheduled = false;
-  readonly relays = new Set<SpliceRelay>();
-  private sweep: NodeJS.Timeout | null = null;
-  /** Date.now() at the start of the current batch: one clock read per batch, not per event */
-  now = Date.now();
-  /** a read/write buffer for directions without a pipe */
-  readonly fallback = Buffer.allocUnsafe(CHUNK);
-
-  constructor() {
-    this.poll = (koffi as unknown as { node: { poll(fd: number, opts: object, cb: () => void): PollHandle } }).node.poll(this.epfd, { readable: true }, () => this.onReady());
-    this.poll.unref();
-  }
-
-  add(r: SpliceRelay): void {
-    const ev = (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) >>> 0;
-    epollAdd(this.epfd, r.clientFd, ev);
-    epollAdd(this.epfd, r.outFd, ev);
-    this.byFd[r.clientFd] = r;
-    this.byFd[r.outFd] = r;
-    if (this.relays.size === 0) this.poll.ref();
-    this.relays.add(r);
-    if (r.idleTimeout > 0 && !this.sweep) this.sweep = setInterval(() => this.sweepIdle(), 1000).unref();
-  }
-
-  /** Forgets a relay whose fds are about to close (closing removes them from the epoll set). */
-  remove(r: SpliceRelay): void {
-    if (this.byFd[r.clientFd] === r) this.byFd[r.clientFd] = undefined;
-    if (this.byFd[r.outFd] === r) this.byFd[r.outFd] = undefined;
-    this.again.delete(r);
-    this.relays.delete(r);
-    if (this.relays.size === 0) {
-      this.poll.unref();
-      if (this.sweep) clearInterval(this.sweep);
-      this.sweep = null;
-    }
-  }
-
-  takePipe(): [number, number, number] | null {
-    return this.spare.pop() ?? openPipe(PIPE_SIZE);
-  }
-
-  givePipe(p: [number, number, number]): void {
-    if (this.spare.length < SPARE_PIPES) this.spare.push(p);
-    else {
-      closeFd(p[0]);
-      closeFd(p[1]);
-    }
-  }
-
-  later(r: SpliceRelay): void {
-    this.again.add(r);
-    if (!this.againScheduled) {
-      this.againScheduled = true;
-      setImmediate(() => this.runAgain());
-    }
-  }
-
-  private runAgain(): void {
-    this.againScheduled = false;
-    this.now = Date.now();
-    const batch = [...this.again];
-    this.again.clear();
-    for (const r of batch) r.pump();
-  }
-
-  /** The epoll fd is readable: take the ready events, a batch at a time, until none is left. */
-  private onReady(): void {
-    this.now = Date.now();
-    const ev = this.events;
-    for (;;) {
-      const n = epollWait(this.epfd, ev, MAX_EVENTS, 0);
-      if (n === -EINTR) continue;
-      if (n <= 0) return;
-      for (let i = 0; i < n; i++) {
-        const at = i * EPOLL_EVENT_SIZE;
-        const fd = ev.readUInt32LE(at + EPOLL_DATA_AT);
-        this.byFd[fd]?.onEvent(fd, ev.readUInt32LE(at));
-      }
-      if (n < MAX_EVENTS) return;
-    }
-  }
-
-  private sweepIdle(): void {
-    const now = Date.now();
-    for (const r of this.relays) if (r.idleTimeout > 0 && now - r.lastActive >= r.idleTimeout) r.end('idle');
-  }
-}
-
-let plane: Plane | null = null;
-
-function thePlane(): Plane {
-  plane ??= new Plane();
-  return plane;
-}
-
-/** Relays in this thread (open ones). */
-export function spliceRelayCount(): number {
-  return plane?.relays.size ?? 0;
-}
-
 function errnoError(call: string, e: number): KernelError {
   return new KernelError(call, e);
 }
 
-export class SpliceRelay implements RelayHandle {
+export class SpliceRelay implements RelayHandle, PlaneMember {
   private readonly up: Direction;
   private readonly down: Direction;
   private readonly plane = thePlane();
@@ -349,7 +193,7 @@ export class SpliceRelay implements RelayHandle {
         const p = this.plane.takePipe();
         if (p) [d.pipeR, d.pipeW, d.pipeCap] = p;
       }
-      const n = d.pipeR >= 0 ? splice(d.src, d.pipeW, d.pipeCap) : readFd(d.src, this.plane.fallback, CHUNK);
+      const n = d.pipeR >= 0 ? splice(d.src, d.pipeW, d.pipeCap) : readFd(d.src, this.plane.fallback, FALLBACK_CHUNK);
       if (n === 0) {
         d.eof = true;
         d.readable = false;
@@ -403,24 +247,4 @@ export class SpliceRelay implements RelayHandle {
     }
     this.done(how, err);
   }
-}
-
-/**
- * Takes a connected socket away from Node: a second fd for it (the relay's to close), the bytes
- * Node had read but nobody consumed, and the net.Socket closed (its fd only: the connection lives
- * on in the new fd). Write everything through Node before, or hand it to the relay (`reply`).
- * Throws a KernelError when no fd is left (EMFILE); the socket is then still Node's.
- */
-export function takeSocket(s: Socket): { fd: number; buffered: Buffer | null } {
-  const fd = socketFd(s);
-  if (fd === null || s.destroyed) throw new KernelError('take socket', osConstants.errno.EBADF);
-  const copy = dupCloexec(fd);
-  let buffered: Buffer | null = null;
-  if (s.readableLength > 0) {
-    const chunks: Buffer[] = [];
-    for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) chunks.push(c);
-    buffered = Buffer.concat(chunks);
-  }
-  s.destroy();
-  return { fd: copy, buffered };
 }

@@ -3,6 +3,7 @@
 // message is read next; errors become replies in replies.ts only; one connection's failure never
 // touches another.
 import type net from 'node:net';
+import { closeFd } from '../kernel/fdio.js';
 import { parseIp } from '../net/address.js';
 import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
@@ -255,19 +256,17 @@ export class SocksServer {
       }
       return;
     }
-    const remote = out.socket;
     if (client.destroyed) {
       // the client gave up while we were connecting
-      remote.destroy();
+      closeFd(out.fd);
       client.destroy();
       return;
     }
-    const reply = listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, remote.localAddress, remote.localPort ?? 0);
+    const reply = listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, out.local.address, out.local.port);
     const pending = reader.detach();
     if (client.writableLength > 0) await new Promise<void>((resolve) => client.write(EMPTY, () => resolve()));
-    if (client.destroyed || remote.destroyed) {
-      remote.destroy();
-      client.destroy();
+    if (client.destroyed) {
+      closeFd(out.fd);
       return;
     }
     relayOutbound({

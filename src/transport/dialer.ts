@@ -1,7 +1,12 @@
 // Opens the outgoing connection with a transport policy applied, re-applies a changed policy to an
 // open socket, and reads back what the kernel really has in effect.
+import koffi from 'koffi';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { connectFd, localAddress, socketError } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
+import { c_bind } from '../kernel/libc.js';
+import { whenWritable } from '../kernel/epoll-plane.js';
 import {
   closeFd,
   getCongestion,
@@ -15,6 +20,7 @@ import {
   setKeepAlive,
   setNoDelay,
   setTransparent,
+  sockaddr,
 } from '../kernel/sockopt.js';
 import type { Transport } from '../policy/types.js';
 
@@ -45,13 +51,19 @@ export interface DialOptions {
   cancelOn?: net.Socket;
 }
 
+const { EINPROGRESS } = osConstants.errno;
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
+
 /** The error of a connect abandoned because its client went away. */
 export function canceledError(): NodeJS.ErrnoException {
   return Object.assign(new Error('connect abandoned: the client went away'), { code: 'ECANCELED' });
 }
 
 export interface DialResult {
-  socket: net.Socket;
+  /** the connected socket: edgeward's own fd, never a net.Socket (relay/splice.ts relays it) */
+  fd: number;
+  /** its own address and port (a SOCKS reply's BND.ADDR) */
+  local: { address: string; port: number };
   mptcp: boolean;
   mptcpNote?: string;
   notApplied: string[];
@@ -91,74 +103,75 @@ export function applyLiveOptions(fd: number, t: Transport, sides: { congestion: 
   return failed;
 }
 
-/** Connects to address:port with the transport applied. Rejects with the connect error (errno code). */
+/** The error of a failed connect, as Node's would be: errno name as code, the address in the message. */
+function connectError(e: number, address: string, port: number): NodeJS.ErrnoException {
+  const code = errnoNames.get(e) ?? `errno ${e}`;
+  return Object.assign(new Error(`connect ${code} ${address}:${port}`), { code, errno: -e, syscall: 'connect', address, port });
+}
+
+/**
+ * Connects to address:port with the transport applied, on a socket of edgeward's own (socket(2)
+ * through koffi, non-blocking connect, completion from the thread's epoll set). Rejects with the
+ * connect error (errno code), ETIMEDOUT after connectTimeout, ECANCELED when cancelOn closed.
+ */
 export function dial(opts: DialOptions): Promise<DialResult> {
   const t = opts.transport;
   const family = net.isIPv6(opts.address) ? 6 : 4;
-  let socket: net.Socket;
-  let mptcp = false;
-  let mptcpNote: string | undefined;
   const notApplied: string[] = [];
-
-  if (t.mptcp || t.congestion !== undefined || t.keepAlive !== undefined || t.noDelay !== undefined || opts.transparent) {
-    const open = (): ReturnType<typeof openStreamSocket> => openStreamSocket(family, t.mptcp === true);
-    let opened: ReturnType<typeof openStreamSocket>;
-    try {
-      if (t.mptcp && (t.scheduler !== undefined || t.pathManager !== undefined)) {
-        const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: t.pathManager }, open);
-        opened = r.result;
-        notApplied.push(...r.notApplied);
-      } else {
-        opened = open();
-      }
-    } catch (e) {
-      return Promise.reject(e);
+  if (opts.cancelOn?.destroyed) return Promise.reject(canceledError());
+  let opened: ReturnType<typeof openStreamSocket>;
+  const open = (): ReturnType<typeof openStreamSocket> => openStreamSocket(family, t.mptcp === true);
+  try {
+    if (t.mptcp && (t.scheduler !== undefined || t.pathManager !== undefined)) {
+      const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: t.pathManager }, open);
+      opened = r.result;
+      notApplied.push(...r.notApplied);
+    } else {
+      opened = open();
     }
-    mptcp = opened.mptcp;
-    mptcpNote = opened.mptcpUnavailable;
-    if (opts.transparent) {
-      try {
-        setTransparent(opened.fd, family);
-      } catch (e) {
-        closeFd(opened.fd);
-        return Promise.reject(e);
-      }
-    }
-    notApplied.push(...applyLiveOptions(opened.fd, t));
-    try {
-      socket = new net.Socket({ fd: opened.fd, readable: true, writable: true, allowHalfOpen: true });
-    } catch (e) {
-      closeFd(opened.fd);
-      return Promise.reject(e);
-    }
-  } else {
-    socket = new net.Socket({ allowHalfOpen: true });
+  } catch (e) {
+    return Promise.reject(e);
   }
-
+  const { fd } = opened;
+  const result = (): DialResult => ({ fd, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied });
+  let rc: number;
+  try {
+    if (opts.transparent) setTransparent(fd, family);
+    notApplied.push(...applyLiveOptions(fd, t));
+    if (opts.localAddress !== undefined) {
+      const sa = sockaddr(family, opts.localAddress, 0);
+      if ((c_bind(fd, sa, sa.length) as number) < 0) throw connectError(koffi.errno(), opts.address, opts.port);
+    }
+    rc = connectFd(fd, sockaddr(family, opts.address, opts.port));
+  } catch (e) {
+    closeFd(fd);
+    return Promise.reject(e);
+  }
+  if (rc === 0) return Promise.resolve(result());
+  if (rc !== -EINPROGRESS) {
+    closeFd(fd);
+    return Promise.reject(connectError(-rc, opts.address, opts.port));
+  }
   const cancelOn = opts.cancelOn;
-  if (cancelOn?.destroyed) {
-    socket.destroy();
-    return Promise.reject(canceledError());
-  }
   return new Promise<DialResult>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      const err = Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' });
-      socket.destroy(err);
-    }, opts.connectTimeout);
-    const onCancel = (): void => void socket.destroy(canceledError());
-    const onError = (err: Error): void => {
+    let settled = false;
+    const finish = (err: NodeJS.ErrnoException | null): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       cancelOn?.removeListener('close', onCancel);
-      socket.destroy();
-      reject(err);
+      stopWaiting();
+      if (err) {
+        closeFd(fd);
+        reject(err);
+      } else resolve(result());
     };
-    socket.once('error', onError);
+    const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
+    const onCancel = (): void => finish(canceledError());
     cancelOn?.once('close', onCancel);
-    socket.connect({ host: opts.address, port: opts.port, localAddress: opts.localAddress, family }, () => {
-      clearTimeout(timer);
-      cancelOn?.removeListener('close', onCancel);
-      socket.removeListener('error', onError);
-      resolve({ socket, mptcp, mptcpNote, notApplied });
+    const stopWaiting = whenWritable(fd, () => {
+      const e = socketError(fd);
+      finish(e === 0 ? null : connectError(e, opts.address, opts.port));
     });
   });
 }

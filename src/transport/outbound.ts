@@ -6,7 +6,8 @@ import { CidrList, parseIp } from '../net/address.js';
 import type { PolicyDecision, PolicyService } from '../policy/service.js';
 import { parseUpstream, type Upstream } from '../policy/via.js';
 import { socks5Connect } from './upstream.js';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { takeSocket } from '../kernel/fdio.js';
 import { canceledError, dial, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
@@ -103,12 +104,15 @@ async function chain(up: Upstream, dest: { host?: string; ip?: string; port: num
       lastError = e;
       continue;
     }
-    const socket = r.socket;
+    // the upstream's SOCKS handshake runs on a net.Socket over the fd; the relay takes it back after
+    const socket = new Socket({ fd: r.fd, readable: true, writable: true, allowHalfOpen: true });
     const onCancel = (): void => void socket.destroy(canceledError());
     cancelOn?.once('close', onCancel);
     try {
       const pending = await socks5Connect(socket, up, dest, Math.max(1, deadline - Date.now()));
-      return { ...r, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending };
+      const taken = takeSocket(socket);
+      const early = taken.buffered ? (pending.length > 0 ? Buffer.concat([pending, taken.buffered]) : taken.buffered) : pending;
+      return { ...r, fd: taken.fd, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending: early };
     } catch (e) {
       socket.destroy();
       throw e; // the upstream answered: its answer stands

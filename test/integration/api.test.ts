@@ -16,7 +16,8 @@ import { createLogger } from '../../src/log/logger.js';
 import { reapplyPolicies } from '../../src/transport/live.js';
 import { PolicyService } from '../../src/policy/service.js';
 import { ConnectionRegistry } from '../../src/relay/registry.js';
-import { SpliceRelay, takeSocket } from '../../src/relay/splice.js';
+import { takeSocket } from '../../src/kernel/fdio.js';
+import { SpliceRelay } from '../../src/relay/splice.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
 const TOKEN = 'test-token';

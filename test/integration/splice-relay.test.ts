@@ -6,7 +6,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SpliceRelay, takeSocket, type RelayEnd } from '../../src/relay/splice.js';
+import { takeSocket } from '../../src/kernel/fdio.js';
+import { SpliceRelay, type RelayEnd } from '../../src/relay/splice.js';
 
 interface Pair {
   /** what the proxied client holds */
