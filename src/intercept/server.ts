@@ -10,7 +10,7 @@
 //     intercept_timed_out, intercept_not_allowed, intercept_upstream_failed, intercept_general_failure
 // The client then gets a reset, as a failed connect would have given it without the gateway.
 import net from 'node:net';
-import { closeFd } from '../kernel/fdio.js';
+import { closeFd, takeSocket } from '../kernel/fdio.js';
 import type { Logger } from '../log/logger.js';
 import { canonicalIp } from '../net/address.js';
 import { connectFailure } from '../net/errors.js';
@@ -112,13 +112,24 @@ export class InterceptServer {
           closeFd(out.fd);
           return;
         }
+        let taken: ReturnType<typeof takeSocket>;
+        const release = listener.adopt(client);
+        try {
+          taken = takeSocket(client);
+        } catch (e) {
+          opts.logger.warn('relay: could not take the connection from Node', { error: (e as Error).message });
+          client.destroy();
+          closeFd(out.fd);
+          release();
+          return;
+        }
         relayOutbound({
           listener: 'intercept',
-          client,
+          client: taken,
           clientAddress: { address: srcIp, port: client.remotePort ?? 0 },
           destination: { address: destIp, port: destPort },
           out,
-          onClosed: listener.adopt(client),
+          onClosed: release,
           clientCongestion: opts.clientCongestion,
           registry: opts.registry,
           idleTimeout: opts.idleTimeout,

@@ -28,14 +28,18 @@ const MAX_EVENTS = 256;
  */
 const SPARE_PIPES = 16;
 
+/** Something that wants the events of an fd in the plane. */
+export interface FdHandler {
+  onEvent(fd: number, events: number): void;
+}
+
 /** What the plane holds: a relay, its two sockets and how to move its bytes. */
-export interface PlaneMember {
+export interface PlaneMember extends FdHandler {
   readonly clientFd: number;
   readonly outFd: number;
   /** ms without a byte either way before the sweep ends it; 0 = never */
   readonly idleTimeout: number;
   lastActive: number;
-  onEvent(fd: number, events: number): void;
   /** moves what it can (called again after it ran out of its rounds) */
   pump(): void;
   end(how: 'idle'): void;
@@ -54,7 +58,9 @@ export class Plane {
   private readonly events = Buffer.alloc(MAX_EVENTS * EPOLL_EVENT_SIZE);
   private readonly poll: PollHandle;
   /** relay by fd (either of its two) */
-  private readonly byFd: (PlaneMember | undefined)[] = [];
+  private readonly byFd: (FdHandler | undefined)[] = [];
+  /** fds watched for other handlers (listening sockets, clients in their handshake) */
+  private watched = 0;
   private readonly spare: [number, number, number][] = [];
   /** relays that hit their rounds and have more to move */
   private readonly again = new Set<PlaneMember>();
@@ -101,11 +107,37 @@ export class Plane {
 
   /** The poll keeps the thread's loop alive while anything is relayed or connecting. */
   private refresh(): void {
-    const busy = this.relays.size + this.waiters.size > 0;
+    const busy = this.relays.size + this.waiters.size + this.watched > 0;
     if (busy === this.refd) return;
     this.refd = busy;
     if (busy) this.poll.ref();
     else this.poll.unref();
+  }
+
+  /** Adds `fd` with `events` (EPOLLET added); its events go to `h` until unwatch. */
+  watch(fd: number, h: FdHandler, events: number): void {
+    epollAdd(this.epfd, fd, (events | EPOLLET) >>> 0);
+    this.byFd[fd] = h;
+    this.watched++;
+    this.refresh();
+  }
+
+  /** Removes a watched fd (before it is closed or handed on). */
+  unwatch(fd: number, h: FdHandler): void {
+    if (this.byFd[fd] !== h) return;
+    this.byFd[fd] = undefined;
+    epollDel(this.epfd, fd);
+    this.watched--;
+    this.refresh();
+  }
+
+  /**
+   * Runs `cb` in setImmediate, batched with the others: what a poll event starts that settles
+   * promises runs there (the poll callback itself is outside Node's callback scope).
+   */
+  soon(cb: () => void): void {
+    this.woken.push(cb);
+    if (this.woken.length === 1) setImmediate(() => this.runWoken());
   }
 
   /** Runs `cb` once `fd` is writable (its connect finished, either way); the function returned forgets it. */
@@ -166,7 +198,6 @@ export class Plane {
       }
       if (n < MAX_EVENTS) break;
     }
-    if (this.woken.length > 0) setImmediate(() => this.runWoken());
   }
 
   /** A connect finished: its callback runs in setImmediate, where the promises it settles go on at once (not in this poll callback, outside Node's callback scope). */
@@ -175,7 +206,7 @@ export class Plane {
     if (!cb) return;
     this.waiters.delete(fd);
     epollDel(this.epfd, fd);
-    this.woken.push(cb);
+    this.soon(cb);
   }
 
   private runWoken(): void {

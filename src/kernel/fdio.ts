@@ -46,6 +46,7 @@ const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, cons
 const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
 const c_connect = libc.func('int connect(int fd, const void *addr, uint32_t len)');
 const c_getsockname = libc.func('int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)');
+const c_accept4 = libc.func('int accept4(int fd, void *addr, _Inout_ uint32_t *len, int flags)');
 
 /** The errno of the call that just failed. */
 export function errno(): number {
@@ -153,10 +154,16 @@ export function localAddress(fd: number): { address: string; port: number } | nu
   const sa = Buffer.alloc(28);
   const len = [28];
   if ((c_getsockname(fd, sa, len) as number) < 0) return null;
+  return parseSockaddr(sa);
+}
+
+/** The address and port in a struct sockaddr_in / sockaddr_in6; IPv4-mapped IPv6 as Node shows it (::ffff:a.b.c.d). */
+function parseSockaddr(sa: Buffer): { address: string; port: number } | null {
   const family = sa.readUInt16LE(0);
   const port = sa.readUInt16BE(2);
   if (family === 2) return { address: `${sa[4]}.${sa[5]}.${sa[6]}.${sa[7]}`, port };
   if (family !== 10) return null;
+  if (sa.readUInt32BE(8) === 0 && sa.readUInt32BE(12) === 0 && sa.readUInt32BE(16) === 0xffff) return { address: `::ffff:${sa[20]}.${sa[21]}.${sa[22]}.${sa[23]}`, port };
   const groups: string[] = [];
   for (let i = 0; i < 8; i++) groups.push(sa.readUInt16BE(8 + i * 2).toString(16));
   return { address: compressIpv6(groups), port };
@@ -201,4 +208,16 @@ export function takeSocket(s: Socket): { fd: number; buffered: Buffer | null } {
   }
   s.destroy();
   return { fd: copy, buffered };
+}
+
+const acceptAddr = Buffer.alloc(28);
+const acceptLen = [28];
+
+/** accept4(2), non-blocking and close-on-exec: the new fd and the peer's address, or -errno (-EAGAIN: none waiting). */
+export function acceptFd(listenFd: number): { fd: number; address: string; port: number } | number {
+  acceptLen[0] = 28;
+  const fd = c_accept4(listenFd, acceptAddr, acceptLen, O_NONBLOCK | O_CLOEXEC) as number;
+  if (fd < 0) return -koffi.errno();
+  const peer = parseSockaddr(acceptAddr) ?? { address: '', port: 0 };
+  return { fd, address: peer.address, port: peer.port };
 }

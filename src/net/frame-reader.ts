@@ -28,7 +28,12 @@ export class FrameReader {
   private wake: (() => void) | null = null;
   private ended = false;
 
-  constructor(private readonly socket: Socket) {
+  /** `initial`: bytes already read from the socket's connection (by a RawClient) */
+  constructor(
+    private readonly socket: Socket,
+    initial?: Buffer,
+  ) {
+    if (initial && initial.length > 0) this.buf = initial;
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onEnd);

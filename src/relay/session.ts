@@ -4,7 +4,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { closeFd, takeSocket } from '../kernel/fdio.js';
-import { socketFd } from '../kernel/sockopt.js';
 import { applyLiveOptions } from '../transport/dialer.js';
 import type { Outbound } from '../transport/outbound.js';
 import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';
@@ -12,7 +11,8 @@ import { SpliceRelay } from './splice.js';
 
 export interface OutboundSession {
   listener: Listener;
-  client: Socket;
+  /** the client's connection, its fd now the relay's, with the bytes read beyond its handshake */
+  client: { fd: number; buffered: Buffer | null };
   clientAddress: { address: string; port: number };
   user?: string;
   destination: { host?: string; address: string; port: number };
@@ -34,35 +34,22 @@ export interface OutboundSession {
  * Puts noDelay / keepAlive of the transport on the client-side socket too, and `congestion`
  * (--client-congestion: the hop toward the client, e.g. a router's MPTCP link to its concentrator).
  */
-function applyClientOptions(client: Socket, o: Outbound, congestion?: string): string[] {
+function applyClientOptions(fd: number, o: Outbound, congestion?: string): string[] {
   const t = o.decision.transport;
   if (t.noDelay === undefined && t.keepAlive === undefined && congestion === undefined) return [];
-  const fd = socketFd(client);
-  if (fd === null) return [];
   return applyLiveOptions(fd, { noDelay: t.noDelay, keepAlive: t.keepAlive, congestion }, { congestion: congestion !== undefined });
 }
 
 /**
  * Sets the client-side options, registers the connection and relays it until both sides are done.
- * Both sockets leave Node here (relay/splice.ts takes their fds): write nothing to them before;
- * a protocol reply for the client goes in `reply`.
+ * The relay (relay/splice.ts) owns both fds from here; a protocol reply for the client goes in `reply`.
  */
-export function relayOutbound(s: OutboundSession): ConnectionRecord | null {
+export function relayOutbound(s: OutboundSession): ConnectionRecord {
   const { client, out, registry } = s;
   const t = out.decision.transport;
-  const clientFailures = applyClientOptions(client, out, s.clientCongestion);
+  const clientFailures = applyClientOptions(client.fd, out, s.clientCongestion);
   const notApplied = clientFailures.length === 0 ? out.notApplied : [...out.notApplied, ...clientFailures.map((f) => `client side: ${f}`)];
-  let taken: ReturnType<typeof takeSocket>;
-  try {
-    taken = takeSocket(client);
-  } catch (e) {
-    s.logger.warn('relay: could not take the connection from Node', { error: (e as Error).message });
-    client.destroy();
-    closeFd(out.fd);
-    s.onClosed?.();
-    return null;
-  }
-  const toRemote = concat(s.pending, taken.buffered);
+  const toRemote = concat(s.pending, client.buffered);
   const toClient = out.pending;
   const rec = registry.add({
     listener: s.listener,
@@ -80,7 +67,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord | null {
     close: () => relay.destroy(),
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
-  const relay = new SpliceRelay(taken.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient }, (how, err) => {
+  const relay = new SpliceRelay(client.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient }, (how, err) => {
     registry.remove(rec);
     s.onClosed?.();
     if (s.logger.enabled('debug')) s.logger.debug('connection closed', { id: rec.id, how, error: err?.message });

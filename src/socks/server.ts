@@ -2,10 +2,15 @@
 // ASSOCIATE; SOCKS4/4a CONNECT. An explicit handshake state (State, after microsocks) decides which
 // message is read next; errors become replies in replies.ts only; one connection's failure never
 // touches another.
-import type net from 'node:net';
+import { lookup } from 'node:dns/promises';
+import net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
+import { acceptFd, EPOLLIN, localAddress } from '../kernel/fdio.js';
+import { isMptcpSocket, openListenSocket, setNoDelay } from '../kernel/sockopt.js';
+import { RawClient } from '../net/raw-client.js';
 import { closeFd } from '../kernel/fdio.js';
 import { parseIp } from '../net/address.js';
-import { ClientListener } from '../net/listener.js';
 import { relayOutbound } from '../relay/session.js';
 import type { Listener } from '../relay/registry.js';
 import { connectOutbound, type Outbound } from '../transport/outbound.js';
@@ -29,6 +34,7 @@ import {
 import { FrameReader } from '../net/frame-reader.js';
 import { replyForError, replyName } from './replies.js';
 import { handleUdpAssociate } from './udp.js';
+import type { Logger } from '../log/logger.js';
 import type { SessionContext, SocksServerOptions } from './session.js';
 export type { SessionContext, SocksServerOptions } from './session.js';
 
@@ -64,75 +70,155 @@ function selectMethod(offered: readonly number[], requireAuth: boolean): AuthMet
   return offered.includes(AuthMethod.NO_AUTH) ? AuthMethod.NO_AUTH : AuthMethod.NO_ACCEPTABLE;
 }
 
-const EMPTY = Buffer.alloc(0);
+const { EAGAIN, EMFILE, ENFILE } = osConstants.errno;
+/** backlog of the listening socket: bursts of connects wait in the kernel, not in SYN retries */
+const BACKLOG = 1024;
+/** connections taken from the accept queue per turn of the loop, before the others get theirs */
+const ACCEPTS_PER_TURN = 64;
+
+/** One client's handshake: the server's options and the client on its raw fd. */
+interface RawContext {
+  opts: SocksServerOptions;
+  client: RawClient;
+  user?: string;
+  log: Logger;
+}
 
 export class SocksServer {
-  private readonly listener: ClientListener;
+  private listening: number | null = null;
+  private readonly plane = thePlane();
+  private readonly acceptor: FdHandler = { onEvent: () => this.plane.soon(() => this.acceptAll()) };
+  /** clients in their handshake or connecting (their fds still ours) */
+  private readonly clients = new Set<RawClient>();
+  /** clients the relay (or Node, for BIND and UDP ASSOCIATE) took over, still open */
+  private relayed = 0;
+  /** open clients of every thread together (--max-connections), with Atomics */
+  private readonly open: Int32Array;
 
   constructor(private readonly opts: SocksServerOptions) {
-    this.listener = new ClientListener({
-      accept: { allowHalfOpen: true, pauseOnConnect: false, noDelay: true },
-      maxConnections: opts.maxConnections,
-      openCount: opts.openCount,
-      onConnection: (client) => this.accept(client),
-      onDrop: () => {
-        opts.registry.totals.rejectedClients++;
-      },
-    });
+    this.open = opts.openCount ?? new Int32Array(new SharedArrayBuffer(4));
   }
 
-  /** the listening socket's fd when this server made it itself (listen with mptcp or shareable) or was given it */
+  /** the listening socket's fd (this server made it, or was given it): other threads accept from dups of it */
   get listenFd(): number | null {
-    return this.listener.fd;
+    return this.listening;
   }
 
   /**
    * Starts listening; resolves with the bound address. With `mptcp` the listening socket is
    * IPPROTO_MPTCP: MPTCP clients get MPTCP, plain TCP clients still work (the kernel falls back).
-   * With `shareable` the socket is made here (not by Node), so that its fd can be duplicated for
-   * other threads (`listenFd`); with `fd`, this server accepts on a socket another thread made.
+   * The socket is edgeward's own (kernel/), accepted from in the thread's epoll set; with `fd`, this
+   * server accepts on a socket another thread made (`shareable` is kept for the callers: every
+   * socket here can be shared).
    */
   async listen(host: string, port: number, o: { mptcp?: boolean; shareable?: boolean; fd?: number } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
-    const bound = await this.listener.listen({ host, port, mptcp: o.mptcp, shareable: o.shareable, fd: o.fd });
-    if (bound.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: bound.mptcpUnavailable });
-    return { address: bound.address, family: bound.family, port: bound.port, mptcp: bound.mptcp };
+    let fd = o.fd;
+    let mptcp: boolean;
+    if (fd === undefined) {
+      const ip = net.isIP(host) ? host : (await lookup(host)).address;
+      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: BACKLOG, mptcp: o.mptcp === true });
+      if (opened.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
+      fd = opened.fd;
+      mptcp = opened.mptcp;
+    } else {
+      mptcp = isMptcpSocket(fd);
+    }
+    this.listening = fd;
+    this.plane.watch(fd, this.acceptor, EPOLLIN);
+    this.plane.soon(() => this.acceptAll()); // edge-triggered: whatever is already queued
+    const at = localAddress(fd) ?? { address: host, port };
+    return { address: at.address, family: net.isIPv6(at.address) ? 'IPv6' : 'IPv4', port: at.port, mptcp };
   }
 
   /** Accepted client connections still open: in the handshake, or relaying. */
   get clientCount(): number {
-    return this.listener.clientCount;
+    return this.clients.size + this.relayed;
   }
 
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
-    this.listener.close();
+    if (this.listening !== null) {
+      this.plane.unwatch(this.listening, this.acceptor);
+      closeFd(this.listening);
+      this.listening = null;
+    }
     return Promise.resolve();
   }
 
-  /** Closes every client connection still open (after the drain: the ones that never got to relaying, and the rest). */
+  /** Closes every client connection still in its handshake (the relayed ones are the registry's to close). */
   destroyClients(): void {
-    this.listener.destroyClients();
+    for (const c of [...this.clients]) c.destroy();
   }
 
-  private accept(client: net.Socket): void {
+  /** Takes the connections waiting in the accept queue, a bounded number per turn. */
+  private acceptAll(): void {
+    const fd = this.listening;
+    if (fd === null) return;
+    for (let i = 0; i < ACCEPTS_PER_TURN; i++) {
+      const a = acceptFd(fd);
+      if (typeof a === 'number') {
+        if (a === -EAGAIN) return;
+        if (a === -EMFILE || a === -ENFILE) {
+          this.opts.logger.warn('SOCKS accept: no file descriptor left', { error: a === -EMFILE ? 'EMFILE' : 'ENFILE' });
+          return;
+        }
+        continue; // ECONNABORTED and the like: that client is gone, the next may be there
+      }
+      if (Atomics.add(this.open, 0, 1) >= this.opts.maxConnections) {
+        Atomics.sub(this.open, 0, 1);
+        closeFd(a.fd);
+        this.opts.registry.totals.rejectedClients++;
+        continue;
+      }
+      this.accept(a.fd, a.address, a.port);
+    }
+    // more may be waiting: after the others had their turn
+    this.plane.soon(() => this.acceptAll());
+  }
+
+  /**
+   * Counts the client as open after its fd left this server (the relay, or Node) until the
+   * function returned is called (once, when that connection has closed).
+   */
+  private adopt(client: RawClient): () => void {
+    this.clients.delete(client);
+    this.relayed++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.relayed--;
+      Atomics.sub(this.open, 0, 1);
+    };
+  }
+
+  private accept(fd: number, remote: string, remotePort: number): void {
     const { opts } = this;
-    const remote = client.remoteAddress ?? '';
     if (opts.clientAllow.size > 0) {
       const ip = parseIp(remote);
       if (!ip || !opts.clientAllow.contains(ip)) {
         opts.registry.totals.rejectedClients++;
         opts.logger.debug('client not in --socks-allow', { client: remote });
-        client.destroy();
+        closeFd(fd);
+        Atomics.sub(this.open, 0, 1);
         return;
       }
     }
-    client.on('error', () => undefined); // errors are handled where they matter; never crash
+    try {
+      setNoDelay(fd, true);
+    } catch {
+      // the client is gone already: the first read says so
+    }
+    const client = new RawClient(fd, remote, remotePort);
+    this.clients.add(client);
+    client.once('close', () => {
+      if (this.clients.delete(client)) Atomics.sub(this.open, 0, 1);
+    });
     const timer = setTimeout(() => {
       opts.registry.countFailure('handshake_timeout');
       client.destroy();
     }, opts.handshakeTimeout);
-    const reader = new FrameReader(client);
-    const ctx: SessionContext = { opts, client, reader, log: opts.logger, adopt: () => this.listener.adopt(client) };
+    const ctx: RawContext = { opts, client, log: opts.logger };
     this.handshake(ctx, timer).catch((err: unknown) => {
       opts.logger.error('unexpected error in SOCKS session', { client: remote, error: String(err) });
       client.destroy();
@@ -140,7 +226,7 @@ export class SocksServer {
   }
 
   /** Runs the handshake state machine under the handshake timer, then carries out the request. */
-  private async handshake(ctx: SessionContext, timer: NodeJS.Timeout): Promise<void> {
+  private async handshake(ctx: RawContext, timer: NodeJS.Timeout): Promise<void> {
     let step: Step = { next: State.CONNECTED };
     while ('next' in step) step = await this.advance(ctx, step.next);
     clearTimeout(timer); // the handshake is over, one way or the other
@@ -152,9 +238,25 @@ export class SocksServer {
       case Socks5Command.CONNECT:
         return this.connect(ctx, request.address, 'socks5');
       case Socks5Command.UDP_ASSOCIATE:
-        return handleUdpAssociate(ctx, request.address);
-      case Socks5Command.BIND:
-        return handleBind(ctx, request.address);
+      case Socks5Command.BIND: {
+        // the rare commands run on a net.Socket over the client's fd
+        const handed = ctx.client.toNetSocket();
+        if (!handed) return;
+        const release = this.adopt(ctx.client);
+        const socket = handed.socket;
+        // counted until the socket closes, or, once the BIND relay took it, until the relay has
+        let relayed = false;
+        socket.once('close', () => {
+          if (!relayed) release();
+        });
+        socket.on('error', () => undefined);
+        const adopt = (): (() => void) => {
+          relayed = true;
+          return release;
+        };
+        const session: SessionContext = { opts: ctx.opts, client: socket, reader: new FrameReader(socket, handed.buffered), user: ctx.user, log: ctx.log, adopt };
+        return request.command === Socks5Command.BIND ? handleBind(session, request.address) : handleUdpAssociate(session, request.address);
+      }
     }
   }
 
@@ -162,8 +264,9 @@ export class SocksServer {
    * The transitions, in one place: reads the one message `state` accepts and answers it. Leads to
    * the next state, to a request to carry out, or to the end of a failed handshake (answered and counted).
    */
-  private async advance(ctx: SessionContext, state: State): Promise<Step> {
-    const { client, reader, opts } = ctx;
+  private async advance(ctx: RawContext, state: State): Promise<Step> {
+    const { client, opts } = ctx;
+    const reader = client;
     switch (state) {
       case State.CONNECTED: {
         const version = await reader.next(peekVersion);
@@ -208,7 +311,7 @@ export class SocksServer {
   }
 
   /** Ends a SOCKS5 handshake that failed; sends the reply the RFC asks for, if any. */
-  private fail(ctx: SessionContext, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): Step {
+  private fail(ctx: RawContext, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): Step {
     if (why === 'closed') {
       ctx.client.destroy();
       return ENDED;
@@ -221,8 +324,9 @@ export class SocksServer {
   }
 
   /** SOCKS4/4a: the first message is the whole request; CONNECT only, and never with --socks-auth. */
-  private async socks4Request(ctx: SessionContext): Promise<Step> {
-    const { client, reader, opts } = ctx;
+  private async socks4Request(ctx: RawContext): Promise<Step> {
+    const { client, opts } = ctx;
+    const reader = client;
     const req = await reader.next(parseSocks4Request);
     if (req === 'closed') {
       client.destroy();
@@ -242,8 +346,8 @@ export class SocksServer {
     return { request: { listener: 'socks4', address: req.address } };
   }
 
-  private async connect(ctx: SessionContext, dest: SocksAddress, listener: Listener): Promise<void> {
-    const { client, reader, opts } = ctx;
+  private async connect(ctx: RawContext, dest: SocksAddress, listener: Listener): Promise<void> {
+    const { client, opts } = ctx;
     let out: Outbound;
     try {
       out = await connectOutbound({ host: dest.host, ip: dest.ip, port: dest.port, cancelOn: client }, opts.outbound);
@@ -263,22 +367,22 @@ export class SocksServer {
       return;
     }
     const reply = listener === 'socks4' ? buildSocks4Reply(Socks4Reply.GRANTED) : buildReply(Socks5Reply.SUCCEEDED, out.local.address, out.local.port);
-    const pending = reader.detach();
-    if (client.writableLength > 0) await new Promise<void>((resolve) => client.write(EMPTY, () => resolve()));
-    if (client.destroyed) {
+    const taken = client.release();
+    if (!taken) {
       closeFd(out.fd);
+      client.destroy();
       return;
     }
+    const release = this.adopt(client);
     relayOutbound({
       listener,
-      client,
-      clientAddress: { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
+      client: taken,
+      clientAddress: { address: client.remoteAddress, port: client.remotePort },
       user: ctx.user,
       destination: { host: dest.host, address: out.address, port: dest.port },
       out,
-      pending,
       reply,
-      onClosed: ctx.adopt(),
+      onClosed: release,
       clientCongestion: opts.clientCongestion,
       registry: opts.registry,
       idleTimeout: opts.idleTimeout,

@@ -48,7 +48,14 @@ export interface DialOptions {
   /** IP_TRANSPARENT: localAddress may be a foreign address (the intercepted client's own) */
   transparent?: boolean;
   /** the client this connection is for: when it closes, the connect attempt is abandoned */
-  cancelOn?: net.Socket;
+  cancelOn?: CancelSource;
+}
+
+/** A client connection whose 'close' abandons a connect (a net.Socket, a RawClient). */
+export interface CancelSource {
+  readonly destroyed: boolean;
+  once(event: 'close', listener: () => void): unknown;
+  removeListener(event: 'close', listener: () => void): unknown;
 }
 
 const { EINPROGRESS } = osConstants.errno;

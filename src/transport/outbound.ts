@@ -8,7 +8,7 @@ import { parseUpstream, type Upstream } from '../policy/via.js';
 import { socks5Connect } from './upstream.js';
 import { Socket } from 'node:net';
 import { takeSocket } from '../kernel/fdio.js';
-import { canceledError, dial, type DialResult } from './dialer.js';
+import { canceledError, dial, type CancelSource, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
   policies: PolicyService;
@@ -31,8 +31,8 @@ export interface OutboundRequest {
    * IP_TRANSPARENT + bind to it; replies must be routed back through this machine
    */
   spoofSource?: string;
-  /** the client socket: when it closes, connecting (and an upstream handshake) is abandoned */
-  cancelOn?: Socket;
+  /** the client: when it closes, connecting (and an upstream handshake) is abandoned */
+  cancelOn?: CancelSource;
 }
 
 export interface Outbound extends DialResult {
@@ -90,7 +90,7 @@ async function tryResolve(host: string): Promise<string[] | { error: unknown }> 
 }
 
 /** Dials the upstream with the destination's transport and asks it to connect to the destination. */
-async function chain(up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number, cancelOn?: Socket): Promise<Outbound> {
+async function chain(up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number, cancelOn?: CancelSource): Promise<Outbound> {
   const upstreamAddrs = parseIp(up.host) ? [up.host] : await resolveHost(up.host);
   let lastError: unknown = null;
   for (const address of upstreamAddrs) {

@@ -1,0 +1,208 @@
+// An accepted client connection on edgeward's own fd (accept4 through koffi, events from the
+// thread's epoll set), for the part of its life before the relay: a handshake read message by
+// message (`next`, as net/frame-reader.ts does for a net.Socket), small replies written, then the
+// fd handed to the relay (`release`) or to Node (`toNetSocket`, for the rare commands that need a
+// net.Socket). It costs no net.Socket, no stream and no libuv handle per connection.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
+import { closeFd, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, localAddress, readFd, shutdownWrite, writeFd } from '../kernel/fdio.js';
+import { isParseError, type Parsed, type ParseError, type ReadResult } from './frame-reader.js';
+
+const { EAGAIN, EINTR } = osConstants.errno;
+
+/** Bytes a client may send ahead of the handshake's end (pipelined data) before we stop reading. */
+const MAX_BUFFERED = 64 * 1024;
+/** After end(): how long the socket waits for the client's FIN before it is closed anyway. */
+const LINGER_MS = 5000;
+
+const readBuf = Buffer.allocUnsafe(MAX_BUFFERED + 1);
+const EMPTY = Buffer.alloc(0);
+
+export class RawClient extends EventEmitter implements FdHandler {
+  private readonly plane = thePlane();
+  private buf: Buffer = EMPTY;
+  private wake: (() => void) | null = null;
+  /** the client sent its FIN */
+  ended = false;
+  destroyed = false;
+  /** bytes of a reply the kernel did not take at once */
+  private unsent: Buffer | null = null;
+  /** end() was called: FIN sent once the reply is out; closed at the client's FIN or after LINGER_MS */
+  private ending = false;
+  private lingerTimer: NodeJS.Timeout | null = null;
+  private watching = true;
+  /** edge-triggered: the kernel may hold more than we read (we stopped at MAX_BUFFERED) */
+  private readable = true;
+  private local: { address: string; port: number } | null = null;
+
+  constructor(
+    readonly fd: number,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+  ) {
+    super();
+    this.plane.watch(fd, this, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+  }
+
+  get localAddress(): string {
+    this.local ??= localAddress(this.fd);
+    return this.local?.address ?? '';
+  }
+
+  get localPort(): number {
+    this.local ??= localAddress(this.fd);
+    return this.local?.port ?? 0;
+  }
+
+  /** true when the client closed its side */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  onEvent(_fd: number, ev: number): void {
+    if (this.destroyed) return;
+    if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP) && this.unsent) this.flush();
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      this.readable = true;
+      this.readMore();
+    }
+  }
+
+  /** Reads what the kernel has, up to MAX_BUFFERED waiting; wakes the handshake (in setImmediate: promises). */
+  private readMore(): void {
+    let got = false;
+    while (this.readable && !this.ended && !this.destroyed && this.buf.length <= MAX_BUFFERED) {
+      const n = readFd(this.fd, readBuf, MAX_BUFFERED + 1 - this.buf.length);
+      if (n === -EINTR) continue;
+      if (n === -EAGAIN) {
+        this.readable = false;
+        break;
+      }
+      if (n < 0) {
+        // a reset: the connection is gone
+        this.plane.soon(() => this.destroy());
+        return;
+      }
+      got = true;
+      if (n === 0) {
+        this.ended = true;
+        if (this.ending) {
+          this.plane.soon(() => this.destroy());
+          return;
+        }
+        break;
+      }
+      const chunk = Buffer.from(readBuf.subarray(0, n));
+      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    }
+    if (got && this.wake) {
+      const wake = this.wake;
+      this.wake = null;
+      this.plane.soon(wake);
+    }
+  }
+
+  /** Waits until `parse` can decode a whole message from the bytes received. */
+  async next<T, E extends ParseError = ParseError>(parse: (b: Buffer) => Parsed<T, E>): Promise<ReadResult<T, E>> {
+    for (;;) {
+      const r = parse(this.buf);
+      if (r !== 'more') {
+        if (isParseError<E>(r)) return r;
+        this.buf = this.buf.subarray(r.consumed);
+        return r.value;
+      }
+      if (this.ended || this.destroyed) return 'closed';
+      if (this.buf.length > MAX_BUFFERED) return { error: 'too_long', message: 'handshake message too long' };
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  /** The bytes received beyond the handshake (they belong to the destination). */
+  detach(): Buffer {
+    const b = this.buf;
+    this.buf = EMPTY;
+    return b;
+  }
+
+  write(data: Buffer): void {
+    if (this.destroyed || this.ending) return;
+    if (this.unsent) {
+      this.unsent = Buffer.concat([this.unsent, data]);
+      return;
+    }
+    const n = writeFd(this.fd, data);
+    if (n === data.length) return;
+    if (n < 0 && n !== -EAGAIN) {
+      this.destroy();
+      return;
+    }
+    this.unsent = data.subarray(Math.max(n, 0));
+  }
+
+  private flush(): void {
+    const data = this.unsent!;
+    const n = writeFd(this.fd, data);
+    if (n < 0 && n !== -EAGAIN) {
+      this.destroy();
+      return;
+    }
+    this.unsent = n === data.length ? null : data.subarray(Math.max(n, 0));
+    if (!this.unsent && this.ending) this.finishEnd();
+  }
+
+  /** Sends `data`, then FIN; the socket closes when the client's FIN arrives (or after LINGER_MS), as net.Socket.end does. */
+  end(data?: Buffer): void {
+    if (this.destroyed || this.ending) return;
+    if (data) this.write(data);
+    this.ending = true;
+    if (!this.unsent) this.finishEnd();
+  }
+
+  private finishEnd(): void {
+    shutdownWrite(this.fd);
+    if (this.ended) {
+      this.destroy();
+      return;
+    }
+    this.lingerTimer = setTimeout(() => this.destroy(), LINGER_MS).unref();
+  }
+
+  /** Closes the connection now; 'close' is emitted. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.stopWatching();
+    closeFd(this.fd);
+    this.wake?.();
+    this.emit('close');
+  }
+
+  private stopWatching(): void {
+    if (!this.watching) return;
+    this.watching = false;
+    this.plane.unwatch(this.fd, this);
+  }
+
+  /**
+   * Hands the fd on (to the relay): the bytes received beyond the handshake come with it. Null when
+   * the connection is already closed or a reply is still on its way.
+   */
+  release(): { fd: number; buffered: Buffer } | null {
+    if (this.destroyed || this.unsent || this.ending) return null;
+    this.stopWatching();
+    this.destroyed = true;
+    this.wake?.();
+    return { fd: this.fd, buffered: this.detach() };
+  }
+
+  /** Hands the fd to Node (BIND, UDP ASSOCIATE): a net.Socket over it, and the bytes received beyond the handshake. */
+  toNetSocket(): { socket: net.Socket; buffered: Buffer } | null {
+    const r = this.release();
+    if (!r) return null;
+    const socket = new net.Socket({ fd: r.fd, readable: true, writable: true, allowHalfOpen: true });
+    return { socket, buffered: r.buffered };
+  }
+}
