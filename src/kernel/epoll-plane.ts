@@ -234,8 +234,3 @@ export function whenWritable(fd: number, cb: () => void): () => void {
   return thePlane().whenWritable(fd, cb);
 }
 
-/** Relays in this thread (open ones). */
-export function relayCount(): number {
-  return plane?.relays.size ?? 0;
-}
-

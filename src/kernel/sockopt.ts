@@ -31,13 +31,18 @@ const c_dup = libc.func('int dup(int fd)');
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
+/** The errno's name (ECONNREFUSED, ...), as Node's errors carry it in `code`. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
 /** A failed system call, carrying the errno name (EPERM, ENOENT, ...) as its code. */
 export class KernelError extends EdgewardError {
   constructor(
     readonly call: string,
     readonly errno: number,
   ) {
-    const code = errnoNames.get(errno) ?? `errno ${errno}`;
+    const code = errnoName(errno);
     super(code, `${call} failed: ${code}`);
   }
 }

@@ -56,11 +56,6 @@ export class RawClient extends EventEmitter implements FdHandler {
     return this.local?.port ?? 0;
   }
 
-  /** true when the client closed its side */
-  get closed(): boolean {
-    return this.ended;
-  }
-
   onEvent(_fd: number, ev: number): void {
     if (this.destroyed) return;
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP) && this.unsent) this.flush();

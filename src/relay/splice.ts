@@ -73,10 +73,6 @@ class Direction {
   ) {}
 }
 
-function errnoError(call: string, e: number): KernelError {
-  return new KernelError(call, e);
-}
-
 export class SpliceRelay implements RelayHandle, PlaneMember {
   private readonly up: Direction;
   private readonly down: Direction;
@@ -223,7 +219,7 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
   /** A call on `fd` failed with errno `e`: a reset is passed on as a reset, any other error closes the other side. */
   private fail(fd: number, e: number, call: string): void {
     const other = fd === this.clientFd ? this.outFd : this.clientFd;
-    this.end('error', errnoError(call, e), e === ECONNRESET ? other : -1);
+    this.end('error', new KernelError(call, e), e === ECONNRESET ? other : -1);
   }
 
   /** Closes both sockets (`resetFd` with a reset) and the pipes still holding bytes; `done` runs. */

@@ -19,6 +19,7 @@ import {
   setCongestion,
   setKeepAlive,
   setNoDelay,
+  errnoName,
   setTransparent,
   sockaddr,
 } from '../kernel/sockopt.js';
@@ -59,7 +60,6 @@ export interface CancelSource {
 }
 
 const { EINPROGRESS } = osConstants.errno;
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
 /** The error of a connect abandoned because its client went away. */
 export function canceledError(): NodeJS.ErrnoException {
@@ -112,7 +112,7 @@ export function applyLiveOptions(fd: number, t: Transport, sides: { congestion: 
 
 /** The error of a failed connect, as Node's would be: errno name as code, the address in the message. */
 function connectError(e: number, address: string, port: number): NodeJS.ErrnoException {
-  const code = errnoNames.get(e) ?? `errno ${e}`;
+  const code = errnoName(e);
   return Object.assign(new Error(`connect ${code} ${address}:${port}`), { code, errno: -e, syscall: 'connect', address, port });
 }
 
