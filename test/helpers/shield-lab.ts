@@ -202,6 +202,10 @@ export interface UdpLoadResult {
   duplicates: number;
   rttP50Ms: number | null;
   rttP99Ms: number | null;
+  /** how many runs of consecutive unanswered datagrams */
+  lostRuns: number;
+  /** the five longest of them, with when they were sent (ms after the first) */
+  longestLost: Array<{ count: number; fromMs: number; toMs: number }>;
 }
 
 async function runLoad<T>(lab: Lab, ns: Netns, args: string[], timeoutMs: number): Promise<T> {
@@ -345,6 +349,25 @@ async function hping(lab: Lab, ns: Netns, args: string[], seconds: number, signa
 
 // ---------------------------------------------------------------------------------------------
 // Kernel counters
+
+/** The Udp counters of /proc/net/snmp in `ns` (InDatagrams, NoPorts, InErrors, RcvbufErrors, ...). */
+export async function udpCounters(lab: Lab, ns: Netns): Promise<Record<string, number>> {
+  const r = await lab.exec(ns, ['cat', '/proc/net/snmp']);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+  const out: Record<string, number> = {};
+  if (lines.length < 2) return out;
+  const names = lines[0]!.split(/\s+/).slice(1);
+  const values = lines[1]!.split(/\s+/).slice(1);
+  names.forEach((n, i) => (out[n] = Number(values[i])));
+  return out;
+}
+
+/** What grew from `before` to `after` (counters that did not move are left out). */
+export function counterDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0);
+  return out;
+}
 
 /** The TcpExt counters of /proc/net/netstat in `ns` (TCPReqQFullDrop, SyncookiesSent, ListenDrops, ...). */
 export async function tcpExtCounters(lab: Lab, ns: Netns): Promise<Record<string, number>> {

@@ -8,8 +8,8 @@
 //                                   for 8 MiB and never read: the proxy closes each within the
 //                                   configured 2 s (+1.5 s), the backend's send queues drain
 //   connection churn                connect after connect, faster than the service's rate: the source
-//                                   goes on the blocklist; the legit client's 1000 get >= 85 %
-//                                   (99.3-99.7 % in most runs, 90 % once; what is lost is synproxy's)
+//                                   goes on the blocklist; the legit client's 1000 get >= 98 %
+//                                   (99.3-99.7 % in most runs; what is lost is synproxy's) and is never blocklisted
 //   stop                            the shield namespace's ruleset is as before
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,8 @@ const ZERO_WINDOW_CLIENTS = fileURLToPath(new URL('../integration/fixtures/shiel
 const skip = requirement(labSkipReason({ needs: ['nft', 'ss', 'python3'] }) ?? edgewardSkipReason());
 
 const PORTS = { tcp: 7101, banner: 7125, udp: 7153, big: 7180 };
+/** the web service's new connections per second per source (and its burst) */
+const WEB_RATE = 4000;
 /** the web service's connections per source */
 const CONNS = 50;
 /** the attacker's held connections */
@@ -71,8 +73,10 @@ describe('the shield against connection floods and zero-window readers, router m
       const ew = await startEdgeward(lab, sl.shield, {
         args: [
           '--shield-mode', 'router', '--shield-interface', sl.ifname.wan0, '--shield-interface', sl.ifname.wan1,
-          // rate: the legit client's 1000 fit in the burst
-          '--shield-service', `web=tcp:${sl.backendAddr}:${PORTS.tcp},rate=1000,conns=${CONNS}`,
+          // rate: the legit client's 1000 fit in the burst even when a TCP flood halves it (--shield-adapt
+          // tightens every TCP service; at rate=1000 the churn below got the legit client blocklisted
+          // for the block time now and then: 30 s x 10 workers / 3 s deadline = exactly 100 lost)
+          '--shield-service', `web=tcp:${sl.backendAddr}:${PORTS.tcp},rate=${WEB_RATE},conns=${CONNS}`,
           '--shield-service', `smtp=tcp:${sl.backendAddr}:${PORTS.banner},rate=200,speaks-first`,
           '--shield-service', `big=tcp:${sl.backendAddr}:${PORTS.big},rate=10000,conns=10000,proxy`,
           '--shield-zero-window', String(ZERO_WINDOW_S), '--shield-block-time', '30',
@@ -126,17 +130,17 @@ describe('the shield against connection floods and zero-window readers, router m
       const legit2 = await legitTcp(lab, sl.legit, sl.backendAddr, PORTS.tcp, { count: 1000, concurrency: 10, deadlineMs: 3000 });
       const churned = await churn;
       const smtp = await service('smtp');
+      const state = (await ew.api('GET', '/api/v1/shield')).body as { tightened: string[] };
+      const blockedNow = (await lab.exec(sl.shield, ['nft', 'list', 'set', 'inet', 'edgeward_shield', 'block4'])).stdout;
       process.stdout.write(`# connection churn: ${churned.attempts} connects in 4 s, ${churned.ok} got the banner, failures ${JSON.stringify(churned.failures)}; smtp over_rate ${smtp.overRate}\n`);
-      process.stdout.write(`#   legit meanwhile: ${legit2.ok}/${legit2.attempts}, p50 ${legit2.p50Ms} ms, p99 ${legit2.p99Ms} ms, failures ${JSON.stringify(legit2.failures)}\n`);
+      process.stdout.write(`#   legit meanwhile: ${legit2.ok}/${legit2.attempts}, p50 ${legit2.p50Ms} ms, p99 ${legit2.p99Ms} ms, failures ${JSON.stringify(legit2.failures)}; tightened ${JSON.stringify(state.tightened)}, web over_rate ${(await service('web')).overRate}\n`);
       assert.ok(blocked, 'the churning source went on the blocklist');
+      assert.ok(!blockedNow.includes(sl.addr.legit), `the legit client stayed off the blocklist: ${blockedNow}`);
       assert.ok(smtp.overRate >= 1, 'the rate meter caught it');
       assert.ok(churned.ok <= 200 + 4 * 200 + 100, `the churner got no more than the burst and the rate allow: ${churned.ok}`);
-      // the legit client's second thousand within half a minute, all through synproxy: 993-996 of
-      // 1000 in six runs with the short TIME_WAIT of synproxied connections (rules.ts
-      // CLOSED_LINGER_S), 815 without it; what is left is synproxy's, not the churner's (blocked).
-      // Later runs had 989 and, in a full-suite CI run, 900 (91 connect timeouts): not explained yet
-      // (issue 10 stays open for it). The bound is 85 %, above the 81.5 % of the failure it guards
-      assert.ok(legit2.ok >= legit2.attempts * 0.85, `legit under the churn: ${legit2.ok}/${legit2.attempts}`);
+      // the legit client's second thousand, all through synproxy: 993-996 of 1000 in six runs with the
+      // short TIME_WAIT of synproxied connections (rules.ts CLOSED_LINGER_S), 815 without it
+      assert.ok(legit2.ok >= legit2.attempts * 0.98, `legit under the churn: ${legit2.ok}/${legit2.attempts}`);
 
       await ew.stop();
       assert.equal((await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout, rulesetBefore, 'the ruleset is as before');

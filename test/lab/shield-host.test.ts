@@ -18,7 +18,7 @@ import { withLab } from '../helpers/netns.js';
 import { curlGets, nginxArgv, nginxConfig } from '../helpers/nginx.js';
 import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
-import { buildShieldLab, hpingCount, hpingFlood, legitUdp, legitUnderSynFlood, startBackendServers } from '../helpers/shield-lab.js';
+import { buildShieldLab, counterDelta, hpingCount, hpingFlood, legitUdp, legitUnderSynFlood, startBackendServers, udpCounters } from '../helpers/shield-lab.js';
 
 const skip = requirement(labSkipReason({ needs: ['hping3', 'nft', 'sysctl', 'nginx', 'slowhttptest', 'curl', 'timeout'] }) ?? edgewardSkipReason());
 
@@ -101,6 +101,7 @@ describe('the shield, host mode (lab)', { skip }, () => {
       });
       const allowed = await ew2.api('POST', '/api/v1/shield/allowlist', { address: sl.addr.legit, ttl: 600, reason: 'lab' });
       assert.equal(allowed.status, 201, allowed.text);
+      const udpBefore = { shield: await udpCounters(lab, sl.shield), legit: await udpCounters(lab, sl.legit) };
       const legitU = legitUdp(lab, sl.legit, sl.backendAddr, PORTS.udp, { pps: 100, seconds: 5 });
       await sleep(300);
       // paced at 50 kpps (25x the cap): at hping3's full rate (130+ kpps) the two cores went to
@@ -109,7 +110,10 @@ describe('the shield, host mode (lab)', { skip }, () => {
       const udpSent = await hpingFlood(lab, sl.attacker, ['--udp', '-i', 'u20', '--rand-source', '-p', String(PORTS.udp), sl.backendAddr], 4);
       const u = await legitU;
       const capped = ((await ew2.api('GET', '/api/v1/shield')).body as { blocked: { globalCap: number } }).blocked.globalCap;
-      process.stdout.write(`# host mode UDP flood, random sources: ${udpSent} datagrams, ${capped} dropped by the global cap; allowlisted legit ${u.received}/${u.sent}\n`);
+      const udpGrew = { shield: counterDelta(udpBefore.shield, await udpCounters(lab, sl.shield)), legit: counterDelta(udpBefore.legit, await udpCounters(lab, sl.legit)) };
+      process.stdout.write(`# host mode UDP flood, random sources: ${udpSent} datagrams, ${capped} dropped by the global cap; allowlisted legit ${u.received}/${u.sent}, rtt p50 ${u.rttP50Ms} p99 ${u.rttP99Ms} ms\n`);
+      // where lost datagrams went, if any: one long run is a stall (a starved server), many short a drop rate
+      process.stdout.write(`#   legit lost in ${u.lostRuns} runs, longest ${JSON.stringify(u.longestLost)}; Udp counters grew: shield ${JSON.stringify(udpGrew.shield)}, legit ${JSON.stringify(udpGrew.legit)}\n`);
       // 500/500 in most runs; in full-suite runs now and then 358-365/500, with the flood paced or not:
       // not explained yet (issue 10 stays open for it). Without the allowlist the legit client would
       // share the 2000/s cap with the flood (~10 %), so 60 % still shows the allowlist is first
