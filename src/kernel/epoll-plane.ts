@@ -28,6 +28,13 @@ const MAX_EVENTS = 256;
  */
 const SPARE_PIPES = 16;
 
+/**
+ * The events every socket of a connection is registered with (edge-triggered), from its accept or
+ * connect until it closes: the handshake, the connect and the relay all take them, so handing the
+ * socket from one to the next costs no epoll_ctl (see `park`).
+ */
+export const SOCKET_EVENTS = (EPOLLIN | EPOLLOUT | EPOLLRDHUP) >>> 0;
+
 /** Something that wants the events of an fd in the plane. */
 export interface FdHandler {
   onEvent(fd: number, events: number): void;
@@ -81,10 +88,14 @@ export class Plane {
     this.poll.unref();
   }
 
-  add(r: PlaneMember): void {
-    const ev = (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) >>> 0;
-    epollAdd(this.epfd, r.clientFd, ev);
-    epollAdd(this.epfd, r.outFd, ev);
+  /**
+   * Takes a relay in. Its sockets that are `parked` (in the set already, with SOCKET_EVENTS: a
+   * handshake's client, a dialed connection) just get their events sent to it; the others are added.
+   */
+  add(r: PlaneMember, parked: { client?: boolean; out?: boolean } = {}): void {
+    const ev = (SOCKET_EVENTS | EPOLLET) >>> 0;
+    if (!parked.client) epollAdd(this.epfd, r.clientFd, ev);
+    if (!parked.out) epollAdd(this.epfd, r.outFd, ev);
     this.byFd[r.clientFd] = r;
     this.byFd[r.outFd] = r;
     this.relays.add(r);
@@ -122,13 +133,30 @@ export class Plane {
     this.refresh();
   }
 
-  /** Removes a watched fd (before it is closed or handed on). */
+  /** Removes a watched fd from the set (before it goes to Node, or a listener closes). */
   unwatch(fd: number, h: FdHandler): void {
     if (this.byFd[fd] !== h) return;
     this.byFd[fd] = undefined;
     epollDel(this.epfd, fd);
     this.watched--;
     this.refresh();
+  }
+
+  /**
+   * Stops sending a watched fd's events to `h` and leaves it in the set, registered as it is (no
+   * system call): for an fd that is about to be closed (closing takes it out of the set, as no
+   * other fd shares its socket), or handed to a relay that is told it is parked (`add`).
+   */
+  park(fd: number, h: FdHandler): void {
+    if (this.byFd[fd] !== h) return;
+    this.byFd[fd] = undefined;
+    this.watched--;
+    this.refresh();
+  }
+
+  /** Takes a parked fd out of the set: before it goes to Node (a net.Socket over it, or a dup). */
+  unpark(fd: number): void {
+    epollDel(this.epfd, fd);
   }
 
   /**
@@ -140,15 +168,18 @@ export class Plane {
     if (this.woken.length === 1) setImmediate(() => this.runWoken());
   }
 
-  /** Runs `cb` once `fd` is writable (its connect finished, either way); the function returned forgets it. */
+  /**
+   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS and runs `cb` once it is
+   * writable (the connect finished, either way). The function returned forgets `cb`. Either way the
+   * fd stays in the set, parked: it is closed, handed to a relay as parked, or unparked for Node.
+   */
   whenWritable(fd: number, cb: () => void): () => void {
-    epollAdd(this.epfd, fd, (EPOLLOUT | EPOLLET) >>> 0);
+    epollAdd(this.epfd, fd, (SOCKET_EVENTS | EPOLLET) >>> 0);
     this.waiters.set(fd, cb);
     this.refresh();
     return () => {
       if (this.waiters.get(fd) !== cb) return;
       this.waiters.delete(fd);
-      epollDel(this.epfd, fd);
       this.refresh();
     };
   }
@@ -200,12 +231,15 @@ export class Plane {
     }
   }
 
-  /** A connect finished: its callback runs in setImmediate, where the promises it settles go on at once (not in this poll callback, outside Node's callback scope). */
+  /**
+   * An event of an fd no handler has: a connect that finished (its callback runs in setImmediate,
+   * where the promises it settles go on at once, not in this poll callback, outside Node's callback
+   * scope), or a parked fd (nothing to do: its next owner reads what is there).
+   */
   private wake(fd: number): void {
     const cb = this.waiters.get(fd);
     if (!cb) return;
     this.waiters.delete(fd);
-    epollDel(this.epfd, fd);
     this.soon(cb);
   }
 

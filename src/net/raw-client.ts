@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
+import { SOCKET_EVENTS, thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { closeFd, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, localAddress, readFd, shutdownWrite, writeFd } from '../kernel/fdio.js';
 import { isParseError, type Parsed, type ParseError, type ReadResult } from './frame-reader.js';
 
@@ -35,6 +35,8 @@ export class RawClient extends EventEmitter implements FdHandler {
   private watching = true;
   /** edge-triggered: the kernel may hold more than we read (we stopped at MAX_BUFFERED) */
   private readable = true;
+  /** the kernel said the client's FIN (or an error) is there: read on to it, short reads or not */
+  private hangup = false;
   private local: { address: string; port: number } | null = null;
 
   constructor(
@@ -43,7 +45,7 @@ export class RawClient extends EventEmitter implements FdHandler {
     readonly remotePort: number,
   ) {
     super();
-    this.plane.watch(fd, this, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+    this.plane.watch(fd, this, SOCKET_EVENTS);
   }
 
   get localAddress(): string {
@@ -60,16 +62,23 @@ export class RawClient extends EventEmitter implements FdHandler {
     if (this.destroyed) return;
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP) && this.unsent) this.flush();
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.hangup = true;
       this.readable = true;
       this.readMore();
     }
   }
 
-  /** Reads what the kernel has, up to MAX_BUFFERED waiting; wakes the handshake (in setImmediate: promises). */
+  /**
+   * Reads what the kernel has, up to MAX_BUFFERED waiting; wakes the handshake (in setImmediate:
+   * promises). A TCP read that returns less than asked has emptied the receive queue, so no second
+   * read to see EAGAIN: the next bytes bring the next edge. Unless the FIN is there already (its
+   * edge came with this one): then on to the end of stream.
+   */
   private readMore(): void {
     let got = false;
     while (this.readable && !this.ended && !this.destroyed && this.buf.length <= MAX_BUFFERED) {
-      const n = readFd(this.fd, readBuf, MAX_BUFFERED + 1 - this.buf.length);
+      const want = MAX_BUFFERED + 1 - this.buf.length;
+      const n = readFd(this.fd, readBuf, want);
       if (n === -EINTR) continue;
       if (n === -EAGAIN) {
         this.readable = false;
@@ -91,6 +100,7 @@ export class RawClient extends EventEmitter implements FdHandler {
       }
       const chunk = Buffer.from(readBuf.subarray(0, n));
       this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      if (n < want && !this.hangup) this.readable = false;
     }
     if (got && this.wake) {
       const wake = this.wake;
@@ -169,34 +179,37 @@ export class RawClient extends EventEmitter implements FdHandler {
     if (this.destroyed) return;
     this.destroyed = true;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
-    this.stopWatching();
+    this.stopWatching(); // parked: the close takes it out of the epoll set
     closeFd(this.fd);
     this.wake?.();
     this.emit('close');
   }
 
+  /** Its events stop coming here; the fd stays in the thread's epoll set (parked) for its next owner, or its close. */
   private stopWatching(): void {
     if (!this.watching) return;
     this.watching = false;
-    this.plane.unwatch(this.fd, this);
+    this.plane.park(this.fd, this);
   }
 
   /**
-   * Hands the fd on (to the relay): the bytes received beyond the handshake come with it. Null when
-   * the connection is already closed or a reply is still on its way.
+   * Hands the fd on (to the relay): the bytes received beyond the handshake come with it, and it is
+   * parked in the thread's epoll set (the relay takes it as it is). Null when the connection is
+   * already closed or a reply is still on its way.
    */
-  release(): { fd: number; buffered: Buffer } | null {
+  release(): { fd: number; buffered: Buffer; parked: true } | null {
     if (this.destroyed || this.unsent || this.ending) return null;
     this.stopWatching();
     this.destroyed = true;
     this.wake?.();
-    return { fd: this.fd, buffered: this.detach() };
+    return { fd: this.fd, buffered: this.detach(), parked: true };
   }
 
   /** Hands the fd to Node (BIND, UDP ASSOCIATE): a net.Socket over it, and the bytes received beyond the handshake. */
   toNetSocket(): { socket: net.Socket; buffered: Buffer } | null {
     const r = this.release();
     if (!r) return null;
+    this.plane.unpark(r.fd);
     const socket = new net.Socket({ fd: r.fd, readable: true, writable: true, allowHalfOpen: true });
     return { socket, buffered: r.buffered };
   }

@@ -12,7 +12,7 @@ import { SpliceRelay } from './splice.js';
 export interface OutboundSession {
   listener: Listener;
   /** the client's connection, its fd now the relay's, with the bytes read beyond its handshake */
-  client: { fd: number; buffered: Buffer | null };
+  client: { fd: number; buffered: Buffer | null; parked?: boolean };
   clientAddress: { address: string; port: number };
   user?: string;
   destination: { host?: string; address: string; port: number };
@@ -67,7 +67,8 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
     close: () => relay.destroy(),
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
-  const relay = new SpliceRelay(client.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient }, (how, err) => {
+  const parked = { client: client.parked === true, out: out.parked };
+  const relay = new SpliceRelay(client.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient, parked }, (how, err) => {
     registry.remove(rec);
     s.onClosed?.();
     if (s.logger.enabled('debug')) s.logger.debug('connection closed', { id: rec.id, how, error: err?.message });

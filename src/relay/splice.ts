@@ -48,6 +48,8 @@ export interface SpliceRelayOptions {
   reply?: Buffer;
   /** the destination's bytes for the client, read before relaying began (after an upstream's reply): counted as down */
   toClient?: Buffer;
+  /** which of the two sockets are in the thread's epoll set already (kernel/epoll-plane.ts `park`) */
+  parked?: { client?: boolean; out?: boolean };
 }
 
 /** One way of a relay: from `src` to `dst`. */
@@ -104,7 +106,7 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
     this.down.bytes = early;
     this.lastActive = this.plane.now = Date.now();
     try {
-      this.plane.add(this);
+      this.plane.add(this, opts.parked);
     } catch (e) {
       this.closed = true;
       this.plane.remove(this);

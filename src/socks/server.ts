@@ -75,6 +75,8 @@ const { EAGAIN, EMFILE, ENFILE } = osConstants.errno;
 const BACKLOG = 1024;
 /** connections taken from the accept queue per turn of the loop, before the others get theirs */
 const ACCEPTS_PER_TURN = 64;
+/** after EMFILE/ENFILE: when to take from the accept queue again */
+const ACCEPT_RETRY_MS = 100;
 
 /** One client's handshake: the server's options and the client on its raw fd. */
 interface RawContext {
@@ -94,6 +96,10 @@ export class SocksServer {
   private relayed = 0;
   /** open clients of every thread together (--max-connections), with Atomics */
   private readonly open: Int32Array;
+  /** set while accept waits for a file descriptor to be free (EMFILE) */
+  private acceptRetry: NodeJS.Timeout | null = null;
+  /** accept ran out of file descriptors and said so (once, until it got one again) */
+  private fdShortage = false;
 
   constructor(private readonly opts: SocksServerOptions) {
     this.open = opts.openCount ?? new Int32Array(new SharedArrayBuffer(4));
@@ -137,6 +143,8 @@ export class SocksServer {
 
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
+    if (this.acceptRetry) clearTimeout(this.acceptRetry);
+    this.acceptRetry = null;
     if (this.listening !== null) {
       this.plane.unwatch(this.listening, this.acceptor);
       closeFd(this.listening);
@@ -159,10 +167,22 @@ export class SocksServer {
       if (typeof a === 'number') {
         if (a === -EAGAIN) return;
         if (a === -EMFILE || a === -ENFILE) {
-          this.opts.logger.warn('SOCKS accept: no file descriptor left', { error: a === -EMFILE ? 'EMFILE' : 'ENFILE' });
+          // the queue is not drained, so no new edge comes for what waits in it: try again soon
+          if (!this.acceptRetry) {
+            if (!this.fdShortage) this.opts.logger.warn('SOCKS accept: no file descriptor left; the clients wait in the queue until one is free', { error: a === -EMFILE ? 'EMFILE' : 'ENFILE', retryMs: ACCEPT_RETRY_MS });
+            this.fdShortage = true;
+            this.acceptRetry = setTimeout(() => {
+              this.acceptRetry = null;
+              this.acceptAll();
+            }, ACCEPT_RETRY_MS);
+          }
           return;
         }
         continue; // ECONNABORTED and the like: that client is gone, the next may be there
+      }
+      if (this.fdShortage) {
+        this.fdShortage = false;
+        this.opts.logger.info('SOCKS accept: file descriptors free again');
       }
       if (Atomics.add(this.open, 0, 1) >= this.opts.maxConnections) {
         Atomics.sub(this.open, 0, 1);

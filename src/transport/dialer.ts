@@ -69,6 +69,11 @@ export function canceledError(): NodeJS.ErrnoException {
 export interface DialResult {
   /** the connected socket: edgeward's own fd, never a net.Socket (relay/splice.ts relays it) */
   fd: number;
+  /**
+   * the fd is in the thread's epoll set already (kernel/epoll-plane.ts, parked): a relay takes it
+   * as it is; before Node gets it (a net.Socket over it) it must be unparked
+   */
+  parked: boolean;
   /** its own address and port (a SOCKS reply's BND.ADDR) */
   local: { address: string; port: number };
   mptcp: boolean;
@@ -140,7 +145,7 @@ export function dial(opts: DialOptions): Promise<DialResult> {
     return Promise.reject(e);
   }
   const { fd } = opened;
-  const result = (): DialResult => ({ fd, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied });
+  const result = (parked: boolean): DialResult => ({ fd, parked, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied });
   let rc: number;
   try {
     if (opts.transparent) setTransparent(fd, family);
@@ -154,7 +159,7 @@ export function dial(opts: DialOptions): Promise<DialResult> {
     closeFd(fd);
     return Promise.reject(e);
   }
-  if (rc === 0) return Promise.resolve(result());
+  if (rc === 0) return Promise.resolve(result(false));
   if (rc !== -EINPROGRESS) {
     closeFd(fd);
     return Promise.reject(connectError(-rc, opts.address, opts.port));
@@ -171,7 +176,7 @@ export function dial(opts: DialOptions): Promise<DialResult> {
       if (err) {
         closeFd(fd);
         reject(err);
-      } else resolve(result());
+      } else resolve(result(true));
     };
     const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
     const onCancel = (): void => finish(canceledError());

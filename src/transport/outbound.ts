@@ -8,6 +8,7 @@ import { parseUpstream, type Upstream } from '../policy/via.js';
 import { socks5Connect } from './upstream.js';
 import { Socket } from 'node:net';
 import { takeSocket } from '../kernel/fdio.js';
+import { thePlane } from '../kernel/epoll-plane.js';
 import { canceledError, dial, type CancelSource, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
@@ -105,6 +106,7 @@ async function chain(up: Upstream, dest: { host?: string; ip?: string; port: num
       continue;
     }
     // the upstream's SOCKS handshake runs on a net.Socket over the fd; the relay takes it back after
+    if (r.parked) thePlane().unpark(r.fd);
     const socket = new Socket({ fd: r.fd, readable: true, writable: true, allowHalfOpen: true });
     const onCancel = (): void => void socket.destroy(canceledError());
     cancelOn?.once('close', onCancel);
@@ -112,7 +114,7 @@ async function chain(up: Upstream, dest: { host?: string; ip?: string; port: num
       const pending = await socks5Connect(socket, up, dest, Math.max(1, deadline - Date.now()));
       const taken = takeSocket(socket);
       const early = taken.buffered ? (pending.length > 0 ? Buffer.concat([pending, taken.buffered]) : taken.buffered) : pending;
-      return { ...r, fd: taken.fd, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending: early };
+      return { ...r, fd: taken.fd, parked: false, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending: early };
     } catch (e) {
       socket.destroy();
       throw e; // the upstream answered: its answer stands

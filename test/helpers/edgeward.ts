@@ -51,6 +51,8 @@ export interface GatewayOptions {
   resolvConf?: string;
   /** how long to wait for the "listening" log line (default 20 s) */
   startTimeoutMs?: number;
+  /** RLIMIT_NOFILE of the process (util-linux prlimit): soft and hard */
+  nofile?: number;
 }
 
 export interface Gateway {
@@ -115,6 +117,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   } else {
     argv = [process.execPath, ...startArgs];
   }
+  if (opts.nofile !== undefined) argv = ['prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, '--', ...argv];
   const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   let stderr = '';
