@@ -74,7 +74,12 @@ export class Plane {
   private againScheduled = false;
   readonly relays = new Set<PlaneMember>();
   /** fds waiting to be writable (a connect in progress), with what to run then */
-  private readonly waiters = new Map<number, () => void>();
+  private readonly waiters = new Map<number, (events: number) => void>();
+  /**
+   * by fd, for parked fds: the events their next owner must know of (edge-triggered, they come
+   * once): what the last owner left (park), and what came while no one had them
+   */
+  private readonly missed: number[] = [];
   private readonly woken: (() => void)[] = [];
   private refd = false;
   private sweep: NodeJS.Timeout | null = null;
@@ -147,11 +152,23 @@ export class Plane {
    * system call): for an fd that is about to be closed (closing takes it out of the set, as no
    * other fd shares its socket), or handed to a relay that is told it is parked (`add`).
    */
-  park(fd: number, h: FdHandler): void {
+  park(fd: number, h: FdHandler, left: number = EPOLLIN | EPOLLRDHUP): void {
     if (this.byFd[fd] !== h) return;
     this.byFd[fd] = undefined;
+    this.missed[fd] = left;
     this.watched--;
     this.refresh();
+  }
+
+  /**
+   * What a parked fd's next owner must know, and forgets it: the events `park` was told the last
+   * owner left unhandled (EPOLLIN: it may have more to read, EPOLLRDHUP: its FIN may be there),
+   * with those that came since.
+   */
+  takeMissed(fd: number): number {
+    const m = this.missed[fd] ?? ((EPOLLIN | EPOLLRDHUP) >>> 0);
+    this.missed[fd] = 0;
+    return m;
   }
 
   /** Takes a parked fd out of the set: before it goes to Node (a net.Socket over it, or a dup). */
@@ -169,12 +186,14 @@ export class Plane {
   }
 
   /**
-   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS and runs `cb` once it is
-   * writable (the connect finished, either way). The function returned forgets `cb`. Either way the
-   * fd stays in the set, parked: it is closed, handed to a relay as parked, or unparked for Node.
+   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS and runs `cb` with the
+   * events of its first edge (the connect finished, either way: EPOLLOUT alone is success). The
+   * function returned forgets `cb`. Either way the fd stays in the set, parked: it is closed,
+   * handed to a relay as parked, or unparked for Node.
    */
-  whenWritable(fd: number, cb: () => void): () => void {
+  whenWritable(fd: number, cb: (events: number) => void): () => void {
     epollAdd(this.epfd, fd, (SOCKET_EVENTS | EPOLLET) >>> 0);
+    this.missed[fd] = 0;
     this.waiters.set(fd, cb);
     this.refresh();
     return () => {
@@ -224,8 +243,12 @@ export class Plane {
         const at = i * EPOLL_EVENT_SIZE;
         const fd = ev.readUInt32LE(at + EPOLL_DATA_AT);
         const r = this.byFd[fd];
-        if (r) r.onEvent(fd, ev.readUInt32LE(at));
-        else this.wake(fd);
+        const events = ev.readUInt32LE(at);
+        if (r) r.onEvent(fd, events);
+        else {
+          this.missed[fd] = (this.missed[fd] ?? 0) | events;
+          this.wake(fd, events);
+        }
       }
       if (n < MAX_EVENTS) break;
     }
@@ -236,11 +259,11 @@ export class Plane {
    * where the promises it settles go on at once, not in this poll callback, outside Node's callback
    * scope), or a parked fd (nothing to do: its next owner reads what is there).
    */
-  private wake(fd: number): void {
+  private wake(fd: number, events: number): void {
     const cb = this.waiters.get(fd);
     if (!cb) return;
     this.waiters.delete(fd);
-    this.soon(cb);
+    this.soon(() => cb(events));
   }
 
   private runWoken(): void {
@@ -264,7 +287,7 @@ export function thePlane(): Plane {
 }
 
 /** Runs `cb` once the socket `fd` is writable (a non-blocking connect finished); returns a cancel function. */
-export function whenWritable(fd: number, cb: () => void): () => void {
+export function whenWritable(fd: number, cb: (events: number) => void): () => void {
   return thePlane().whenWritable(fd, cb);
 }
 

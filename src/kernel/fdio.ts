@@ -108,9 +108,9 @@ export function readFd(fd: number, buf: Buffer, len: number): number {
   return n < 0 ? -koffi.errno() : n;
 }
 
-/** write(2) of all of buf (koffi passes the Buffer's memory); bytes written or -errno. */
-export function writeFd(fd: number, buf: Buffer): number {
-  const n = c_write(fd, buf, buf.length) as number;
+/** write(2) of buf[0..len) (koffi passes the Buffer's memory; all of it by default); bytes written or -errno. */
+export function writeFd(fd: number, buf: Buffer, len = buf.length): number {
+  const n = c_write(fd, buf, len) as number;
   return n < 0 ? -koffi.errno() : n;
 }
 

@@ -108,6 +108,8 @@ export interface ListenSocketOptions {
   mptcp?: boolean;
   /** IP_TRANSPARENT / IPV6_TRANSPARENT: the socket TPROXY hands intercepted connections to */
   transparent?: boolean;
+  /** TCP_NODELAY on the listener: the sockets accepted from it have it too (Linux copies it, TCP and MPTCP) */
+  noDelay?: boolean;
 }
 
 /**
@@ -122,6 +124,7 @@ export function openListenSocket(o: ListenSocketOptions): OpenedSocket {
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'SO_REUSEADDR');
     if (o.family === 6) setInt(fd, SOL_IPV6, IPV6_V6ONLY, 1, 'IPV6_V6ONLY');
     if (o.transparent) setTransparent(fd, o.family);
+    if (o.noDelay) setNoDelay(fd, true);
     const sa = sockaddr(o.family, o.host, o.port);
     check(`bind(${o.family === 6 ? `[${o.host}]` : o.host}:${o.port})`, c_bind(fd, sa, sa.length) as number);
     check('listen', c_listen(fd, o.backlog) as number);

@@ -1,6 +1,6 @@
 // An accepted client connection on edgeward's own fd (accept4 through koffi, events from the
 // thread's epoll set), for the part of its life before the relay: a handshake read message by
-// message (`next`, as net/frame-reader.ts does for a net.Socket), small replies written, then the
+// message (`take`, synchronous: the handshake steps on when `onReadable` runs), small replies written, then the
 // fd handed to the relay (`release`) or to Node (`toNetSocket`, for the rare commands that need a
 // net.Socket). It costs no net.Socket, no stream and no libuv handle per connection.
 import { EventEmitter } from 'node:events';
@@ -23,7 +23,8 @@ const EMPTY = Buffer.alloc(0);
 export class RawClient extends EventEmitter implements FdHandler {
   private readonly plane = thePlane();
   private buf: Buffer = EMPTY;
-  private wake: (() => void) | null = null;
+  /** runs (in setImmediate) when bytes or the end of stream arrived: the handshake takes its next step */
+  onReadable: (() => void) | null = null;
   /** the client sent its FIN */
   ended = false;
   destroyed = false;
@@ -102,26 +103,24 @@ export class RawClient extends EventEmitter implements FdHandler {
       this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
       if (n < want && !this.hangup) this.readable = false;
     }
-    if (got && this.wake) {
-      const wake = this.wake;
-      this.wake = null;
-      this.plane.soon(wake);
-    }
+    if (got && this.onReadable) this.plane.soon(this.onReadable);
   }
 
-  /** Waits until `parse` can decode a whole message from the bytes received. */
-  async next<T, E extends ParseError = ParseError>(parse: (b: Buffer) => Parsed<T, E>): Promise<ReadResult<T, E>> {
-    for (;;) {
-      const r = parse(this.buf);
-      if (r !== 'more') {
-        if (isParseError<E>(r)) return r;
-        this.buf = this.buf.subarray(r.consumed);
-        return r.value;
-      }
-      if (this.ended || this.destroyed) return 'closed';
-      if (this.buf.length > MAX_BUFFERED) return { error: 'too_long', message: 'handshake message too long' };
-      await new Promise<void>((resolve) => (this.wake = resolve));
+  /**
+   * The next message, if `parse` can decode a whole one from the bytes received: its value (taken
+   * from the buffer) or its parse error; 'more' until more bytes come (onReadable says when);
+   * 'closed' when the client ended or the connection is gone before a whole message.
+   */
+  take<T, E extends ParseError = ParseError>(parse: (b: Buffer) => Parsed<T, E>): ReadResult<T, E> | 'more' {
+    const r = parse(this.buf);
+    if (r !== 'more') {
+      if (isParseError<E>(r)) return r;
+      this.buf = this.buf.subarray(r.consumed);
+      return r.value;
     }
+    if (this.ended || this.destroyed) return 'closed';
+    if (this.buf.length > MAX_BUFFERED) return { error: 'too_long', message: 'handshake message too long' };
+    return 'more';
   }
 
   /** The bytes received beyond the handshake (they belong to the destination). */
@@ -181,15 +180,18 @@ export class RawClient extends EventEmitter implements FdHandler {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.stopWatching(); // parked: the close takes it out of the epoll set
     closeFd(this.fd);
-    this.wake?.();
+    this.onReadable = null;
     this.emit('close');
   }
 
-  /** Its events stop coming here; the fd stays in the thread's epoll set (parked) for its next owner, or its close. */
+  /**
+   * Its events stop coming here; the fd stays in the thread's epoll set (parked) for its next
+   * owner, or its close, which learns whether there may be more to read and whether the FIN may be there.
+   */
   private stopWatching(): void {
     if (!this.watching) return;
     this.watching = false;
-    this.plane.park(this.fd, this);
+    this.plane.park(this.fd, this, (this.readable ? EPOLLIN : 0) | (this.hangup || this.ended ? EPOLLRDHUP : 0));
   }
 
   /**
@@ -201,7 +203,7 @@ export class RawClient extends EventEmitter implements FdHandler {
     if (this.destroyed || this.unsent || this.ending) return null;
     this.stopWatching();
     this.destroyed = true;
-    this.wake?.();
+    this.onReadable = null;
     return { fd: this.fd, buffered: this.detach(), parked: true };
   }
 

@@ -4,13 +4,17 @@
 // turn), which Node's event loop watches: timers, DNS, the store and the messages between threads
 // go on in the same loop as before.
 //
+// A direction starts by copying (read, then write from one buffer per thread): small exchanges,
+// which most connections are, cost fewer and cheaper calls that way. The first read that fills the
+// buffer (64 KiB) makes it a bulk direction, spliced from then on.
+//
 // Per direction there is at most one chunk in flight: read (into a pipe) only when the last chunk
 // has been written out. A destination that cannot take more (EAGAIN) leaves the chunk in its pipe
 // and the source unread, so backpressure reaches the sender through TCP's own window: memory per
 // connection is bounded by one pipe per direction (1 MiB), and only while bytes are in flight. Idle
 // connections hold no pipe (9 000 held connections would otherwise need 36 000 more fds); empty
-// pipes go back to a per-thread pool. Without a pipe (the fd limit reached) a direction falls back
-// to read/write through one buffer per thread.
+// pipes go back to a per-thread pool. Without a pipe (the fd limit reached) a bulk direction falls
+// back to read/write through the thread's buffer.
 //
 // Half-close: end of stream one way is passed on as a FIN (shutdown SHUT_WR) and the other way keeps
 // flowing. A reset on one side resets the other (SO_LINGER 0), other errors close it. An idle timer
@@ -67,6 +71,19 @@ class Direction {
   writable = true;
   /** src ended and the FIN was passed on */
   eof = false;
+  /**
+   * src's FIN (or an error) may be waiting: read on to it even after a short read. Set by an edge
+   * that flags it, and at the start: the edges of a socket handed over (parked) went to no one, so
+   * until a read sees EAGAIN nothing says the FIN is not there
+   */
+  hangup = true;
+  /**
+   * bulk: a read filled the whole copy buffer, so from then on chunks go socket -> pipe -> socket.
+   * Until then they are copied (read, then write at once from the thread's buffer): for the small
+   * exchanges most connections are made of, two plain calls cost less than two splices, and a
+   * short read says the socket is drained (no call to see EAGAIN), which a splice cannot say
+   */
+  splicing = false;
   bytes = 0;
 
   constructor(
@@ -107,6 +124,9 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
     this.lastActive = this.plane.now = Date.now();
     try {
       this.plane.add(this, opts.parked);
+      // a parked socket's edges came once, to its last owner or no one: what they said, it says now
+      if (opts.parked?.client) this.known(this.up, this.plane.takeMissed(clientFd));
+      if (opts.parked?.out) this.known(this.down, this.plane.takeMissed(outFd));
     } catch (e) {
       this.closed = true;
       this.plane.remove(this);
@@ -114,6 +134,12 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
       closeFd(outFd);
       queueMicrotask(() => done('error', e as Error));
     }
+  }
+
+  /** What the edges of a parked socket said while no one watched: whether there may be bytes to read, and whether its FIN may be there. */
+  private known(d: Direction, events: number): void {
+    d.readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0;
+    d.hangup = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0;
   }
 
   /** Starts moving bytes (after the caller has kept the relay where `done` can find it: done may run at once). */
@@ -136,7 +162,11 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
   onEvent(fd: number, ev: number): void {
     if (this.closed) return;
     const fromClient = fd === this.clientFd;
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) (fromClient ? this.up : this.down).readable = true;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      const d = fromClient ? this.up : this.down;
+      d.readable = true;
+      if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) d.hangup = true;
+    }
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) (fromClient ? this.down : this.up).writable = true;
     this.pump();
   }
@@ -186,17 +216,16 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
       }
       if (d.pipeR >= 0) this.releasePipe(d);
       if (d.eof || !d.readable) return false;
-      // read the next chunk: into a pipe, or without one into user space
-      if (d.pipeR < 0) {
-        const p = this.plane.takePipe();
-        if (p) [d.pipeR, d.pipeW, d.pipeCap] = p;
+      if (!d.splicing) {
+        if (!this.copy(d)) return false;
+        continue;
       }
+      // read the next chunk: into a pipe, or without one into user space
+      const p = this.plane.takePipe();
+      if (p) [d.pipeR, d.pipeW, d.pipeCap] = p;
       const n = d.pipeR >= 0 ? splice(d.src, d.pipeW, d.pipeCap) : readFd(d.src, this.plane.fallback, FALLBACK_CHUNK);
       if (n === 0) {
-        d.eof = true;
-        d.readable = false;
-        if (d.pipeR >= 0) this.releasePipe(d);
-        shutdownWrite(d.dst);
+        this.ended(d);
         return false;
       }
       if (n < 0) {
@@ -211,6 +240,54 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
       else d.held = Buffer.from(this.plane.fallback.subarray(0, n));
     }
     return true;
+  }
+
+  /**
+   * One chunk copied: read into the thread's buffer and written on at once; what dst does not take
+   * is kept (held). True when the next chunk may follow now; false when src has nothing more for
+   * now, dst takes no more, or the direction ended or failed.
+   */
+  private copy(d: Direction): boolean {
+    const buf = this.plane.fallback;
+    const n = readFd(d.src, buf, FALLBACK_CHUNK);
+    if (n === 0) {
+      this.ended(d);
+      return false;
+    }
+    if (n < 0) {
+      if (n === -EAGAIN) d.readable = d.hangup = false;
+      else if (n !== -EINTR) this.fail(d.src, -n, 'read');
+      return n === -EINTR;
+    }
+    this.lastActive = this.plane.now;
+    d.bytes += n;
+    const w = d.writable ? writeFd(d.dst, buf, n) : -EAGAIN;
+    if (w < 0 && w !== -EAGAIN) {
+      this.fail(d.dst, -w, 'write');
+      return false;
+    }
+    const taken = Math.max(w, 0);
+    if (taken < n) {
+      d.held = Buffer.from(buf.subarray(taken, n));
+      d.writable = false;
+    }
+    if (n === FALLBACK_CHUNK) {
+      d.splicing = true;
+      return taken === n;
+    }
+    // a stream socket's read returns less than asked only when its receive queue is empty: the
+    // next bytes bring the next edge. Unless the FIN is flagged already: then read on to it
+    if (!d.hangup) d.readable = false;
+    return taken === n && d.readable;
+  }
+
+  /** src ended: the FIN goes on to dst, unless the other way is over too (then closing both sends it). */
+  private ended(d: Direction): void {
+    d.eof = true;
+    d.readable = false;
+    if (d.pipeR >= 0) this.releasePipe(d);
+    const other = d === this.up ? this.down : this.up;
+    if (!(other.eof && other.queued === 0 && !other.held)) shutdownWrite(d.dst);
   }
 
   private releasePipe(d: Direction): void {

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { acceptFd, EPOLLIN, localAddress } from '../kernel/fdio.js';
-import { isMptcpSocket, openListenSocket, setNoDelay } from '../kernel/sockopt.js';
+import { isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
 import { RawClient } from '../net/raw-client.js';
 import { closeFd } from '../kernel/fdio.js';
 import { parseIp } from '../net/address.js';
@@ -84,6 +84,12 @@ interface RawContext {
   client: RawClient;
   user?: string;
   log: Logger;
+  /** the message the handshake reads next */
+  state: State;
+  /** the handshake timer, until the handshake is over */
+  timer: NodeJS.Timeout | null;
+  /** a step is waiting for something other than the client (the password check) */
+  busy: boolean;
 }
 
 export class SocksServer {
@@ -122,7 +128,8 @@ export class SocksServer {
     let mptcp: boolean;
     if (fd === undefined) {
       const ip = net.isIP(host) ? host : (await lookup(host)).address;
-      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: BACKLOG, mptcp: o.mptcp === true });
+      // TCP_NODELAY once here: every accepted client has it, no setsockopt per connection
+      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: BACKLOG, mptcp: o.mptcp === true, noDelay: true });
       if (opened.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
       fd = opened.fd;
       mptcp = opened.mptcp;
@@ -224,34 +231,76 @@ export class SocksServer {
         return;
       }
     }
-    try {
-      setNoDelay(fd, true);
-    } catch {
-      // the client is gone already: the first read says so
-    }
     const client = new RawClient(fd, remote, remotePort);
     this.clients.add(client);
-    client.once('close', () => {
-      if (this.clients.delete(client)) Atomics.sub(this.open, 0, 1);
-    });
-    const timer = setTimeout(() => {
+    const ctx: RawContext = { opts, client, log: opts.logger, state: State.CONNECTED, busy: false, timer: null };
+    ctx.timer = setTimeout(() => {
       opts.registry.countFailure('handshake_timeout');
       client.destroy();
     }, opts.handshakeTimeout);
-    const ctx: RawContext = { opts, client, log: opts.logger };
-    this.handshake(ctx, timer).catch((err: unknown) => {
-      opts.logger.error('unexpected error in SOCKS session', { client: remote, error: String(err) });
-      client.destroy();
+    client.once('close', () => {
+      this.handshakeOver(ctx);
+      if (this.clients.delete(client)) Atomics.sub(this.open, 0, 1);
     });
+    // the first bytes come with the first edge of the client's fd (its registration reports them)
+    client.onReadable = () => this.drive(ctx);
   }
 
-  /** Runs the handshake state machine under the handshake timer, then carries out the request. */
-  private async handshake(ctx: RawContext, timer: NodeJS.Timeout): Promise<void> {
-    let step: Step = { next: State.CONNECTED };
-    while ('next' in step) step = await this.advance(ctx, step.next);
-    clearTimeout(timer); // the handshake is over, one way or the other
-    if ('ended' in step) return;
-    const { request } = step;
+  /**
+   * Takes the steps of the handshake that the bytes received allow, synchronously (no promise per
+   * message); runs again when more arrive (client.onReadable). Only the password check waits on
+   * something else; the request, once complete, is carried out.
+   */
+  private drive(ctx: RawContext): void {
+    while (!ctx.busy) {
+      let step: Step | 'more' | Promise<Step>;
+      try {
+        step = this.advance(ctx, ctx.state);
+      } catch (err) {
+        this.unexpected(ctx, err);
+        return;
+      }
+      if (step === 'more') return;
+      if (step instanceof Promise) {
+        ctx.busy = true;
+        step.then(
+          (s) => {
+            ctx.busy = false;
+            if (this.stepped(ctx, s)) this.drive(ctx);
+          },
+          (err: unknown) => this.unexpected(ctx, err),
+        );
+        return;
+      }
+      if (!this.stepped(ctx, step)) return;
+    }
+  }
+
+  /** Where a step led: true when the handshake goes on (the next message may be there already). */
+  private stepped(ctx: RawContext, step: Step): boolean {
+    if ('next' in step) {
+      ctx.state = step.next;
+      return true;
+    }
+    this.handshakeOver(ctx);
+    if ('request' in step) this.carryOut(ctx, step.request).catch((err: unknown) => this.unexpected(ctx, err));
+    return false;
+  }
+
+  /** The handshake is over, one way or the other: no timer, no more steps. */
+  private handshakeOver(ctx: RawContext): void {
+    if (ctx.timer) clearTimeout(ctx.timer);
+    ctx.timer = null;
+    ctx.client.onReadable = null;
+  }
+
+  private unexpected(ctx: RawContext, err: unknown): void {
+    ctx.log.error('unexpected error in SOCKS session', { client: ctx.client.remoteAddress, error: String(err) });
+    ctx.client.destroy();
+  }
+
+  /** Carries out a complete request: CONNECT here, BIND and UDP ASSOCIATE on a net.Socket. */
+  private async carryOut(ctx: RawContext, request: HandshakeRequest): Promise<void> {
     if (request.listener === 'socks4') return this.connect(ctx, request.address, 'socks4');
     if (ctx.log.enabled('debug')) ctx.log.debug('SOCKS request', { command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
     switch (request.command) {
@@ -281,22 +330,24 @@ export class SocksServer {
   }
 
   /**
-   * The transitions, in one place: reads the one message `state` accepts and answers it. Leads to
-   * the next state, to a request to carry out, or to the end of a failed handshake (answered and counted).
+   * The transitions, in one place: takes the one message `state` accepts and answers it. Leads to
+   * the next state, to a request to carry out, or to the end of a failed handshake (answered and
+   * counted); 'more' while the message is not all there; a promise while the password is checked.
    */
-  private async advance(ctx: RawContext, state: State): Promise<Step> {
+  private advance(ctx: RawContext, state: State): Step | 'more' | Promise<Step> {
     const { client, opts } = ctx;
-    const reader = client;
     switch (state) {
       case State.CONNECTED: {
-        const version = await reader.next(peekVersion);
+        const version = client.take(peekVersion); // peeked: taken again with the rest of the message
+        if (version === 'more') return 'more';
         if (version === SOCKS4) return this.socks4Request(ctx);
         if (version !== SOCKS5) {
           if (typeof version === 'number') opts.registry.countFailure('bad_version');
           client.destroy();
           return ENDED;
         }
-        const greeting = await reader.next(parseGreeting);
+        const greeting = client.take(parseGreeting);
+        if (greeting === 'more') return 'more';
         if (greeting === 'closed' || 'error' in greeting) return this.fail(ctx, greeting);
         const method = selectMethod(greeting.methods, opts.requireAuth);
         client.write(Buffer.from([SOCKS5, method]));
@@ -308,22 +359,25 @@ export class SocksServer {
         return ENDED;
       }
       case State.NEED_AUTH: {
-        const creds = await reader.next(parseCredentials);
+        const creds = client.take(parseCredentials);
+        if (creds === 'more') return 'more';
         if (creds === 'closed' || 'error' in creds) return this.fail(ctx, creds);
-        const ok = await opts.users.verify(creds.username, creds.password);
-        if (client.destroyed) return ENDED; // the handshake timer went off while the password was checked
-        client.write(Buffer.from([0x01, ok ? 0x00 : 0x01]));
-        if (!ok) {
-          opts.registry.totals.authFailures++;
-          ctx.log.warn('SOCKS authentication failed', { client: client.remoteAddress, user: creds.username });
-          client.end();
-          return ENDED;
-        }
-        ctx.user = creds.username;
-        return { next: State.AUTHED };
+        return opts.users.verify(creds.username, creds.password).then((ok): Step => {
+          if (client.destroyed) return ENDED; // the handshake timer went off while the password was checked
+          client.write(Buffer.from([0x01, ok ? 0x00 : 0x01]));
+          if (!ok) {
+            opts.registry.totals.authFailures++;
+            ctx.log.warn('SOCKS authentication failed', { client: client.remoteAddress, user: creds.username });
+            client.end();
+            return ENDED;
+          }
+          ctx.user = creds.username;
+          return { next: State.AUTHED };
+        });
       }
       case State.AUTHED: {
-        const request = await reader.next(parseRequest);
+        const request = client.take(parseRequest);
+        if (request === 'more') return 'more';
         if (request === 'closed' || 'error' in request) return this.fail(ctx, request);
         return { request: { listener: 'socks5', command: request.command, address: request.address } };
       }
@@ -344,10 +398,10 @@ export class SocksServer {
   }
 
   /** SOCKS4/4a: the first message is the whole request; CONNECT only, and never with --socks-auth. */
-  private async socks4Request(ctx: RawContext): Promise<Step> {
+  private socks4Request(ctx: RawContext): Step | 'more' {
     const { client, opts } = ctx;
-    const reader = client;
-    const req = await reader.next(parseSocks4Request);
+    const req = client.take(parseSocks4Request);
+    if (req === 'more') return 'more';
     if (req === 'closed') {
       client.destroy();
       return ENDED;

@@ -3,7 +3,7 @@
 import koffi from 'koffi';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { connectFd, localAddress, socketError } from '../kernel/fdio.js';
+import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
 import { c_bind } from '../kernel/libc.js';
 import { whenWritable } from '../kernel/epoll-plane.js';
@@ -181,8 +181,9 @@ export function dial(opts: DialOptions): Promise<DialResult> {
     const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
     const onCancel = (): void => finish(canceledError());
     cancelOn?.once('close', onCancel);
-    const stopWaiting = whenWritable(fd, () => {
-      const e = socketError(fd);
+    const stopWaiting = whenWritable(fd, (events) => {
+      // writable with no error or hangup flagged: connected, no getsockopt(SO_ERROR) needed
+      const e = (events & (EPOLLERR | EPOLLHUP)) === 0 && (events & EPOLLOUT) !== 0 ? 0 : socketError(fd);
       finish(e === 0 ? null : connectError(e, opts.address, opts.port));
     });
   });
