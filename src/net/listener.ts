@@ -8,6 +8,7 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { closeFd, isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
+import { OpenCount } from './open-count.js';
 
 /** Backlog of every listening socket: bursts of connects wait in the kernel, not in SYN retries. */
 const BACKLOG = 1024;
@@ -60,15 +61,13 @@ export class ClientListener {
   private readonly clients = new Set<net.Socket>();
   /** clients whose sockets the relay took from Node (relay/splice.ts): still open, no longer net.Sockets */
   private readonly adopted = new WeakSet<net.Socket>();
-  private relayed = 0;
-  private readonly open: Int32Array;
+  private readonly open: OpenCount;
 
   constructor(private readonly opts: ClientListenerOptions) {
-    const open = opts.openCount ?? new Int32Array(new SharedArrayBuffer(4));
+    const open = new OpenCount(opts.maxConnections, opts.openCount);
     this.open = open;
     this.server = net.createServer(opts.accept, (client) => {
-      if (Atomics.add(open, 0, 1) >= opts.maxConnections) {
-        Atomics.sub(open, 0, 1);
+      if (!open.tryOpen()) {
         client.destroy();
         opts.onDrop();
         return;
@@ -76,7 +75,7 @@ export class ClientListener {
       this.clients.add(client);
       client.once('close', () => {
         this.clients.delete(client);
-        if (!this.adopted.has(client)) Atomics.sub(open, 0, 1);
+        if (!this.adopted.has(client)) open.closed();
       });
       opts.onConnection(client);
     });
@@ -120,7 +119,7 @@ export class ClientListener {
 
   /** Accepted client connections still open (in a handshake or relaying). */
   get clientCount(): number {
-    return this.clients.size + this.relayed;
+    return this.clients.size + this.open.handedOn;
   }
 
   /**
@@ -129,14 +128,7 @@ export class ClientListener {
    */
   adopt(client: net.Socket): () => void {
     this.adopted.add(client);
-    this.relayed++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.relayed--;
-      Atomics.sub(this.open, 0, 1);
-    };
+    return this.open.handOn();
   }
 
   /** Stops accepting at once; accepted clients go on (server.close's callback would wait for them all). */

@@ -27,6 +27,10 @@ export class RawClient extends EventEmitter implements FdHandler {
   onReadable: (() => void) | null = null;
   /** the client sent its FIN */
   ended = false;
+  /**
+   * the fd is no longer this object's: closed (destroy), or handed on (release, toNetSocket; no
+   * 'close' then). Either way nothing here touches it again, and a connect made for it is abandoned
+   */
   destroyed = false;
   /** bytes of a reply the kernel did not take at once */
   private unsent: Buffer | null = null;

@@ -8,6 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { acceptFd, EPOLLIN, localAddress } from '../kernel/fdio.js';
 import { isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
+import { OpenCount } from '../net/open-count.js';
 import { RawClient } from '../net/raw-client.js';
 import { closeFd } from '../kernel/fdio.js';
 import { parseIp } from '../net/address.js';
@@ -98,17 +99,15 @@ export class SocksServer {
   private readonly acceptor: FdHandler = { onEvent: () => this.plane.soon(() => this.acceptAll()) };
   /** clients in their handshake or connecting (their fds still ours) */
   private readonly clients = new Set<RawClient>();
-  /** clients the relay (or Node, for BIND and UDP ASSOCIATE) took over, still open */
-  private relayed = 0;
-  /** open clients of every thread together (--max-connections), with Atomics */
-  private readonly open: Int32Array;
+  /** open clients of every thread together (--max-connections), and those the relay (or Node, for BIND and UDP ASSOCIATE) took over */
+  private readonly open: OpenCount;
   /** set while accept waits for a file descriptor to be free (EMFILE) */
   private acceptRetry: NodeJS.Timeout | null = null;
   /** accept ran out of file descriptors and said so (once, until it got one again) */
   private fdShortage = false;
 
   constructor(private readonly opts: SocksServerOptions) {
-    this.open = opts.openCount ?? new Int32Array(new SharedArrayBuffer(4));
+    this.open = new OpenCount(opts.maxConnections, opts.openCount);
   }
 
   /** the listening socket's fd (this server made it, or was given it): other threads accept from dups of it */
@@ -145,7 +144,7 @@ export class SocksServer {
 
   /** Accepted client connections still open: in the handshake, or relaying. */
   get clientCount(): number {
-    return this.clients.size + this.relayed;
+    return this.clients.size + this.open.handedOn;
   }
 
   /** Stops accepting; open connections go on. */
@@ -191,8 +190,7 @@ export class SocksServer {
         this.fdShortage = false;
         this.opts.logger.info('SOCKS accept: file descriptors free again');
       }
-      if (Atomics.add(this.open, 0, 1) >= this.opts.maxConnections) {
-        Atomics.sub(this.open, 0, 1);
+      if (!this.open.tryOpen()) {
         closeFd(a.fd);
         this.opts.registry.totals.rejectedClients++;
         continue;
@@ -209,14 +207,7 @@ export class SocksServer {
    */
   private adopt(client: RawClient): () => void {
     this.clients.delete(client);
-    this.relayed++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.relayed--;
-      Atomics.sub(this.open, 0, 1);
-    };
+    return this.open.handOn();
   }
 
   private accept(fd: number, remote: string, remotePort: number): void {
@@ -227,7 +218,7 @@ export class SocksServer {
         opts.registry.totals.rejectedClients++;
         opts.logger.debug('client not in --socks-allow', { client: remote });
         closeFd(fd);
-        Atomics.sub(this.open, 0, 1);
+        this.open.closed();
         return;
       }
     }
@@ -240,7 +231,7 @@ export class SocksServer {
     }, opts.handshakeTimeout);
     client.once('close', () => {
       this.handshakeOver(ctx);
-      if (this.clients.delete(client)) Atomics.sub(this.open, 0, 1);
+      if (this.clients.delete(client)) this.open.closed();
     });
     // the first bytes come with the first edge of the client's fd (its registration reports them)
     client.onReadable = () => this.drive(ctx);
