@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 
 /** Bytes a client may send ahead of the handshake's end (pipelined data) before we stop reading. */
-const MAX_BUFFERED = 64 * 1024;
+export const MAX_BUFFERED = 64 * 1024;
 
 /** A protocol violation found by a parser; `error` is a stable code, `message` says what was wrong. */
 export interface ParseError<C extends string = string> {
@@ -22,6 +22,19 @@ export function isParseError<E extends ParseError>(p: unknown): p is E {
 export type TooLong = ParseError<'too_long'>;
 
 export type ReadResult<T, E extends ParseError = ParseError> = T | E | TooLong | 'closed';
+
+/**
+ * The next message in `buf`, if `parse` can decode a whole one: its value and the bytes after it,
+ * or its parse error; 'closed' when the stream has `ended` short of a whole message, too_long past
+ * MAX_BUFFERED, 'more' otherwise. The one step FrameReader (net.Socket) and RawClient (raw fd) share.
+ */
+export function takeMessage<T, E extends ParseError = ParseError>(buf: Buffer, parse: (b: Buffer) => Parsed<T, E>, ended: boolean): { result: ReadResult<T, E>; rest: Buffer } | 'more' {
+  const r = parse(buf);
+  if (r !== 'more') return isParseError<E>(r) ? { result: r, rest: buf } : { result: r.value, rest: buf.subarray(r.consumed) };
+  if (ended) return { result: 'closed', rest: buf };
+  if (buf.length > MAX_BUFFERED) return { result: { error: 'too_long', message: 'handshake message too long' }, rest: buf };
+  return 'more';
+}
 
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
@@ -53,14 +66,11 @@ export class FrameReader {
   /** Waits until `parse` can decode a whole message from the buffered bytes. */
   async next<T, E extends ParseError = ParseError>(parse: (b: Buffer) => Parsed<T, E>): Promise<ReadResult<T, E>> {
     for (;;) {
-      const r = parse(this.buf);
-      if (r !== 'more') {
-        if (isParseError<E>(r)) return r;
-        this.buf = this.buf.subarray(r.consumed);
-        return r.value;
+      const t = takeMessage(this.buf, parse, this.ended);
+      if (t !== 'more') {
+        this.buf = t.rest;
+        return t.result;
       }
-      if (this.ended) return 'closed';
-      if (this.buf.length > MAX_BUFFERED) return { error: 'too_long', message: 'handshake message too long' };
       await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = null;
     }

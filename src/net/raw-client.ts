@@ -8,12 +8,10 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { SOCKET_EVENTS, thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { closeFd, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, localAddress, readFd, shutdownWrite, writeFd } from '../kernel/fdio.js';
-import { isParseError, type Parsed, type ParseError, type ReadResult } from './frame-reader.js';
+import { MAX_BUFFERED, takeMessage, type Parsed, type ParseError, type ReadResult } from './frame-reader.js';
 
 const { EAGAIN, EINTR } = osConstants.errno;
 
-/** Bytes a client may send ahead of the handshake's end (pipelined data) before we stop reading. */
-const MAX_BUFFERED = 64 * 1024;
 /** After end(): how long the socket waits for the client's FIN before it is closed anyway. */
 const LINGER_MS = 5000;
 
@@ -74,8 +72,8 @@ export class RawClient extends EventEmitter implements FdHandler {
   }
 
   /**
-   * Reads what the kernel has, up to MAX_BUFFERED waiting; wakes the handshake (in setImmediate:
-   * promises). A TCP read that returns less than asked has emptied the receive queue, so no second
+   * Reads what the kernel has, up to MAX_BUFFERED waiting; steps the handshake on (onReadable, in
+   * setImmediate: the connect it may start settles promises). A TCP read that returns less than asked has emptied the receive queue, so no second
    * read to see EAGAIN: the next bytes bring the next edge. Unless the FIN is there already (its
    * edge came with this one): then on to the end of stream.
    */
@@ -103,8 +101,8 @@ export class RawClient extends EventEmitter implements FdHandler {
         }
         break;
       }
-      const chunk = Buffer.from(readBuf.subarray(0, n));
-      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      // readBuf is the thread's: the bytes are copied out of it (once)
+      this.buf = this.buf.length === 0 ? Buffer.from(readBuf.subarray(0, n)) : Buffer.concat([this.buf, readBuf.subarray(0, n)]);
       if (n < want && !this.hangup) this.readable = false;
     }
     if (got && this.onReadable) this.plane.soon(this.onReadable);
@@ -116,15 +114,10 @@ export class RawClient extends EventEmitter implements FdHandler {
    * 'closed' when the client ended or the connection is gone before a whole message.
    */
   take<T, E extends ParseError = ParseError>(parse: (b: Buffer) => Parsed<T, E>): ReadResult<T, E> | 'more' {
-    const r = parse(this.buf);
-    if (r !== 'more') {
-      if (isParseError<E>(r)) return r;
-      this.buf = this.buf.subarray(r.consumed);
-      return r.value;
-    }
-    if (this.ended || this.destroyed) return 'closed';
-    if (this.buf.length > MAX_BUFFERED) return { error: 'too_long', message: 'handshake message too long' };
-    return 'more';
+    const t = takeMessage(this.buf, parse, this.ended || this.destroyed);
+    if (t === 'more') return 'more';
+    this.buf = t.rest;
+    return t.result;
   }
 
   /** The bytes received beyond the handshake (they belong to the destination). */

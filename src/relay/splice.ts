@@ -223,28 +223,27 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
       }
       if (d.pipeR >= 0) this.releasePipe(d);
       if (d.eof || !d.readable) return false;
-      if (!d.splicing) {
+      // small chunks, and bulk ones without a pipe (none to be had: the fd limit), are copied
+      const p = d.splicing ? this.plane.takePipe() : null;
+      if (!p) {
         if (!this.copy(d)) return false;
         continue;
       }
-      // read the next chunk: into a pipe, or without one into user space
-      const p = this.plane.takePipe();
-      if (p) [d.pipeR, d.pipeW, d.pipeCap] = p;
-      const n = d.pipeR >= 0 ? splice(d.src, d.pipeW, d.pipeCap) : readFd(d.src, this.plane.fallback, FALLBACK_CHUNK);
+      [d.pipeR, d.pipeW, d.pipeCap] = p;
+      const n = splice(d.src, d.pipeW, d.pipeCap);
       if (n === 0) {
         this.ended(d);
         return false;
       }
       if (n < 0) {
         if (n === -EAGAIN) d.readable = false;
-        else if (n !== -EINTR) this.fail(d.src, -n, d.pipeR >= 0 ? 'splice' : 'read');
-        if (d.pipeR >= 0 && d.queued === 0) this.releasePipe(d);
+        else if (n !== -EINTR) this.fail(d.src, -n, 'splice');
+        if (d.pipeR >= 0) this.releasePipe(d); // empty (the read failed); fail() may have closed it all already
         return false;
       }
       this.lastActive = this.plane.now;
       d.bytes += n;
-      if (d.pipeR >= 0) d.queued = n;
-      else d.held = Buffer.from(this.plane.fallback.subarray(0, n));
+      d.queued = n;
     }
     return true;
   }

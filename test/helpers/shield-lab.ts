@@ -350,16 +350,21 @@ async function hping(lab: Lab, ns: Netns, args: string[], seconds: number, signa
 // ---------------------------------------------------------------------------------------------
 // Kernel counters
 
-/** The Udp counters of /proc/net/snmp in `ns` (InDatagrams, NoPorts, InErrors, RcvbufErrors, ...). */
-export async function udpCounters(lab: Lab, ns: Netns): Promise<Record<string, number>> {
-  const r = await lab.exec(ns, ['cat', '/proc/net/snmp']);
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+/** The counters of one line pair ("Udp:", "TcpExt:") of a /proc/net file (snmp, netstat) in `ns`, by name. */
+async function procNetCounters(lab: Lab, ns: Netns, file: 'snmp' | 'netstat', prefix: string): Promise<Record<string, number>> {
+  const r = await lab.exec(ns, ['cat', `/proc/net/${file}`]);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith(`${prefix}:`));
   const out: Record<string, number> = {};
   if (lines.length < 2) return out;
   const names = lines[0]!.split(/\s+/).slice(1);
   const values = lines[1]!.split(/\s+/).slice(1);
   names.forEach((n, i) => (out[n] = Number(values[i])));
   return out;
+}
+
+/** The Udp counters of /proc/net/snmp in `ns` (InDatagrams, NoPorts, InErrors, RcvbufErrors, ...). */
+export function udpCounters(lab: Lab, ns: Netns): Promise<Record<string, number>> {
+  return procNetCounters(lab, ns, 'snmp', 'Udp');
 }
 
 /** What grew from `before` to `after` (counters that did not move are left out). */
@@ -370,13 +375,6 @@ export function counterDelta(before: Record<string, number>, after: Record<strin
 }
 
 /** The TcpExt counters of /proc/net/netstat in `ns` (TCPReqQFullDrop, SyncookiesSent, ListenDrops, ...). */
-export async function tcpExtCounters(lab: Lab, ns: Netns): Promise<Record<string, number>> {
-  const r = await lab.exec(ns, ['cat', '/proc/net/netstat']);
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('TcpExt:'));
-  const out: Record<string, number> = {};
-  if (lines.length < 2) return out;
-  const names = lines[0]!.split(/\s+/).slice(1);
-  const values = lines[1]!.split(/\s+/).slice(1);
-  names.forEach((n, i) => (out[n] = Number(values[i])));
-  return out;
+export function tcpExtCounters(lab: Lab, ns: Netns): Promise<Record<string, number>> {
+  return procNetCounters(lab, ns, 'netstat', 'TcpExt');
 }
