@@ -72,6 +72,7 @@ interface StatusView {
   interfaces: string[];
   flags: Record<string, number>;
   blocked: { manual: number; meter: number; globalCap: number };
+  allowlisted: number;
   services: ServiceView[];
   rates: Record<string, number> | null;
   attacks: AttackView[];
@@ -115,6 +116,7 @@ async function status(args: string[]): Promise<number> {
   process.stdout.write(`flags      ${Object.entries(st.flags).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
   const rate2 = (a: string, b: string): string => (st.rates ? `${Math.round((st.rates[a] ?? 0) + (st.rates[b] ?? 0))}/s` : '-');
   process.stdout.write(`blocked    manual ${st.blocked.manual} (${rate('blocked_manual')}), meters ${st.blocked.meter} (${rate2('blocked_meter_tcp', 'blocked_meter_other')}), global cap ${st.blocked.globalCap} (${rate2('global_cap_tcp', 'global_cap_udp')})\n`);
+  process.stdout.write(`allowed    ${st.allowlisted} from allowlisted sources (${rate('allowlisted')})\n`);
   process.stdout.write(`attacks    ${st.attacks.length === 0 ? 'none' : st.attacks.map((a) => `${a.kind} since ${time(a.startedAt)}, peak ${a.peakPps}/s${a.topSources.length > 0 ? `, from ${sources(a)}` : ''}`).join('; ')}\n`);
   if (st.tightened.length > 0) process.stdout.write(`tightened  ${st.tightened.join(', ')} (half the per-source limits while the flood goes on)\n`);
   process.stdout.write('\n');

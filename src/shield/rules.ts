@@ -5,7 +5,7 @@
 //     management sources pass; sources are sampled (packets per source, kept 10 s,
 //     read while an attack is on); TCP flag sanity (SYN+FIN+ACK before SYN+FIN, which also matches it;
 //     XMAS before FIN-without-ACK), each class with its own named counter, dropped; allowlisted
-//     sources pass; the hand-made and the meters' blocklists drop; SYNs to synproxy services are
+//     sources pass (counted); the hand-made and the meters' blocklists drop; SYNs to synproxy services are
 //     left untracked (synproxy answers them).
 //   guard (input in host mode, forward in router mode; filter priority), same interfaces:
 //     management and allowlisted sources pass; per service: a per-source rate meter whose
@@ -44,6 +44,8 @@ export const COUNTERS = {
   blockedMeterOther: 'blocked_meter_other',
   globalCapTcp: 'global_cap_tcp',
   globalCapUdp: 'global_cap_udp',
+  /** packets from allowlisted sources let past the blocklists, meters and caps (flag sanity still applies) */
+  allowlisted: 'allowlisted',
 } as const;
 
 /** The per-service counters: new connections or datagrams let through, caught by the rate meter, over the connection count, answered by synproxy. */
@@ -262,7 +264,7 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set(),
   // (listed only while an attack goes on and when it ends)
   body.push(...sampleRules());
   for (const k of FLAG_CLASSES) body.push(`    ${k.match} counter name ${k.counter} drop`);
-  for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.allow[f]} return`);
+  for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.allow[f]} counter name ${COUNTERS.allowlisted} return`);
   for (const f of [4, 6] as const) body.push(`    ${saddr(f)} @${SETS.manual[f]} counter name ${COUNTERS.blockedManual} drop`);
   // the management API on this host passes the meters' blocklist: an operator a meter caught (say,
   // behind one NAT with an attacker) keeps the API; a hand-made block still applies

@@ -394,6 +394,7 @@ const ShieldStatus = Type.Object({
   interfaces: Type.Array(Type.String()),
   flags: Type.Record(Type.String(), Type.Integer(), { description: 'packets dropped per TCP flag class since the table was applied' }),
   blocked: Type.Object({ manual: Type.Integer(), meter: Type.Integer(), globalCap: Type.Integer() }, { description: 'packets dropped by the blocklists and the global cap' }),
+  allowlisted: Type.Integer({ description: 'packets from allowlisted sources let past the blocklists, meters and caps (after the flag checks)' }),
   services: Type.Array(
     Type.Object({
       name: Type.String(),
@@ -441,6 +442,7 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
     const packets = (name: string): number => shield.counters().reading?.packets[name] ?? 0;
     m.counter({ name: 'edgeward_shield_flag_drops_total', help: 'TCP packets the shield dropped for an invalid flag combination, by class.', labels: ['class'], read: () => FLAG_CLASSES.map((k) => [{ class: k.counter.replace(/^flags_/, '') }, packets(k.counter)]) });
     m.counter({ name: 'edgeward_shield_blocked_total', help: 'Packets dropped from blocklisted sources (list: manual or meter) and by the global cap (list: global_cap).', labels: ['list'], read: () => [[{ list: 'manual' }, packets(COUNTERS.blockedManual)], [{ list: 'meter' }, packets(COUNTERS.blockedMeterTcp) + packets(COUNTERS.blockedMeterOther)], [{ list: 'global_cap' }, packets(COUNTERS.globalCapTcp) + packets(COUNTERS.globalCapUdp)]] });
+    m.counter({ name: 'edgeward_shield_allowlisted_packets_total', help: 'Packets from allowlisted sources the shield let past its blocklists, meters and caps.', read: () => packets(COUNTERS.allowlisted) });
     m.counter({ name: 'edgeward_shield_attacks_total', help: 'Attack events started, by kind.', labels: ['kind'], read: () => ATTACK_KINDS.map((k) => [{ kind: k }, shield.started[k]]) });
     m.gauge({ name: 'edgeward_shield_attack_active', help: '1 while an attack of this kind goes on.', labels: ['kind'], read: () => ATTACK_KINDS.map((k) => [{ kind: k }, shield.attacks().some((a) => a.kind === k) ? 1 : 0]) });
     m.gauge({ name: 'edgeward_shield_proxy_connections', help: "Connections the shield's L4 proxy holds now, per service.", labels: ['service'], read: () => sumByService(shield.proxies(), (p) => p.active).map(([service, n]) => [{ service }, n]) });
@@ -475,6 +477,7 @@ export const shieldService: ServiceDefinition<ShieldSettings, ShieldService> = {
         interfaces: shield.spec.interfaces,
         flags: Object.fromEntries(FLAG_CLASSES.map((k) => [k.counter.replace(/^flags_/, ''), p(k.counter)])),
         blocked: { manual: p(COUNTERS.blockedManual), meter: p(COUNTERS.blockedMeterTcp) + p(COUNTERS.blockedMeterOther), globalCap: p(COUNTERS.globalCapTcp) + p(COUNTERS.globalCapUdp) },
+        allowlisted: p(COUNTERS.allowlisted),
         services: shield.spec.services.map((s) => {
           const c = serviceCounters(s.name);
           return { name: s.name, protocol: s.protocol, address: s.address ?? null, ports: [...s.ports], passed: p(c.passed), overRate: p(c.overRate), overConns: p(c.overConns), synproxy: p(c.synproxy) };

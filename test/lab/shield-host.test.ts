@@ -7,7 +7,7 @@
 //   slowloris on nginx (proxy)     TPROXY hands the connections to edgeward's proxy while nginx keeps
 //                                  its port: the slow senders are closed, the legit client served
 //   UDP flood, random sources      the global cap drops it; the legit client, allowlisted by hand,
-//                                  keeps >= 60 % (500/500 in most runs)
+//                                  passes the shield with every datagram and keeps >= 99 % end to end
 //   stop                           ruleset, ip rules and tcp_syncookies as before
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -104,20 +104,23 @@ describe('the shield, host mode (lab)', { skip }, () => {
       const udpBefore = { shield: await udpCounters(lab, sl.shield), legit: await udpCounters(lab, sl.legit) };
       const legitU = legitUdp(lab, sl.legit, sl.backendAddr, PORTS.udp, { pps: 100, seconds: 5 });
       await sleep(300);
-      // paced at 50 kpps (25x the cap): at hping3's full rate (130+ kpps) the two cores went to
-      // softirq, the lab's UDP server was starved and its socket overflowed once in several runs
-      // (358/500), which measured the machine, not the order of allowlist and cap
-      const udpSent = await hpingFlood(lab, sl.attacker, ['--udp', '-i', 'u20', '--rand-source', '-p', String(PORTS.udp), sl.backendAddr], 4);
+      // hping3's full rate (85-165 kpps here, 40-80x the cap)
+      const udpSent = await hpingFlood(lab, sl.attacker, ['--udp', '--flood', '--rand-source', '-p', String(PORTS.udp), sl.backendAddr], 4);
       const u = await legitU;
-      const capped = ((await ew2.api('GET', '/api/v1/shield')).body as { blocked: { globalCap: number } }).blocked.globalCap;
+      const st = (await ew2.api('GET', '/api/v1/shield')).body as { blocked: { globalCap: number }; allowlisted: number };
+      const capped = st.blocked.globalCap;
       const udpGrew = { shield: counterDelta(udpBefore.shield, await udpCounters(lab, sl.shield)), legit: counterDelta(udpBefore.legit, await udpCounters(lab, sl.legit)) };
-      process.stdout.write(`# host mode UDP flood, random sources: ${udpSent} datagrams, ${capped} dropped by the global cap; allowlisted legit ${u.received}/${u.sent}, rtt p50 ${u.rttP50Ms} p99 ${u.rttP99Ms} ms\n`);
+      process.stdout.write(`# host mode UDP flood, random sources: ${udpSent} datagrams, ${capped} dropped by the global cap; allowlisted: ${st.allowlisted} packets passed the shield, legit ${u.received}/${u.sent} echoed, rtt p50 ${u.rttP50Ms} p99 ${u.rttP99Ms} ms\n`);
       // where lost datagrams went, if any: one long run is a stall (a starved server), many short a drop rate
       process.stdout.write(`#   legit lost in ${u.lostRuns} runs, longest ${JSON.stringify(u.longestLost)}; Udp counters grew: shield ${JSON.stringify(udpGrew.shield)}, legit ${JSON.stringify(udpGrew.legit)}\n`);
-      // 500/500 in most runs; in full-suite runs now and then 358-365/500, with the flood paced or not:
-      // not explained yet (issue 10 stays open for it). Without the allowlist the legit client would
-      // share the 2000/s cap with the flood (~10 %), so 60 % still shows the allowlist is first
-      assert.ok(u.ratio >= 0.6, `the allowlisted client keeps >= 60 %: ${u.received}/${u.sent}`);
+      // the shield's part: every datagram of the allowlisted client passed the packet layer ahead of
+      // the global cap (the counter sees its datagrams only: the echoes leave by the output hook)
+      assert.ok(st.allowlisted >= u.sent, `every datagram of the allowlisted client passed the shield: ${st.allowlisted} of ${u.sent}`);
+      // end to end: the 358-365/500 of earlier full-suite runs were lost at the lab's UDP server, not
+      // in the shield: with the kernel's default 208 KiB receive buffer its socket overflowed while
+      // it waited for a CPU (the flood keeps both cores in softirq): 1287-1429 RcvbufErrors and
+      // 498/500 in two full-rate runs, against 0 and 500/500 with the 4 MiB it has now
+      assert.ok(u.ratio >= 0.99, `the allowlisted client keeps >= 99 %: ${u.received}/${u.sent} (server socket overflows: ${udpGrew.shield.RcvbufErrors ?? 0})`);
       assert.ok(capped >= udpSent * 0.5, `the global cap dropped most of the random-source flood: ${capped} of ${udpSent}`);
 
       assert.equal((await ew2.stop()).code, 0, 'edgeward stopped cleanly');

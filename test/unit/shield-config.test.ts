@@ -65,9 +65,9 @@ describe('shield settings', () => {
     assert.ok(at(/@management4 accept/) < at(/flags_syn_fin_ack drop/), 'management sources before any drop');
     assert.ok(at(/flags_syn_fin_ack drop/) < at(/counter name flags_syn_fin drop/), 'SYN+FIN+ACK before the broader SYN+FIN');
     assert.ok(at(/flags_xmas drop/) < at(/flags_fin_no_ack drop/), 'XMAS before FIN without ACK (XMAS has no ACK either)');
-    assert.ok(at(/@allow4 return/) < at(/@block4 counter name blocked_meter_tcp drop/), 'the allowlist before the blocklist');
+    assert.ok(at(/@allow4 counter name allowlisted return/) < at(/@block4 counter name blocked_meter_tcp drop/), 'the allowlist before the blocklist');
     assert.ok(at(/@block4 counter name blocked_meter_tcp drop/) < at(/@block4 counter name blocked_meter_other drop/), 'blocked TCP counted apart from the rest');
-    assert.ok(at(/@management4 accept/) < at(/update @seen_tcp4/) && at(/update @seen_udp6/) < at(/@allow4 return/), 'the source sample sees every packet after the management sources');
+    assert.ok(at(/@management4 accept/) < at(/update @seen_tcp4/) && at(/update @seen_udp6/) < at(/@allow4 counter name allowlisted return/), 'the source sample sees every packet after the management sources');
     assert.ok(at(/tcp dport 80 tcp flags & \(syn\|ack\) == syn notrack/) > at(/jump edge/));
     assert.ok(at(/counter name svc_web_synproxy synproxy mss 1460 wscale 10 timestamp sack-perm$/) > 0, "the counter before synproxy, which takes the packet");
     // the connection count of a synproxy service meets the SYN synproxy sends the server (output),
