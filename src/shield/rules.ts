@@ -44,6 +44,8 @@ export const COUNTERS = {
   blockedMeterOther: 'blocked_meter_other',
   globalCapTcp: 'global_cap_tcp',
   globalCapUdp: 'global_cap_udp',
+  /** synproxy's handshake ACKs toward servers with timestamps, held back (see the synproxied chain) */
+  synproxyAckHeld: 'synproxy_ack_held',
   /** packets from allowlisted sources let past the blocklists, meters and caps (flag sanity still applies) */
   allowlisted: 'allowlisted',
 } as const;
@@ -302,6 +304,16 @@ export function renderShieldBody(spec: ShieldSpec, tight: Tightened = new Set(),
     for (const f of [4, 6] as const) body.push(`  ct timeout ${CLOSED_TIMEOUTS[f]} { protocol tcp; l3proto ${f === 4 ? 'ip' : 'ip6'}; policy = { time_wait: ${CLOSED_LINGER_S}, close: ${CLOSED_LINGER_S} }; }`);
     body.push('  chain synproxied {', '    type filter hook output priority filter; policy accept;');
     for (const svc of synproxied) for (const f of familiesOf(svc)) body.push(`    ${match(svc, f)} tcp flags & (syn|ack) == syn ct state new fib saddr type != local jump ${SYNPROXIED_CHAIN}`);
+    // synproxy's own ACK that completes the server's handshake (the only ACK to a synproxy service
+    // with a foreign source that leaves through this hook: forwarded packets never do) carries a
+    // TSEcr that synproxy shifted twice by its timestamp offset. Linux >= 6.15 rejects it
+    // (TcpExtTSEcrRejected) and answers with a bare ACK whose TSval is that of a millisecond later;
+    // the client echoes that, outside the SYN-ACK's, so its request is rejected too until the
+    // server resends its SYN-ACK a second later (lab: 1.6 s for 3 % of the connections under a SYN
+    // flood, up to 11 of 200 past a 3 s deadline). Without it, the client's first segment completes
+    // the handshake with the right TSEcr. A speaks-first service has no timestamps (the ACK is
+    // fine, and the only one it gets)
+    for (const svc of synproxied) if (!svc.speaksFirst) for (const f of familiesOf(svc)) body.push(`    ${match(svc, f)} tcp flags & (fin|syn|rst|ack) == ack fib saddr type != local counter name ${COUNTERS.synproxyAckHeld} drop`);
     body.push('  }', `  chain ${SYNPROXIED_CHAIN} {`, ...synproxiedRules(spec, tight), '  }');
   }
   return body;

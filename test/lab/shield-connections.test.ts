@@ -3,13 +3,13 @@
 //   connection flood, held          without the shield the backend holds all 300 of the attacker's
 //                                   connections; with it (conns=50) at most 50 reach the backend,
 //                                   while the legit client makes 1000 connections, 10 at a time,
-//                                   3 s deadline each, and gets >= 99 % (1000 in most runs)
+//                                   3 s deadline each, and gets >= 99.9 %
 //   zero-window readers             50 clients with a 1 KiB receive buffer ask the proxied service
 //                                   for 8 MiB and never read: the proxy closes each within the
 //                                   configured 2 s (+1.5 s), the backend's send queues drain
 //   connection churn                connect after connect, faster than the service's rate: the source
-//                                   goes on the blocklist; the legit client's 1000 get >= 98 %
-//                                   (99.3-99.7 % in most runs; what is lost is synproxy's) and is never blocklisted
+//                                   goes on the blocklist; the legit client's 1000 get >= 99.9 %
+//                                   and it is never blocklisted
 //   stop                            the shield namespace's ruleset is as before
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +53,7 @@ async function sockets(lab: Lab, ns: Netns, sport: number, peer?: string): Promi
 }
 
 describe('the shield against connection floods and zero-window readers, router mode (lab)', { skip }, () => {
-  it('holds the per-source connection limit, closes zero-window readers through the proxy, blocklists a connection churner, and the legit client keeps >= 99 % under the flood', { timeout: 180_000 }, () =>
+  it('holds the per-source connection limit, closes zero-window readers through the proxy, blocklists a connection churner, and the legit client keeps >= 99.9 % under the flood', { timeout: 180_000 }, () =>
     withLab(async (lab) => {
       const sl = await buildShieldLab(lab, { mode: 'router' });
       // a backend as servers are usually set up (backlog 1024; still no SYN cookies): what a flood of
@@ -97,9 +97,9 @@ describe('the shield against connection floods and zero-window readers, router m
       assert.ok(held.count <= CONNS, `the per-source limit holds: ${held.count} of the attacker's connections reach the backend`);
       assert.ok(held.count >= CONNS * 0.9, `the flood got as far as the limit: ${held.count}`);
       assert.ok(web.overConns >= HELD - CONNS - 10, `the rest were dropped by the connection limit: ${web.overConns}`);
-      // through synproxy a few of 1000 connections are lost now and then (the same residual as in the
-      // churn run below: 994/1000 once, 1000/1000 in most runs); the flood itself costs the legit client nothing
-      assert.ok(legit.ok >= legit.attempts * 0.99, `legit under the connection flood: ${legit.ok}/${legit.attempts}`);
+      // the few of 1000 lost through synproxy before (994/1000 once, p99 1.6 s) were synproxy's
+      // handshake ACK with a bad TSEcr (rules.ts, chain synproxied): now 1000/1000, p99 18 ms
+      assert.ok(legit.ok >= legit.attempts * 0.999, `legit under the connection flood: ${legit.ok}/${legit.attempts}`);
       await flood.done;
 
       // zero-window readers through the L4 proxy: closed in time, and the backend lets go of their answers
@@ -138,9 +138,10 @@ describe('the shield against connection floods and zero-window readers, router m
       assert.ok(!blockedNow.includes(sl.addr.legit), `the legit client stayed off the blocklist: ${blockedNow}`);
       assert.ok(smtp.overRate >= 1, 'the rate meter caught it');
       assert.ok(churned.ok <= 200 + 4 * 200 + 100, `the churner got no more than the burst and the rate allow: ${churned.ok}`);
-      // the legit client's second thousand, all through synproxy: 993-996 of 1000 in six runs with the
-      // short TIME_WAIT of synproxied connections (rules.ts CLOSED_LINGER_S), 815 without it
-      assert.ok(legit2.ok >= legit2.attempts * 0.98, `legit under the churn: ${legit2.ok}/${legit2.attempts}`);
+      // the legit client's second thousand, all through synproxy: 815 of 1000 without the short
+      // TIME_WAIT of synproxied connections (rules.ts CLOSED_LINGER_S), 993-996 with it, 1000 since
+      // synproxy's handshake ACK with a bad TSEcr is held back (rules.ts, chain synproxied)
+      assert.ok(legit2.ok >= legit2.attempts * 0.999, `legit under the churn: ${legit2.ok}/${legit2.attempts}`);
 
       await ew.stop();
       assert.equal((await lab.exec(sl.shield, ['nft', 'list', 'ruleset'])).stdout, rulesetBefore, 'the ruleset is as before');

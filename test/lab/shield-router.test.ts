@@ -139,10 +139,10 @@ describe('the shield, router mode (lab)', { skip }, () => {
       assert.ok(floodSent > 50_000, `the flood was a flood: ${floodSent} SYNs`);
       assert.ok(outbound <= inbound, `the shield sent no more toward the attacker than it got: ${outbound} out, ${inbound} in`);
       assert.ok(web.synproxy >= floodSent * 0.5, `synproxy met the flood: ${web.synproxy}`);
-      // unprotected the backend serves 0 % under this flood (shield-baseline); the issue's target of
-      // 99.9 % is not met every run yet (159/200 seen once in six, 200/200 the others): this asserts
-      // the protection, the figure above says how good it was
-      assert.ok(underFlood.ok >= underFlood.attempts * 0.5, `legit under the SYN flood: ${underFlood.ok}/${underFlood.attempts}`);
+      // unprotected the backend serves 0 % under this flood (shield-baseline). The 159/200 and 189/200
+      // (response timeouts) of earlier runs, and the p99 of 1.6 s, were synproxy's handshake ACK with
+      // a bad TSEcr (rules.ts, chain synproxied); held back, 200/200 with p99 18-22 ms in three runs
+      assert.ok(underFlood.ok >= underFlood.attempts * 0.999, `legit under the SYN flood: ${underFlood.ok}/${underFlood.attempts}`);
       // while it went on (the stream, pushed by the shield: a status request can take seconds on two
       // cores that hping3 and the softirqs of its flood fill)
       const streamedAttacks = (): Array<{ type: string; attack: Attack }> =>

@@ -81,6 +81,11 @@ describe('shield settings', () => {
       '    ip daddr 10.0.3.2 tcp dport 80 ct timeout set "synproxied_closed4" counter name svc_web_passed',
     ]);
     assert.ok(at(/ct timeout synproxied_closed4 \{ protocol tcp; l3proto ip; policy = \{ time_wait: 5, close: 5 \}; \}/) > 0, 'closed synproxied connections linger 5 s');
+    // synproxy's handshake ACK (bad TSEcr) held back where timestamps are on; a speaks-first service keeps it
+    const ackHeld = /tcp flags & \(fin\|syn\|rst\|ack\) == ack fib saddr type != local counter name synproxy_ack_held drop/;
+    assert.match(chain('synproxied')[3]!, new RegExp(`ip daddr 10\\.0\\.3\\.2 tcp dport 80 ${ackHeld.source}`));
+    const mixed = renderShieldBody(resolveShield(settings({ shieldMode: 'router', shieldInterface: ['wan0'], shieldService: ['web=tcp:10.0.3.2:80', 'smtp=tcp:10.0.3.2:25,speaks-first'] })));
+    assert.deepEqual(mixed.filter((l) => ackHeld.test(l)).map((l) => /dport (\d+)/.exec(l)?.[1]), ['80'], 'not for the speaks-first service (no timestamps: its ACK is good)');
   });
   it('proxied services: TCP only, SYN cookies (the connection ends here), PROXY v2 only with proxy; TPROXY after the edge drops', () => {
     const spec = resolveShield(settings({ shieldMode: 'router', shieldInterface: ['wan0'], shieldService: ['web=tcp:10.0.3.2:80,proxy,proxy-protocol', 'smtp=tcp:10.0.3.2:25'] }));
