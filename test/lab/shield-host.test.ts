@@ -78,7 +78,7 @@ describe('the shield, host mode (lab)', { skip }, () => {
       const { legit: under, sent } = await legitUnderSynFlood(lab, sl, sl.backendAddr, PORTS.tcp, 20);
       const syn = await waitFor('the SYN flood event to end', async () => (await events('syn_flood')).find((e) => e.endedAt !== null), 20_000, 250);
       process.stdout.write(`# host mode SYN flood: ${sent} SYNs sent; legit ${under.ok}/${under.attempts}, p50 ${under.p50Ms} ms, p99 ${under.p99Ms} ms, failures ${JSON.stringify(under.failures)}; event peak ${syn.peakPps}/s, ${syn.packets} packets, layers ${JSON.stringify(syn.layers)}\n`);
-      assert.ok(under.ok >= under.attempts * 0.95, `the legit client is served under the SYN flood: ${under.ok}/${under.attempts}`);
+      assert.ok(under.ok >= under.attempts * 0.999, `the legit client is served under the SYN flood (>= 99.9 %): ${under.ok}/${under.attempts}`);
       assert.ok(syn.packets >= sent * 0.3, `the event saw the flood: ${syn.packets} of ${sent}`);
 
       // slowloris at nginx through the proxy (nginx keeps port 80; TPROXY hands the connections over)
