@@ -21,7 +21,10 @@ const EMPTY = Buffer.alloc(0);
 export class RawClient extends EventEmitter implements FdHandler {
   private readonly plane = thePlane();
   private buf: Buffer = EMPTY;
-  /** runs (in setImmediate) when bytes or the end of stream arrived: the handshake takes its next step */
+  /**
+   * runs when bytes or the end of stream arrived, in the plane's poll callback: the handshake takes
+   * its next step (anything it starts that settles promises must make Node's loop turn: plane.soon)
+   */
   onReadable: (() => void) | null = null;
   /** the client sent its FIN */
   ended = false;
@@ -72,8 +75,8 @@ export class RawClient extends EventEmitter implements FdHandler {
   }
 
   /**
-   * Reads what the kernel has, up to MAX_BUFFERED waiting; steps the handshake on (onReadable, in
-   * setImmediate: the connect it may start settles promises). A TCP read that returns less than asked has emptied the receive queue, so no second
+   * Reads what the kernel has, up to MAX_BUFFERED waiting; steps the handshake on (onReadable, at
+   * once: the connect it may start settles no promise on its way). A TCP read that returns less than asked has emptied the receive queue, so no second
    * read to see EAGAIN: the next bytes bring the next edge. Unless the FIN is there already (its
    * edge came with this one): then on to the end of stream.
    */
@@ -105,7 +108,7 @@ export class RawClient extends EventEmitter implements FdHandler {
       this.buf = this.buf.length === 0 ? Buffer.from(readBuf.subarray(0, n)) : Buffer.concat([this.buf, readBuf.subarray(0, n)]);
       if (n < want && !this.hangup) this.readable = false;
     }
-    if (got && this.onReadable) this.plane.soon(this.onReadable);
+    if (got && this.onReadable) this.onReadable();
   }
 
   /**

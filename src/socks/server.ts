@@ -14,7 +14,7 @@ import { closeFd } from '../kernel/fdio.js';
 import { parseIp } from '../net/address.js';
 import { relayOutbound } from '../relay/session.js';
 import type { Listener } from '../relay/registry.js';
-import { connectOutbound, type Outbound } from '../transport/outbound.js';
+import { connectOutboundNow, type Outbound } from '../transport/outbound.js';
 import { handleBind } from './bind.js';
 import {
   AuthMethod,
@@ -60,6 +60,8 @@ type Step = { next: State } | { request: HandshakeRequest } | { ended: true };
 
 const ENDED: Step = { ended: true };
 
+const NOTHING = (): void => undefined;
+
 /** The version byte, left in the buffer for the message's own parser. */
 function peekVersion(b: Buffer): Parsed<number> {
   return b.length < 1 ? 'more' : { value: b[0]!, consumed: 0 };
@@ -96,7 +98,8 @@ interface RawContext {
 export class SocksServer {
   private listening: number | null = null;
   private readonly plane = thePlane();
-  private readonly acceptor: FdHandler = { onEvent: () => this.plane.soon(() => this.acceptAll()) };
+  /** the listener's edge: accept at once (the handshake that follows runs without promises) */
+  private readonly acceptor: FdHandler = { onEvent: () => this.acceptAll() };
   /** clients in their handshake or connecting (their fds still ours) */
   private readonly clients = new Set<RawClient>();
   /** open clients of every thread together (--max-connections), and those the relay (or Node, for BIND and UDP ASSOCIATE) took over */
@@ -261,6 +264,9 @@ export class SocksServer {
           },
           (err: unknown) => this.unexpected(ctx, err),
         );
+        // drive may run in the plane's poll callback, where a promise's continuation waits for
+        // Node's loop to turn: make it turn
+        this.plane.soon(NOTHING);
         return;
       }
       if (!this.stepped(ctx, step)) return;
@@ -274,7 +280,7 @@ export class SocksServer {
       return true;
     }
     this.handshakeOver(ctx);
-    if ('request' in step) this.carryOut(ctx, step.request).catch((err: unknown) => this.unexpected(ctx, err));
+    if ('request' in step) this.carryOut(ctx, step.request);
     return false;
   }
 
@@ -290,34 +296,36 @@ export class SocksServer {
     ctx.client.destroy();
   }
 
-  /** Carries out a complete request: CONNECT here, BIND and UDP ASSOCIATE on a net.Socket. */
-  private async carryOut(ctx: RawContext, request: HandshakeRequest): Promise<void> {
+  /**
+   * Carries out a complete request: CONNECT here, at once (no promise on its way: it may run in
+   * the plane's poll callback); BIND and UDP ASSOCIATE on a net.Socket, in a turn of Node's loop.
+   */
+  private carryOut(ctx: RawContext, request: HandshakeRequest): void {
     if (request.listener === 'socks4') return this.connect(ctx, request.address, 'socks4');
     if (ctx.log.enabled('debug')) ctx.log.debug('SOCKS request', { command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
-    switch (request.command) {
-      case Socks5Command.CONNECT:
-        return this.connect(ctx, request.address, 'socks5');
-      case Socks5Command.UDP_ASSOCIATE:
-      case Socks5Command.BIND: {
-        // the rare commands run on a net.Socket over the client's fd
-        const handed = ctx.client.toNetSocket();
-        if (!handed) return;
-        const release = this.adopt(ctx.client);
-        const socket = handed.socket;
-        // counted until the socket closes, or, once the BIND relay took it, until the relay has
-        let relayed = false;
-        socket.once('close', () => {
-          if (!relayed) release();
-        });
-        socket.on('error', () => undefined);
-        const adopt = (): (() => void) => {
-          relayed = true;
-          return release;
-        };
-        const session: SessionContext = { opts: ctx.opts, client: socket, reader: new FrameReader(socket, handed.buffered), user: ctx.user, log: ctx.log, adopt };
-        return request.command === Socks5Command.BIND ? handleBind(session, request.address) : handleUdpAssociate(session, request.address);
-      }
-    }
+    if (request.command === Socks5Command.CONNECT) return this.connect(ctx, request.address, 'socks5');
+    const { command, address } = request;
+    this.plane.soon(() => this.bindOrAssociate(ctx, command, address).catch((err: unknown) => this.unexpected(ctx, err)));
+  }
+
+  /** BIND or UDP ASSOCIATE: the rare commands run on a net.Socket over the client's fd. */
+  private async bindOrAssociate(ctx: RawContext, command: Socks5Command.BIND | Socks5Command.UDP_ASSOCIATE, address: SocksAddress): Promise<void> {
+    const handed = ctx.client.toNetSocket();
+    if (!handed) return;
+    const release = this.adopt(ctx.client);
+    const socket = handed.socket;
+    // counted until the socket closes, or, once the BIND relay took it, until the relay has
+    let relayed = false;
+    socket.once('close', () => {
+      if (!relayed) release();
+    });
+    socket.on('error', () => undefined);
+    const adopt = (): (() => void) => {
+      relayed = true;
+      return release;
+    };
+    const session: SessionContext = { opts: ctx.opts, client: socket, reader: new FrameReader(socket, handed.buffered), user: ctx.user, log: ctx.log, adopt };
+    return command === Socks5Command.BIND ? handleBind(session, address) : handleUdpAssociate(session, address);
   }
 
   /**
@@ -411,12 +419,25 @@ export class SocksServer {
     return { request: { listener: 'socks4', address: req.address } };
   }
 
-  private async connect(ctx: RawContext, dest: SocksAddress, listener: Listener): Promise<void> {
+  /**
+   * CONNECT: dials (transport/outbound.ts connectOutboundNow: an address without an upstream is
+   * dialed at once, the rest in a turn of Node's loop), answers, and hands both fds to the relay.
+   */
+  private connect(ctx: RawContext, dest: SocksAddress, listener: Listener): void {
     const { client, opts } = ctx;
-    let out: Outbound;
-    try {
-      out = await connectOutbound({ host: dest.host, ip: dest.ip, port: dest.port, cancelOn: client }, opts.outbound);
-    } catch (err) {
+    connectOutboundNow({ host: dest.host, ip: dest.ip, port: dest.port, cancelOn: client }, opts.outbound, (err, out) => {
+      try {
+        this.connected(ctx, dest, listener, err, out);
+      } catch (e) {
+        if (out && !client.destroyed) closeFd(out.fd);
+        this.unexpected(ctx, e);
+      }
+    });
+  }
+
+  private connected(ctx: RawContext, dest: SocksAddress, listener: Listener, err: unknown, out: Outbound | undefined): void {
+    const { client, opts } = ctx;
+    if (err || !out) {
       const rep = replyForError(err);
       opts.registry.countFailure(replyName(rep));
       ctx.log.debug('CONNECT failed', { host: dest.host, ip: dest.ip, port: dest.port, reply: replyName(rep), error: (err as Error).message });

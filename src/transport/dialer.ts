@@ -6,7 +6,7 @@ import { constants as osConstants } from 'node:os';
 import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
 import { c_bind } from '../kernel/libc.js';
-import { whenWritable } from '../kernel/epoll-plane.js';
+import { thePlane, whenWritable } from '../kernel/epoll-plane.js';
 import {
   closeFd,
   getCongestion,
@@ -121,16 +121,23 @@ function connectError(e: number, address: string, port: number): NodeJS.ErrnoExc
   return Object.assign(new Error(`connect ${code} ${address}:${port}`), { code, errno: -e, syscall: 'connect', address, port });
 }
 
+/** How a dial ends: the connected socket, or the connect error. */
+export type DialDone = (err: NodeJS.ErrnoException | null, result?: DialResult) => void;
+
 /**
  * Connects to address:port with the transport applied, on a socket of edgeward's own (socket(2)
- * through koffi, non-blocking connect, completion from the thread's epoll set). Rejects with the
- * connect error (errno code), ETIMEDOUT after connectTimeout, ECANCELED when cancelOn closed.
+ * through koffi, non-blocking connect, completion from the thread's epoll set), and calls `done`
+ * once: with the result, or with the connect error (errno code), ETIMEDOUT after connectTimeout,
+ * ECANCELED when cancelOn closed. `done` never runs before dialNow returns. It runs in the plane's
+ * poll callback when the connect finishes there (it must not settle promises: nothing would run
+ * their continuations until Node's loop turns), in setImmediate otherwise.
  */
-export function dial(opts: DialOptions): Promise<DialResult> {
+export function dialNow(opts: DialOptions, done: DialDone): void {
+  const later = (err: NodeJS.ErrnoException | null, r?: DialResult): void => thePlane().soon(() => done(err, r));
   const t = opts.transport;
   const family = net.isIPv6(opts.address) ? 6 : 4;
   const notApplied: string[] = [];
-  if (opts.cancelOn?.destroyed) return Promise.reject(canceledError());
+  if (opts.cancelOn?.destroyed) return later(canceledError());
   let opened: ReturnType<typeof openStreamSocket>;
   const open = (): ReturnType<typeof openStreamSocket> => openStreamSocket(family, t.mptcp === true);
   try {
@@ -142,7 +149,7 @@ export function dial(opts: DialOptions): Promise<DialResult> {
       opened = open();
     }
   } catch (e) {
-    return Promise.reject(e);
+    return later(e as NodeJS.ErrnoException);
   }
   const { fd } = opened;
   const result = (parked: boolean): DialResult => ({ fd, parked, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied });
@@ -157,37 +164,63 @@ export function dial(opts: DialOptions): Promise<DialResult> {
     rc = connectFd(fd, sockaddr(family, opts.address, opts.port));
   } catch (e) {
     closeFd(fd);
-    return Promise.reject(e);
+    return later(e as NodeJS.ErrnoException);
   }
-  if (rc === 0) return Promise.resolve(result(false));
+  if (rc === 0) return later(null, result(false));
   if (rc !== -EINPROGRESS) {
     closeFd(fd);
-    return Promise.reject(connectError(-rc, opts.address, opts.port));
+    return later(connectError(-rc, opts.address, opts.port));
   }
   const cancelOn = opts.cancelOn;
-  return new Promise<DialResult>((resolve, reject) => {
-    let settled = false;
-    const finish = (err: NodeJS.ErrnoException | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      cancelOn?.removeListener('close', onCancel);
-      stopWaiting();
-      if (err) {
-        closeFd(fd);
-        reject(err);
-      } else resolve(result(true));
-    };
-    const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
-    const onCancel = (): void => finish(canceledError());
-    cancelOn?.once('close', onCancel);
-    const stopWaiting = whenWritable(fd, (events) => {
+  let settled = false;
+  // from the plane's poll callback (the connect finished) or a timer (it did not in time)
+  const finish = (err: NodeJS.ErrnoException | null): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    cancelOn?.removeListener('close', onCancel);
+    stopWaiting();
+    if (err) {
+      closeFd(fd);
+      done(err);
+    } else done(null, result(true));
+  };
+  const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
+  // the client closed (RawClient does so from the plane's poll callback too): answered in a turn of
+  // the loop, not inside its close
+  const onCancel = (): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    stopWaiting();
+    closeFd(fd);
+    later(canceledError());
+  };
+  cancelOn?.once('close', onCancel);
+  const stopWaiting = whenWritable(
+    fd,
+    (events) => {
       // writable with no error or hangup flagged: connected, no getsockopt(SO_ERROR) needed
       const e = (events & (EPOLLERR | EPOLLHUP)) === 0 && (events & EPOLLOUT) !== 0 ? 0 : socketError(fd);
       finish(e === 0 ? null : connectError(e, opts.address, opts.port));
+    },
+    true,
+  );
+}
+
+/** dialNow as a promise: resolves with the connected socket, rejects with the connect error. */
+export function dial(opts: DialOptions): Promise<DialResult> {
+  return new Promise<DialResult>((resolve, reject) => {
+    dialNow(opts, (err, r) => {
+      // settled in the poll callback, a promise's continuations wait for Node's loop: turn it
+      if (err) reject(err);
+      else resolve(r!);
+      thePlane().soon(NOTHING);
     });
   });
 }
+
+const NOTHING = (): void => undefined;
 
 /** Reads back the transport in effect on an outgoing socket (its fd). */
 export function transportInEffect(fd: number): TransportInEffect {
