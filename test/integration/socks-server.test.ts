@@ -1,10 +1,11 @@
 // The SOCKS server in this process (new SocksServer, a real store in a temporary directory, real
 // sockets on loopback), for what needs a timeout smaller than the command line's whole seconds or
-// a look at the server's own counters: the handshake timer of SOCKS4, and the bound on the peers
-// a UDP association accepts replies from.
+// a look at the server's own counters: the handshake timer of SOCKS4, the bound on the peers a
+// UDP association accepts replies from, and a CONNECT whose destination never answers (timed out,
+// or abandoned by its client).
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,8 @@ import { createLogger } from '../../src/log/logger.js';
 import { CidrList } from '../../src/net/address.js';
 import { PolicyService } from '../../src/policy/service.js';
 import { ConnectionRegistry } from '../../src/relay/registry.js';
+import { localAddress } from '../../src/kernel/fdio.js';
+import { closeFd, openListenSocket } from '../../src/kernel/sockopt.js';
 import { SocksServer } from '../../src/socks/server.js';
 import { MAX_UDP_PEERS } from '../../src/socks/udp.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
@@ -26,7 +29,7 @@ interface Running {
 }
 
 /** A SocksServer on 127.0.0.1:0 without auth, allow or deny lists. */
-async function startSocks(handshakeTimeout: number): Promise<Running> {
+async function startSocks(handshakeTimeout: number, connectTimeout = 5000): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-socks-server-'));
   const store = new SqliteStore(dir);
   const registry = new ConnectionRegistry();
@@ -34,7 +37,7 @@ async function startSocks(handshakeTimeout: number): Promise<Running> {
     requireAuth: false,
     users: new UserService(store),
     clientAllow: new CidrList([]),
-    outbound: { policies: await PolicyService.open(store, {}), deny: new CidrList([]), connectTimeout: 5000 },
+    outbound: { policies: await PolicyService.open(store, {}), deny: new CidrList([]), connectTimeout },
     registry,
     handshakeTimeout,
     idleTimeout: 0,
@@ -195,5 +198,85 @@ describe('UDP ASSOCIATE: the peers replies are taken from are bounded', () => {
       control.destroy();
       for (const u of [client, oldest, newest, sink]) u.socket.close();
     }
+  });
+});
+
+/** File descriptors this process holds now. */
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * A listening socket on 127.0.0.1 that never accepts, its accept queue filled (backlog 0, one
+ * connection waiting): the kernel drops further SYNs, so a connect to it neither succeeds nor fails.
+ */
+async function silentDestination(): Promise<{ port: number; close(): void }> {
+  const { fd } = openListenSocket({ family: 4, host: '127.0.0.1', port: 0, backlog: 0 });
+  const port = localAddress(fd)!.port;
+  const filler = await connect(port);
+  return {
+    port,
+    close: () => {
+      filler.destroy();
+      closeFd(fd);
+    },
+  };
+}
+
+/** SOCKS5 no-auth greeting and a CONNECT to 127.0.0.1:port. */
+function connectRequest(port: number): Buffer {
+  return Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]);
+}
+
+describe('SOCKS CONNECT to a destination that never answers', () => {
+  const CONNECT_TIMEOUT = 600;
+  let gw: Running;
+  let dest: Awaited<ReturnType<typeof silentDestination>>;
+
+  before(async () => {
+    gw = await startSocks(5000, CONNECT_TIMEOUT);
+    dest = await silentDestination();
+  });
+
+  after(async () => {
+    dest?.close();
+    await gw?.stop();
+  });
+
+  it('answers 6 (TTL expired) once the connect timeout has passed, closes the client and its outgoing socket, and counts it', { timeout: 10_000 }, async () => {
+    const fdsBefore = openFds();
+    const c = await connect(gw.port);
+    const read = reader(c);
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
+    const t0 = Date.now();
+    c.write(connectRequest(dest.port));
+    assert.deepEqual([...(await read(2))], [5, 0], 'no authentication selected');
+    const reply = await read(10);
+    const waited = Date.now() - t0;
+    assert.equal(reply[1], 6, `reply code ${reply[1]}`);
+    assert.ok(waited >= CONNECT_TIMEOUT - 50, `answered after the timeout, not before: ${waited} ms`);
+    await closed;
+    await until('the server to let the client go', () => gw.socks.clientCount === 0);
+    assert.equal(gw.registry.totals.failures.ttl_expired, 1);
+    await until('the outgoing socket and the client to be closed', () => openFds() <= fdsBefore);
+  });
+
+  it('abandons the connect when the client resets while it waits: its outgoing socket is closed at once, not at the timeout', { timeout: 10_000 }, async () => {
+    const fdsBefore = openFds();
+    const expiredBefore = gw.registry.totals.failures.ttl_expired ?? 0;
+    const c = await connect(gw.port);
+    const read = reader(c);
+    c.write(connectRequest(dest.port));
+    assert.deepEqual([...(await read(2))], [5, 0]);
+    await until('the server to be connecting', () => openFds() >= fdsBefore + 3); // the client here, its fd there, the outgoing socket
+    const t0 = Date.now();
+    c.resetAndDestroy();
+    await until('the server to drop the client', () => gw.socks.clientCount === 0);
+    await until('the outgoing socket to be closed', () => openFds() <= fdsBefore);
+    const took = Date.now() - t0;
+    assert.ok(took < CONNECT_TIMEOUT, `closed ${took} ms after the reset, before the connect timeout`);
+    await sleep(CONNECT_TIMEOUT + 200);
+    assert.equal(gw.registry.totals.failures.ttl_expired ?? 0, expiredBefore, 'the abandoned connect did not time out later');
+    assert.equal(gw.registry.list().length, 0, 'no connection record');
   });
 });
