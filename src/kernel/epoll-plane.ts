@@ -59,6 +59,8 @@ interface PollHandle {
   unref(): void;
 }
 
+const NOTHING = (): void => undefined;
+
 /** The thread's epoll set and everything relayed through it. */
 export class Plane {
   readonly epfd = epollCreate();
@@ -75,8 +77,6 @@ export class Plane {
   readonly relays = new Set<PlaneMember>();
   /** fds waiting to be writable (a connect in progress), with what to run then */
   private readonly waiters = new Map<number, (events: number) => void>();
-  /** the waiters whose callback runs in the poll callback, not in setImmediate */
-  private readonly direct = new Set<number>();
   /**
    * by fd, for parked fds: the events their next owner must know of (edge-triggered, they come
    * once): what the last owner left (park), and what came while no one had them
@@ -188,22 +188,28 @@ export class Plane {
   }
 
   /**
-   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS and runs `cb` with the
-   * events of its first edge (the connect finished, either way: EPOLLOUT alone is success): in
-   * setImmediate, or, with `direct`, in the poll callback itself (for a `cb` that settles no
-   * promise). The function returned forgets `cb`. Either way the fd stays in the set, parked: it
-   * is closed, handed to a relay as parked, or unparked for Node.
+   * A promise was settled outside Node's callback scope (in the poll callback): its continuations
+   * run only when a callback of Node's loop ends, so make the loop turn (an empty setImmediate).
    */
-  whenWritable(fd: number, cb: (events: number) => void, direct = false): () => void {
+  turn(): void {
+    this.soon(NOTHING);
+  }
+
+  /**
+   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS and runs `cb` with the
+   * events of its first edge (the connect finished, either way: EPOLLOUT alone is success), in the
+   * poll callback: a `cb` that settles a promise calls turn(). The function returned forgets `cb`.
+   * Either way the fd stays in the set, parked: it is closed, handed to a relay as parked, or
+   * unparked for Node.
+   */
+  whenWritable(fd: number, cb: (events: number) => void): () => void {
     epollAdd(this.epfd, fd, (SOCKET_EVENTS | EPOLLET) >>> 0);
     this.missed[fd] = 0;
     this.waiters.set(fd, cb);
-    if (direct) this.direct.add(fd);
     this.refresh();
     return () => {
       if (this.waiters.get(fd) !== cb) return;
       this.waiters.delete(fd);
-      this.direct.delete(fd);
       this.refresh();
     };
   }
@@ -260,19 +266,15 @@ export class Plane {
   }
 
   /**
-   * An event of an fd no handler has: a connect that finished (its callback runs in setImmediate,
-   * where the promises it settles go on at once, not in this poll callback, outside Node's callback
-   * scope; or here, when it was registered `direct`), or a parked fd (nothing to do: its next owner
-   * reads what is there).
+   * An event of an fd no handler has: a connect that finished (its callback runs here), or a
+   * parked fd (nothing to do: its next owner reads what is there).
    */
   private wake(fd: number, events: number): void {
     const cb = this.waiters.get(fd);
     if (!cb) return;
     this.waiters.delete(fd);
-    if (this.direct.delete(fd)) {
-      this.refresh();
-      cb(events);
-    } else this.soon(() => cb(events));
+    this.refresh();
+    cb(events);
   }
 
   private runWoken(): void {
@@ -296,7 +298,7 @@ export function thePlane(): Plane {
 }
 
 /** Runs `cb` once the socket `fd` is writable (a non-blocking connect finished); returns a cancel function. */
-export function whenWritable(fd: number, cb: (events: number) => void, direct = false): () => void {
-  return thePlane().whenWritable(fd, cb, direct);
+export function whenWritable(fd: number, cb: (events: number) => void): () => void {
+  return thePlane().whenWritable(fd, cb);
 }
 

@@ -60,8 +60,6 @@ type Step = { next: State } | { request: HandshakeRequest } | { ended: true };
 
 const ENDED: Step = { ended: true };
 
-const NOTHING = (): void => undefined;
-
 /** The version byte, left in the buffer for the message's own parser. */
 function peekVersion(b: Buffer): Parsed<number> {
   return b.length < 1 ? 'more' : { value: b[0]!, consumed: 0 };
@@ -264,9 +262,7 @@ export class SocksServer {
           },
           (err: unknown) => this.unexpected(ctx, err),
         );
-        // drive may run in the plane's poll callback, where a promise's continuation waits for
-        // Node's loop to turn: make it turn
-        this.plane.soon(NOTHING);
+        this.plane.turn(); // drive may run in the poll callback, where the continuation would wait
         return;
       }
       if (!this.stepped(ctx, step)) return;

@@ -173,8 +173,9 @@ export function dialNow(opts: DialOptions, done: DialDone): void {
   }
   const cancelOn = opts.cancelOn;
   let settled = false;
-  // from the plane's poll callback (the connect finished) or a timer (it did not in time)
-  const finish = (err: NodeJS.ErrnoException | null): void => {
+  // from the plane's poll callback (the connect finished), a timer (it did not in time) or the
+  // client's close (answered in a turn of the loop, not inside that close)
+  const finish = (err: NodeJS.ErrnoException | null, deliver: DialDone = done): void => {
     if (settled) return;
     settled = true;
     clearTimeout(timer);
@@ -182,45 +183,29 @@ export function dialNow(opts: DialOptions, done: DialDone): void {
     stopWaiting();
     if (err) {
       closeFd(fd);
-      done(err);
-    } else done(null, result(true));
+      deliver(err);
+    } else deliver(null, result(true));
   };
   const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
-  // the client closed (RawClient does so from the plane's poll callback too): answered in a turn of
-  // the loop, not inside its close
-  const onCancel = (): void => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    stopWaiting();
-    closeFd(fd);
-    later(canceledError());
-  };
+  const onCancel = (): void => finish(canceledError(), later);
   cancelOn?.once('close', onCancel);
-  const stopWaiting = whenWritable(
-    fd,
-    (events) => {
-      // writable with no error or hangup flagged: connected, no getsockopt(SO_ERROR) needed
-      const e = (events & (EPOLLERR | EPOLLHUP)) === 0 && (events & EPOLLOUT) !== 0 ? 0 : socketError(fd);
-      finish(e === 0 ? null : connectError(e, opts.address, opts.port));
-    },
-    true,
-  );
+  const stopWaiting = whenWritable(fd, (events) => {
+    // writable with no error or hangup flagged: connected, no getsockopt(SO_ERROR) needed
+    const e = (events & (EPOLLERR | EPOLLHUP)) === 0 && (events & EPOLLOUT) !== 0 ? 0 : socketError(fd);
+    finish(e === 0 ? null : connectError(e, opts.address, opts.port));
+  });
 }
 
 /** dialNow as a promise: resolves with the connected socket, rejects with the connect error. */
 export function dial(opts: DialOptions): Promise<DialResult> {
   return new Promise<DialResult>((resolve, reject) => {
     dialNow(opts, (err, r) => {
-      // settled in the poll callback, a promise's continuations wait for Node's loop: turn it
       if (err) reject(err);
       else resolve(r!);
-      thePlane().soon(NOTHING);
+      thePlane().turn(); // settled in the poll callback, maybe
     });
   });
 }
-
-const NOTHING = (): void => undefined;
 
 /** Reads back the transport in effect on an outgoing socket (its fd). */
 export function transportInEffect(fd: number): TransportInEffect {

@@ -9,7 +9,7 @@ import { socks5Connect } from './upstream.js';
 import { Socket } from 'node:net';
 import { takeSocket } from '../kernel/fdio.js';
 import { thePlane } from '../kernel/epoll-plane.js';
-import { canceledError, dial, dialNow, type CancelSource, type DialResult } from './dialer.js';
+import { canceledError, dial, dialNow, type CancelSource, type DialOptions, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
   policies: PolicyService;
@@ -125,6 +125,19 @@ async function chain(up: Upstream, dest: { host?: string; ip?: string; port: num
   throw lastError ?? errnoError('ETIMEDOUT', `connect to upstream ${up.display} timed out`);
 }
 
+/** How to dial `address` of the request directly (no upstream), with its policy's transport. */
+function directDial(req: OutboundRequest, s: OutboundSettings, address: string, decision: PolicyDecision, connectTimeout: number): DialOptions {
+  return {
+    address,
+    port: req.port,
+    transport: decision.transport,
+    connectTimeout,
+    localAddress: req.spoofSource ?? s.bindOutgoing,
+    transparent: req.spoofSource !== undefined,
+    cancelOn: req.cancelOn,
+  };
+}
+
 /**
  * Connects to the destination with its policy, directly or through an upstream SOCKS5 proxy.
  * Rejects with an errno-coded error: EACCES for a denied destination, ENOTFOUND for an unknown
@@ -158,15 +171,7 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
     const up = upstreamFor(decision, s);
     if (up) return chain(up, req.host !== undefined ? { host: req.host, port: req.port } : { ip: address, port: req.port }, decision, s, deadline, req.cancelOn);
     try {
-      const r = await dial({
-        address,
-        port: req.port,
-        transport: decision.transport,
-        connectTimeout: remaining,
-        localAddress: req.spoofSource ?? s.bindOutgoing,
-        transparent: req.spoofSource !== undefined,
-        cancelOn: req.cancelOn,
-      });
+      const r = await dial(directDial(req, s, address, decision, remaining));
       return { ...r, decision, address };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ECANCELED') throw e; // the client is gone: no other address
@@ -189,18 +194,7 @@ export function connectOutboundNow(req: OutboundRequest, s: OutboundSettings, do
   if (ip !== undefined && !isDenied(s.deny, ip)) {
     const decision = s.policies.decide({ host: req.host, ip, port: req.port });
     if (!upstreamFor(decision, s)) {
-      dialNow(
-        {
-          address: ip,
-          port: req.port,
-          transport: decision.transport,
-          connectTimeout: s.connectTimeout,
-          localAddress: req.spoofSource ?? s.bindOutgoing,
-          transparent: req.spoofSource !== undefined,
-          cancelOn: req.cancelOn,
-        },
-        (err, r) => (err ? done(err) : done(null, { ...r!, decision, address: ip })),
-      );
+      dialNow(directDial(req, s, ip, decision, s.connectTimeout), (err, r) => (err ? done(err) : done(null, { ...r!, decision, address: ip })));
       return;
     }
   }
