@@ -1,56 +1,36 @@
 // The Node side of bench/wakeup: echoes the bytes of each connection to 127.0.0.1:PORT, waiting
 // for them in one of three ways, so the cost of a wake-up can be told apart from the rest:
 //   net    a net.Socket ('data' -> write)
-//   poll   edgeward's plane today: the socket in an epoll set of its own, that set's fd watched by
-//          Node's loop (koffi's libuv poll handle); each wake-up: libuv's epoll_pwait, the poll
-//          callback into JavaScript, epoll_wait on the inner set, read, write
+//   poll   edgeward's own plane (dist/kernel/epoll-plane.js): the socket in the thread's epoll
+//          set, whose fd Node's loop watches (koffi's libuv poll handle); each wake-up: libuv's
+//          epoll_pwait, the poll callback into JavaScript, epoll_wait on the inner set, read, write
 //   block  a worker thread that blocks in epoll_wait itself (through koffi) and never returns to
 //          Node's loop: epoll_wait, read, write
-// Usage: node bench/wakeup/echo.mjs net|poll|block PORT   (then bench/wakeup/pingpong PORT COUNT)
-import koffi from 'koffi';
+// The raw modes take the accepted socket from Node (takeSocket) and call edgeward's own fdio, so
+// `npm run build` first. Usage: node bench/wakeup/echo.mjs net|poll|block PORT
 import net from 'node:net';
 import { isMainThread, Worker, workerData } from 'node:worker_threads';
+import { thePlane } from '../../dist/kernel/epoll-plane.js';
+import { EPOLL_EVENT_SIZE, EPOLLET, EPOLLIN, epollAdd, epollCreate, epollWait, readFd, takeSocket, writeFd } from '../../dist/kernel/fdio.js';
 
-const libc = koffi.load('libc.so.6');
-const epollCreate1 = libc.func('int epoll_create1(int flags)');
-const epollCtl = libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)');
-const epollWait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
-const read = libc.func('intptr_t read(int fd, void *buf, size_t count)');
-const write = libc.func('intptr_t write(int fd, const void *buf, size_t count)');
-const dup = libc.func('int dup(int fd)');
-const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
-const EPOLLIN = 1;
-const EPOLLET = 0x80000000;
-const F_SETFL = 4;
-const O_NONBLOCK = 0o4000;
-const EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
+const buf = Buffer.alloc(4096);
 
-function echoOnFd(fd, blocking) {
-  const ep = epollCreate1(0);
-  const ev = Buffer.alloc(EVENT_SIZE);
-  ev.writeUInt32LE((EPOLLIN | EPOLLET) >>> 0, 0);
-  ev.writeUInt32LE(fd, EVENT_SIZE - 8);
-  epollCtl(ep, 1, fd, ev);
-  const events = Buffer.alloc(EVENT_SIZE * 16);
-  const buf = Buffer.alloc(4096);
-  // true once the peer has closed
-  const drain = () => {
-    for (;;) {
-      const n = read(fd, buf, buf.length);
-      if (n <= 0) return n === 0;
-      write(fd, buf, n);
-    }
-  };
-  if (blocking) {
-    for (;;) if (epollWait(ep, events, 16, -1) > 0 && drain()) return;
+/** Reads what is there and writes it back; true once the peer has closed. */
+function drain(fd) {
+  for (;;) {
+    const n = readFd(fd, buf, buf.length);
+    if (n <= 0) return n === 0;
+    writeFd(fd, buf, n);
   }
-  const poll = koffi.node.poll(ep, { readable: true }, () => {
-    if (epollWait(ep, events, 16, 0) > 0 && drain()) poll.close();
-  });
 }
 
 if (!isMainThread) {
-  echoOnFd(workerData.fd, workerData.mode === 'block');
+  // block: this thread's own epoll set, waited on with no timeout
+  const { fd } = workerData;
+  const ep = epollCreate();
+  epollAdd(ep, fd, (EPOLLIN | EPOLLET) >>> 0);
+  const events = Buffer.alloc(EPOLL_EVENT_SIZE * 16);
+  for (;;) if (epollWait(ep, events, 16, -1) > 0 && drain(fd)) break;
 } else {
   const [mode, portText] = process.argv.slice(2);
   if (!['net', 'poll', 'block'].includes(mode ?? '') || !(Number(portText) > 0)) {
@@ -64,11 +44,14 @@ if (!isMainThread) {
         s.on('error', () => undefined);
       })
     : net.createServer({ pauseOnConnect: true }, (s) => {
-        // the accepted socket's fd, taken from Node (a dup; Node closes its own)
-        const fd = dup(s._handle.fd);
-        s.destroy();
-        fcntl(fd, F_SETFL, O_NONBLOCK);
-        new Worker(new URL(import.meta.url), { workerData: { mode, fd } });
+        const { fd } = takeSocket(s);
+        if (mode === 'block') {
+          new Worker(new URL(import.meta.url), { workerData: { fd } });
+          return;
+        }
+        const plane = thePlane();
+        const handler = { onEvent: () => drain(fd) && plane.unwatch(fd, handler) };
+        plane.watch(fd, handler, EPOLLIN);
       });
   server.listen(Number(portText), '127.0.0.1', () => process.stdout.write(`listening ${portText}\n`));
 }

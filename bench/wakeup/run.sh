@@ -3,6 +3,7 @@
 # ROUNDS rounds in turn (default 3), COUNT round trips each (default 20000), on 127.0.0.1:PORT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[ -e dist/kernel/fdio.js ] || npm run build >/dev/null
 ROUNDS=${ROUNDS:-3} COUNT=${COUNT:-20000} PORT=${PORT:-19100}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -25,7 +25,7 @@ import { sleep, waitFor } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 import { fileURLToPath } from 'node:url';
 import type { AttackEvent } from '../../src/shield/detector.js';
-import { buildShieldLab, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, legitUnderSynFlood, startBackendServers } from '../helpers/shield-lab.js';
+import { buildShieldLab, counterDelta, hpingCount, hpingFlood, legitBanner, legitTcp, legitUdp, legitUnderSynFlood, startBackendServers, tcpExtCounters } from '../helpers/shield-lab.js';
 
 const WEBHOOK_SINK = fileURLToPath(new URL('./fixtures/webhook-sink.mjs', import.meta.url));
 const WEBHOOK_PORT = 9099;
@@ -122,20 +122,29 @@ describe('the shield, router mode (lab)', { skip }, () => {
 
       // SYN flood from random sources: synproxy answers it, the backend never sees it
       // not a reflector: what leaves wan0 (toward the attacker) is no more than what came in on it
+      const ackHeld = async (): Promise<number> => Number(/packets (\d+)/.exec((await lab.exec(sl.shield, ['nft', 'list', 'counter', 'inet', 'edgeward_shield', 'synproxy_ack_held'])).stdout)?.[1] ?? NaN);
       const wan0 = async (): Promise<{ rx: number; tx: number }> => {
         const r = await lab.exec(sl.shield, ['cat', `/sys/class/net/${sl.ifname.wan0}/statistics/rx_packets`, `/sys/class/net/${sl.ifname.wan0}/statistics/tx_packets`]);
         const [rx, tx] = r.stdout.trim().split('\n').map(Number);
         return { rx: rx!, tx: tx! };
       };
       const wan0Before = await wan0();
+      const backendBefore = await tcpExtCounters(lab, sl.backend);
+      const heldBefore = await ackHeld();
       const { legit: underFlood, sent: floodSent } = await legitUnderSynFlood(lab, sl, sl.backendAddr, PORTS.tcp, 25);
+      const backendGrew = counterDelta(backendBefore, await tcpExtCounters(lab, sl.backend));
+      const held = (await ackHeld()) - heldBefore;
       const afterFlood = await status();
       const web = afterFlood.services.find((s) => s.name === 'web')!;
       process.stdout.write(`# SYN flood: ${floodSent} SYNs sent; synproxy counted ${web.synproxy}; legit ${underFlood.ok}/${underFlood.attempts}, p50 ${underFlood.p50Ms} ms, p99 ${underFlood.p99Ms} ms; failures ${JSON.stringify(underFlood.failures)}\n`);
       const wan0After = await wan0();
       const inbound = wan0After.rx - wan0Before.rx;
       const outbound = wan0After.tx - wan0Before.tx;
-      process.stdout.write(`#   wan0 during the flood: ${inbound} packets in, ${outbound} out\n`);
+      process.stdout.write(`#   wan0 during the flood: ${inbound} packets in, ${outbound} out; synproxy's handshake ACKs held back ${held}, the backend's TSEcrRejected +${backendGrew.TSEcrRejected ?? 0}\n`);
+      // synproxy's handshake ACK (a TSEcr the backend rejects) is held back for every legit
+      // connection, and the backend never sees one (rules.ts, chain synproxied)
+      assert.ok(held >= underFlood.ok, `synproxy's handshake ACK held back for each connection: ${held} for ${underFlood.ok}`);
+      assert.equal(backendGrew.TSEcrRejected ?? 0, 0, 'the backend rejected no TSEcr');
       assert.ok(floodSent > 50_000, `the flood was a flood: ${floodSent} SYNs`);
       assert.ok(outbound <= inbound, `the shield sent no more toward the attacker than it got: ${outbound} out, ${inbound} in`);
       assert.ok(web.synproxy >= floodSent * 0.5, `synproxy met the flood: ${web.synproxy}`);
