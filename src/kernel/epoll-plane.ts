@@ -6,7 +6,7 @@
 // splice pipes, and sweeps idle members.
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { closeFd, EPOLL_DATA_AT, EPOLL_EVENT_SIZE, epollAdd, epollCreate, epollDel, EPOLLET, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollWait, openPipe } from './fdio.js';
+import { closeFd, EPOLL_DATA_AT, EPOLL_EVENT_SIZE, epollAdd, epollCreate, epollDel, EPOLLET, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollWait, epollWaitNs, openPipe } from './fdio.js';
 
 const { EINTR } = osConstants.errno;
 
@@ -60,6 +60,17 @@ interface PollHandle {
 }
 
 const NOTHING = (): void => undefined;
+/**
+ * After a batch, the poll callback waits this long in epoll_wait for the next events before it
+ * returns to Node's loop: a proxied connection's next step (the client's request after the method
+ * reply, the connect's completion, the first bytes) usually comes within a round trip, and taking
+ * it here costs one system call where a return to Node's loop costs libuv's epoll_pwait, the poll
+ * callback and an epoll_wait (~30 us more per wake-up on the bench machine: bench/README.md).
+ * The thread sleeps meanwhile (no CPU), and other work on Node's loop waits at most this long.
+ */
+const LINGER_NS = 300_000;
+/** ...and stays at most this long (ms) in one callback while events keep coming: Node's loop (timers, messages, the API) gets its turn */
+const SLICE_MS = 2;
 
 /** The thread's epoll set and everything relayed through it. */
 export class Plane {
@@ -242,12 +253,17 @@ export class Plane {
     for (const r of batch) r.pump();
   }
 
-  /** The epoll fd is readable: take the ready events, a batch at a time, until none is left. */
+  /**
+   * The epoll fd is readable: take the ready events, a batch at a time, until none is left and
+   * none came within LINGER_NS, or SLICE_MS is over, or something waits for Node's loop.
+   */
   private onReady(): void {
-    this.now = Date.now();
+    const start = Date.now();
+    this.now = start;
     const ev = this.events;
+    let timeout = 0;
     for (;;) {
-      const n = epollWait(this.epfd, ev, MAX_EVENTS, 0);
+      const n = timeout === 0 ? epollWait(this.epfd, ev, MAX_EVENTS, 0) : epollWaitNs(this.epfd, ev, MAX_EVENTS, timeout);
       if (n === -EINTR) continue;
       if (n <= 0) break;
       for (let i = 0; i < n; i++) {
@@ -261,7 +277,13 @@ export class Plane {
           this.wake(fd, events);
         }
       }
-      if (n < MAX_EVENTS) break;
+      if (n < MAX_EVENTS) {
+        // work queued for Node's loop (promises, relays that ran out of rounds) goes first
+        if (this.woken.length > 0 || this.againScheduled) break;
+        this.now = Date.now();
+        if (this.now - start >= SLICE_MS) break;
+        timeout = LINGER_NS;
+      }
     }
   }
 

@@ -8,6 +8,8 @@ import { arch } from 'node:process';
 import { libc, SOL_SOCKET } from './libc.js';
 import { KernelError, socketFd } from './sockopt.js';
 
+const { ENOSYS } = osConstants.errno;
+
 export const EPOLLIN = 0x001;
 export const EPOLLOUT = 0x004;
 export const EPOLLERR = 0x008;
@@ -35,6 +37,14 @@ export const EPOLL_DATA_AT = arch === 'x64' ? 4 : 8;
 const c_epoll_create1 = libc.func('int epoll_create1(int flags)');
 const c_epoll_ctl = libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)');
 const c_epoll_wait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
+/** glibc >= 2.35 (Linux >= 5.11): a timeout in nanoseconds; null where the library lacks it */
+const c_epoll_pwait2 = ((): ReturnType<typeof libc.func> | null => {
+  try {
+    return libc.func('int epoll_pwait2(int epfd, void *events, int maxevents, const void *timeout, const void *sigmask)');
+  } catch {
+    return null;
+  }
+})();
 const c_splice = libc.func('intptr_t splice(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)');
 const c_pipe2 = libc.func('int pipe2(void *fds, int flags)');
 const c_read = libc.func('intptr_t read(int fd, void *buf, size_t count)');
@@ -81,6 +91,26 @@ export function epollDel(epfd: number, fd: number): void {
 export function epollWait(epfd: number, events: Buffer, max: number, timeoutMs: number): number {
   const n = c_epoll_wait(epfd, events, max, timeoutMs) as number;
   return n < 0 ? -koffi.errno() : n;
+}
+
+/** struct timespec (two longs) */
+const timespec = Buffer.alloc(16);
+let pwait2Works = c_epoll_pwait2 !== null;
+
+/**
+ * As epollWait, waiting at most `timeoutNs` nanoseconds (below a second): epoll_pwait2, or
+ * epoll_wait with the timeout rounded up to a millisecond where the kernel or libc lacks it.
+ */
+export function epollWaitNs(epfd: number, events: Buffer, max: number, timeoutNs: number): number {
+  if (pwait2Works) {
+    timespec.writeUInt32LE(timeoutNs, 8); // tv_sec 0; tv_nsec (a long) < 1e9: its low half
+    const n = c_epoll_pwait2!(epfd, events, max, timespec, null) as number;
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e !== ENOSYS) return -e;
+    pwait2Works = false;
+  }
+  return epollWait(epfd, events, max, Math.ceil(timeoutNs / 1e6));
 }
 
 /**
