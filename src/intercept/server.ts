@@ -10,15 +10,16 @@
 //     intercept_timed_out, intercept_not_allowed, intercept_upstream_failed, intercept_general_failure
 // The client then gets a reset, as a failed connect would have given it without the gateway.
 import net from 'node:net';
-import { closeFd, takeSocket } from '../kernel/fdio.js';
+import { closeFd, localAddress } from '../kernel/fdio.js';
 import type { Logger } from '../log/logger.js';
 import { canonicalIp } from '../net/address.js';
 import { connectFailure } from '../net/errors.js';
-import { ClientListener } from '../net/listener.js';
 import { LocalAddresses } from '../net/local-addresses.js';
+import { RawClient } from '../net/raw-client.js';
+import { RawListener } from '../net/raw-listener.js';
 import { relayOutbound } from '../relay/session.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
-import { connectOutbound, type OutboundSettings } from '../transport/outbound.js';
+import { connectOutboundNow, type OutboundSettings } from '../transport/outbound.js';
 
 export interface InterceptServerOptions {
   outbound: OutboundSettings;
@@ -34,15 +35,19 @@ export interface InterceptServerOptions {
 }
 
 export class InterceptServer {
-  /** one per listening address (IPv4 and IPv6 unless a host was given); kept after close for destroyClients */
-  private readonly listeners: ClientListener[] = [];
+  /** one per listening address (IPv4 and IPv6 unless a host was given) */
+  private readonly listeners: RawListener[] = [];
+  /** clients connecting to their destination (their fds still ours) */
+  private readonly clients = new Set<RawClient>();
+  /** open intercepted clients, all listeners together (--max-connections), and those the relay took */
+  private readonly open = new Int32Array(new SharedArrayBuffer(4));
   private readonly local = new LocalAddresses();
 
   constructor(private readonly opts: InterceptServerOptions) {}
 
   /** Intercepted client connections still open: connecting to their destination, or relaying. */
   get clientCount(): number {
-    return this.listeners.reduce((n, l) => n + l.clientCount, 0);
+    return this.clients.size + this.listeners.reduce((n, l) => n + l.open.handedOn, 0);
   }
 
   /**
@@ -54,12 +59,13 @@ export class InterceptServer {
     const bound: net.AddressInfo[] = [];
     try {
       for (const h of hosts) {
-        const listener: ClientListener = new ClientListener({
-          accept: { allowHalfOpen: true, pauseOnConnect: true },
+        const listener: RawListener = new RawListener({
+          name: 'intercept',
           maxConnections: this.opts.maxConnections,
-          onConnection: (client) => this.accept(client, listener),
+          openCount: this.open,
+          onAccept: (fd, address, remotePort) => this.accept(fd, address, remotePort, listener),
           onDrop: () => this.opts.registry.totals.rejectedClients++,
-          onError: (e) => this.opts.logger.error('intercept listener error', { error: e.message }),
+          logger: this.opts.logger,
         });
         let a: net.AddressInfo;
         try {
@@ -87,62 +93,65 @@ export class InterceptServer {
     for (const l of this.listeners) l.close();
   }
 
-  /** Closes every intercepted client connection still open (those still connecting too). */
+  /** Closes every intercepted client still connecting (the relayed ones are the registry's to close). */
   destroyClients(): void {
-    for (const l of this.listeners) l.destroyClients();
+    for (const c of [...this.clients]) c.destroy();
   }
 
-  private accept(client: net.Socket, listener: ClientListener): void {
+  /**
+   * An intercepted connection, in the plane's poll callback: its original destination is the
+   * socket's own address; the destination is dialed (at once when it needs no upstream), and both
+   * fds go to the relay. What the client sends meanwhile waits for the destination.
+   */
+  private accept(fd: number, remote: string, remotePort: number, listener: RawListener): void {
     const { opts } = this;
-    client.on('error', () => undefined); // handled in the relay; never crash
-    const destIp = canonicalIp(client.localAddress ?? '');
-    const destPort = client.localPort ?? 0;
-    const srcIp = canonicalIp(client.remoteAddress ?? '');
-    if (this.local.isSelf(destIp)) {
+    const dest = localAddress(fd);
+    const destIp = canonicalIp(dest?.address ?? '');
+    const destPort = dest?.port ?? 0;
+    const srcIp = canonicalIp(remote);
+    if (!dest || this.local.isSelf(destIp)) {
       // addressed to this machine: relaying it would connect back to ourselves
       opts.registry.countFailure('intercept_local_destination');
       opts.logger.debug('intercept: connection addressed to the gateway itself refused', { client: srcIp, destination: `${destIp}:${destPort}` });
-      client.destroy();
+      closeFd(fd);
+      listener.open.closed();
       return;
     }
+    const client = new RawClient(fd, remote, remotePort);
+    this.clients.add(client);
+    client.once('close', () => {
+      if (this.clients.delete(client)) listener.open.closed();
+    });
     const spoofSource = opts.transparentSource ? srcIp : undefined;
-    connectOutbound({ ip: destIp, port: destPort, spoofSource, cancelOn: client }, opts.outbound).then(
-      (out) => {
-        if (client.destroyed) {
-          closeFd(out.fd);
-          return;
-        }
-        let taken: ReturnType<typeof takeSocket>;
-        const release = listener.adopt(client);
-        try {
-          taken = takeSocket(client);
-        } catch (e) {
-          opts.logger.warn('relay: could not take the connection from Node', { error: (e as Error).message });
-          client.destroy();
-          closeFd(out.fd);
-          release();
-          return;
-        }
-        relayOutbound({
-          listener: 'intercept',
-          client: taken,
-          clientAddress: { address: srcIp, port: client.remotePort ?? 0 },
-          destination: { address: destIp, port: destPort },
-          out,
-          onClosed: release,
-          clientCongestion: opts.clientCongestion,
-          registry: opts.registry,
-          idleTimeout: opts.idleTimeout,
-          logger: opts.logger,
-        });
-      },
-      (err: unknown) => {
+    connectOutboundNow({ ip: destIp, port: destPort, spoofSource, cancelOn: client }, opts.outbound, (err, out) => {
+      if (err || !out) {
         const reason = `intercept_${connectFailure(err)}`;
         opts.registry.countFailure(reason);
         opts.logger.debug('intercept: connect failed', { client: srcIp, destination: `${destIp}:${destPort}`, reason, error: (err as Error).message });
         // a reset tells the unaware client what a refused connect would have told it
-        if (!client.destroyed) client.resetAndDestroy();
-      },
-    );
+        client.reset();
+        return;
+      }
+      const taken = client.release();
+      if (!taken) {
+        // the client went away while we were connecting
+        closeFd(out.fd);
+        client.destroy();
+        return;
+      }
+      this.clients.delete(client);
+      relayOutbound({
+        listener: 'intercept',
+        client: taken,
+        clientAddress: { address: srcIp, port: remotePort },
+        destination: { address: destIp, port: destPort },
+        out,
+        onClosed: listener.open.handOn(),
+        clientCongestion: opts.clientCongestion,
+        registry: opts.registry,
+        idleTimeout: opts.idleTimeout,
+        logger: opts.logger,
+      });
+    });
   }
 }

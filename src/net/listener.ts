@@ -1,6 +1,6 @@
-// A listening socket edgeward made, and the clients it accepted as net.Sockets. The services that
-// accept TCP through Node (intercept, the shield's reverse proxy; SOCKS accepts on its own fds,
-// socks/server.ts) need the same plumbing: a socket Node cannot
+// A listening socket edgeward made, and the clients it accepted as net.Sockets, for the service
+// that accepts TCP through Node: the shield's reverse proxy (SOCKS and intercept accept on their own
+// fds: net/raw-listener.ts). It brings the plumbing such a listener needs: a socket Node cannot
 // make itself (IPPROTO_MPTCP, IP_TRANSPARENT, or one whose fd other threads share) opened through
 // kernel/, handed to net.Server, closed again when listen fails; --max-connections (counted across
 // the threads that share the socket) with a count of the refused; and the accepted clients

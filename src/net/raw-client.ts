@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { SOCKET_EVENTS, thePlane, type FdHandler } from '../kernel/epoll-plane.js';
-import { closeFd, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, localAddress, readFd, shutdownWrite, writeFd } from '../kernel/fdio.js';
+import { closeFd, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, localAddress, readFd, resetAndClose, shutdownWrite, writeFd } from '../kernel/fdio.js';
 import { MAX_BUFFERED, takeMessage, type Parsed, type ParseError, type ReadResult } from './frame-reader.js';
 
 const { EAGAIN, EINTR } = osConstants.errno;
@@ -44,6 +44,8 @@ export class RawClient extends EventEmitter implements FdHandler {
   /** the kernel said the client's FIN (or an error) is there: read on to it, short reads or not */
   private hangup = false;
   private local: { address: string; port: number } | null = null;
+  /** reset() was called: the close sends a reset */
+  private resetOnClose = false;
 
   constructor(
     readonly fd: number,
@@ -173,13 +175,21 @@ export class RawClient extends EventEmitter implements FdHandler {
     this.lingerTimer = setTimeout(() => this.destroy(), LINGER_MS).unref();
   }
 
+  /** Closes the connection with a reset (SO_LINGER 0): what a refused connect tells a client that knows of no gateway. */
+  reset(): void {
+    if (this.destroyed) return;
+    this.resetOnClose = true;
+    this.destroy();
+  }
+
   /** Closes the connection now; 'close' is emitted. */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.stopWatching(); // parked: the close takes it out of the epoll set
-    closeFd(this.fd);
+    if (this.resetOnClose) resetAndClose(this.fd);
+    else closeFd(this.fd);
     this.onReadable = null;
     this.emit('close');
   }

@@ -2,14 +2,12 @@
 // ASSOCIATE; SOCKS4/4a CONNECT. An explicit handshake state (State, after microsocks) decides which
 // message is read next; errors become replies in replies.ts only; one connection's failure never
 // touches another.
-import { lookup } from 'node:dns/promises';
-import net from 'node:net';
-import { constants as osConstants } from 'node:os';
-import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
-import { acceptFd, closeFd, EPOLLIN, localAddress } from '../kernel/fdio.js';
-import { isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
-import { OpenCount } from '../net/open-count.js';
+import type net from 'node:net';
+import { thePlane } from '../kernel/epoll-plane.js';
+import { closeFd } from '../kernel/fdio.js';
+import type { OpenCount } from '../net/open-count.js';
 import { RawClient } from '../net/raw-client.js';
+import { RawListener } from '../net/raw-listener.js';
 import { parseIp } from '../net/address.js';
 import { relayOutbound } from '../relay/session.js';
 import type { Listener } from '../relay/registry.js';
@@ -70,13 +68,6 @@ function selectMethod(offered: readonly number[], requireAuth: boolean): AuthMet
   return offered.includes(AuthMethod.NO_AUTH) ? AuthMethod.NO_AUTH : AuthMethod.NO_ACCEPTABLE;
 }
 
-const { EAGAIN, EMFILE, ENFILE } = osConstants.errno;
-/** backlog of the listening socket: bursts of connects wait in the kernel, not in SYN retries */
-const BACKLOG = 1024;
-/** connections taken from the accept queue per turn of the loop, before the others get theirs */
-const ACCEPTS_PER_TURN = 64;
-/** after EMFILE/ENFILE: when to take from the accept queue again */
-const ACCEPT_RETRY_MS = 100;
 
 /** One client's handshake: the server's options and the client on its raw fd. */
 interface RawContext {
@@ -93,53 +84,42 @@ interface RawContext {
 }
 
 export class SocksServer {
-  private listening: number | null = null;
   private readonly plane = thePlane();
-  /** the listener's edge: accept at once (the handshake that follows runs without promises) */
-  private readonly acceptor: FdHandler = { onEvent: () => this.acceptAll() };
+  /** the listening socket; accepted clients come to accept() in the plane's poll callback */
+  private readonly listener: RawListener;
   /** clients in their handshake or connecting (their fds still ours) */
   private readonly clients = new Set<RawClient>();
   /** open clients of every thread together (--max-connections), and those the relay (or Node, for BIND and UDP ASSOCIATE) took over */
   private readonly open: OpenCount;
-  /** set while accept waits for a file descriptor to be free (EMFILE) */
-  private acceptRetry: NodeJS.Timeout | null = null;
-  /** accept ran out of file descriptors and said so (once, until it got one again) */
-  private fdShortage = false;
 
   constructor(private readonly opts: SocksServerOptions) {
-    this.open = new OpenCount(opts.maxConnections, opts.openCount);
+    this.listener = new RawListener({
+      name: 'SOCKS',
+      maxConnections: opts.maxConnections,
+      openCount: opts.openCount,
+      onAccept: (fd, address, port) => this.accept(fd, address, port),
+      onDrop: () => opts.registry.totals.rejectedClients++,
+      logger: opts.logger,
+    });
+    this.open = this.listener.open;
   }
 
   /** the listening socket's fd (this server made it, or was given it): other threads accept from dups of it */
   get listenFd(): number | null {
-    return this.listening;
+    return this.listener.fd;
   }
 
   /**
    * Starts listening; resolves with the bound address. With `mptcp` the listening socket is
    * IPPROTO_MPTCP: MPTCP clients get MPTCP, plain TCP clients still work (the kernel falls back).
-   * The socket is edgeward's own (kernel/), accepted from in the thread's epoll set; with `fd`, this
-   * server accepts on a socket another thread made (`shareable` is kept for the callers: every
-   * socket here can be shared).
+   * The socket is edgeward's own (net/raw-listener.ts); with `fd`, this server accepts on a socket
+   * another thread made (`shareable` is kept for the callers: every socket here can be shared).
    */
   async listen(host: string, port: number, o: { mptcp?: boolean; shareable?: boolean; fd?: number } = {}): Promise<net.AddressInfo & { mptcp: boolean }> {
-    let fd = o.fd;
-    let mptcp: boolean;
-    if (fd === undefined) {
-      const ip = net.isIP(host) ? host : (await lookup(host)).address;
-      // TCP_NODELAY once here: every accepted client has it, no setsockopt per connection
-      const opened = openListenSocket({ family: net.isIPv6(ip) ? 6 : 4, host: ip, port, backlog: BACKLOG, mptcp: o.mptcp === true, noDelay: true });
-      if (opened.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: opened.mptcpUnavailable });
-      fd = opened.fd;
-      mptcp = opened.mptcp;
-    } else {
-      mptcp = isMptcpSocket(fd);
-    }
-    this.listening = fd;
-    this.plane.watch(fd, this.acceptor, EPOLLIN);
-    this.plane.soon(() => this.acceptAll()); // edge-triggered: whatever is already queued
-    const at = localAddress(fd) ?? { address: host, port };
-    return { address: at.address, family: net.isIPv6(at.address) ? 'IPv6' : 'IPv4', port: at.port, mptcp };
+    // TCP_NODELAY once on the listener: every accepted client has it, no setsockopt per connection
+    const bound = await this.listener.listen({ host, port, mptcp: o.mptcp === true, noDelay: true, fd: o.fd });
+    if (bound.mptcpUnavailable !== undefined) this.opts.logger.warn('--socks-mptcp: MPTCP listener not available; listening with TCP', { why: bound.mptcpUnavailable });
+    return { address: bound.address, family: bound.family, port: bound.port, mptcp: bound.mptcp };
   }
 
   /** Accepted client connections still open: in the handshake, or relaying. */
@@ -149,56 +129,13 @@ export class SocksServer {
 
   /** Stops accepting; open connections go on. */
   close(): Promise<void> {
-    if (this.acceptRetry) clearTimeout(this.acceptRetry);
-    this.acceptRetry = null;
-    if (this.listening !== null) {
-      this.plane.unwatch(this.listening, this.acceptor);
-      closeFd(this.listening);
-      this.listening = null;
-    }
+    this.listener.close();
     return Promise.resolve();
   }
 
   /** Closes every client connection still in its handshake (the relayed ones are the registry's to close). */
   destroyClients(): void {
     for (const c of [...this.clients]) c.destroy();
-  }
-
-  /** Takes the connections waiting in the accept queue, a bounded number per turn. */
-  private acceptAll(): void {
-    const fd = this.listening;
-    if (fd === null) return;
-    for (let i = 0; i < ACCEPTS_PER_TURN; i++) {
-      const a = acceptFd(fd);
-      if (typeof a === 'number') {
-        if (a === -EAGAIN) return;
-        if (a === -EMFILE || a === -ENFILE) {
-          // the queue is not drained, so no new edge comes for what waits in it: try again soon
-          if (!this.acceptRetry) {
-            if (!this.fdShortage) this.opts.logger.warn('SOCKS accept: no file descriptor left; the clients wait in the queue until one is free', { error: a === -EMFILE ? 'EMFILE' : 'ENFILE', retryMs: ACCEPT_RETRY_MS });
-            this.fdShortage = true;
-            this.acceptRetry = setTimeout(() => {
-              this.acceptRetry = null;
-              this.acceptAll();
-            }, ACCEPT_RETRY_MS);
-          }
-          return;
-        }
-        continue; // ECONNABORTED and the like: that client is gone, the next may be there
-      }
-      if (this.fdShortage) {
-        this.fdShortage = false;
-        this.opts.logger.info('SOCKS accept: file descriptors free again');
-      }
-      if (!this.open.tryOpen()) {
-        closeFd(a.fd);
-        this.opts.registry.totals.rejectedClients++;
-        continue;
-      }
-      this.accept(a.fd, a.address, a.port);
-    }
-    // more may be waiting: after the others had their turn
-    this.plane.soon(() => this.acceptAll());
   }
 
   /**
