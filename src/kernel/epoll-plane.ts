@@ -174,6 +174,17 @@ export class Plane {
   }
 
   /**
+   * Takes a parked fd (a dialed connection) for `h`, as watch would, without a system call: its
+   * events go to `h` from now on. Returns the events it missed meanwhile, which `h` must act on.
+   */
+  claim(fd: number, h: FdHandler): number {
+    this.byFd[fd] = h;
+    this.watched++;
+    this.refresh();
+    return this.takeMissed(fd);
+  }
+
+  /**
    * What a parked fd's next owner must know, and forgets it: the events `park` was told the last
    * owner left unhandled (EPOLLIN: it may have more to read, EPOLLRDHUP: its FIN may be there),
    * with those that came since.

@@ -1,5 +1,6 @@
-// An accepted client connection on edgeward's own fd (accept4 through koffi, events from the
-// thread's epoll set), for the part of its life before the relay: a handshake read message by
+// A connection on edgeward's own fd (events from the thread's epoll set) for the part of its life
+// before the relay: an accepted client (accept4 through koffi), or the connection to an upstream
+// SOCKS proxy during our handshake with it (transport/upstream.ts): a handshake read message by
 // message (`take`, synchronous: the handshake steps on when `onReadable` runs), small replies written, then the
 // fd handed to the relay (`release`) or to Node (`toNetSocket`, for the rare commands that need a
 // net.Socket). It costs no net.Socket, no stream and no libuv handle per connection.
@@ -47,13 +48,22 @@ export class RawClient extends EventEmitter implements FdHandler {
   /** reset() was called: the close sends a reset */
   private resetOnClose = false;
 
+  /**
+   * `parked`: the fd is in the thread's epoll set already (a connection dialNow made): it is
+   * claimed as it is, and what arrived meanwhile is read at once
+   */
   constructor(
     readonly fd: number,
     readonly remoteAddress: string,
     readonly remotePort: number,
+    parked = false,
   ) {
     super();
-    this.plane.watch(fd, this, SOCKET_EVENTS);
+    if (!parked) this.plane.watch(fd, this, SOCKET_EVENTS);
+    else {
+      const missed = this.plane.claim(fd, this);
+      if (missed & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.onEvent(fd, missed);
+    }
   }
 
   get localAddress(): string {

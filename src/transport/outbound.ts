@@ -5,11 +5,9 @@ import { lookup } from 'node:dns/promises';
 import { CidrList, parseIp } from '../net/address.js';
 import type { PolicyDecision, PolicyService } from '../policy/service.js';
 import { parseUpstream, type Upstream } from '../policy/via.js';
-import { socks5Connect } from './upstream.js';
-import { Socket } from 'node:net';
-import { takeSocket } from '../kernel/fdio.js';
+import { socks5ConnectNow } from './upstream.js';
 import { thePlane } from '../kernel/epoll-plane.js';
-import { canceledError, dial, dialNow, type CancelSource, type DialOptions, type DialResult } from './dialer.js';
+import { dial, dialNow, type CancelSource, type DialOptions, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
   policies: PolicyService;
@@ -90,37 +88,36 @@ async function tryResolve(host: string): Promise<string[] | { error: unknown }> 
   }
 }
 
-/** Dials the upstream with the destination's transport and asks it to connect to the destination. */
+/**
+ * Dials the upstream at `address` with the destination's transport and asks it to connect to
+ * `dest`, all in the plane (no promise): `done` as dialNow's, and `dialed` says whether the
+ * upstream was reached (then its answer stands: no other address is tried).
+ */
+function chainNow(address: string, up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number, cancelOn: CancelSource | undefined, done: (err: unknown, out: Outbound | undefined, dialed: boolean) => void): void {
+  dialNow({ address, port: up.port, transport: decision.transport, connectTimeout: Math.max(1, deadline - Date.now()), localAddress: s.bindOutgoing, cancelOn }, (err, r) => {
+    if (err || !r) return done(err, undefined, false);
+    socks5ConnectNow(r.fd, r.parked, up, dest, Math.max(1, deadline - Date.now()), cancelOn, (e, h) =>
+      done(e, h && { ...r, fd: h.fd, parked: true, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending: h.pending }, true),
+    );
+  });
+}
+
+/** chainNow over the upstream's addresses (its name resolved here), as a promise. */
 async function chain(up: Upstream, dest: { host?: string; ip?: string; port: number }, decision: PolicyDecision, s: OutboundSettings, deadline: number, cancelOn?: CancelSource): Promise<Outbound> {
   const upstreamAddrs = parseIp(up.host) ? [up.host] : await resolveHost(up.host);
   let lastError: unknown = null;
   for (const address of upstreamAddrs) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) break;
-    let r: DialResult;
-    try {
-      r = await dial({ address, port: up.port, transport: decision.transport, connectTimeout: remaining, localAddress: s.bindOutgoing, cancelOn });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ECANCELED') throw e; // the client is gone: no other address
-      lastError = e;
-      continue;
-    }
-    // the upstream's SOCKS handshake runs on a net.Socket over the fd; the relay takes it back after
-    if (r.parked) thePlane().unpark(r.fd);
-    const socket = new Socket({ fd: r.fd, readable: true, writable: true, allowHalfOpen: true });
-    const onCancel = (): void => void socket.destroy(canceledError());
-    cancelOn?.once('close', onCancel);
-    try {
-      const pending = await socks5Connect(socket, up, dest, Math.max(1, deadline - Date.now()));
-      const taken = takeSocket(socket);
-      const early = taken.buffered ? (pending.length > 0 ? Buffer.concat([pending, taken.buffered]) : taken.buffered) : pending;
-      return { ...r, fd: taken.fd, parked: false, decision, address: dest.ip ?? dest.host ?? '', upstream: up.display, pending: early };
-    } catch (e) {
-      socket.destroy();
-      throw e; // the upstream answered: its answer stands
-    } finally {
-      cancelOn?.removeListener('close', onCancel);
-    }
+    if (deadline - Date.now() <= 0) break;
+    const r = await new Promise<{ err: unknown; out?: Outbound; dialed: boolean }>((resolve) => {
+      chainNow(address, up, dest, decision, s, deadline, cancelOn, (err, out, dialed) => {
+        resolve({ err, out, dialed });
+        thePlane().turn(); // settled in the poll callback, maybe
+      });
+    });
+    if (r.out) return r.out;
+    // the upstream answered, or the client is gone: no other address
+    if (r.dialed || (r.err as NodeJS.ErrnoException).code === 'ECANCELED') throw r.err;
+    lastError = r.err;
   }
   throw lastError ?? errnoError('ETIMEDOUT', `connect to upstream ${up.display} timed out`);
 }
@@ -183,18 +180,26 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
 
 /**
  * connectOutbound with a callback, for the connection path that runs in the plane's poll callback:
- * a destination given as an address, not denied, without an upstream is dialed at once and `done`
- * runs as the connect finishes, with no promise and no wait for a turn of Node's loop (the SOCKS
- * server's one-connection-after-another latency). Everything else (names to resolve, the deny
- * list's refusal, upstreams) goes through connectOutbound in setImmediate. `done` never runs
+ * a destination given as an address, not denied, is dialed at once, directly or through an
+ * upstream given by its address, and `done` runs as the connect (and the upstream's handshake)
+ * finishes, with no promise and no wait for a turn of Node's loop (the SOCKS server's
+ * one-connection-after-another latency). Everything else (names to resolve, the deny list's
+ * refusal, upstreams by name) goes through connectOutbound in setImmediate. `done` never runs
  * before this returns.
  */
 export function connectOutboundNow(req: OutboundRequest, s: OutboundSettings, done: (err: unknown, out?: Outbound) => void): void {
   const ip = req.ip;
   if (ip !== undefined && !isDenied(s.deny, ip)) {
     const decision = s.policies.decide({ host: req.host, ip, port: req.port });
-    if (!upstreamFor(decision, s)) {
+    const up = upstreamFor(decision, s);
+    if (!up) {
       dialNow(directDial(req, s, ip, decision, s.connectTimeout), (err, r) => (err ? done(err) : done(null, { ...r!, decision, address: ip })));
+      return;
+    }
+    if (parseIp(up.host)) {
+      // an upstream given by its address: dialed and asked at once too
+      const dest = req.host !== undefined ? { host: req.host, port: req.port } : { ip, port: req.port };
+      chainNow(up.host, up, dest, decision, s, Date.now() + s.connectTimeout, req.cancelOn, (err, out) => done(err, out));
       return;
     }
   }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { startGateway, type Gateway } from '../helpers/edgeward.js';
-import { closedPort, startHttpServer, startTcpServer, startTestDns, type HttpPeer, type TestDns } from '../helpers/peers.js';
+import { closedPort, SocketReader, startHttpServer, startTcpServer, startTestDns, tcpConnect, type HttpPeer, type TcpPeer, type TestDns } from '../helpers/peers.js';
 import { runCmd } from '../helpers/process.js';
 
 /** The name only the upstream's resolver knows. */
@@ -139,6 +139,132 @@ describe('chaining through an upstream edgeward', () => {
     assert.equal(r.status, 422, r.text);
     assert.equal(r.body.error.field, 'body.via');
     assert.match(r.body.error.message, /socks5:\/\//);
+  });
+});
+
+/** A SOCKS5 CONNECT to 127.0.0.1:port by a raw client, up to the method reply: the request is sent, its reply not read. */
+async function requestThrough(socksPort: number, port: number): Promise<SocketReader> {
+  const s = await tcpConnect('127.0.0.1', socksPort);
+  const r = new SocketReader(s);
+  s.write(Buffer.from([5, 1, 0]));
+  assert.deepEqual([...(await r.read(2))], [5, 0]);
+  const req = Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, 0, 0]);
+  req.writeUInt16BE(port, 8);
+  s.write(req);
+  return r;
+}
+
+/** Resolves when `peer` has seen `n` connections close. */
+async function closedConnections(peer: { accepted: { closed: boolean }[] }, n: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (peer.accepted.filter((c) => c.closed).length < n) {
+    if (Date.now() > deadline) throw new Error(`${peer.accepted.filter((c) => c.closed).length} of ${n} connections closed after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('an upstream that misbehaves: scripted SOCKS5 servers on loopback', () => {
+  /** connections the scripted upstream accepted, and whether each has closed */
+  const accepted: { closed: boolean }[] = [];
+  let silent: TcpPeer;
+  let banner: TcpPeer;
+  let echo: TcpPeer;
+  const track = (s: import('node:net').Socket): void => {
+    const c = { closed: false };
+    accepted.push(c);
+    // the router's FIN ('end': these sockets allow half-open) or a reset ('close')
+    s.once('end', () => (c.closed = true));
+    s.once('close', () => (c.closed = true));
+  };
+
+  before(async () => {
+    // takes the connection, reads, never answers
+    silent = await startTcpServer((s) => {
+      track(s);
+      s.resume();
+    });
+    // answers the handshake and, in the same write as its reply, the destination's first bytes
+    // (a server that speaks first: an SSH or SMTP banner); then echoes
+    banner = await startTcpServer((s) => {
+      let stage = 0;
+      let buf = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (stage === 0 && buf.length >= 3) {
+          buf = buf.subarray(3);
+          s.write(Buffer.from([5, 0]));
+          stage = 1;
+        }
+        if (stage === 1 && buf.length >= 10) {
+          buf = buf.subarray(10);
+          s.write(Buffer.concat([Buffer.from([5, 0, 0, 1, 127, 0, 0, 1, 0x30, 0x39]), Buffer.from('BANNER\n')]));
+          stage = 2;
+        }
+        if (stage === 2 && buf.length > 0) {
+          s.write(buf);
+          buf = Buffer.alloc(0);
+        }
+      });
+      s.on('end', () => s.end());
+    });
+    echo = await startTcpServer(() => undefined);
+  });
+
+  after(async () => {
+    await silent?.close();
+    await banner?.close();
+    await echo?.close();
+  });
+
+  it('an upstream that never answers: reply 6 (TTL expired) at the connect timeout, its connection closed, counted', { timeout: 20_000 }, async () => {
+    const g = await startGateway({ args: ['--upstream', `socks5://127.0.0.1:${silent.port}`, '--connect-timeout', '1'] });
+    try {
+      const before = accepted.length;
+      const r = await requestThrough(g.socksPort, echo.port);
+      const started = Date.now();
+      const reply = await r.read(2, 5000);
+      assert.deepEqual([...reply], [5, 6], 'reply 6: TTL expired');
+      const took = Date.now() - started;
+      assert.ok(took >= 800 && took < 4000, `answered ${took} ms after the request, at the 1 s connect timeout`);
+      await closedConnections({ accepted: accepted.slice(before) }, 1, 3000);
+      const stats = await g.api<Stats>('GET', '/api/v1/stats');
+      assert.equal(stats.body.failures.ttl_expired, 1, stats.text);
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('a client that leaves while the upstream has not answered: the connection to the upstream closes at once, nothing counted as a timeout', { timeout: 20_000 }, async () => {
+    const g = await startGateway({ args: ['--upstream', `socks5://127.0.0.1:${silent.port}`, '--connect-timeout', '5'] });
+    try {
+      const before = accepted.length;
+      const r = await requestThrough(g.socksPort, echo.port);
+      const deadline = Date.now() + 3000;
+      while (accepted.length === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(accepted.length, before + 1, 'the router reached the upstream');
+      const left = Date.now();
+      r.socket.resetAndDestroy();
+      await closedConnections({ accepted: accepted.slice(before) }, 1, 2000);
+      assert.ok(Date.now() - left < 2000, 'closed before the 5 s connect timeout');
+      const stats = await g.api<Stats>('GET', '/api/v1/stats');
+      assert.equal(stats.body.failures.ttl_expired ?? 0, 0, stats.text);
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('bytes the upstream sends with its reply reach the client first, then the relay carries on both ways', { timeout: 20_000 }, async () => {
+    const g = await startGateway({ args: ['--upstream', `socks5://127.0.0.1:${banner.port}`] });
+    try {
+      const r = await requestThrough(g.socksPort, echo.port);
+      assert.deepEqual([...(await r.read(10))].slice(0, 2), [5, 0], 'reply 0: succeeded');
+      assert.equal((await r.read(7)).toString(), 'BANNER\n');
+      r.socket.write('ping');
+      assert.equal((await r.read(4)).toString(), 'ping');
+      r.socket.destroy();
+    } finally {
+      await g.stop();
+    }
   });
 });
 
