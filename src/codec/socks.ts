@@ -2,7 +2,7 @@
 // builders. A parser never trusts its input: it returns 'more' when the buffer is short, a typed
 // error when the bytes are wrong, or the parsed value with the number of bytes it consumed.
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIp, parseIp } from '../net/address.js';
+import { formatIp, isIPv4Text, parseIp } from '../net/address.js';
 import { isParseError as isFrameParseError, type ParseError as FrameParseError, type Parsed as FrameParsed } from '../net/frame-reader.js';
 
 export const SOCKS5 = 0x05;
@@ -203,7 +203,7 @@ export function encodeAddress(ip: string | undefined, port: number, host?: strin
     return out;
   }
   const text = ip ?? '0.0.0.0';
-  if (isIPv4(text)) {
+  if (isIPv4Text(text)) {
     const out = Buffer.allocUnsafe(7);
     out[0] = AddressType.IPV4;
     const parts = text.split('.');
@@ -215,7 +215,7 @@ export function encodeAddress(ip: string | undefined, port: number, host?: strin
   // is parsed by the one IP parser the policy engine uses too
   const ip6 = parseIp(text);
   if (ip6 && ip6.family === 4) return encodeAddress(formatIp(ip6), port);
-  const out = Buffer.alloc(19);
+  const out = Buffer.allocUnsafe(19).fill(0);
   out[0] = AddressType.IPV6;
   if (ip6) Buffer.from(ip6.bytes).copy(out, 1);
   out.writeUInt16BE(port, 17);

@@ -161,12 +161,16 @@ export function resetAndClose(fd: number): void {
   c_close(fd);
 }
 
+/** scratch for the calls below that return through a buffer: each reads it before it returns */
+const intOut = Buffer.alloc(4);
+const nameOut = Buffer.alloc(28);
+const nameLen = [28];
+
 /** The socket's pending error (SO_ERROR), cleared by reading it; 0 when none. */
 export function socketError(fd: number): number {
-  const buf = Buffer.alloc(4);
   const len = [4];
-  if ((c_getsockopt(fd, SOL_SOCKET, SO_ERROR, buf, len) as number) < 0) return koffi.errno();
-  return buf.readInt32LE(0);
+  if ((c_getsockopt(fd, SOL_SOCKET, SO_ERROR, intOut, len) as number) < 0) return koffi.errno();
+  return intOut.readInt32LE(0);
 }
 
 /** A second fd for the socket, close-on-exec; throws a KernelError (EMFILE, ...). */
@@ -181,10 +185,9 @@ export function connectFd(fd: number, sa: Buffer): number {
 
 /** The socket's own address and port (getsockname), IPv6 in its compressed text form; null when it has none. */
 export function localAddress(fd: number): { address: string; port: number } | null {
-  const sa = Buffer.alloc(28);
-  const len = [28];
-  if ((c_getsockname(fd, sa, len) as number) < 0) return null;
-  return parseSockaddr(sa);
+  nameLen[0] = 28;
+  if ((c_getsockname(fd, nameOut, nameLen) as number) < 0) return null;
+  return parseSockaddr(nameOut);
 }
 
 /** The address and port in a struct sockaddr_in / sockaddr_in6; IPv4-mapped IPv6 as Node shows it (::ffff:a.b.c.d). */

@@ -78,23 +78,18 @@ export function openStreamSocket(family: 4 | 6, mptcp: boolean): OpenedSocket {
   return { fd, mptcp: false };
 }
 
-/** struct sockaddr_in / sockaddr_in6 for bind(2). */
+/**
+ * struct sockaddr_in / sockaddr_in6 for bind(2) and connect(2), written straight into a slice of
+ * Node's buffer pool (allocUnsafe + fill: no ArrayBuffer of its own per connection for the young
+ * generation's collector to sweep).
+ */
 export function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
-  if (family === 4) {
-    const sa = Buffer.alloc(16);
-    sa.writeUInt16LE(AF_INET, 0);
-    sa.writeUInt16BE(port, 2);
-    const addr = Buffer.alloc(4);
-    if ((c_inet_pton(AF_INET, ip, addr) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
-    addr.copy(sa, 4);
-    return sa;
-  }
-  const sa = Buffer.alloc(28);
-  sa.writeUInt16LE(AF_INET6, 0);
+  const sa = Buffer.allocUnsafe(family === 4 ? 16 : 28).fill(0);
+  sa.writeUInt16LE(family === 4 ? AF_INET : AF_INET6, 0);
   sa.writeUInt16BE(port, 2);
-  const addr = Buffer.alloc(16);
-  if ((c_inet_pton(AF_INET6, ip, addr) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
-  addr.copy(sa, 8);
+  // inet_pton writes the address in place: sin_addr at 4, sin6_addr at 8
+  const at = sa.subarray(family === 4 ? 4 : 8, family === 4 ? 8 : 24);
+  if ((c_inet_pton(family === 4 ? AF_INET : AF_INET6, ip, at) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
   return sa;
 }
 
@@ -165,18 +160,20 @@ export function closeFd(fd: number): void {
   c_close(fd);
 }
 
+/** an int option's value on its way to or from the kernel (each call uses it and is done with it) */
+const intBuf = Buffer.alloc(4);
+
 /** setsockopt(2) of an int option. */
 export function setInt(fd: number, level: number, name: number, value: number, what: string): void {
-  const buf = Buffer.alloc(4);
+  const buf = intBuf;
   buf.writeInt32LE(value);
   check(`setsockopt(${what})`, c_setsockopt(fd, level, name, buf, 4) as number);
 }
 
 function getInt(fd: number, level: number, name: number, what: string): number {
-  const buf = Buffer.alloc(4);
   const len = [4];
-  check(`getsockopt(${what})`, c_getsockopt(fd, level, name, buf, len) as number);
-  return buf.readInt32LE(0);
+  check(`getsockopt(${what})`, c_getsockopt(fd, level, name, intBuf, len) as number);
+  return intBuf.readInt32LE(0);
 }
 
 /** Sets TCP_CONGESTION (on an MPTCP socket the kernel applies it to every subflow). */

@@ -15,6 +15,35 @@ export interface Cidr {
   prefix: number;
 }
 
+/**
+ * Whether `s` is a dotted-quad IPv4 address, as node:net's isIPv4 decides (four decimal parts of
+ * 0-255 without leading zeros), without its regular expression: this runs several times for
+ * every proxied connection.
+ */
+export function isIPv4Text(s: string): boolean {
+  const n = s.length;
+  if (n < 7 || n > 15) return false;
+  let parts = 0;
+  let digits = 0;
+  let value = 0;
+  let first = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46; // the end closes the last part like a dot
+    if (c === 46) {
+      if (digits === 0 || (digits > 1 && first === 48) || value > 255) return false;
+      parts++;
+      digits = 0;
+      value = 0;
+      continue;
+    }
+    if (c < 48 || c > 57 || digits === 3) return false;
+    if (digits === 0) first = c;
+    value = value * 10 + (c - 48);
+    digits++;
+  }
+  return parts === 4;
+}
+
 function parseV4(s: string): Uint8Array {
   const out = new Uint8Array(4);
   const parts = s.split('.');
@@ -54,7 +83,7 @@ const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /** Parses an IP literal; IPv4-mapped IPv6 (::ffff:a.b.c.d) comes back as IPv4. null if not an IP. */
 export function parseIp(s: string): IpAddress | null {
-  if (isIPv4(s)) return { family: 4, bytes: parseV4(s) };
+  if (isIPv4Text(s)) return { family: 4, bytes: parseV4(s) };
   const bare = s.startsWith('[') && s.endsWith(']') ? s.slice(1, -1) : s;
   if (!isIPv6(bare)) return null;
   const bytes = parseV6(bare);
@@ -95,7 +124,7 @@ export type CidrIssue = Issue<'invalid_address' | 'invalid_prefix'>;
  * an IPv4 peer) made IPv4. Cheap enough for every datagram: nothing is parsed unless it is mapped.
  */
 export function canonicalIp(ip: string): string {
-  if (ip.length > 7 && ip.charCodeAt(0) === 58 && /^::ffff:/i.test(ip) && isIPv4(ip.slice(7))) return ip.slice(7);
+  if (ip.length > 7 && ip.charCodeAt(0) === 58 && /^::ffff:/i.test(ip) && isIPv4Text(ip.slice(7))) return ip.slice(7);
   return ip;
 }
 

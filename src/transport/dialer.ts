@@ -1,7 +1,6 @@
 // Opens the outgoing connection with a transport policy applied, re-applies a changed policy to an
 // open socket, and reads back what the kernel really has in effect.
 import koffi from 'koffi';
-import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
@@ -135,7 +134,7 @@ export type DialDone = (err: NodeJS.ErrnoException | null, result?: DialResult) 
 export function dialNow(opts: DialOptions, done: DialDone): void {
   const later = (err: NodeJS.ErrnoException | null, r?: DialResult): void => thePlane().soon(() => done(err, r));
   const t = opts.transport;
-  const family = net.isIPv6(opts.address) ? 6 : 4;
+  const family = opts.address.includes(':') ? 6 : 4; // an IP literal: only IPv6 has colons
   const notApplied: string[] = [];
   if (opts.cancelOn?.destroyed) return later(canceledError());
   let opened: ReturnType<typeof openStreamSocket>;

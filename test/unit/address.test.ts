@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CidrList, cidrContains, formatCidr, formatIp, isLoopback, normalizeHostname, parseCidr, parseIp, type Cidr, type IpAddress } from '../../src/net/address.js';
+import { isIPv4 } from 'node:net';
+import { CidrList, cidrContains, formatCidr, formatIp, isIPv4Text, isLoopback, normalizeHostname, parseCidr, parseIp, type Cidr, type IpAddress } from '../../src/net/address.js';
 
 function ip(text: string): IpAddress {
   const a = parseIp(text);
@@ -238,5 +239,27 @@ describe('normalizeHostname', () => {
     assert.equal(normalizeHostname(name253), name253);
     assert.equal(normalizeHostname(`${name253}.`), name253);
     assert.equal(normalizeHostname(`${name253}e`), null);
+  });
+});
+
+describe('isIPv4Text: the deny lists, access lists and policies decide by it', () => {
+  it('agrees with node:net isIPv4 on edge cases and on 20 000 random near-addresses', () => {
+    const cases = ['0.0.0.0', '255.255.255.255', '256.1.1.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', '1.02.3.4', '1.2.3.04', '00.0.0.0', '1..2.3', '.1.2.3', '1.2.3.', '1.2.3.4 ', ' 1.2.3.4', '1.2.3.-4', '1.2.3.a', '::ffff:1.2.3.4', '', '1000.1.1.1', '127.0.0.1', '10.0.0.255', '99.99.99.99', '199.1.1.1', '249.250.251.252', '١.٢.٣.٤'];
+    let seed = 7;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    // 3 to 5 parts of 0 to 4 characters, mostly digits
+    for (let i = 0; i < 20_000; i++) {
+      const parts: string[] = [];
+      const count = next() < 0.8 ? 4 : 3 + Math.floor(next() * 3);
+      for (let p = 0; p < count; p++) {
+        let part = '';
+        const len = next() < 0.9 ? 1 + Math.floor(next() * 3) : Math.floor(next() * 5);
+        for (let j = 0; j < len; j++) part += next() < 0.97 ? String(Math.floor(next() * 10)) : 'x: '[Math.floor(next() * 3)]!;
+        parts.push(part);
+      }
+      cases.push(parts.join('.'));
+    }
+    for (const s of cases) assert.equal(isIPv4Text(s), isIPv4(s), `"${s}"`);
+    assert.ok(cases.filter((s) => isIPv4(s)).length > 100, 'the random strings include many valid addresses');
   });
 });
