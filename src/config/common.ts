@@ -51,7 +51,7 @@ export const gatewaySection = section({
     apiTlsCert: opt.string({ flag: 'api-tls-cert', key: 'api-tls-cert', arg: 'FILE', help: 'serve the API over HTTPS with this PEM certificate chain (and --api-tls-key)', default: '' }),
     apiTlsKey: opt.string({ flag: 'api-tls-key', key: 'api-tls-key', arg: 'FILE', help: 'PEM private key for --api-tls-cert', default: '' }),
     data: opt.string({ flag: 'data', arg: 'DIR', help: 'data directory: SQLite store, api-token', default: './.edgeward' }),
-    workers: opt.string({ flag: 'workers', arg: 'N', help: 'threads in all that run the services running in every thread (SOCKS), each accepting from the one listening socket: a number, or auto = one per CPU up to 8', default: 'auto' }),
+    workers: opt.string({ flag: 'workers', arg: 'N', help: 'threads that run the services running in every thread (SOCKS), each accepting from the one listening socket: a number, or auto = one per CPU up to 8; with 2 or more they are worker threads, and the main thread keeps the API and the other services', default: 'auto' }),
     shutdownGrace: opt.seconds({ flag: 'shutdown-grace', arg: 'SEC', help: 'on SIGTERM/SIGINT, let open connections drain this long', default: 10 }),
     logLevel: opt.choice(['debug', 'info', 'warn', 'error'] as const, { flag: 'log-level', arg: 'LEVEL', help: 'debug, info, warn or error', default: 'info' }),
     logFormat: opt.choice(['auto', 'json', 'pretty'] as const, { flag: 'log-format', arg: 'FMT', help: 'json, pretty, or auto = pretty on a terminal', default: 'auto' }),

@@ -30,6 +30,14 @@ export interface Gateway {
   stop(graceMs: number): Promise<void>;
 }
 
+/**
+ * The young generation of a worker thread (V8's new space: two semi-spaces of a third each). A
+ * connection's objects live for milliseconds; with Node's default (16 MiB semi-spaces) each
+ * scavenge found ~40 % of them still alive and took 5-9 ms (median) under load, which every
+ * connection of that thread waited for: the p99. With 2 MiB semi-spaces: 1-2 ms (bench/README.md).
+ */
+const WORKER_YOUNG_GENERATION_MB = 6;
+
 /** --workers: "auto" = one thread per CPU, at most 8; or a number >= 1 (threads in all). */
 export function threadCount(setting: string): number {
   if (setting === 'auto') return Math.min(8, Math.max(1, availableParallelism()));
@@ -100,9 +108,12 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
       Object.assign(listening, await service.listen());
     }
     if (threads > 1) {
+      // the services that run in every thread run in the workers only: the main thread keeps the
+      // API, the store's writes and the other services, and its own collector pauses (a young
+      // generation of 16 MB semi-spaces here) stay out of the connections' way
       const shared = running.filter((r) => r.def.everyThread);
       pool = await WorkerPool.start(
-        threads - 1,
+        threads,
         new URL('./worker.js', import.meta.url),
         (thread): WorkerInit => ({
           settings,
@@ -114,7 +125,10 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
           shared: Object.fromEntries(sharedMemory),
         }),
         logger,
+        { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
       );
+      // the workers accept on dups of the listening sockets: the main thread's instances let go
+      await Promise.all(shared.map((r) => r.service.stopAccepting()));
     }
     await api.listen({ host: apiAddr.host, port: apiAddr.port });
   } catch (e) {

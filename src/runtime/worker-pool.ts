@@ -1,7 +1,7 @@
 // Worker threads of the gateway, and the generic request/notify messages between them and the main
 // thread. A worker module answers named requests with a handler table (`serveRequests`); the main
 // thread asks all workers at once, with a timeout, so that a stuck worker cannot hang the API.
-import { parentPort, Worker } from 'node:worker_threads';
+import { parentPort, Worker, type ResourceLimits } from 'node:worker_threads';
 import type { Logger } from '../log/logger.js';
 
 const REQUEST_TIMEOUT_MS = 5000;
@@ -27,16 +27,16 @@ export class WorkerPool {
 
   /**
    * Starts `count` worker threads running `module`, each with the workerData `init(thread)` (threads
-   * are numbered 1..count; the main thread is 0). Resolves once all are ready; rejects (stopping the
+   * are numbered 1..count; the main thread is 0) and `resourceLimits` (V8 heap sizes). Resolves once all are ready; rejects (stopping the
    * others) if one fails.
    */
-  static async start(count: number, module: URL, init: (thread: number) => unknown, logger: Logger): Promise<WorkerPool> {
+  static async start(count: number, module: URL, init: (thread: number) => unknown, logger: Logger, resourceLimits?: ResourceLimits): Promise<WorkerPool> {
     const pool = new WorkerPool(logger);
     try {
       await Promise.all(
         Array.from({ length: count }, (_, i) => {
           const thread = i + 1;
-          const worker = new Worker(module, { workerData: init(thread) });
+          const worker = new Worker(module, { workerData: init(thread), ...(resourceLimits ? { resourceLimits } : {}) });
           let onExit = (): void => undefined;
           const exit = new Promise<void>((r) => (onExit = r));
           const member: Member = { worker, thread, pending: new Map(), exited: false, stopping: false, exit };

@@ -1,5 +1,6 @@
 // The SOCKS service: a SocksServer in every thread, all accepting from the one listening socket the
-// main thread opened (a dup of its fd in each worker: one accept queue).
+// main thread opened (a dup of its fd in each worker: one accept queue). With workers, the main
+// thread's instance lets go of the socket once they are up (gateway.ts): only the workers accept.
 import type { Static } from '@sinclair/typebox';
 import type { transportSection } from '../config/common.js';
 import { parseListenAddress } from '../config/common.js';
