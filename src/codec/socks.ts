@@ -2,7 +2,7 @@
 // builders. A parser never trusts its input: it returns 'more' when the buffer is short, a typed
 // error when the bytes are wrong, or the parsed value with the number of bytes it consumed.
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIp, isIPv4Text, parseIp } from '../net/address.js';
+import { formatIp, isIPv4Text, parseIp, writeV4 } from '../net/address.js';
 import { isParseError as isFrameParseError, type ParseError as FrameParseError, type Parsed as FrameParsed } from '../net/frame-reader.js';
 
 export const SOCKS5 = 0x05;
@@ -79,7 +79,9 @@ export function parseGreeting(buf: Buffer): Parsed<Greeting> {
   const n = buf[1]!;
   if (n === 0) return { error: 'no_methods', message: 'greeting lists no authentication method' };
   if (buf.length < 2 + n) return 'more';
-  return { value: { methods: Array.from(buf.subarray(2, 2 + n)) }, consumed: 2 + n };
+  const methods: number[] = [];
+  for (let i = 0; i < n; i++) methods.push(buf[2 + i]!);
+  return { value: { methods }, consumed: 2 + n };
 }
 
 export interface Credentials {
@@ -206,8 +208,7 @@ export function encodeAddress(ip: string | undefined, port: number, host?: strin
   if (isIPv4Text(text)) {
     const out = Buffer.allocUnsafe(7);
     out[0] = AddressType.IPV4;
-    const parts = text.split('.');
-    for (let i = 0; i < 4; i++) out[1 + i] = Number(parts[i]);
+    writeV4(text, out, 1);
     out.writeUInt16BE(port, 5);
     return out;
   }

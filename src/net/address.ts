@@ -44,10 +44,23 @@ export function isIPv4Text(s: string): boolean {
   return parts === 4;
 }
 
+/** Writes the four bytes of a dotted quad (isIPv4Text said it is one) into out[at..at+3]. */
+export function writeV4(s: string, out: Uint8Array, at: number): void {
+  let value = 0;
+  let i = at;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c === 46) {
+      out[i++] = value;
+      value = 0;
+    } else value = value * 10 + (c - 48);
+  }
+  out[i] = value;
+}
+
 function parseV4(s: string): Uint8Array {
   const out = new Uint8Array(4);
-  const parts = s.split('.');
-  for (let i = 0; i < 4; i++) out[i] = Number(parts[i]);
+  writeV4(s, out, 0);
   return out;
 }
 
@@ -93,7 +106,8 @@ export function parseIp(s: string): IpAddress | null {
 
 /** Canonical text of an address (IPv6 compressed, lower case). */
 export function formatIp(ip: IpAddress): string {
-  if (ip.family === 4) return Array.from(ip.bytes).join('.');
+  const b = ip.bytes;
+  if (ip.family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((ip.bytes[i]! << 8) | ip.bytes[i + 1]!);
   // compress the longest run of zero groups (RFC 5952)

@@ -4,7 +4,6 @@
 // message (`take`, synchronous: the handshake steps on when `onReadable` runs), small replies written, then the
 // fd handed to the relay (`release`) or to Node (`toNetSocket`, for the rare commands that need a
 // net.Socket). It costs no net.Socket, no stream and no libuv handle per connection.
-import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { SOCKET_EVENTS, thePlane, type FdHandler } from '../kernel/epoll-plane.js';
@@ -19,7 +18,9 @@ const LINGER_MS = 5000;
 const readBuf = Buffer.allocUnsafe(MAX_BUFFERED + 1);
 const EMPTY = Buffer.alloc(0);
 
-export class RawClient extends EventEmitter implements FdHandler {
+export class RawClient implements FdHandler {
+  /** what runs at 'close' (once each): no EventEmitter per connection, the only event is this one */
+  private closeListeners: (() => void)[] | null = null;
   private readonly plane = thePlane();
   private buf: Buffer = EMPTY;
   /**
@@ -58,7 +59,6 @@ export class RawClient extends EventEmitter implements FdHandler {
     readonly remotePort: number,
     parked = false,
   ) {
-    super();
     if (!parked) this.plane.watch(fd, this, SOCKET_EVENTS);
     else {
       const missed = this.plane.claim(fd, this);
@@ -185,6 +185,19 @@ export class RawClient extends EventEmitter implements FdHandler {
     this.lingerTimer = setTimeout(() => this.destroy(), LINGER_MS).unref();
   }
 
+  /** Runs `listener` once, when the connection closes (destroy; not when the fd is handed on). */
+  once(_event: 'close', listener: () => void): this {
+    (this.closeListeners ??= []).push(listener);
+    return this;
+  }
+
+  removeListener(_event: 'close', listener: () => void): this {
+    const list = this.closeListeners;
+    const at = list ? list.indexOf(listener) : -1;
+    if (at >= 0) list!.splice(at, 1);
+    return this;
+  }
+
   /** Closes the connection with a reset (SO_LINGER 0): what a refused connect tells a client that knows of no gateway. */
   reset(): void {
     if (this.destroyed) return;
@@ -201,7 +214,9 @@ export class RawClient extends EventEmitter implements FdHandler {
     if (this.resetOnClose) resetAndClose(this.fd);
     else closeFd(this.fd);
     this.onReadable = null;
-    this.emit('close');
+    const listeners = this.closeListeners;
+    this.closeListeners = null;
+    if (listeners) for (const l of listeners) l();
   }
 
   /**

@@ -108,39 +108,41 @@ export class PolicyMatcher {
   /** The most specific policy for the destination, or null (then the default policy applies). */
   match(dest: Destination): Policy | null {
     let best: Entry | null = null;
-    const consider = (list: Entry[] | undefined): void => {
-      if (!list) return;
-      for (const e of list) {
-        if (e.match.port !== undefined && e.match.port !== dest.port) continue;
-        if (!best || e.score > best.score) best = e;
-      }
-    };
     if (dest.host) {
       const host = dest.host.endsWith('.') ? dest.host.slice(0, -1).toLowerCase() : dest.host.toLowerCase();
-      consider(this.exact.get(`host:${host}`));
+      best = better(this.exact.get(`host:${host}`), dest.port, best);
       if (this.wildcards.size > 0) {
         let dot = host.indexOf('.');
         while (dot >= 0) {
-          consider(this.wildcards.get(host.slice(dot + 1)));
+          best = better(this.wildcards.get(host.slice(dot + 1)), dest.port, best);
           dot = host.indexOf('.', dot + 1);
         }
       }
     }
-    if (dest.ip) {
+    if (dest.ip && (this.exact.size > 0 || this.cidrs.length > 0)) {
       const ip = parseIp(dest.ip);
       if (ip) {
-        consider(this.exact.get(`ip:${formatIp(ip)}`));
-        const current = best as Entry | null;
+        if (this.exact.size > 0) best = better(this.exact.get(`ip:${formatIp(ip)}`), dest.port, best);
         for (const e of this.cidrs) {
-          if (current && current.score >= e.score) break; // sorted: nothing better below
+          if (best && best.score >= e.score) break; // sorted: nothing better below
           if (e.match.port !== undefined && e.match.port !== dest.port) continue;
           if (cidrContains(e.match.cidr!, ip)) {
-            consider([e]);
+            best = e;
             break;
           }
         }
       }
     }
-    return (best as Entry | null)?.policy ?? null;
+    return best?.policy ?? null;
   }
+}
+
+/** The better of `best` and the entries of `list` that fit the port. */
+function better(list: Entry[] | undefined, port: number, best: Entry | null): Entry | null {
+  if (!list) return best;
+  for (const e of list) {
+    if (e.match.port !== undefined && e.match.port !== port) continue;
+    if (!best || e.score > best.score) best = e;
+  }
+  return best;
 }
