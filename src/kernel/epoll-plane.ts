@@ -40,6 +40,11 @@ export interface FdHandler {
   onEvent(fd: number, events: number): void;
 }
 
+/** Who waits for a connect in progress to finish (whenWritable). */
+export interface Waiter {
+  onWritable(events: number): void;
+}
+
 /** What the plane holds: a relay, its two sockets and how to move its bytes. */
 export interface PlaneMember extends FdHandler {
   readonly clientFd: number;
@@ -86,8 +91,8 @@ export class Plane {
   private readonly again = new Set<PlaneMember>();
   private againScheduled = false;
   readonly relays = new Set<PlaneMember>();
-  /** fds waiting to be writable (a connect in progress), with what to run then */
-  private readonly waiters = new Map<number, (events: number) => void>();
+  /** fds waiting to be writable (a connect in progress), with who waits */
+  private readonly waiters = new Map<number, Waiter>();
   /**
    * by fd, for parked fds: the events their next owner must know of (edge-triggered, they come
    * once): what the last owner left (park), and what came while no one had them
@@ -218,22 +223,24 @@ export class Plane {
   }
 
   /**
-   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS and runs `cb` with the
-   * events of its first edge (the connect finished, either way: EPOLLOUT alone is success), in the
-   * poll callback: a `cb` that settles a promise calls turn(). The function returned forgets `cb`.
+   * Adds `fd` (a socket whose connect is in progress) with SOCKET_EVENTS; `w.onWritable` runs with
+   * the events of its first edge (the connect finished, either way: EPOLLOUT alone is success), in
+   * the poll callback: a waiter that settles a promise calls turn(). `stopWaiting` forgets it.
    * Either way the fd stays in the set, parked: it is closed, handed to a relay as parked, or
    * unparked for Node.
    */
-  whenWritable(fd: number, cb: (events: number) => void): () => void {
+  whenWritable(fd: number, w: Waiter): void {
     epollAdd(this.epfd, fd, (SOCKET_EVENTS | EPOLLET) >>> 0);
     this.missed[fd] = 0;
-    this.waiters.set(fd, cb);
+    this.waiters.set(fd, w);
     this.refresh();
-    return () => {
-      if (this.waiters.get(fd) !== cb) return;
-      this.waiters.delete(fd);
-      this.refresh();
-    };
+  }
+
+  /** Forgets the waiter of `fd` (its connect was given up, or it ran). */
+  stopWaiting(fd: number, w: Waiter): void {
+    if (this.waiters.get(fd) !== w) return;
+    this.waiters.delete(fd);
+    this.refresh();
   }
 
   takePipe(): [number, number, number] | null {
@@ -303,11 +310,11 @@ export class Plane {
    * parked fd (nothing to do: its next owner reads what is there).
    */
   private wake(fd: number, events: number): void {
-    const cb = this.waiters.get(fd);
-    if (!cb) return;
+    const w = this.waiters.get(fd);
+    if (!w) return;
     this.waiters.delete(fd);
     this.refresh();
-    cb(events);
+    w.onWritable(events);
   }
 
   private runWoken(): void {
@@ -329,9 +336,3 @@ export function thePlane(): Plane {
   plane ??= new Plane();
   return plane;
 }
-
-/** Runs `cb` once the socket `fd` is writable (a non-blocking connect finished); returns a cancel function. */
-export function whenWritable(fd: number, cb: (events: number) => void): () => void {
-  return thePlane().whenWritable(fd, cb);
-}
-

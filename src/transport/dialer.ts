@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
 import { c_bind } from '../kernel/libc.js';
-import { thePlane, whenWritable } from '../kernel/epoll-plane.js';
+import { thePlane } from '../kernel/epoll-plane.js';
 import {
   closeFd,
   getCongestion,
@@ -15,6 +15,7 @@ import {
   isMptcpSocket,
   KernelError,
   openStreamSocket,
+  type OpenedSocket,
   setCongestion,
   setKeepAlive,
   setNoDelay,
@@ -132,30 +133,28 @@ export type DialDone = (err: NodeJS.ErrnoException | null, result?: DialResult) 
  * their continuations until Node's loop turns), in setImmediate otherwise.
  */
 export function dialNow(opts: DialOptions, done: DialDone): void {
-  const later = (err: NodeJS.ErrnoException | null, r?: DialResult): void => thePlane().soon(() => done(err, r));
   const t = opts.transport;
   const family = opts.address.includes(':') ? 6 : 4; // an IP literal: only IPv6 has colons
   const notApplied: string[] = [];
-  if (opts.cancelOn?.destroyed) return later(canceledError());
+  if (opts.cancelOn?.destroyed) return later(done, canceledError());
   let opened: ReturnType<typeof openStreamSocket>;
-  const open = (): ReturnType<typeof openStreamSocket> => openStreamSocket(family, t.mptcp === true);
   try {
     if (t.mptcp && (t.scheduler !== undefined || t.pathManager !== undefined)) {
-      const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: t.pathManager }, open);
+      const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: t.pathManager }, () => openStreamSocket(family, true));
       opened = r.result;
       notApplied.push(...r.notApplied);
     } else {
-      opened = open();
+      opened = openStreamSocket(family, t.mptcp === true);
     }
   } catch (e) {
-    return later(e as NodeJS.ErrnoException);
+    return later(done, e as NodeJS.ErrnoException);
   }
   const { fd } = opened;
-  const result = (parked: boolean): DialResult => ({ fd, parked, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied });
   let rc: number;
   try {
     if (opts.transparent) setTransparent(fd, family);
-    notApplied.push(...applyLiveOptions(fd, t));
+    const failed = applyLiveOptions(fd, t);
+    if (failed.length > 0) notApplied.push(...failed);
     if (opts.localAddress !== undefined) {
       const sa = sockaddr(family, opts.localAddress, 0);
       if ((c_bind(fd, sa, sa.length) as number) < 0) throw connectError(koffi.errno(), opts.address, opts.port);
@@ -163,36 +162,74 @@ export function dialNow(opts: DialOptions, done: DialDone): void {
     rc = connectFd(fd, sockaddr(family, opts.address, opts.port));
   } catch (e) {
     closeFd(fd);
-    return later(e as NodeJS.ErrnoException);
+    return later(done, e as NodeJS.ErrnoException);
   }
-  if (rc === 0) return later(null, result(false));
+  if (rc === 0) return later(done, null, dialResult(fd, false, opened, notApplied));
   if (rc !== -EINPROGRESS) {
     closeFd(fd);
-    return later(connectError(-rc, opts.address, opts.port));
+    return later(done, connectError(-rc, opts.address, opts.port));
   }
-  const cancelOn = opts.cancelOn;
-  let settled = false;
-  // from the plane's poll callback (the connect finished), a timer (it did not in time) or the
-  // client's close (answered in a turn of the loop, not inside that close)
-  const finish = (err: NodeJS.ErrnoException | null, deliver: DialDone = done): void => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    cancelOn?.removeListener('close', onCancel);
-    stopWaiting();
-    if (err) {
-      closeFd(fd);
-      deliver(err);
-    } else deliver(null, result(true));
+  new Dialing(fd, opts, opened, notApplied, done).start();
+}
+
+/** `done` in a turn of the loop (dialNow never calls it before it returns). */
+function later(done: DialDone, err: NodeJS.ErrnoException | null, r?: DialResult): void {
+  thePlane().soon(() => done(err, r));
+}
+
+function dialResult(fd: number, parked: boolean, opened: OpenedSocket, notApplied: string[]): DialResult {
+  return { fd, parked, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied };
+}
+
+/**
+ * A connect in progress, as one object (no closure per step): it waits for the socket to be
+ * writable in the plane, for its timer, and for the client's close, and calls `done` once.
+ */
+class Dialing {
+  private settled = false;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly plane = thePlane();
+
+  constructor(
+    private readonly fd: number,
+    private readonly opts: DialOptions,
+    private readonly opened: OpenedSocket,
+    private readonly notApplied: string[],
+    private readonly done: DialDone,
+  ) {}
+
+  start(): void {
+    this.timer = setTimeout(this.onTimeout, this.opts.connectTimeout);
+    this.opts.cancelOn?.once('close', this.onCancel);
+    this.plane.whenWritable(this.fd, this);
+  }
+
+  /** in the plane's poll callback: writable with no error or hangup flagged is connected, no getsockopt(SO_ERROR) needed */
+  onWritable(events: number): void {
+    const e = (events & (EPOLLERR | EPOLLHUP)) === 0 && (events & EPOLLOUT) !== 0 ? 0 : socketError(this.fd);
+    this.finish(e === 0 ? null : connectError(e, this.opts.address, this.opts.port), false);
+  }
+
+  private readonly onTimeout = (): void => {
+    this.finish(Object.assign(new Error(`connect ETIMEDOUT ${this.opts.address}:${this.opts.port}`), { code: 'ETIMEDOUT' }), false);
   };
-  const timer = setTimeout(() => finish(Object.assign(new Error(`connect ETIMEDOUT ${opts.address}:${opts.port}`), { code: 'ETIMEDOUT' })), opts.connectTimeout);
-  const onCancel = (): void => finish(canceledError(), later);
-  cancelOn?.once('close', onCancel);
-  const stopWaiting = whenWritable(fd, (events) => {
-    // writable with no error or hangup flagged: connected, no getsockopt(SO_ERROR) needed
-    const e = (events & (EPOLLERR | EPOLLHUP)) === 0 && (events & EPOLLOUT) !== 0 ? 0 : socketError(fd);
-    finish(e === 0 ? null : connectError(e, opts.address, opts.port));
-  });
+
+  /** the client's close: answered in a turn of the loop, not inside that close */
+  private readonly onCancel = (): void => {
+    this.finish(canceledError(), true);
+  };
+
+  private finish(err: NodeJS.ErrnoException | null, later: boolean): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.opts.cancelOn?.removeListener('close', this.onCancel);
+    this.plane.stopWaiting(this.fd, this);
+    if (err) closeFd(this.fd);
+    const r = err ? undefined : dialResult(this.fd, true, this.opened, this.notApplied);
+    if (later) this.plane.soon(() => this.done(err, r));
+    else this.done(err, r);
+  }
 }
 
 /** dialNow as a promise: resolves with the connected socket, rejects with the connect error. */
