@@ -56,6 +56,10 @@ type HandshakeRequest = { listener: 'socks5'; command: Socks5Command; address: S
 type Step = { next: State } | { request: HandshakeRequest } | { ended: true };
 
 const ENDED: Step = { ended: true };
+const TO_NEED_AUTH: Step = { next: State.NEED_AUTH };
+const TO_AUTHED: Step = { next: State.AUTHED };
+/** the method selection replies, made once (a reply is never changed after it is written) */
+const METHOD_REPLIES = new Map<AuthMethod, Buffer>([AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD, AuthMethod.NO_ACCEPTABLE].map((m) => [m, Buffer.from([SOCKS5, m])]));
 
 /** The version byte, left in the buffer for the message's own parser. */
 function peekVersion(b: Buffer): Parsed<number> {
@@ -281,9 +285,9 @@ export class SocksServer {
         if (greeting === 'more') return 'more';
         if (greeting === 'closed' || 'error' in greeting) return this.fail(ctx, greeting);
         const method = selectMethod(greeting.methods, opts.requireAuth);
-        client.write(Buffer.from([SOCKS5, method]));
-        if (method === AuthMethod.USERNAME_PASSWORD) return { next: State.NEED_AUTH };
-        if (method === AuthMethod.NO_AUTH) return { next: State.AUTHED };
+        client.write(METHOD_REPLIES.get(method)!);
+        if (method === AuthMethod.USERNAME_PASSWORD) return TO_NEED_AUTH;
+        if (method === AuthMethod.NO_AUTH) return TO_AUTHED;
         opts.registry.totals.authFailures++;
         ctx.log.debug('no acceptable authentication method', { client: client.remoteAddress, offered: greeting.methods });
         client.end();
@@ -303,7 +307,7 @@ export class SocksServer {
             return ENDED;
           }
           ctx.user = creds.username;
-          return { next: State.AUTHED };
+          return TO_AUTHED;
         });
       }
       case State.AUTHED: {
