@@ -24,7 +24,7 @@ export interface SocksServerOptions {
   /** ms without traffic before a relayed connection is closed; 0 = never */
   idleTimeout: number;
   maxConnections: number;
-  /** the open-client count shared by the threads (ClientListener's openCount) */
+  /** the open-client count shared by the threads (RawListener's openCount) */
   openCount?: Int32Array;
   logger: Logger;
 }
