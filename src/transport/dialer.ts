@@ -232,17 +232,6 @@ class Dialing {
   }
 }
 
-/** dialNow as a promise: resolves with the connected socket, rejects with the connect error. */
-export function dial(opts: DialOptions): Promise<DialResult> {
-  return new Promise<DialResult>((resolve, reject) => {
-    dialNow(opts, (err, r) => {
-      if (err) reject(err);
-      else resolve(r!);
-      thePlane().turn(); // settled in the poll callback, maybe
-    });
-  });
-}
-
 /** Reads back the transport in effect on an outgoing socket (its fd). */
 export function transportInEffect(fd: number): TransportInEffect {
   const out: TransportInEffect = { mptcp: false };

@@ -7,7 +7,7 @@ import type { PolicyDecision, PolicyService } from '../policy/service.js';
 import { parseUpstream, type Upstream } from '../policy/via.js';
 import { socks5ConnectNow } from './upstream.js';
 import { thePlane } from '../kernel/epoll-plane.js';
-import { dial, dialNow, type CancelSource, type DialOptions, type DialResult } from './dialer.js';
+import { dialNow, type CancelSource, type DialOptions, type DialResult } from './dialer.js';
 
 export interface OutboundSettings {
   policies: PolicyService;
@@ -162,20 +162,40 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
   // built only when needed: an Error captures a stack trace, which every connection would pay for
   let lastError: unknown = null;
   for (const address of allowed) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) break;
-    const decision = s.policies.decide({ host: req.host, ip: address, port: req.port });
-    const up = upstreamFor(decision, s);
-    if (up) return chain(up, req.host !== undefined ? { host: req.host, port: req.port } : { ip: address, port: req.port }, decision, s, deadline, req.cancelOn);
-    try {
-      const r = await dial(directDial(req, s, address, decision, remaining));
-      return { ...r, decision, address };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ECANCELED') throw e; // the client is gone: no other address
-      lastError = e;
-    }
+    if (deadline - Date.now() <= 0) break;
+    const r = await new Promise<{ err: unknown; out?: Outbound; final: boolean }>((resolve) => {
+      connectAddress(req, s, address, deadline, (err, out, final) => {
+        resolve({ err, out, final });
+        thePlane().turn(); // settled in the poll callback, maybe
+      });
+    });
+    if (r.out) return r.out;
+    if (r.final) throw r.err;
+    lastError = r.err;
   }
   throw lastError ?? errnoError('ETIMEDOUT', `connect to ${req.host ?? req.ip} timed out`);
+}
+
+/**
+ * One address of the destination: its policy decides, and it is dialed directly or through the
+ * upstream the policy names, in the plane (an upstream by name is resolved on Node's loop first).
+ * `done` never runs before this returns; `final` says no other address is to be tried: connected,
+ * the client is gone, or an upstream was chosen (its answer stands).
+ */
+function connectAddress(req: OutboundRequest, s: OutboundSettings, address: string, deadline: number, done: (err: unknown, out: Outbound | undefined, final: boolean) => void): void {
+  const decision = s.policies.decide({ host: req.host, ip: address, port: req.port });
+  const up = upstreamFor(decision, s);
+  if (!up) {
+    dialNow(directDial(req, s, address, decision, Math.max(1, deadline - Date.now())), (err, r) => done(err, r && { ...r, decision, address }, !err || err.code === 'ECANCELED'));
+    return;
+  }
+  const dest = req.host !== undefined ? { host: req.host, port: req.port } : { ip: address, port: req.port };
+  if (parseIp(up.host)) chainNow(up.host, up, dest, decision, s, deadline, req.cancelOn, (err, out) => done(err, out, true));
+  else
+    chain(up, dest, decision, s, deadline, req.cancelOn).then(
+      (out) => done(null, out, true),
+      (err: unknown) => done(err, undefined, true),
+    );
 }
 
 /**
@@ -183,25 +203,15 @@ export async function connectOutbound(req: OutboundRequest, s: OutboundSettings)
  * a destination given as an address, not denied, is dialed at once, directly or through an
  * upstream given by its address, and `done` runs as the connect (and the upstream's handshake)
  * finishes, with no promise and no wait for a turn of Node's loop (the SOCKS server's
- * one-connection-after-another latency). Everything else (names to resolve, the deny list's
- * refusal, upstreams by name) goes through connectOutbound in setImmediate. `done` never runs
- * before this returns.
+ * one-connection-after-another latency); an upstream by name is resolved first. Everything else
+ * (names to resolve, the deny list's refusal) goes through connectOutbound in setImmediate.
+ * `done` never runs before this returns.
  */
 export function connectOutboundNow(req: OutboundRequest, s: OutboundSettings, done: (err: unknown, out?: Outbound) => void): void {
   const ip = req.ip;
   if (ip !== undefined && !isDenied(s.deny, ip)) {
-    const decision = s.policies.decide({ host: req.host, ip, port: req.port });
-    const up = upstreamFor(decision, s);
-    if (!up) {
-      dialNow(directDial(req, s, ip, decision, s.connectTimeout), (err, r) => (err ? done(err) : done(null, { ...r!, decision, address: ip })));
-      return;
-    }
-    if (parseIp(up.host)) {
-      // an upstream given by its address: dialed and asked at once too
-      const dest = req.host !== undefined ? { host: req.host, port: req.port } : { ip, port: req.port };
-      chainNow(up.host, up, dest, decision, s, Date.now() + s.connectTimeout, req.cancelOn, (err, out) => done(err, out));
-      return;
-    }
+    connectAddress(req, s, ip, Date.now() + s.connectTimeout, (err, out) => done(err, out));
+    return;
   }
   thePlane().soon(() => {
     connectOutbound(req, s).then(
