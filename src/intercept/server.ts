@@ -37,8 +37,6 @@ export interface InterceptServerOptions {
 export class InterceptServer {
   /** one per listening address (IPv4 and IPv6 unless a host was given) */
   private readonly listeners: RawListener[] = [];
-  /** clients connecting to their destination (their fds still ours) */
-  private readonly clients = new Set<RawClient>();
   /** open intercepted clients, all listeners together (--max-connections), and those the relay took */
   private readonly open = new Int32Array(new SharedArrayBuffer(4));
   private readonly local = new LocalAddresses();
@@ -47,7 +45,7 @@ export class InterceptServer {
 
   /** Intercepted client connections still open: connecting to their destination, or relaying. */
   get clientCount(): number {
-    return this.clients.size + this.listeners.reduce((n, l) => n + l.open.handedOn, 0);
+    return this.listeners.reduce((n, l) => n + l.clientCount, 0);
   }
 
   /**
@@ -95,7 +93,7 @@ export class InterceptServer {
 
   /** Closes every intercepted client still connecting (the relayed ones are the registry's to close). */
   destroyClients(): void {
-    for (const c of [...this.clients]) c.destroy();
+    for (const l of this.listeners) l.destroyClients();
   }
 
   /**
@@ -118,10 +116,7 @@ export class InterceptServer {
       return;
     }
     const client = new RawClient(fd, remote, remotePort);
-    this.clients.add(client);
-    client.once('close', () => {
-      if (this.clients.delete(client)) listener.open.closed();
-    });
+    listener.track(client);
     const spoofSource = opts.transparentSource ? srcIp : undefined;
     connectOutboundNow({ ip: destIp, port: destPort, spoofSource, cancelOn: client }, opts.outbound, (err, out) => {
       if (err || !out) {
@@ -139,14 +134,14 @@ export class InterceptServer {
         client.destroy();
         return;
       }
-      this.clients.delete(client);
+      const onClosed = listener.adopt(client);
       relayOutbound({
         listener: 'intercept',
         client: taken,
         clientAddress: { address: srcIp, port: remotePort },
         destination: { address: destIp, port: destPort },
         out,
-        onClosed: listener.open.handOn(),
+        onClosed,
         clientCongestion: opts.clientCongestion,
         registry: opts.registry,
         idleTimeout: opts.idleTimeout,

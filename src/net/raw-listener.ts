@@ -12,6 +12,7 @@ import { acceptFd, closeFd, EPOLLIN, localAddress } from '../kernel/fdio.js';
 import { isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
 import type { Logger } from '../log/logger.js';
 import { OpenCount } from './open-count.js';
+import { RawClient } from './raw-client.js';
 
 const { EAGAIN, EMFILE, ENFILE } = osConstants.errno;
 /** backlog of the listening socket: bursts of connects wait in the kernel, not in SYN retries */
@@ -28,7 +29,10 @@ export interface RawListenerOptions {
   maxConnections: number;
   /** memory shared with the listeners of other threads on the same socket (slot 0): the limit holds for all */
   openCount?: Int32Array;
-  /** each accepted client, counted open (close it with `open.closed()`, or hand it on with `open.handOn()`) */
+  /**
+   * each accepted client, counted open: `track` it (counted until it closes or is adopted), or
+   * close its fd and call `open.closed()`
+   */
   onAccept: (fd: number, address: string, port: number) => void;
   /** each client closed at once because maxConnections were open */
   onDrop: () => void;
@@ -67,6 +71,8 @@ export class RawListener {
   private fdShortage = false;
   /** the open clients, against maxConnections */
   readonly open: OpenCount;
+  /** accepted clients whose fds are still the server's (handshake, connecting) */
+  private readonly clients = new Set<RawClient>();
 
   constructor(private readonly opts: RawListenerOptions) {
     this.open = new OpenCount(opts.maxConnections, opts.openCount);
@@ -98,6 +104,33 @@ export class RawListener {
     const r: RawBound = { address: bound.address, family: net.isIPv6(bound.address) ? 'IPv6' : 'IPv4', port: bound.port, mptcp };
     if (mptcpUnavailable !== undefined) r.mptcpUnavailable = mptcpUnavailable;
     return r;
+  }
+
+  /** Accepted clients still open: still the server's, or adopted and not yet closed. */
+  get clientCount(): number {
+    return this.clients.size + this.open.handedOn;
+  }
+
+  /** A client made of an accepted fd: counted open until it closes, or until adopt. */
+  track(client: RawClient): void {
+    this.clients.add(client);
+    client.once('close', () => {
+      if (this.clients.delete(client)) this.open.closed();
+    });
+  }
+
+  /**
+   * The client's fd leaves the server (to the relay, or to Node): still counted open until the
+   * function returned is called (once, when that connection has closed).
+   */
+  adopt(client: RawClient): () => void {
+    this.clients.delete(client);
+    return this.open.handOn();
+  }
+
+  /** Closes every tracked client (the adopted ones are their new owner's to close). */
+  destroyClients(): void {
+    for (const c of [...this.clients]) c.destroy();
   }
 
   /** Stops accepting and closes the listening socket; accepted clients go on. */

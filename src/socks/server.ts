@@ -5,7 +5,6 @@
 import type net from 'node:net';
 import { thePlane } from '../kernel/epoll-plane.js';
 import { closeFd } from '../kernel/fdio.js';
-import type { OpenCount } from '../net/open-count.js';
 import { RawClient } from '../net/raw-client.js';
 import { RawListener } from '../net/raw-listener.js';
 import { parseIp } from '../net/address.js';
@@ -91,10 +90,6 @@ export class SocksServer {
   private readonly plane = thePlane();
   /** the listening socket; accepted clients come to accept() in the plane's poll callback */
   private readonly listener: RawListener;
-  /** clients in their handshake or connecting (their fds still ours) */
-  private readonly clients = new Set<RawClient>();
-  /** open clients of every thread together (--max-connections), and those the relay (or Node, for BIND and UDP ASSOCIATE) took over */
-  private readonly open: OpenCount;
 
   constructor(private readonly opts: SocksServerOptions) {
     this.listener = new RawListener({
@@ -105,7 +100,6 @@ export class SocksServer {
       onDrop: () => opts.registry.totals.rejectedClients++,
       logger: opts.logger,
     });
-    this.open = this.listener.open;
   }
 
   /** the listening socket's fd (this server made it, or was given it): other threads accept from dups of it */
@@ -128,7 +122,7 @@ export class SocksServer {
 
   /** Accepted client connections still open: in the handshake, or relaying. */
   get clientCount(): number {
-    return this.clients.size + this.open.handedOn;
+    return this.listener.clientCount;
   }
 
   /** Stops accepting; open connections go on. */
@@ -139,16 +133,7 @@ export class SocksServer {
 
   /** Closes every client connection still in its handshake (the relayed ones are the registry's to close). */
   destroyClients(): void {
-    for (const c of [...this.clients]) c.destroy();
-  }
-
-  /**
-   * Counts the client as open after its fd left this server (the relay, or Node) until the
-   * function returned is called (once, when that connection has closed).
-   */
-  private adopt(client: RawClient): () => void {
-    this.clients.delete(client);
-    return this.open.handOn();
+    this.listener.destroyClients();
   }
 
   private accept(fd: number, remote: string, remotePort: number): void {
@@ -159,21 +144,18 @@ export class SocksServer {
         opts.registry.totals.rejectedClients++;
         opts.logger.debug('client not in --socks-allow', { client: remote });
         closeFd(fd);
-        this.open.closed();
+        this.listener.open.closed();
         return;
       }
     }
     const client = new RawClient(fd, remote, remotePort);
-    this.clients.add(client);
+    this.listener.track(client);
     const ctx: RawContext = { opts, client, log: opts.logger, state: State.CONNECTED, busy: false, timer: null };
     ctx.timer = setTimeout(() => {
       opts.registry.countFailure('handshake_timeout');
       client.destroy();
     }, opts.handshakeTimeout);
-    client.once('close', () => {
-      this.handshakeOver(ctx);
-      if (this.clients.delete(client)) this.open.closed();
-    });
+    client.once('close', () => this.handshakeOver(ctx));
     // the first bytes come with the first edge of the client's fd (its registration reports them)
     client.onReadable = () => this.drive(ctx);
   }
@@ -248,7 +230,7 @@ export class SocksServer {
   private async bindOrAssociate(ctx: RawContext, command: Socks5Command.BIND | Socks5Command.UDP_ASSOCIATE, address: SocksAddress): Promise<void> {
     const handed = ctx.client.toNetSocket();
     if (!handed) return;
-    const release = this.adopt(ctx.client);
+    const release = this.listener.adopt(ctx.client);
     const socket = handed.socket;
     // counted until the socket closes, or, once the BIND relay took it, until the relay has
     let relayed = false;
@@ -395,7 +377,7 @@ export class SocksServer {
       client.destroy();
       return;
     }
-    const release = this.adopt(client);
+    const release = this.listener.adopt(client);
     relayOutbound({
       listener,
       client: taken,
