@@ -18,3 +18,4 @@ export const c_socket = libc.func('int socket(int domain, int type, int protocol
 export const c_close = libc.func('int close(int fd)');
 export const c_bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
 export const c_inet_pton = libc.func('int inet_pton(int af, const char *src, _Out_ void *dst)');
+export const c_inet_ntop = libc.func('const char *inet_ntop(int af, const void *src, _Out_ char *dst, uint32_t size)');
