@@ -1,12 +1,12 @@
 // Every shape the REST API takes or gives, once: these TypeBox schemas validate requests (Ajv),
 // serialize responses (fast-json-stringify) and make the OpenAPI document (@fastify/swagger).
 // Every object is closed (additionalProperties: false) so that an unknown field is an error.
-import { Type, type Static, type TSchema, type TString, type TInteger, type TBoolean } from '@sinclair/typebox';
+import { Type, type Static, type TSchema, type TString, type TInteger, type TBoolean, type TArray } from '@sinclair/typebox';
 
 const closed = { additionalProperties: false } as const;
 
 /** A primitive schema that also accepts null (JSON merge patch: null removes the field). */
-function Nullable<T extends TString | TInteger | TBoolean>(schema: T): TSchema & { static: Static<T> | null } {
+function Nullable<T extends TString | TInteger | TBoolean | TArray>(schema: T): TSchema & { static: Static<T> | null } {
   const { type, ...rest } = schema as unknown as { type: string };
   return Type.Unsafe<Static<T> | null>({ ...rest, type: [type, 'null'] }) as TSchema & { static: Static<T> | null };
 }
@@ -32,7 +32,14 @@ const transportFields = {
   noDelay: Type.Boolean({ description: 'true = TCP_NODELAY (Nagle off)' }),
   keepAlive: KeepAliveOrOff,
   scheduler: Name('MPTCP packet scheduler, one of net.mptcp.available_schedulers (new connections only)'),
-  pathManager: Name('MPTCP path manager, one of net.mptcp.available_path_managers: kernel or userspace (new connections only)'),
+  pathManager: Name(
+    'MPTCP path manager (new connections only): kernel or userspace (net.mptcp.available_path_managers), or edgeward\'s own on the kernel\'s userspace one: ndiffports (transport.subflows over the same pair of addresses) or fullmesh (a subflow from every --uplinks address to every address of the peer)',
+  ),
+  subflows: Type.Integer({ minimum: 1, maximum: 8, description: 'pathManager ndiffports: subflows in all, the first included (default 2); changes apply to open connections' }),
+  backup: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+    maxItems: 8,
+    description: 'pathManager fullmesh: devices or addresses whose subflows carry the MPTCP backup flag (used only when no other subflow works); changes apply to open connections',
+  }),
 };
 
 export const Transport = Type.Object(
@@ -43,6 +50,8 @@ export const Transport = Type.Object(
     keepAlive: Type.Optional(transportFields.keepAlive),
     scheduler: Type.Optional(transportFields.scheduler),
     pathManager: Type.Optional(transportFields.pathManager),
+    subflows: Type.Optional(transportFields.subflows),
+    backup: Type.Optional(transportFields.backup),
   },
   { ...closed, description: 'how the outgoing connection is made; absent fields keep the default policy, then the kernel default' },
 );
@@ -81,7 +90,7 @@ export const LegacyPolicyInput = Type.Object(
     ip: Type.String({ minLength: 1, maxLength: 255, description: 'host name, IP address, or CIDR block when it contains "/"' }),
     scheduler: Type.Optional(Type.String({ maxLength: 64, description: 'MPTCP scheduler, passed through' })),
     path_manager: Type.Optional(
-      Type.String({ maxLength: 64, description: 'default and fullmesh become kernel; kernel and userspace pass through; ndiffports and binder have no upstream equivalent (422)' }),
+      Type.String({ maxLength: 64, description: 'default and fullmesh become kernel; kernel and userspace pass through; ndiffports becomes edgeward\'s ndiffports (2 subflows); binder cannot run on a stock kernel (422)' }),
     ),
   },
   { ...closed, title: 'LegacyPolicyInput', description: 'the body of the original system (out-of-tree MPTCP kernel), translated on the way in' },
@@ -112,6 +121,8 @@ export const PolicyPatch = Type.Object(
           keepAlive: Type.Optional(Type.Union([KeepAlive, Type.Literal(false), Type.Null()])),
           scheduler: Type.Optional(Nullable(transportFields.scheduler)),
           pathManager: Type.Optional(Nullable(transportFields.pathManager)),
+          subflows: Type.Optional(Nullable(transportFields.subflows)),
+          backup: Type.Optional(Nullable(transportFields.backup)),
         },
         closed,
       ),
@@ -216,6 +227,26 @@ const InEffect = Type.Object(
     mptcp: Type.Boolean(),
     mptcpNote: Type.Optional(Type.String()),
     subflows: Type.Optional(Type.Integer()),
+    pathManager: Type.Optional(
+      Type.Object(
+        {
+          mode: Type.String({ description: 'ndiffports or fullmesh' }),
+          subflowsWanted: Type.Integer({ description: 'subflows the policy asks for, the first included' }),
+          subflowsUp: Type.Integer({ description: 'subflows established now, the first included' }),
+          subflowsPending: Type.Integer({ description: 'subflows asked of the kernel and not yet established or failed' }),
+          subflows: Type.Array(
+            Type.Object({
+              local: Type.Object({ address: Type.String(), port: Type.Integer() }),
+              remote: Type.Object({ address: Type.String(), port: Type.Integer() }),
+              backup: Type.Boolean(),
+            }),
+          ),
+          recreated: Type.Integer({ description: 'subflows made again after one was lost or failed' }),
+          lastError: Type.Optional(Type.String()),
+        },
+        { description: "what edgeward's own path manager did for this connection" },
+      ),
+    ),
     congestion: Type.Optional(Type.String()),
     noDelay: Type.Optional(Type.Boolean()),
     keepAlive: Type.Optional(Type.Union([Type.Object({ idle: Type.Integer(), interval: Type.Integer(), count: Type.Integer() }), Type.Literal(false)])),

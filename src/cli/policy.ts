@@ -16,7 +16,8 @@ const usage = `Usage: edgeward policy <list|add|rm|import|default> [options]
 
 Transport policy per destination: Multipath TCP, congestion control, Nagle, keepalive.
 The most specific policy wins (exact host, exact IP, *.wildcard, CIDR); fields a policy leaves out
-come from the default. MPTCP on/off, scheduler and path manager apply to new connections only.
+come from the default. MPTCP on/off, scheduler and path manager apply to new connections only;
+the other fields (and subflows and backup under edgeward's path manager) to open ones too.
 
   edgeward policy list [--json]
   edgeward policy add (--host H | --cidr C) [--port P] [TRANSPORT] [--via URL|direct] [--comment TEXT]
@@ -39,7 +40,12 @@ and /proc/sys/net/mptcp/available_schedulers, available_path_managers):
   --keepalive IDLE,INTERVAL,COUNT | --no-keepalive
                          keepalive timers in seconds and probes, or keepalive off
   --scheduler S          MPTCP scheduler
-  --path-manager P       MPTCP path manager: kernel or userspace
+  --path-manager P       MPTCP path manager: kernel or userspace (the kernel's), or edgeward's own:
+                         ndiffports (N subflows over the same addresses: spreads over ECMP links)
+                         or fullmesh (a subflow from every edgeward start --uplinks address)
+  --subflows N           ndiffports: subflows in all, the first included (1..8, default 2)
+  --backup LIST          fullmesh: comma-separated devices or addresses whose subflows are backup
+                         (MP_PRIO: used only when no other subflow works)
 Other:
   --via URL|direct       chain through socks5://[user:pass@]host:port (the transport then applies to
                          the hop toward it), or "direct" to bypass edgeward start --upstream
@@ -62,6 +68,8 @@ const TRANSPORT_OPTIONS = {
   'no-keepalive': { type: 'boolean' },
   scheduler: { type: 'string' },
   'path-manager': { type: 'string' },
+  subflows: { type: 'string' },
+  backup: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 type TransportFlags = { [K in keyof typeof TRANSPORT_OPTIONS]?: (typeof TRANSPORT_OPTIONS)[K]['type'] extends 'string' ? string : boolean };
@@ -89,6 +97,11 @@ function transportFromFlags(v: TransportFlags): Transport {
   if (v['no-keepalive']) t.keepAlive = false;
   if (v.scheduler !== undefined) t.scheduler = v.scheduler;
   if (v['path-manager'] !== undefined) t.pathManager = v['path-manager'];
+  if (v.subflows !== undefined) {
+    if (!/^\d{1,2}$/.test(v.subflows)) throw new UsageError(`--subflows takes a number of subflows (1..8), not "${v.subflows}"`);
+    t.subflows = Number(v.subflows);
+  }
+  if (v.backup !== undefined) t.backup = v.backup.split(',').map((b) => b.trim()).filter((b) => b !== '');
   return t;
 }
 
@@ -101,6 +114,8 @@ export function describeTransport(t: Transport): string {
   if (t.keepAlive !== undefined) parts.push(t.keepAlive === false ? 'no-keepalive' : `keepalive=${t.keepAlive.idle},${t.keepAlive.interval},${t.keepAlive.count}`);
   if (t.scheduler !== undefined) parts.push(`scheduler=${t.scheduler}`);
   if (t.pathManager !== undefined) parts.push(`path-manager=${t.pathManager}`);
+  if (t.subflows !== undefined) parts.push(`subflows=${t.subflows}`);
+  if (t.backup !== undefined) parts.push(`backup=${t.backup.join(',')}`);
   return parts.length > 0 ? parts.join(' ') : '(default)';
 }
 

@@ -34,6 +34,33 @@ export function parseListenAddress(text: string, what: string): ListenAddress {
 }
 
 /** Parses "IDLE,INTERVAL,COUNT" (seconds, seconds, probes). */
+/** One uplink of --uplinks: an address, a device, or both. */
+export interface UplinkSetting {
+  address?: string;
+  device?: string;
+}
+
+const DEVICE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** Parses --uplinks: "10.0.1.2,10.0.2.2%lte0,wan1"; throws a SettingsError naming the bad entry. */
+export function parseUplinks(text: string, what: string): UplinkSetting[] {
+  const out: UplinkSetting[] = [];
+  for (const raw of text.split(',')) {
+    const e = raw.trim();
+    if (e === '') continue;
+    const pct = e.lastIndexOf('%');
+    const address = pct >= 0 ? e.slice(0, pct) : e;
+    const device = pct >= 0 ? e.slice(pct + 1) : undefined;
+    if (pct >= 0) {
+      if (!parseIp(address) || !DEVICE_NAME.test(device!)) throw new SettingsError(`${what}: "${e}" is not ADDR%DEV (an IP address and a device name)`);
+      out.push({ address, device });
+    } else if (parseIp(address)) out.push({ address });
+    else if (DEVICE_NAME.test(address)) out.push({ device: address });
+    else throw new SettingsError(`${what}: "${e}" is neither an IP address, ADDR%DEV, nor a device name`);
+  }
+  return out;
+}
+
 export function parseKeepAlive(text: string, what: string): KeepAliveSetting {
   const m = /^(\d{1,5}),(\d{1,5}),(\d{1,3})$/.exec(text.trim());
   const [idle, interval, count] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
@@ -83,6 +110,12 @@ export const transportSection = section({
     }),
     keepalive: opt.string({ flag: 'keepalive', arg: 'I,N,C', help: 'keepalive on both sockets by default: idle seconds, interval seconds, probes (e.g. 60,10,6)', default: '' }),
     noDelay: opt.boolean({ flag: 'no-delay', help: 'TCP_NODELAY (Nagle off) on both sockets by default' }),
+    uplinks: opt.string({
+      flag: 'uplinks',
+      arg: 'LIST',
+      help: 'the uplinks of pathManager fullmesh: comma-separated ADDR, ADDR%DEV (subflow bound to DEV) or DEV (its addresses at each connect)',
+      default: '',
+    }),
   }),
   validate(s) {
     if (s.bindOutgoing !== '' && !parseIp(s.bindOutgoing)) throw new SettingsError(`--bind-outgoing: "${s.bindOutgoing}" is not an IP address`);
@@ -91,6 +124,7 @@ export const transportSection = section({
       if (!up.ok) throw new SettingsError(up.error.message);
     }
     if (s.keepalive !== '') parseKeepAlive(s.keepalive, '--keepalive');
+    parseUplinks(s.uplinks, '--uplinks');
     if (s.clientCongestion !== '') {
       const available = availableCongestionControls();
       if (!available.includes(s.clientCongestion)) throw new SettingsError(`--client-congestion "${s.clientCongestion}" is not available on this kernel; available: ${available.join(', ')}`);

@@ -3,7 +3,7 @@
 // settings, and its metrics registry.
 import { DeviceService } from '../auth/devices.js';
 import { UserService } from '../auth/users.js';
-import { parseKeepAlive } from '../config/common.js';
+import { parseKeepAlive, parseUplinks } from '../config/common.js';
 import { Metrics } from '../metrics/registry.js';
 import { CidrList } from '../net/address.js';
 import { PolicyService } from '../policy/service.js';
@@ -12,6 +12,7 @@ import { parseUpstream, type Upstream } from '../policy/via.js';
 import { registerRelayMetrics } from '../relay/metrics.js';
 import { ConnectionRegistry } from '../relay/registry.js';
 import type { ThreadParts } from '../runtime/service.js';
+import { thePathManager } from '../transport/path-manager.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Settings } from './settings.js';
 
@@ -43,6 +44,7 @@ export async function openThreadParts(settings: Settings, dataDir: string, threa
   const metrics = new Metrics();
   registerRelayMetrics(metrics, registry);
   metrics.gauge({ name: 'edgeward_policies', help: 'Transport policies stored.', aggregate: 'first', read: () => policies.list().length });
+  thePathManager().configure({ uplinks: parseUplinks(settings.uplinks, '--uplinks') });
   const outbound = {
     policies,
     deny: CidrList.parse(settings.socksDeny, '--socks-deny'),

@@ -86,6 +86,8 @@ export class Plane {
   private readonly byFd: (FdHandler | undefined)[] = [];
   /** fds watched for other handlers (listening sockets, clients in their handshake) */
   private watched = 0;
+  /** watched fds that do not keep the loop alive */
+  private readonly quiet = new Set<number>();
   private readonly spare: [number, number, number][] = [];
   /** relays that hit their rounds and have more to move */
   private readonly again = new Set<PlaneMember>();
@@ -148,11 +150,15 @@ export class Plane {
     else this.poll.unref();
   }
 
-  /** Adds `fd` with `events` (EPOLLET added); its events go to `h` until unwatch. */
-  watch(fd: number, h: FdHandler, events: number): void {
+  /**
+   * Adds `fd` with `events` (EPOLLET added); its events go to `h` until unwatch. It keeps the
+   * thread's loop alive unless `keepsAlive` is false (a netlink socket that only listens).
+   */
+  watch(fd: number, h: FdHandler, events: number, o: { keepsAlive?: boolean } = {}): void {
     epollAdd(this.epfd, fd, (events | EPOLLET) >>> 0);
     this.byFd[fd] = h;
-    this.watched++;
+    if (o.keepsAlive === false) this.quiet.add(fd);
+    else this.watched++;
     this.refresh();
   }
 
@@ -161,7 +167,7 @@ export class Plane {
     if (this.byFd[fd] !== h) return;
     this.byFd[fd] = undefined;
     epollDel(this.epfd, fd);
-    this.watched--;
+    if (!this.quiet.delete(fd)) this.watched--;
     this.refresh();
   }
 

@@ -187,7 +187,7 @@ export class MptcpPm {
     return s;
   }
 
-  /** Reads the waiting events of an event socket; -errno as GenlSocket.receive (ENOBUFS: some were lost). */
+  /** Reads the waiting events of an event socket; returns as GenlSocket.receive (1: more may wait; -ENOBUFS: some were lost). */
   receiveEvents(events: GenlSocket, onEvent: (e: MptcpEvent) => void): number {
     return events.receive((m) => {
       const e = decodeMptcpEvent(m, this.family.id);

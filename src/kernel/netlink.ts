@@ -302,10 +302,11 @@ export class GenlSocket {
   }
 
   /**
-   * The messages waiting on the socket (events of the groups it joined), at most `max` reads;
-   * -errno when the read failed otherwise than "nothing there" (ENOBUFS: events were lost).
+   * The messages waiting on the socket (events of the groups it joined), at most `max` reads: 0
+   * when it read all there was, 1 when it stopped at `max` (more may wait), -errno when a read
+   * failed otherwise than "nothing there" (ENOBUFS: events were lost).
    */
-  receive(onMessage: (m: NlMessage) => void, max = 64): number {
+  receive(onMessage: (m: NlMessage) => void, max = 256): number {
     for (let i = 0; i < max; i++) {
       const n = c_read(this.fd, this.buf, this.buf.length) as number;
       if (n < 0) {
@@ -316,7 +317,7 @@ export class GenlSocket {
       }
       for (const m of parseMessages(this.buf, n)) onMessage(m);
     }
-    return 0;
+    return 1;
   }
 
   close(): void {

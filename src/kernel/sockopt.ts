@@ -241,6 +241,8 @@ export interface MptcpInfo {
   subflows: number;
   bytesSent: number;
   bytesReceived: number;
+  /** the connection's local token: what the path manager's netlink events and commands name it by */
+  token: number;
 }
 
 /** Reads MPTCP_INFO; null when the fd is not an MPTCP socket. */
@@ -251,7 +253,7 @@ export function getMptcpInfo(fd: number): MptcpInfo | null {
   if (rc < 0) return null;
   const got = len[0] ?? 0;
   // Layout of struct mptcp_info (include/uapi/linux/mptcp.h): u8 subflows @0, u32 flags @8,
-  // u64 bytes_sent @56, u64 bytes_received @64, u8 subflows_total @80 (kernel 6.10+).
+  // u32 token @12, u64 bytes_sent @56, u64 bytes_received @64, u8 subflows_total @80 (kernel 6.10+).
   const flags = got >= 12 ? buf.readUInt32LE(8) : 0;
   const fallback = (flags & MPTCP_INFO_FLAG_FALLBACK) !== 0 || got === 0;
   const additional = got >= 1 ? buf.readUInt8(0) : 0;
@@ -261,6 +263,7 @@ export function getMptcpInfo(fd: number): MptcpInfo | null {
     subflows: fallback ? 1 : Math.max(total, additional + 1),
     bytesSent: got >= 64 ? Number(buf.readBigUInt64LE(56)) : 0,
     bytesReceived: got >= 72 ? Number(buf.readBigUInt64LE(64)) : 0,
+    token: got >= 16 ? buf.readUInt32LE(12) : 0,
   };
 }
 

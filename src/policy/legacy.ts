@@ -38,10 +38,11 @@ const PATH_MANAGERS: Record<string, { upstream: string; note?: string } | { unsu
   kernel: { upstream: 'kernel' },
   userspace: { upstream: 'userspace' },
   ndiffports: {
-    unsupported: 'path_manager "ndiffports" (n subflows over the same pair of addresses) has no upstream Linux equivalent; the upstream path managers are "kernel" (one subflow per configured endpoint) and "userspace"',
+    upstream: 'ndiffports',
+    note: 'path_manager "ndiffports" is edgeward\'s own path manager (on the kernel\'s userspace one): 2 subflows over the same pair of addresses unless the policy\'s transport.subflows says otherwise',
   },
   binder: {
-    unsupported: 'path_manager "binder" (loose source routing through gateways) has no upstream Linux equivalent; the upstream path managers are "kernel" and "userspace"',
+    unsupported: 'path_manager "binder" (subflows through gateways chosen by loose source routing) cannot run on a stock kernel: upstream Linux has no loose source routing for MPTCP subflows; the path managers here are "kernel", "userspace", "ndiffports" and "fullmesh"',
   },
 };
 

@@ -7,7 +7,8 @@ import { availableCongestionControls, mptcpCapabilities } from '../kernel/capabi
 import { StoreError, type Store } from '../store/store.js';
 import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
 import { parseUpstream } from './via.js';
-import type { Destination, Policy, PolicyInput, PolicyMatch, Transport, Via } from './types.js';
+import { isIP } from 'node:net';
+import { isOwnPathManager, MAX_SUBFLOWS, OWN_PATH_MANAGERS, type Destination, type Policy, type PolicyInput, type PolicyMatch, type Transport, type Via } from './types.js';
 
 export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';
 
@@ -40,6 +41,13 @@ export function validateVia(via: Via): Result<Via, PolicyError> {
 }
 
 const KEEPALIVE_LIMITS = { idle: 32767, interval: 32767, count: 127 } as const;
+/** a Linux interface name (IFNAMSIZ - 1 characters at most) */
+const DEVICE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** The path managers a policy may name: the kernel's, and edgeward's own where the kernel has "userspace". */
+export function pathManagerChoices(kernel: readonly string[]): string[] {
+  return kernel.includes('userspace') ? [...kernel, ...OWN_PATH_MANAGERS] : [...kernel];
+}
 
 /** Checks a transport against what this kernel offers. */
 export function validateTransport(t: Transport, prefix = 'transport'): Result<Transport, PolicyError> {
@@ -54,8 +62,34 @@ export function validateTransport(t: Transport, prefix = 'transport'): Result<Tr
     if (t.scheduler !== undefined && !caps.schedulers.includes(t.scheduler)) {
       return err(new PolicyError('unsupported', `${prefix}.scheduler`, `${prefix}.scheduler "${t.scheduler}" is not available on this kernel; available: ${caps.schedulers.join(', ') || '(none: no MPTCP)'}`, caps.schedulers));
     }
-    if (t.pathManager !== undefined && !caps.pathManagers.includes(t.pathManager)) {
-      return err(new PolicyError('unsupported', `${prefix}.pathManager`, `${prefix}.pathManager "${t.pathManager}" is not available on this kernel; available: ${caps.pathManagers.join(', ') || '(none: no MPTCP)'}`, caps.pathManagers));
+    const offered = pathManagerChoices(caps.pathManagers);
+    if (t.pathManager !== undefined && !offered.includes(t.pathManager)) {
+      const why = isOwnPathManager(t.pathManager) ? ` (edgeward's ${t.pathManager} runs on the kernel's userspace path manager, which this kernel lacks)` : '';
+      return err(new PolicyError('unsupported', `${prefix}.pathManager`, `${prefix}.pathManager "${t.pathManager}" is not available on this kernel${why}; available: ${offered.join(', ') || '(none: no MPTCP)'}`, offered));
+    }
+    if (isOwnPathManager(t.pathManager) && t.mptcp === false) {
+      return err(new PolicyError('invalid', `${prefix}.mptcp`, `${prefix}.pathManager "${t.pathManager}" needs MPTCP: ${prefix}.mptcp is false`));
+    }
+  }
+  if (t.subflows !== undefined) {
+    if (!Number.isInteger(t.subflows) || t.subflows < 1 || t.subflows > MAX_SUBFLOWS) {
+      return err(new PolicyError('invalid', `${prefix}.subflows`, `${prefix}.subflows must be an integer 1..${MAX_SUBFLOWS} (subflows in all, the first included)`));
+    }
+    if (t.pathManager !== undefined && t.pathManager !== 'ndiffports') {
+      return err(new PolicyError('invalid', `${prefix}.subflows`, `${prefix}.subflows applies to pathManager "ndiffports", not "${t.pathManager}"`));
+    }
+  }
+  if (t.backup !== undefined) {
+    if (!Array.isArray(t.backup) || t.backup.length > MAX_SUBFLOWS) {
+      return err(new PolicyError('invalid', `${prefix}.backup`, `${prefix}.backup must be a list of at most ${MAX_SUBFLOWS} devices or addresses`));
+    }
+    for (const [i, b] of t.backup.entries()) {
+      if (typeof b !== 'string' || !(isIP(b) !== 0 || DEVICE_NAME.test(b))) {
+        return err(new PolicyError('invalid', `${prefix}.backup[${i}]`, `${prefix}.backup[${i}] "${String(b)}" is neither an IP address nor a device name (1-15 of A-Z a-z 0-9 _ . -)`));
+      }
+    }
+    if (t.pathManager !== undefined && t.pathManager !== 'fullmesh') {
+      return err(new PolicyError('invalid', `${prefix}.backup`, `${prefix}.backup needs pathManager "fullmesh" (edgeward's path manager flags the subflows it makes), not "${t.pathManager}"`));
     }
   }
   if (t.keepAlive) {

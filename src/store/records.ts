@@ -12,7 +12,24 @@ export interface Transport {
   /** keepalive timers, or false to turn keepalive off */
   keepAlive?: KeepAliveSetting | false;
   scheduler?: string;
+  /** the kernel's (kernel, userspace) or edgeward's own (ndiffports, fullmesh: OWN_PATH_MANAGERS) */
   pathManager?: string;
+  /** ndiffports: subflows in all, the initial one included (2 when absent) */
+  subflows?: number;
+  /** fullmesh: devices or addresses whose subflows carry the MPTCP backup flag */
+  backup?: string[];
+}
+
+/** The path managers edgeward itself runs (transport/path-manager.ts) on the kernel's userspace path manager. */
+export const OWN_PATH_MANAGERS = ['ndiffports', 'fullmesh'] as const;
+export type OwnPathManager = (typeof OWN_PATH_MANAGERS)[number];
+
+/** Subflows one connection may have in all under edgeward's path manager (the kernel's own limit for a peer's joins). */
+export const MAX_SUBFLOWS = 8;
+
+/** true for "ndiffports" and "fullmesh". */
+export function isOwnPathManager(pm: string | undefined): pm is OwnPathManager {
+  return pm === 'ndiffports' || pm === 'fullmesh';
 }
 
 /** Which destinations a policy applies to: one of host (name, *.wildcard or IP literal) or cidr. */

@@ -23,7 +23,8 @@ import {
   setTransparent,
   sockaddr,
 } from '../kernel/sockopt.js';
-import type { Transport } from '../policy/types.js';
+import { isOwnPathManager, type Transport } from '../policy/types.js';
+import { planOf, thePathManager, type PathManagerView, type PathPlan } from './path-manager.js';
 
 /** What is really in effect on an outgoing socket, as read back from the kernel. */
 export interface TransportInEffect {
@@ -31,6 +32,8 @@ export interface TransportInEffect {
   /** why MPTCP was asked for but is not in use (no kernel support, peer fell back, ...) */
   mptcpNote?: string;
   subflows?: number;
+  /** what edgeward's own path manager did for the connection (pathManager ndiffports or fullmesh) */
+  pathManager?: PathManagerView;
   congestion?: string;
   noDelay?: boolean;
   keepAlive?: { idle: number; interval: number; count: number } | false;
@@ -137,10 +140,23 @@ export function dialNow(opts: DialOptions, done: DialDone): void {
   const family = opts.address.includes(':') ? 6 : 4; // an IP literal: only IPv6 has colons
   const notApplied: string[] = [];
   if (opts.cancelOn?.destroyed) return later(done, canceledError());
+  // edgeward's own path managers run on the kernel's userspace one, for this socket only
+  let plan: PathPlan | null = null;
+  let kernelPm = t.pathManager;
+  if (t.mptcp && isOwnPathManager(t.pathManager)) {
+    const why = thePathManager().prepare();
+    if (why === null) {
+      plan = planOf(t, t.pathManager);
+      kernelPm = 'userspace';
+    } else {
+      notApplied.push(`pathManager ${t.pathManager}: ${why}; the kernel's path manager has the connection`);
+      kernelPm = undefined;
+    }
+  }
   let opened: ReturnType<typeof openStreamSocket>;
   try {
-    if (t.mptcp && (t.scheduler !== undefined || t.pathManager !== undefined)) {
-      const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: t.pathManager }, () => openStreamSocket(family, true));
+    if (t.mptcp && (t.scheduler !== undefined || kernelPm !== undefined)) {
+      const r = withMptcpSysctls({ scheduler: t.scheduler, pathManager: kernelPm }, () => openStreamSocket(family, true));
       opened = r.result;
       notApplied.push(...r.notApplied);
     } else {
@@ -164,12 +180,12 @@ export function dialNow(opts: DialOptions, done: DialDone): void {
     closeFd(fd);
     return later(done, e as NodeJS.ErrnoException);
   }
-  if (rc === 0) return later(done, null, dialResult(fd, false, opened, notApplied));
+  if (rc === 0) return later(done, null, dialResult(fd, false, opened, notApplied, plan, opts));
   if (rc !== -EINPROGRESS) {
     closeFd(fd);
     return later(done, connectError(-rc, opts.address, opts.port));
   }
-  new Dialing(fd, opts, opened, notApplied, done).start();
+  new Dialing(fd, opts, opened, notApplied, plan, done).start();
 }
 
 /** `done` in a turn of the loop (dialNow never calls it before it returns). */
@@ -177,8 +193,11 @@ function later(done: DialDone, err: NodeJS.ErrnoException | null, r?: DialResult
   thePlane().soon(() => done(err, r));
 }
 
-function dialResult(fd: number, parked: boolean, opened: OpenedSocket, notApplied: string[]): DialResult {
-  return { fd, parked, local: localAddress(fd) ?? { address: '', port: 0 }, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied };
+/** The connected socket's result; an MPTCP socket of edgeward's own path manager is adopted by it here. */
+function dialResult(fd: number, parked: boolean, opened: OpenedSocket, notApplied: string[], plan: PathPlan | null, opts: DialOptions): DialResult {
+  const local = localAddress(fd) ?? { address: '', port: 0 };
+  if (plan && opened.mptcp) thePathManager().adopt(fd, plan, local, { address: opts.address, port: opts.port });
+  return { fd, parked, local, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied };
 }
 
 /**
@@ -195,6 +214,7 @@ class Dialing {
     private readonly opts: DialOptions,
     private readonly opened: OpenedSocket,
     private readonly notApplied: string[],
+    private readonly plan: PathPlan | null,
     private readonly done: DialDone,
   ) {}
 
@@ -226,7 +246,7 @@ class Dialing {
     this.opts.cancelOn?.removeListener('close', this.onCancel);
     this.plane.stopWaiting(this.fd, this);
     if (err) closeFd(this.fd);
-    const r = err ? undefined : dialResult(this.fd, true, this.opened, this.notApplied);
+    const r = err ? undefined : dialResult(this.fd, true, this.opened, this.notApplied, this.plan, this.opts);
     if (later) this.plane.soon(() => this.done(err, r));
     else this.done(err, r);
   }
@@ -241,6 +261,8 @@ export function transportInEffect(fd: number): TransportInEffect {
       if (info && !info.fallback) {
         out.mptcp = true;
         out.subflows = info.subflows;
+        const pm = thePathManager().view(fd);
+        if (pm) out.pathManager = pm;
       } else {
         out.mptcpNote = 'peer does not speak MPTCP: fell back to TCP';
         out.subflows = 1;

@@ -1,9 +1,11 @@
 // Re-applies changed policies to open connections, where Linux allows it: congestion control,
-// Nagle and keepalive change on a live socket; MPTCP on/off, scheduler and path manager do not.
+// Nagle and keepalive change on a live socket, and so do the subflows and backup flags of a
+// connection under edgeward's own path manager; MPTCP on/off, scheduler and path manager do not.
 import { defaultCongestionControl } from '../kernel/capabilities.js';
 import type { PolicyDecision } from '../policy/service.js';
-import type { Destination, Transport } from '../policy/types.js';
+import { isOwnPathManager, type Destination, type Transport } from '../policy/types.js';
 import { applyLiveOptions } from './dialer.js';
+import { planOf, thePathManager } from './path-manager.js';
 
 /** An open relayed connection, as far as re-applying its policy is concerned (relay/registry's records are these). */
 export interface LiveConnection {
@@ -25,6 +27,13 @@ export interface LiveUpdate {
 function sameKeepAlive(a: Transport['keepAlive'], b: Transport['keepAlive']): boolean {
   if (a === undefined || b === undefined || a === false || b === false) return a === b;
   return a.idle === b.idle && a.interval === b.interval && a.count === b.count;
+}
+
+/** The same subflow count and backup list (what edgeward's path manager re-applies). */
+function samePaths(a: Transport, b: Transport): boolean {
+  const ab = a.backup ?? [];
+  const bb = b.backup ?? [];
+  return a.subflows === b.subflows && ab.length === bb.length && ab.every((x, i) => x === bb[i]);
 }
 
 /** The options to set so that `next` is in effect where `prev` was (removed fields -> kernel default). */
@@ -60,8 +69,14 @@ export function reapplyCounts(connections: Iterable<LiveConnection>, decide: (d:
     if (prev.scheduler !== next.scheduler || prev.pathManager !== next.pathManager) pinned++;
     rec.policyId = decision.policy?.id ?? null;
     rec.transport = next;
+    // edgeward's own path manager changes an open connection's subflows and backup flags
+    const paths = isOwnPathManager(next.pathManager) && next.pathManager === prev.pathManager && !samePaths(prev, next) ? thePathManager().reapply(relay.outFd, planOf(next, next.pathManager)) : null;
+    if (paths) for (const f of paths) failures.add(f);
     const delta = liveDelta(prev, next);
-    if (!delta) continue;
+    if (!delta) {
+      if (paths) updated++;
+      continue;
+    }
     for (const f of applyLiveOptions(relay.outFd, delta)) failures.add(f);
     for (const f of applyLiveOptions(relay.clientFd, delta, { congestion: false })) failures.add(f);
     updated++;
@@ -76,7 +91,7 @@ export function addCounts(a: ReapplyCounts, b: ReapplyCounts): ReapplyCounts {
 
 /** The LiveUpdate the API returns, from the counts. */
 export function liveUpdateFrom(c: ReapplyCounts): LiveUpdate {
-  const notes: string[] = ['mptcp, scheduler, pathManager and via take effect for new connections only; congestion, noDelay and keepAlive were applied to open connections'];
+  const notes: string[] = ['mptcp, scheduler, pathManager and via take effect for new connections only; congestion, noDelay, keepAlive, and subflows and backup under edgeward\'s path manager were applied to open connections'];
   if (c.mptcpDiffers > 0) notes.push(`${c.mptcpDiffers} open connection(s) keep their current MPTCP state until they close`);
   if (c.pinned > 0) notes.push(`${c.pinned} open connection(s) keep their current MPTCP scheduler/path manager until they close`);
   for (const f of c.failures) notes.push(`not applied: ${f}`);

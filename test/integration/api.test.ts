@@ -363,11 +363,31 @@ describe('legacy body', () => {
     assert.deepEqual(r.body.transport, { mptcp: false });
   });
 
-  it('refuses ndiffports and binder: 422 explaining there is no upstream equivalent', async () => {
-    for (const pm of ['ndiffports', 'binder']) {
-      const r = await call('POST', '/api/v1/policies', { body: { enable: '1', ip: '192.0.2.11', path_manager: pm } });
-      assertError(r, 422, 'unsupported', 'body.path_manager', /no upstream Linux equivalent/);
-    }
+  it('refuses binder: 422 explaining a stock kernel cannot do it, listing what it can', async () => {
+    const r = await call('POST', '/api/v1/policies', { body: { enable: '1', ip: '192.0.2.11', path_manager: 'binder' } });
+    assertError(r, 422, 'unsupported', 'body.path_manager', /no loose source routing/);
+    assert.ok(r.body.error.available.includes('ndiffports'), r.text);
+  });
+
+  it('imports ndiffports as edgeward\'s ndiffports path manager', async () => {
+    const r = await call('POST', '/api/v1/policies', { body: { enable: '1', ip: '192.0.2.14', path_manager: 'ndiffports' } });
+    assert.equal(r.status, 201, r.text);
+    assert.deepEqual(r.body.transport, { mptcp: true, pathManager: 'ndiffports' });
+    assert.match(r.body.notes.join('\n'), /edgeward's own path manager/);
+    assert.equal((await call('DELETE', `/api/v1/policies/${r.body.id}`)).status, 204);
+  });
+
+  it('validates subflows and backup: range, the path manager they belong to, device names', async () => {
+    const post = (transport: Record<string, unknown>) => call('POST', '/api/v1/policies', { body: { match: { host: '192.0.2.15' }, transport } });
+    assertError(await post({ mptcp: true, pathManager: 'ndiffports', subflows: 9 }), 400, 'invalid_request', 'body.transport.subflows', /8/);
+    assertError(await post({ mptcp: true, pathManager: 'fullmesh', subflows: 3 }), 422, 'invalid', 'body.transport.subflows', /applies to pathManager "ndiffports"/);
+    assertError(await post({ mptcp: true, pathManager: 'ndiffports', backup: ['wan1'] }), 422, 'invalid', 'body.transport.backup', /needs pathManager "fullmesh"/);
+    assertError(await post({ mptcp: true, pathManager: 'fullmesh', backup: ['lte 0'] }), 422, 'invalid', 'body.transport.backup[0]', /neither an IP address nor a device name/);
+    assertError(await post({ mptcp: false, pathManager: 'ndiffports' }), 422, 'invalid', 'body.transport.mptcp', /needs MPTCP/);
+    const ok = await post({ mptcp: true, pathManager: 'fullmesh', backup: ['lte0', '10.0.2.2'] });
+    assert.equal(ok.status, 201, ok.text);
+    assert.deepEqual(ok.body.transport.backup, ['lte0', '10.0.2.2']);
+    assert.equal((await call('DELETE', `/api/v1/policies/${ok.body.id}`)).status, 204);
   });
 
   it('refuses a scheduler the kernel lacks, naming the legacy field and listing what it has', async () => {

@@ -43,14 +43,19 @@ describe('translateLegacy', () => {
     }
   });
 
-  it('refuses ndiffports and binder: no upstream equivalent', () => {
-    for (const pm of ['ndiffports', 'binder']) {
-      const t = translateLegacy({ enable: '1', ip: '192.0.2.1', path_manager: pm });
-      assert.ok(!t.ok);
-      assert.equal(t.error.code, 'unsupported');
-      assert.equal(t.error.field, 'path_manager');
-      assert.match(t.error.message, new RegExp(`"${pm}".*no upstream Linux equivalent`));
-    }
+  it('maps ndiffports to edgeward\'s own ndiffports path manager, and says so', () => {
+    const t = translateLegacy({ enable: '1', ip: '192.0.2.1', path_manager: 'ndiffports' });
+    assert.ok(t.ok);
+    assert.deepEqual(t.input.transport, { mptcp: true, pathManager: 'ndiffports' });
+    assert.match(t.notes.join('\n'), /edgeward's own path manager .* 2 subflows/);
+  });
+
+  it('refuses binder: a stock kernel has no loose source routing for subflows', () => {
+    const t = translateLegacy({ enable: '1', ip: '192.0.2.1', path_manager: 'binder' });
+    assert.ok(!t.ok);
+    assert.equal(t.error.code, 'unsupported');
+    assert.equal(t.error.field, 'path_manager');
+    assert.match(t.error.message, /"binder" .* cannot run on a stock kernel: upstream Linux has no loose source routing/);
   });
 
   it('passes an unknown scheduler through (the policy service checks it against the kernel)', () => {
@@ -132,7 +137,7 @@ describe('parseLegacyFile', () => {
       '192.0.2.2,1,default', // 2: 3 fields
       '192.0.2.3,yes,default,default,', // 3: bad enable
       'bad host!,1,default,default,', // 4: bad ip
-      '192.0.2.5,1,default,ndiffports,', // 5: no upstream equivalent
+      '192.0.2.5,1,default,binder,', // 5: cannot run on a stock kernel
       '192.0.2.6,1,default,default,extra,', // 6: too many fields
       '.',
     ].join('\n');
@@ -144,7 +149,7 @@ describe('parseLegacyFile', () => {
     assert.match(r.errors[0]!.message, /expected 4 comma-separated fields .* found 3/);
     assert.match(r.errors[1]!.message, /enable must be 0 or 1, not "yes"/);
     assert.match(r.errors[2]!.message, /ip "bad host!"/);
-    assert.match(r.errors[3]!.message, /ndiffports/);
+    assert.match(r.errors[3]!.message, /binder/);
     assert.match(r.errors[4]!.message, /found 5/);
     assert.deepEqual(
       r.policies.map((p) => p.line),

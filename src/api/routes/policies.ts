@@ -3,7 +3,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { mptcpCapabilities } from '../../kernel/capabilities.js';
 import { legacyFieldOf, looksLegacy, translateLegacy, type LegacyPolicy } from '../../policy/legacy.js';
-import { PolicyError } from '../../policy/service.js';
+import { pathManagerChoices, PolicyError } from '../../policy/service.js';
 import type { Transport as TransportValue } from '../../policy/types.js';
 import { ApiError, renameField } from '../errors.js';
 import * as S from '../schemas.js';
@@ -35,7 +35,7 @@ export function policyRoutes(deps: ApiDeps): FastifyPluginAsync {
         if (looksLegacy(req.body)) {
           const t = translateLegacy(req.body as LegacyPolicy);
           if (!t.ok) {
-            const available = t.error.field === 'path_manager' ? mptcpCapabilities().pathManagers : undefined;
+            const available = t.error.field === 'path_manager' ? pathManagerChoices(mptcpCapabilities().pathManagers) : undefined;
             throw new ApiError(422, t.error.code, `body.${t.error.field}`, t.error.message, available);
           }
           notes = t.notes;
