@@ -267,6 +267,7 @@ export class PathManager {
   }
 
   private ownedBy(fd: number): Owned | undefined {
+    if (this.owned.size === 0) return undefined;
     const info = getMptcpInfo(fd);
     if (!info || info.token === 0) return undefined;
     const o = this.owned.get(info.token);
