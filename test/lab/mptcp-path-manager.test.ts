@@ -4,6 +4,8 @@
 // reach the open connection, and the MPTCP connections edgeward did not open (the kernel's path
 // manager's, another program's userspace one) must keep their subflows as they were.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
 import { startFileServer, type FileServer } from '../helpers/file-server.js';
@@ -133,6 +135,28 @@ describe("edgeward's MPTCP path manager on the kernel's userspace path manager",
     } finally {
       await dl.stop('SIGTERM', 2000);
       await ew.api('DELETE', `/api/v1/policies/${id}`);
+    }
+  });
+
+  test('the original system\'s flat file: an ndiffports line imports, and the next connection there gets 2 subflows', { timeout: 40_000 }, async () => {
+    const dir = lab.tempDir('legacy');
+    const legacy = join(dir, 'mptcp.conf');
+    writeFileSync(legacy, '127.0.0.1,1,default,ndiffports,\n.\n');
+    const imported = await ew.cli(['policy', 'import', legacy]);
+    assert.equal(imported.code, 0, imported.stderr + imported.stdout);
+    const policies = await ew.api('GET', '/api/v1/policies');
+    const p = (policies.body as { policies: Array<{ id: number; match: { host?: string }; transport: Record<string, unknown> }> }).policies.find((x) => x.match.host === '127.0.0.1');
+    assert.ok(p, policies.text);
+    const dl = slowDownload({ socks: true });
+    try {
+      assert.equal(p.transport.mptcp, true, policies.text);
+      assert.equal(p.transport.pathManager, 'ndiffports', policies.text);
+      const c = await waitFor((x) => x.inEffect?.subflows === 2, 'the imported destination\'s connection has 2 subflows');
+      assert.equal(c.inEffect!.pathManager?.mode, 'ndiffports');
+      assert.equal(c.inEffect!.pathManager?.subflowsWanted, 2);
+    } finally {
+      await dl.stop('SIGTERM', 2000);
+      await ew.api('DELETE', `/api/v1/policies/${p.id}`);
     }
   });
 
