@@ -24,6 +24,8 @@ export const DEFAULT_SUBFLOWS = 2;
 /** the first wait before making a lost or failed subflow again; doubled per failure up to RETRY_MAX_MS */
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 8000;
+/** a subflow that lived this long before it was lost counts as having worked: the backoff starts over */
+const STABLE_MS = 10_000;
 /** how often adopted connections are checked against their fds (a closed event lost in an overflow) */
 const SWEEP_MS = 10_000;
 /** tokens of connections seen fully established before they were adopted (the event came first) */
@@ -74,6 +76,8 @@ interface Sub {
   local: { address: string; port: number };
   remote: { address: string; port: number };
   backup: boolean;
+  /** Date.now() when it was established */
+  since: number;
 }
 
 /** A pair of addresses the plan wants subflows on, and how many. */
@@ -119,6 +123,7 @@ class Owned {
       local: initialLocal,
       remote: initialRemote,
       backup: false,
+      since: Date.now(),
     });
   }
 }
@@ -412,15 +417,19 @@ export class PathManager {
         const k = pairKey(e.saddr, e.daddr, e.dport);
         const p = o.pending.get(k) ?? 0;
         if (p > 0) o.pending.set(k, p - 1);
-        o.subs.set(subKey(e.saddr, e.sport, e.daddr, e.dport), { local: { address: e.saddr, port: e.sport }, remote: { address: e.daddr, port: e.dport }, backup: e.backup === true || o.backupAddresses.has(e.saddr) });
-        o.failures = 0;
+        o.subs.set(subKey(e.saddr, e.sport, e.daddr, e.dport), { local: { address: e.saddr, port: e.sport }, remote: { address: e.daddr, port: e.dport }, backup: e.backup === true || o.backupAddresses.has(e.saddr), since: Date.now() });
         break;
       }
       case 'sub_closed': {
         if (e.saddr === undefined || e.daddr === undefined || e.sport === undefined || e.dport === undefined) return;
         const key = subKey(e.saddr, e.sport, e.daddr, e.dport);
-        if (o.subs.delete(key)) {
+        const sub = o.subs.get(key);
+        if (sub) {
+          o.subs.delete(key);
           if (o.closing.delete(key)) return; // closed on purpose
+          // one that worked for a while starts the backoff over; one the peer drops at once (it
+          // refuses joins beyond its limit) keeps it growing
+          if (Date.now() - sub.since >= STABLE_MS) o.failures = 0;
           o.lastError = `subflow ${e.saddr}:${e.sport} -> ${e.daddr}:${e.dport} lost${e.error ? ` (errno ${e.error})` : ''}`;
         } else {
           // a subflow asked for that never came up

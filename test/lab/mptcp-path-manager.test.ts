@@ -160,6 +160,32 @@ describe("edgeward's MPTCP path manager on the kernel's userspace path manager",
     }
   });
 
+  test('a peer that refuses more joins: the connection keeps what it has, and asking again backs off', { timeout: 40_000 }, async () => {
+    // the server side (this namespace's kernel) accepts one join per connection now
+    await lab.mptcpLimits(ns, { subflows: 1, addAddrAccepted: 8 });
+    const created = await ew.api('POST', '/api/v1/policies', { match: { cidr: '127.0.0.0/8', port: PORT }, transport: { mptcp: true, pathManager: 'ndiffports', subflows: 4 } });
+    assert.equal(created.status, 201, created.text);
+    const id = (created.body as { id: number }).id;
+    const dl = slowDownload({ socks: true });
+    try {
+      await waitFor((x) => x.inEffect?.pathManager?.subflowsUp === 2 && x.inEffect.pathManager.recreated > 0, 'two subflows up and a refused one asked for again');
+      const t0 = Date.now();
+      await sleep(5000);
+      const c = (await connections()).find((x) => x.destination.port === PORT)!;
+      const pm = c.inEffect!.pathManager!;
+      console.log(`refusing peer: ${JSON.stringify({ up: pm.subflowsUp, recreated: pm.recreated, lastError: pm.lastError, seconds: (Date.now() - t0) / 1000 })}`);
+      assert.equal(pm.subflowsUp, 2, 'the accepted join stays');
+      // 0.25 s doubling: within ~6 s at most 5 rounds; a retry without backoff would be ~24
+      assert.ok(pm.recreated <= 7, `asked again ${pm.recreated} times`);
+      assert.match(pm.lastError ?? '', /subflow 127\.0\.0\.1.* (failed|lost)/);
+      assert.ok(dl.running, 'the download goes on');
+    } finally {
+      await dl.stop('SIGTERM', 2000);
+      await ew.api('DELETE', `/api/v1/policies/${id}`);
+      await lab.mptcpLimits(ns, { subflows: 8, addAddrAccepted: 8 });
+    }
+  });
+
   test("connections edgeward did not open keep their subflows: the kernel's path manager's, another program's userspace one", { timeout: 60_000 }, async () => {
     const created = await ew.api('POST', '/api/v1/policies', { match: { cidr: '127.0.0.0/8', port: PORT }, transport: { mptcp: true, pathManager: 'ndiffports', subflows: 3 } });
     assert.equal(created.status, 201, created.text);
