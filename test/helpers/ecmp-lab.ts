@@ -16,9 +16,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Download } from './file-server.js';
+import { setDefaultTransport, type EdgewardInLab } from './edgeward.js';
+import { download, type Download, type FileServer } from './file-server.js';
 import type { Lab, Link, Netns } from './netns.js';
-import { HarnessError } from './process.js';
+import { HarnessError, sleep } from './process.js';
 
 /** Which of the two links: the index into EcmpLab.links. */
 export type LinkIndex = 0 | 1;
@@ -170,4 +171,75 @@ export async function downloadFrom(lab: Lab, ecmp: EcmpLab, url: string, sport: 
   for await (const chunk of createReadStream(out)) hash.update(chunk as Buffer);
   await rm(out, { force: true });
   return { bytes, seconds, mbps: (bytesPerSecond * 8) / 1e6, sha256: hash.digest('hex'), sport };
+}
+
+/** What edgeward's connection record says about its path manager's subflows (the fields read here). */
+interface PathRecord {
+  destination: { port: number };
+  inEffect: { subflows?: number; pathManager?: { subflowsUp: number; subflows: Array<{ local: { port: number } }> } } | null;
+}
+
+/** The figures of one single-subflow-vs-ndiffports comparison through edgeward. */
+export interface NdiffportsFigures {
+  /** MPTCP with the kernel's path manager and no endpoint: one subflow, one link */
+  singleMbps: number;
+  ndiffportsMbps: number;
+  ratio: number;
+  /** the most subflows the record showed up during an ndiffports download */
+  subflowsSeen: number;
+  /** how those subflows fell on the two links (linkOf of each one's source port) */
+  perLink: [number, number];
+  runs: Array<{ mode: 'single' | 'ndiffports'; mbps: number; intact: boolean }>;
+}
+
+/**
+ * Downloads `file` (served on serviceAddr:port) through edgeward in gw (--bind-outgoing
+ * sourceAddr) with the default policy at MPTCP with one subflow, then at pathManager ndiffports with
+ * `subflows`, `rounds` times (best kept; stops early once `stopWhenRatio` is reached). During each
+ * ndiffports download it reads the connection record: how many subflows were up, and on which link
+ * each one's 5-tuple hashes.
+ */
+export async function compareNdiffports(
+  lab: Lab,
+  ecmp: EcmpLab,
+  ew: EdgewardInLab,
+  file: FileServer,
+  opts: { subflows?: number; rounds?: number; stopWhenRatio?: number; port?: number } = {},
+): Promise<NdiffportsFigures> {
+  const subflows = opts.subflows ?? 8;
+  const port = opts.port ?? 8000;
+  const f: NdiffportsFigures = { singleMbps: 0, ndiffportsMbps: 0, ratio: 0, subflowsSeen: 0, perLink: [0, 0], runs: [] };
+  for (let round = 0; round < (opts.rounds ?? 2); round++) {
+    for (const mode of ['single', 'ndiffports'] as const) {
+      await setDefaultTransport(ew, mode === 'single' ? { mptcp: true } : { mptcp: true, pathManager: 'ndiffports', subflows });
+      const dl = download(lab, ecmp.gw, file.url, { socks5: ew.socks, timeoutMs: 60_000 });
+      if (mode === 'ndiffports') {
+        let done = false;
+        void dl.then(
+          () => (done = true),
+          () => (done = true),
+        );
+        for (let i = 0; i < 20 && !done; i++) {
+          await sleep(150);
+          const r = await ew.api('GET', '/api/v1/connections');
+          const rec = ((r.body as { connections?: PathRecord[] } | undefined)?.connections ?? []).find((c) => c.destination.port === port);
+          const pm = rec?.inEffect?.pathManager;
+          if (!pm || pm.subflowsUp < f.subflowsSeen || (pm.subflowsUp === f.subflowsSeen && f.subflowsSeen > 0)) continue;
+          f.subflowsSeen = pm.subflowsUp;
+          const perLink: [number, number] = [0, 0];
+          for (const s of pm.subflows) perLink[await linkOf(lab, ecmp, s.local.port, port)]++;
+          f.perLink = perLink;
+          if (pm.subflowsUp >= subflows) break;
+        }
+      }
+      const d = await dl;
+      const intact = d.sha256 === file.sha256;
+      f.runs.push({ mode, mbps: d.mbps, intact });
+      if (mode === 'single') f.singleMbps = Math.max(f.singleMbps, d.mbps);
+      else f.ndiffportsMbps = Math.max(f.ndiffportsMbps, d.mbps);
+    }
+    f.ratio = f.ndiffportsMbps / f.singleMbps;
+    if (opts.stopWhenRatio !== undefined && f.ratio >= opts.stopWhenRatio && f.subflowsSeen >= subflows) break;
+  }
+  return f;
 }
