@@ -21,6 +21,7 @@ import { compileTools, startPortServer, type LocalServer } from './c-tools.js';
 import { measureCps, type CpsSample } from './connections.js';
 import { runLab, type LabOutcome } from './lab.js';
 import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
+import { measurePaths, type PathsOutcome } from './lab-paths.js';
 import { cpuTimes, killAllNow, rssBytes, spawnTracked, stopAll, waitForOutput, which, withTimeout, type Tracked } from './procs.js';
 import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
 import { directTarget, PEER_NAMES, startDante, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
@@ -43,12 +44,14 @@ const GOALS = {
   idleMemory: { max: 1.0 },
   lab: { min: 1.9 },
   hybrid: { min: 1.9 },
+  ndiffports: { min: 1.6 },
+  fullmesh: { min: 1.8 },
 } satisfies Record<string, Goal>;
 
 /** seconds without progress when an uplink dies mid-download */
 const STALL_GOAL_SECONDS = 2;
 
-const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'turn', 'rendezvous', 'shield'];
+const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'paths', 'turn', 'rendezvous', 'shield'];
 
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
@@ -57,7 +60,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --concurrency N     transactions in flight for connections/s (default 32)
   --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
-  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,turn,rendezvous,shield
+  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,paths,turn,rendezvous,shield
                       (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds,
                       rendezvous ~2 min, shield ~3 min: SYN floods, UDP flood and slowloris in the
                       shield lab, without and with edgeward)
@@ -116,7 +119,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     return n;
   };
   const quick = values.quick === true;
-  const only = new Set((values.only ?? 'throughput,cps,lab,hybrid').split(',').map((s) => s.trim()).filter(Boolean));
+  const only = new Set((values.only ?? 'throughput,cps,lab,hybrid,paths').split(',').map((s) => s.trim()).filter(Boolean));
   for (const o of only) if (!PARTS.includes(o)) throw new Error(`--only: unknown part "${o}" (parts: ${PARTS.join(', ')})`);
   return {
     rounds: int('rounds', values.rounds, quick ? 1 : 3, 1, 20),
@@ -446,7 +449,7 @@ function sourceFrom<T>(targets: Target[], records: RoundRecord<T>[], value: (s: 
   return src;
 }
 
-function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: CpsResult | undefined, lab: LabOutcome | undefined, hybrid: HybridOutcome | undefined): Row[] {
+function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: CpsResult | undefined, lab: LabOutcome | undefined, hybrid: HybridOutcome | undefined, paths: PathsOutcome | undefined): Row[] {
   const rows: Row[] = [];
   const label: Record<Direction, string> = { up: 'throughput up (Gbit/s)', down: 'throughput down (Gbit/s)' };
   if (tp) {
@@ -487,6 +490,25 @@ function buildRows(targets: Target[], tp: ThroughputResult | undefined, cps: Cps
       goalLabel: `< ${STALL_GOAL_SECONDS.toFixed(1)} s`,
       result: hybrid.status === 'measured' ? (hybrid.blackholeStallSeconds < STALL_GOAL_SECONDS ? 'PASS' : 'MISS') : 'n/a',
     });
+  }
+  if (paths) {
+    const m = paths.status === 'measured' ? paths : null;
+    const cell = (v: string): Record<TargetName, string> => ({ direct: '-', edgeward: m ? v : paths.status, microsocks: '-', dante: '-' });
+    rows.push({
+      metric: 'ECMP ndiffports 8 / one subflow',
+      cells: cell(m ? `${m.ecmp.ratio.toFixed(2)}x` : ''),
+      goal: GOALS.ndiffports,
+      result: m ? (m.ecmp.ratio >= GOALS.ndiffports.min && m.ecmp.subflows === 8 ? 'PASS' : 'MISS') : 'n/a',
+    });
+    rows.push({ metric: 'fullmesh, two uplinks / one path', cells: cell(m ? `${m.fullmesh.ratio.toFixed(2)}x` : ''), goal: GOALS.fullmesh, result: m ? (m.fullmesh.ratio >= GOALS.fullmesh.min ? 'PASS' : 'MISS') : 'n/a' });
+    rows.push({ metric: 'backup uplink share while A works (%)', cells: cell(m ? (m.backup.calmShareB * 100).toFixed(2) : ''), goalLabel: '< 5 %', result: m ? (m.backup.calmShareB < 0.05 ? 'PASS' : 'MISS') : 'n/a' });
+    rows.push({
+      metric: 'backup failover stall, A blackholed (s)',
+      cells: cell(m ? (m.backup.stallMs / 1000).toFixed(2) : ''),
+      goalLabel: `< ${STALL_GOAL_SECONDS.toFixed(1)} s`,
+      result: m ? (m.backup.stallMs / 1000 < STALL_GOAL_SECONDS ? 'PASS' : 'MISS') : 'n/a',
+    });
+    rows.push({ metric: '  back on A after it returns (s)', cells: cell(m ? (m.backup.returnedMs === null ? 'never' : (m.backup.returnedMs / 1000).toFixed(2)) : ''), goalLabel: 'returns', result: m ? (m.backup.returnedMs !== null ? 'PASS' : 'MISS') : 'n/a' });
   }
   // information only: no target
   if (cps) {
@@ -600,6 +622,7 @@ async function main(): Promise<number> {
   let cps: CpsResult | undefined;
   let lab: LabOutcome | undefined;
   let hybrid: HybridOutcome | undefined;
+  let paths: PathsOutcome | undefined;
   let turn: TurnResult | undefined;
   let rendezvous: RendezvousResult | undefined;
   let shield: ShieldResult | undefined;
@@ -672,6 +695,11 @@ async function main(): Promise<number> {
     hybrid = (await withTimeout(measureHybrid({ log }), o.labTimeout * 1000)) ?? { status: 'error', reason: `did not finish within ${o.labTimeout} s` };
     log(`hybrid: ${hybrid.status === 'measured' ? `${hybrid.ratio.toFixed(2)}x, failover stall ${hybrid.stallSeconds.toFixed(2)} s` : `${hybrid.status}: ${hybrid.reason}`}`);
   }
+  if (o.only.has('paths')) {
+    log("paths: edgeward's path manager: ndiffports on ECMP, fullmesh and a backup uplink");
+    paths = (await withTimeout(measurePaths({ log }), o.labTimeout * 1000)) ?? { status: 'error', reason: `did not finish within ${o.labTimeout} s` };
+    log(`paths: ${paths.status === 'measured' ? `ndiffports ${paths.ecmp.ratio.toFixed(2)}x, fullmesh ${paths.fullmesh.ratio.toFixed(2)}x, backup stall ${paths.backup.stallMs} ms` : `${paths.status}: ${paths.reason}`}`);
+  }
   machine.loadavgEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
 
   // a column that ran but produced nothing at all is a bench failure, not a MISS
@@ -683,7 +711,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const rows = buildRows(targets, tp, cps, lab, hybrid);
+  const rows = buildRows(targets, tp, cps, lab, hybrid, paths);
   const table = formatTable(rows);
   const notes: string[] = [];
   if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
@@ -692,6 +720,9 @@ async function main(): Promise<number> {
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
   if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
   if (hybrid?.status === 'measured') notes.push(`hybrid: TCP ${hybrid.tcpMbps.toFixed(1)} Mbit/s, MPTCP ${hybrid.mptcpMbps.toFixed(1)} Mbit/s (two 50 Mbit/s uplinks); the failover download averaged ${hybrid.failoverMbps.toFixed(1)} Mbit/s`);
+  if (paths?.status === 'measured') {
+    notes.push(`paths: ECMP one subflow ${paths.ecmp.singleMbps.toFixed(1)} Mbit/s, ndiffports ${paths.ecmp.ndiffportsMbps.toFixed(1)} Mbit/s (${paths.ecmp.subflows} subflows, ${paths.ecmp.perLink.join('/')} per link); fullmesh ${paths.fullmesh.fullmeshMbps.toFixed(1)} against one path ${paths.fullmesh.singleMbps.toFixed(1)} Mbit/s (two 50 Mbit/s links each)`);
+  } else if (paths) notes.push(`paths: ${paths.status}: ${paths.reason}`);
   if (lab && lab.status !== 'measured') notes.push(`lab: ${lab.status === 'not available' ? 'not available' : `${lab.status}: ${lab.reason}`}`);
 
   if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profile: ${profile.file}`);

@@ -88,12 +88,13 @@ export interface BackupFigures {
 }
 
 /**
- * With the default policy at fullmesh and `backup: [B's device]`: one download while both uplinks
- * work (B's share), then a slower one (curl --limit-rate 2M: ~24 s for 48 MiB) during which A is
- * blackholed after 2.5 s for `outageMs` and then returns, the gateway's rx counters sampled every
- * 100 ms.
+ * With the default policy at fullmesh and `backup: [B's device]`: one download of `file` while both
+ * uplinks work (B's share), then one of `longFile` (at least ~12 s at one uplink's rate: 96 MiB for
+ * 50 Mbit/s) during which A is blackholed after 2.5 s for `outageMs` and then returns, the
+ * gateway's rx counters sampled every 100 ms. (A rate-limited client would not do: the gateway's
+ * socket buffers and pipe run ~20 MB ahead of it, so the network would be done long before it.)
  */
-export async function measureBackupFailover(lab: Lab, topo: UplinksLab, ew: EdgewardInLab, file: FileServer, opts: { outageMs?: number } = {}): Promise<BackupFigures> {
+export async function measureBackupFailover(lab: Lab, topo: UplinksLab, ew: EdgewardInLab, file: FileServer, longFile: FileServer, opts: { outageMs?: number } = {}): Promise<BackupFigures> {
   const outageMs = opts.outageMs ?? 4000;
   await setDefaultTransport(ew, { mptcp: true, pathManager: 'fullmesh', backup: [topo.linkB.a.ifname] });
   const before = await uplinkRx(lab, topo);
@@ -103,7 +104,7 @@ export async function measureBackupFailover(lab: Lab, topo: UplinksLab, ew: Edge
   const calmB = mid[1] - before[1];
 
   let finished = false;
-  const dl = lab.exec(topo.gw, ['curl', '-sS', '-f', '--limit-rate', '2M', '--max-time', '60', '--socks5', ew.socks, '-o', '/dev/null', '-w', '%{size_download}', file.url], { timeoutMs: 70_000 }).finally(() => {
+  const dl = lab.exec(topo.gw, ['curl', '-sS', '-f', '--max-time', '60', '--socks5', ew.socks, '-o', '/dev/null', '-w', '%{size_download}', longFile.url], { timeoutMs: 70_000 }).finally(() => {
     finished = true;
   });
   const samples: Array<{ t: number; a: number; b: number }> = [];
@@ -151,5 +152,5 @@ export async function measureBackupFailover(lab: Lab, topo: UplinksLab, ew: Edge
     const b = samples[j]!.b - s.b;
     if (a > 1e6 && a > 4 * b) returnedMs = s.t - backAt;
   }
-  return { calmShareB: calmB / (calmA + calmB), stallMs, outageBytesB, returnedMs, intact: calm.sha256 === file.sha256 && Number(got.stdout.trim()) === file.bytes };
+  return { calmShareB: calmB / (calmA + calmB), stallMs, outageBytesB, returnedMs, intact: calm.sha256 === file.sha256 && Number(got.stdout.trim()) === longFile.bytes };
 }

@@ -20,11 +20,13 @@ describe("fullmesh and backup uplinks through edgeward's path manager, no MPTCP 
   const lab = new Lab();
   let topo: UplinksLab;
   let file: FileServer;
+  let longFile: FileServer;
   let ew: EdgewardInLab;
 
   before(async () => {
     topo = await buildUplinksLab(lab, { rateMbit: 50 });
     file = await startFileServer(lab, topo.server, { addr: topo.linkA.b.ip, sizeMiB: 48 });
+    longFile = await startFileServer(lab, topo.server, { addr: topo.linkA.b.ip, port: 8001, sizeMiB: 96 });
     ew = await startEdgeward(lab, topo.gw, { args: topo.uplinksArg });
     const endpoints = await lab.ip(topo.gw, ['mptcp', 'endpoint', 'show']);
     assert.equal(endpoints.stdout.trim(), '', 'no kernel endpoint on the gateway');
@@ -45,7 +47,7 @@ describe("fullmesh and backup uplinks through edgeward's path manager, no MPTCP 
   });
 
   test('backup uplink B: under 5 % while A works, the rest when A is blackholed (stall < 2 s), back to A when it returns', { timeout: 90_000 }, async () => {
-    const f = await measureBackupFailover(lab, topo, ew, file, { outageMs: 4000 });
+    const f = await measureBackupFailover(lab, topo, ew, file, longFile, { outageMs: 4000 });
     console.log(
       `backup: ${(f.calmShareB * 100).toFixed(2)} % on B while A worked; A blackholed: stall ${f.stallMs} ms, B carried ${(f.outageBytesB / 1e6).toFixed(1)} MB in the 4 s; A carried the download again ${f.returnedMs ?? 'never'} ms after it returned`,
     );
