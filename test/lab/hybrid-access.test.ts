@@ -134,6 +134,29 @@ describe('hybrid access: unaware client -> intercepting router == 2 uplinks ==> 
     assert.equal(inEffect?.subflows, 2, 'the hop to the concentrator should use both uplinks');
   });
 
+  test("edgeward's own path manager on the router's hop to the concentrator: ndiffports 2, in the intercepted connection's record", { timeout: 60_000 }, async () => {
+    await setDefaultTransport(router!, { mptcp: true, pathManager: 'ndiffports', subflows: 2 });
+    try {
+      const dl = download(lab, topo.client, file.url);
+      let pm: { subflowsUp?: number } | undefined;
+      let kernelCount: number | undefined;
+      for (let i = 0; i < 20 && pm?.subflowsUp !== 2; i++) {
+        await delay(150);
+        const seen = await router!.api('GET', '/api/v1/connections');
+        const c = connections(seen.body).find((x) => x.destination.address === topo.serverAddr);
+        pm = (c?.inEffect as { pathManager?: { subflowsUp?: number } } | null)?.pathManager;
+        kernelCount = c?.inEffect?.subflows;
+      }
+      const d = await dl;
+      console.log(`router hop under ndiffports 2: ${JSON.stringify(pm)}; download ${d.mbps.toFixed(1)} Mbit/s`);
+      assert.equal(d.sha256, file.sha256);
+      assert.equal(pm?.subflowsUp, 2, 'the path manager made the second subflow of the hop to the concentrator');
+      assert.equal(kernelCount, 2, 'MPTCP_INFO counts 2 subflows');
+    } finally {
+      await setDefaultTransport(router!, { mptcp: true });
+    }
+  });
+
   test('uplink A dies mid-download and the download still completes intact', { timeout: 90_000 }, async () => {
     await setDefaultTransport(router!, { mptcp: true });
     const dl = timedDownload(lab, topo.client, file.url, 60_000);
