@@ -216,15 +216,18 @@ const NLMSGERR_ATTR_MSG = 1;
 const NLM_F_ACK_TLVS = 0x200;
 const NLM_F_CAPPED = 0x100;
 
-/** A NETLINK_GENERIC socket, non-blocking. Requests are answered before write returns (the kernel handles them in the sender's context), so `request` reads the answer at once. */
-export class GenlSocket {
+/**
+ * A netlink socket, non-blocking. Requests are answered before write returns (the kernel handles
+ * them in the sender's context), so `request` reads the answer at once.
+ */
+export class NetlinkSocket {
   readonly fd: number;
   private seq = 1;
   private readonly buf = Buffer.alloc(65536);
 
-  constructor() {
-    const fd = c_socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_GENERIC) as number;
-    if (fd < 0) throw new KernelError('socket(AF_NETLINK, NETLINK_GENERIC)', koffi.errno());
+  constructor(protocol: number) {
+    const fd = c_socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol) as number;
+    if (fd < 0) throw new KernelError(`socket(AF_NETLINK, ${protocol})`, koffi.errno());
     const sa = Buffer.alloc(12);
     sa.writeUInt16LE(AF_NETLINK, 0);
     if ((c_bind(fd, sa, 12) as number) < 0) {
@@ -255,30 +258,26 @@ export class GenlSocket {
   }
 
   /**
-   * Sends one request to `family` with `cmd`, `version` and the attributes, asking for an ack, and
-   * returns the replies that came before it (a get's answer). Throws a NetlinkError when the kernel
-   * refused it.
+   * Sends one message of `type` with `payload`, asking for an ack, and returns the replies that came
+   * before the ack (a get's answer). Throws a NetlinkError when the kernel refused it.
    */
-  request(family: number, cmd: number, version: number, attrs: AttrWriter, what: string): GenlMessage[] {
-    const body = attrs.toBuffer();
-    const len = NLMSG_HDRLEN + GENL_HDRLEN + body.length;
+  requestRaw(type: number, payload: Buffer, what: string): NlMessage[] {
+    const len = NLMSG_HDRLEN + payload.length;
     const msg = Buffer.alloc(len);
     const seq = this.seq++ >>> 0;
     msg.writeUInt32LE(len, 0);
-    msg.writeUInt16LE(family, 4);
+    msg.writeUInt16LE(type, 4);
     msg.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK, 6);
     msg.writeUInt32LE(seq, 8);
     msg.writeUInt32LE(0, 12);
-    msg.writeUInt8(cmd, NLMSG_HDRLEN);
-    msg.writeUInt8(version, NLMSG_HDRLEN + 1);
-    body.copy(msg, NLMSG_HDRLEN + GENL_HDRLEN);
+    payload.copy(msg, NLMSG_HDRLEN);
     for (;;) {
       const w = c_write(this.fd, msg, len) as number;
       if (w >= 0) break;
       const e = koffi.errno();
       if (e !== EINTR) throw new KernelError(`netlink ${what}`, e);
     }
-    const replies: GenlMessage[] = [];
+    const replies: NlMessage[] = [];
     for (;;) {
       const n = c_read(this.fd, this.buf, this.buf.length) as number;
       if (n < 0) {
@@ -296,7 +295,7 @@ export class GenlSocket {
           throw new NetlinkError(`netlink ${what}`, code, extAckMessage(m));
         }
         if (m.type === NLMSG_DONE) return replies;
-        replies.push(parseGenl(m.payload));
+        replies.push({ ...m, payload: Buffer.from(m.payload) }); // the next read reuses the buffer
       }
     }
   }
@@ -322,6 +321,27 @@ export class GenlSocket {
 
   close(): void {
     c_close(this.fd);
+  }
+}
+
+/** A NETLINK_GENERIC socket: requests to a family by id, command and version. */
+export class GenlSocket extends NetlinkSocket {
+  constructor() {
+    super(NETLINK_GENERIC);
+  }
+
+  /**
+   * Sends one request to `family` with `cmd`, `version` and the attributes, asking for an ack, and
+   * returns the replies that came before it (a get's answer). Throws a NetlinkError when the kernel
+   * refused it.
+   */
+  request(family: number, cmd: number, version: number, attrs: AttrWriter, what: string): GenlMessage[] {
+    const body = attrs.toBuffer();
+    const payload = Buffer.alloc(GENL_HDRLEN + body.length);
+    payload.writeUInt8(cmd, 0);
+    payload.writeUInt8(version, 1);
+    body.copy(payload, GENL_HDRLEN);
+    return this.requestRaw(family, payload, what).map((m) => parseGenl(m.payload));
   }
 }
 

@@ -16,6 +16,7 @@ import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { EPOLLIN } from '../kernel/fdio.js';
 import { MptcpPm, type MptcpEvent, type PmAddress } from '../kernel/mptcp-pm.js';
 import type { GenlSocket } from '../kernel/netlink.js';
+import { RouteLookup } from '../kernel/route-lookup.js';
 import { getMptcpInfo, KernelError } from '../kernel/sockopt.js';
 import { MAX_SUBFLOWS, type OwnPathManager, type Transport } from '../policy/types.js';
 
@@ -28,6 +29,18 @@ const RETRY_MAX_MS = 8000;
 const STABLE_MS = 10_000;
 /** how often adopted connections are checked against their fds (a closed event lost in an overflow) */
 const SWEEP_MS = 10_000;
+/** ndiffports: random source ports whose routes are asked for, to learn how many paths a flow to the peer can take */
+const PATH_PROBES = 16;
+/** ndiffports: random source ports tried for one subflow, to find one whose flow takes the wanted path */
+const PORT_TRIES = 64;
+/** where chosen source ports come from: the top of the ephemeral range, clear of most listeners */
+const PORT_FIRST = 40000;
+const PORT_LAST = 60999;
+
+function randomPort(): number {
+  return PORT_FIRST + Math.floor(Math.random() * (PORT_LAST - PORT_FIRST + 1));
+}
+
 /** tokens of connections seen fully established before they were adopted (the event came first) */
 const RECENT_ESTABLISHED = 1024;
 
@@ -104,6 +117,12 @@ class Owned {
   readonly remotes = new Map<number, { address: string; port: number }>();
   /** subflows being closed on purpose (not made again) */
   readonly closing = new Set<string>();
+  /** ndiffports: the paths (device/gateway) a flow to the peer can take; null until probed */
+  paths: string[] | null = null;
+  /** ndiffports: source ports chosen for subflows asked for and not yet heard of, with their path */
+  readonly pickedPorts = new Map<number, string>();
+  /** the next local address id for a subflow with a chosen port (the kernel wants one id per address and port) */
+  nextLocalId = 1;
   established = false;
   failures = 0;
   recreated = 0;
@@ -158,6 +177,7 @@ export class PathManager {
   private pm: MptcpPm | null = null;
   private events: GenlSocket | null = null;
   private unavailable: string | null = null;
+  private routes: RouteLookup | null = null;
   private readonly owned = new Map<number, Owned>();
   private readonly recentEstablished = new Set<number>();
   private sweep: NodeJS.Timeout | null = null;
@@ -182,9 +202,14 @@ export class PathManager {
     try {
       this.pm = MptcpPm.open();
       this.events = this.pm.openEvents();
+      this.routes = new RouteLookup();
       thePlane().watch(this.events.fd, this.handler, EPOLLIN, { keepsAlive: false });
       return null;
     } catch (e) {
+      this.events?.close();
+      this.events = null;
+      this.routes?.close();
+      this.routes = null;
       this.pm?.close();
       this.pm = null;
       this.unavailable = `edgeward's path manager is unavailable: ${e instanceof KernelError ? `${e.message}${e.code === 'EPERM' ? ' (it needs CAP_NET_ADMIN)' : ''}` : describe(e)}`;
@@ -269,6 +294,8 @@ export class PathManager {
     }
     this.pm?.close();
     this.pm = null;
+    this.routes?.close();
+    this.routes = null;
   }
 
   private ownedBy(fd: number): Owned | undefined {
@@ -328,8 +355,16 @@ export class PathManager {
       for (const s of o.subs.values()) if (pairKey(s.local.address, s.remote.address, s.remote.port) === k) have++;
       for (; have < w.count; have++) {
         const flags = o.backupAddresses.has(w.local.ip) ? 4 : 0;
+        // ndiffports on equal-cost multipath: a source port whose flow hashes to the least used path
+        const picked = o.plan.mode === 'ndiffports' ? this.pickPort(o, w) : null;
         try {
-          this.pm!.createSubflow(o.token, { ...w.local, flags }, w.remote);
+          try {
+            this.pm!.createSubflow(o.token, picked ? { ...w.local, flags, port: picked.port, id: picked.id } : { ...w.local, flags }, w.remote);
+            if (picked) o.pickedPorts.set(picked.port, picked.path);
+          } catch (e) {
+            if (!picked) throw e;
+            this.pm!.createSubflow(o.token, { ...w.local, flags }, w.remote); // the port was taken: any port
+          }
           o.pending.set(k, (o.pending.get(k) ?? 0) + 1);
         } catch (e) {
           o.lastError = `subflow ${w.local.ip} -> ${w.remote.ip}:${w.remote.port}: ${describe(e)}`;
@@ -338,6 +373,41 @@ export class PathManager {
         }
       }
     }
+  }
+
+  /**
+   * For one more ndiffports subflow: a source port (and a local address id for it) whose 5-tuple the
+   * kernel routes over the path the connection's subflows use least; null where the routes offer one
+   * path only (or the lookups fail): the kernel then picks the port.
+   */
+  private pickPort(o: Owned, w: Want): { port: number; id: number; path: string } | null {
+    const routes = this.routes;
+    if (!routes || o.nextLocalId > 255) return null;
+    const src = w.local.ip;
+    const dst = w.remote.ip;
+    const dport = w.remote.port ?? 0;
+    if (o.paths === null) {
+      const seen = new Set<string>();
+      for (let i = 0; i < PATH_PROBES; i++) {
+        const p = routes.pathOf(src, dst, randomPort(), dport);
+        if (p !== null) seen.add(p);
+      }
+      o.paths = [...seen];
+    }
+    if (o.paths.length < 2) return null;
+    const use = new Map<string, number>(o.paths.map((p) => [p, 0]));
+    for (const sub of o.subs.values()) {
+      const p = routes.pathOf(sub.local.address, sub.remote.address, sub.local.port, sub.remote.port);
+      if (p !== null && use.has(p)) use.set(p, use.get(p)! + 1);
+    }
+    for (const p of o.pickedPorts.values()) if (use.has(p)) use.set(p, use.get(p)! + 1);
+    const target = [...use.entries()].sort((a, b) => a[1] - b[1])[0]![0];
+    for (let i = 0; i < PORT_TRIES; i++) {
+      const port = randomPort();
+      if (o.pickedPorts.has(port)) continue;
+      if (routes.pathOf(src, dst, port, dport) === target) return { port, id: o.nextLocalId++, path: target };
+    }
+    return null;
   }
 
   /** Closes the subflows beyond what a smaller plan wants (ndiffports' count went down). */
@@ -417,6 +487,7 @@ export class PathManager {
         const k = pairKey(e.saddr, e.daddr, e.dport);
         const p = o.pending.get(k) ?? 0;
         if (p > 0) o.pending.set(k, p - 1);
+        o.pickedPorts.delete(e.sport);
         o.subs.set(subKey(e.saddr, e.sport, e.daddr, e.dport), { local: { address: e.saddr, port: e.sport }, remote: { address: e.daddr, port: e.dport }, backup: e.backup === true || o.backupAddresses.has(e.saddr), since: Date.now() });
         break;
       }
@@ -433,6 +504,7 @@ export class PathManager {
           o.lastError = `subflow ${e.saddr}:${e.sport} -> ${e.daddr}:${e.dport} lost${e.error ? ` (errno ${e.error})` : ''}`;
         } else {
           // a subflow asked for that never came up
+          o.pickedPorts.delete(e.sport);
           const k = pairKey(e.saddr, e.daddr, e.dport);
           const p = o.pending.get(k) ?? 0;
           if (p > 0) o.pending.set(k, p - 1);
