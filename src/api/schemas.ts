@@ -239,6 +239,7 @@ const InEffect = Type.Object(
               local: Type.Object({ address: Type.String(), port: Type.Integer() }),
               remote: Type.Object({ address: Type.String(), port: Type.Integer() }),
               backup: Type.Boolean(),
+              bytes: Type.Optional(Type.Object({ sent: Type.Integer({ description: 'sent and acknowledged' }), received: Type.Integer() }, { description: 'what this subflow carried (MPTCP_TCPINFO)' })),
             }),
           ),
           recreated: Type.Integer({ description: 'subflows made again after one was lost or failed' }),

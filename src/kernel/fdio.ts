@@ -243,6 +243,62 @@ export function takeSocket(s: Socket): { fd: number; buffered: Buffer | null } {
   return { fd: copy, buffered };
 }
 
+const SOL_MPTCP = 284;
+const MPTCP_TCPINFO = 2;
+const MPTCP_SUBFLOW_ADDRS = 3;
+/** struct mptcp_subflow_data: size_subflow_data, num_subflows, size_kernel, size_user (u32 each) */
+const SUBFLOW_DATA_LEN = 16;
+/** the part of struct tcp_info asked for per subflow: up to tcpi_bytes_received (u64 @128) */
+const SUBFLOW_TCP_INFO_LEN = 136;
+/** struct mptcp_subflow_addrs: two struct sockaddr_storage */
+const SUBFLOW_ADDRS_LEN = 256;
+/** subflows read per connection at most */
+const SUBFLOWS_READ = 16;
+
+/** One subflow of an MPTCP connection as the kernel reports it (MPTCP_SUBFLOW_ADDRS with MPTCP_TCPINFO). */
+export interface SubflowCounters {
+  local: { address: string; port: number };
+  remote: { address: string; port: number };
+  /** bytes the peer acknowledged on this subflow (tcpi_bytes_acked) */
+  bytesAcked: number;
+  /** bytes received on this subflow (tcpi_bytes_received) */
+  bytesReceived: number;
+}
+
+/** An array getsockopt of SOL_MPTCP (struct mptcp_subflow_data then elements of `size`): the elements' bytes, or null. */
+function subflowArray(fd: number, name: number, size: number): { buf: Buffer; count: number } | null {
+  const buf = Buffer.alloc(SUBFLOW_DATA_LEN + SUBFLOWS_READ * size);
+  buf.writeUInt32LE(SUBFLOW_DATA_LEN, 0);
+  buf.writeUInt32LE(size, 12);
+  const len = [buf.length];
+  if ((c_getsockopt(fd, SOL_MPTCP, name, buf, len) as number) < 0) return null;
+  const got = len[0] ?? 0;
+  const sizeUser = buf.readUInt32LE(12);
+  if (sizeUser === 0 || got < SUBFLOW_DATA_LEN) return null;
+  const count = Math.min(buf.readUInt32LE(4), Math.floor((got - SUBFLOW_DATA_LEN) / sizeUser), SUBFLOWS_READ);
+  return { buf: buf.subarray(SUBFLOW_DATA_LEN), count: sizeUser === size ? count : 0 };
+}
+
+/**
+ * The subflows of an MPTCP socket with their addresses and byte counts (the kernel lists them in
+ * the same order for both options); [] when the fd is not MPTCP or the kernel lacks the options.
+ */
+export function subflowCounters(fd: number): SubflowCounters[] {
+  const addrs = subflowArray(fd, MPTCP_SUBFLOW_ADDRS, SUBFLOW_ADDRS_LEN);
+  const infos = subflowArray(fd, MPTCP_TCPINFO, SUBFLOW_TCP_INFO_LEN);
+  if (!addrs || !infos) return [];
+  const out: SubflowCounters[] = [];
+  for (let i = 0; i < Math.min(addrs.count, infos.count); i++) {
+    const a = addrs.buf.subarray(i * SUBFLOW_ADDRS_LEN, (i + 1) * SUBFLOW_ADDRS_LEN);
+    const local = parseSockaddr(a.subarray(0, 128));
+    const remote = parseSockaddr(a.subarray(128, 256));
+    if (!local || !remote) continue;
+    const t = infos.buf.subarray(i * SUBFLOW_TCP_INFO_LEN, (i + 1) * SUBFLOW_TCP_INFO_LEN);
+    out.push({ local, remote, bytesAcked: Number(t.readBigUInt64LE(120)), bytesReceived: Number(t.readBigUInt64LE(128)) });
+  }
+  return out;
+}
+
 const acceptAddr = Buffer.alloc(28);
 const acceptLen = [28];
 

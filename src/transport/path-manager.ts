@@ -13,7 +13,7 @@ import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
-import { EPOLLIN } from '../kernel/fdio.js';
+import { EPOLLIN, subflowCounters } from '../kernel/fdio.js';
 import { MptcpPm, type MptcpEvent, type PmAddress } from '../kernel/mptcp-pm.js';
 import type { GenlSocket } from '../kernel/netlink.js';
 import { RouteLookup } from '../kernel/route-lookup.js';
@@ -69,6 +69,8 @@ export interface SubflowView {
   local: { address: string; port: number };
   remote: { address: string; port: number };
   backup: boolean;
+  /** bytes this subflow carried: sent and acknowledged, received (where the kernel reports them) */
+  bytes?: { sent: number; received: number };
 }
 
 /** What the path manager did for one connection (the connection record's inEffect.pathManager). */
@@ -238,12 +240,18 @@ export class PathManager {
     if (!o) return null;
     let pending = 0;
     for (const n of o.pending.values()) pending += n;
+    const counters = new Map(subflowCounters(fd).map((c) => [subKey(c.local.address, c.local.port, c.remote.address, c.remote.port), c]));
     const v: PathManagerView = {
       mode: o.plan.mode,
       subflowsWanted: this.wanted(o).reduce((n, w) => n + w.count, 0),
       subflowsUp: o.subs.size,
       subflowsPending: pending,
-      subflows: [...o.subs.values()].map((s) => ({ local: { ...s.local }, remote: { ...s.remote }, backup: s.backup })),
+      subflows: [...o.subs.values()].map((s) => {
+        const sv: SubflowView = { local: { ...s.local }, remote: { ...s.remote }, backup: s.backup };
+        const c = counters.get(subKey(s.local.address, s.local.port, s.remote.address, s.remote.port));
+        if (c) sv.bytes = { sent: c.bytesAcked, received: c.bytesReceived };
+        return sv;
+      }),
       recreated: o.recreated,
     };
     if (o.lastError !== undefined) v.lastError = o.lastError;

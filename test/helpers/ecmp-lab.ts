@@ -176,7 +176,7 @@ export async function downloadFrom(lab: Lab, ecmp: EcmpLab, url: string, sport: 
 /** What edgeward's connection record says about its path manager's subflows (the fields read here). */
 interface PathRecord {
   destination: { port: number };
-  inEffect: { subflows?: number; pathManager?: { subflowsUp: number; subflows: Array<{ local: { port: number } }> } } | null;
+  inEffect: { subflows?: number; pathManager?: { subflowsUp: number; subflows: Array<{ local: { port: number }; bytes?: { received: number } }> } } | null;
 }
 
 /** The figures of one single-subflow-vs-ndiffports comparison through edgeward. */
@@ -189,6 +189,8 @@ export interface NdiffportsFigures {
   subflowsSeen: number;
   /** how those subflows fell on the two links (linkOf of each one's source port) */
   perLink: [number, number];
+  /** bytes the record's subflows had received, by link, ~1 s after they were all up */
+  bytesPerLink: [number, number];
   runs: Array<{ mode: 'single' | 'ndiffports'; mbps: number; intact: boolean }>;
 }
 
@@ -208,7 +210,7 @@ export async function compareNdiffports(
 ): Promise<NdiffportsFigures> {
   const subflows = opts.subflows ?? 8;
   const port = opts.port ?? 8000;
-  const f: NdiffportsFigures = { singleMbps: 0, ndiffportsMbps: 0, ratio: 0, subflowsSeen: 0, perLink: [0, 0], runs: [] };
+  const f: NdiffportsFigures = { singleMbps: 0, ndiffportsMbps: 0, ratio: 0, subflowsSeen: 0, perLink: [0, 0], bytesPerLink: [0, 0], runs: [] };
   for (let round = 0; round < (opts.rounds ?? 2); round++) {
     for (const mode of ['single', 'ndiffports'] as const) {
       await setDefaultTransport(ew, mode === 'single' ? { mptcp: true } : { mptcp: true, pathManager: 'ndiffports', subflows });
@@ -230,6 +232,16 @@ export async function compareNdiffports(
           for (const s of pm.subflows) perLink[await linkOf(lab, ecmp, s.local.port, port)]++;
           f.perLink = perLink;
           if (pm.subflowsUp >= subflows) break;
+        }
+        if (!done) {
+          await sleep(1000);
+          const r = await ew.api('GET', '/api/v1/connections');
+          const pm = ((r.body as { connections?: PathRecord[] } | undefined)?.connections ?? []).find((c) => c.destination.port === port)?.inEffect?.pathManager;
+          if (pm) {
+            const bytes: [number, number] = [0, 0];
+            for (const s of pm.subflows) bytes[await linkOf(lab, ecmp, s.local.port, port)] += s.bytes?.received ?? 0;
+            f.bytesPerLink = bytes;
+          }
         }
       }
       const d = await dl;

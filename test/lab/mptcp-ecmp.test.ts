@@ -49,6 +49,8 @@ describe('ndiffports over two ECMP links through edgeward', { skip }, () => {
     assert.ok(f.singleMbps < 1.3 * ecmp.rateMbit, `one subflow got ${f.singleMbps.toFixed(1)} Mbit/s: more than one link's ${ecmp.rateMbit}`);
     assert.equal(f.subflowsSeen, SUBFLOWS, `the connection record showed ${SUBFLOWS} subflows up`);
     assert.ok(f.perLink[0] > 0 && f.perLink[1] > 0, `the subflows hash to both links (${f.perLink.join(' / ')})`);
+    console.log(`ecmp: the record's per-subflow bytes received, by link: ${f.bytesPerLink.map((b) => (b / 1e6).toFixed(1)).join(' / ')} MB`);
+    assert.ok(f.bytesPerLink[0] > 1e6 && f.bytesPerLink[1] > 1e6, 'the record shows each link\'s subflows carrying bytes');
     assert.ok(f.ratio >= MIN_RATIO, `ndiffports ${f.ndiffportsMbps.toFixed(1)} Mbit/s is ${f.ratio.toFixed(2)}x one subflow's ${f.singleMbps.toFixed(1)}, not ${MIN_RATIO}x`);
   });
 
