@@ -263,6 +263,10 @@ export interface SubflowCounters {
   bytesAcked: number;
   /** bytes received on this subflow (tcpi_bytes_received) */
   bytesReceived: number;
+  /** retransmission timeouts in a row without an answer (tcpi_backoff): > 1 is a path that went silent */
+  backoff: number;
+  /** ms since data last arrived on this subflow (tcpi_last_data_recv) */
+  lastDataRecvMs: number;
 }
 
 /** An array getsockopt of SOL_MPTCP (struct mptcp_subflow_data then elements of `size`): the elements' bytes, or null. */
@@ -294,7 +298,7 @@ export function subflowCounters(fd: number): SubflowCounters[] {
     const remote = parseSockaddr(a.subarray(128, 256));
     if (!local || !remote) continue;
     const t = infos.buf.subarray(i * SUBFLOW_TCP_INFO_LEN, (i + 1) * SUBFLOW_TCP_INFO_LEN);
-    out.push({ local, remote, bytesAcked: Number(t.readBigUInt64LE(120)), bytesReceived: Number(t.readBigUInt64LE(128)) });
+    out.push({ local, remote, bytesAcked: Number(t.readBigUInt64LE(120)), bytesReceived: Number(t.readBigUInt64LE(128)), backoff: t.readUInt8(4), lastDataRecvMs: t.readUInt32LE(52) });
   }
   return out;
 }

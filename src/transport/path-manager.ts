@@ -27,6 +27,20 @@ const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 8000;
 /** a subflow that lived this long before it was lost counts as having worked: the backoff starts over */
 const STABLE_MS = 10_000;
+/**
+ * With backup subflows: how often the others are checked for a silent path, and how often a fresh
+ * subflow is tried on a path whose subflow went silent. The old subflow waits for its next
+ * retransmission (seconds apart in backoff) before it notices the path is back; a new one comes
+ * up within a round trip of it, and the traffic leaves the backup.
+ */
+const PROBE_MS = 1000;
+/**
+ * A subflow's path counts as silent when it is in retransmission backoff (it sends and hears
+ * nothing back), or when it has received nothing for SILENT_RECV_MS while a backup subflow received
+ * within the last second (the peer sends, and has moved its traffic to the backup).
+ */
+const SILENT_BACKOFF = 2;
+const SILENT_RECV_MS = 1000;
 /** how often adopted connections are checked against their fds (a closed event lost in an overflow) */
 const SWEEP_MS = 10_000;
 /** ndiffports: random source ports whose routes are asked for, to learn how many paths a flow to the peer can take */
@@ -125,6 +139,8 @@ class Owned {
   readonly pickedPorts = new Map<number, string>();
   /** the next local address id for a subflow with a chosen port (the kernel wants one id per address and port) */
   nextLocalId = 1;
+  /** a fresh subflow tried on a silent path, by pair: its chosen port, until it comes up or fails */
+  readonly probes = new Map<string, { local: PmAddress; remote: PmAddress }>();
   established = false;
   failures = 0;
   recreated = 0;
@@ -183,6 +199,7 @@ export class PathManager {
   private readonly owned = new Map<number, Owned>();
   private readonly recentEstablished = new Set<number>();
   private sweep: NodeJS.Timeout | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
   private uplinks: Uplink[] = [];
   private readonly handler: FdHandler = { onEvent: () => this.drain() };
   /** events lost to a full socket buffer (ENOBUFS) */
@@ -230,6 +247,7 @@ export class PathManager {
     const o = new Owned(info.token, fd, plan, local, remote);
     this.owned.set(o.token, o);
     if (!this.sweep) this.sweep = setInterval(() => this.sweepClosed(), SWEEP_MS).unref();
+    if (plan.backup.length > 0 && !this.watchdog) this.watchdog = setInterval(() => this.probeSilentPaths(), PROBE_MS).unref();
     if (this.recentEstablished.delete(o.token)) this.onEstablished(o);
     return null;
   }
@@ -268,6 +286,7 @@ export class PathManager {
     const failures: string[] = [];
     o.plan = plan;
     o.backupAddresses = resolveBackup(plan.backup);
+    if (plan.backup.length > 0 && !this.watchdog) this.watchdog = setInterval(() => this.probeSilentPaths(), PROBE_MS).unref();
     if (!o.established) return failures;
     for (const [key, s] of o.subs) {
       const backup = o.backupAddresses.has(s.local.address);
@@ -295,6 +314,8 @@ export class PathManager {
     this.owned.clear();
     if (this.sweep) clearInterval(this.sweep);
     this.sweep = null;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
     if (this.events) {
       thePlane().unwatch(this.events.fd, this.handler);
       this.events.close();
@@ -354,9 +375,10 @@ export class PathManager {
     return out;
   }
 
-  /** Asks for the subflows the plan wants and the connection lacks. */
-  private fill(o: Owned): void {
-    if (!o.established || !this.owned.has(o.token)) return;
+  /** Asks for the subflows the plan wants and the connection lacks; returns how many it asked for. */
+  private fill(o: Owned): number {
+    let asked = 0;
+    if (!o.established || !this.owned.has(o.token)) return asked;
     for (const w of this.wanted(o)) {
       const k = pairKey(w.local.ip, w.remote.ip, w.remote.port ?? 0);
       let have = o.pending.get(k) ?? 0;
@@ -374,13 +396,15 @@ export class PathManager {
             this.pm!.createSubflow(o.token, { ...w.local, flags }, w.remote); // the port was taken: any port
           }
           o.pending.set(k, (o.pending.get(k) ?? 0) + 1);
+          asked++;
         } catch (e) {
           o.lastError = `subflow ${w.local.ip} -> ${w.remote.ip}:${w.remote.port}: ${describe(e)}`;
           this.retryLater(o);
-          return;
+          return asked;
         }
       }
     }
+    return asked;
   }
 
   /**
@@ -441,8 +465,7 @@ export class PathManager {
     o.failures++;
     o.retry = setTimeout(() => {
       o.retry = null;
-      o.recreated++;
-      this.fill(o);
+      o.recreated += this.fill(o);
     }, ms);
     o.retry.unref();
   }
@@ -496,6 +519,21 @@ export class PathManager {
         const p = o.pending.get(k) ?? 0;
         if (p > 0) o.pending.set(k, p - 1);
         o.pickedPorts.delete(e.sport);
+        const probe = o.probes.get(k);
+        if (probe && probe.local.port === e.sport) {
+          // the path is back: the fresh subflow stays, the silent ones on that pair go
+          o.probes.delete(k);
+          for (const [key, s] of o.subs) {
+            if (s.backup || pairKey(s.local.address, s.remote.address, s.remote.port) !== k) continue;
+            try {
+              o.closing.add(key);
+              this.pm!.destroySubflow(o.token, { ip: s.local.address, port: s.local.port }, { ip: s.remote.address, port: s.remote.port });
+            } catch {
+              o.closing.delete(key);
+            }
+          }
+          o.recreated++;
+        }
         o.subs.set(subKey(e.saddr, e.sport, e.daddr, e.dport), { local: { address: e.saddr, port: e.sport }, remote: { address: e.daddr, port: e.dport }, backup: e.backup === true || o.backupAddresses.has(e.saddr), since: Date.now() });
         break;
       }
@@ -503,9 +541,17 @@ export class PathManager {
         if (e.saddr === undefined || e.daddr === undefined || e.sport === undefined || e.dport === undefined) return;
         const key = subKey(e.saddr, e.sport, e.daddr, e.dport);
         const sub = o.subs.get(key);
+        o.subs.delete(key);
+        // closed on purpose: a smaller plan, a silent subflow replaced, a fresh try given up (one
+        // still connecting is reported without its remote port: matched by its local address and port)
+        if (o.closing.delete(key)) return;
+        const local = `${e.saddr}|${e.sport}|`;
+        for (const c of o.closing) {
+          if (!c.startsWith(local)) continue;
+          o.closing.delete(c);
+          return;
+        }
         if (sub) {
-          o.subs.delete(key);
-          if (o.closing.delete(key)) return; // closed on purpose
           // one that worked for a while starts the backoff over; one the peer drops at once (it
           // refuses joins beyond its limit) keeps it growing
           if (Date.now() - sub.since >= STABLE_MS) o.failures = 0;
@@ -551,6 +597,59 @@ export class PathManager {
     if (this.owned.size === 0 && this.sweep) {
       clearInterval(this.sweep);
       this.sweep = null;
+    }
+    if (this.watchdog && ![...this.owned.values()].some((x) => x.plan.backup.length > 0)) {
+      clearInterval(this.watchdog);
+      this.watchdog = null;
+    }
+  }
+
+  /**
+   * For connections with backup subflows: a non-backup subflow whose path went silent (in
+   * retransmission backoff) gets a fresh subflow tried beside it on the same pair, once a PROBE_MS,
+   * the last try closed first. When one comes up, the silent one is closed: the traffic is back off
+   * the backup within about a second of the path's return.
+   */
+  private probeSilentPaths(): void {
+    for (const o of this.owned.values()) {
+      if (!o.established || o.plan.backup.length === 0) continue;
+      const counters = new Map(subflowCounters(o.fd).map((c) => [subKey(c.local.address, c.local.port, c.remote.address, c.remote.port), c]));
+      const silentPairs = new Map<string, Sub>();
+      const healthy = new Set<string>();
+      let backupReceiving = false;
+      for (const [key, s] of o.subs) {
+        const c = counters.get(key);
+        if (s.backup && c && c.lastDataRecvMs < 1000) backupReceiving = true;
+      }
+      for (const [key, s] of o.subs) {
+        if (s.backup || o.closing.has(key)) continue;
+        const pk = pairKey(s.local.address, s.remote.address, s.remote.port);
+        const c = counters.get(key);
+        const silent = c !== undefined && (c.backoff >= SILENT_BACKOFF || (backupReceiving && c.lastDataRecvMs >= SILENT_RECV_MS));
+        if (silent) silentPairs.set(pk, s);
+        else healthy.add(pk);
+      }
+      for (const [pk, probe] of o.probes) {
+        // the last try: closed before the next (it is still in its SYN's backoff), or no longer needed
+        const key = subKey(probe.local.ip, probe.local.port ?? 0, probe.remote.ip, probe.remote.port ?? 0);
+        o.closing.add(key);
+        try {
+          this.pm!.destroySubflow(o.token, probe.local, probe.remote);
+        } catch {
+          o.closing.delete(key); // it failed or finished meanwhile
+        }
+        o.probes.delete(pk);
+      }
+      for (const [pk, s] of silentPairs) {
+        if (healthy.has(pk) || o.nextLocalId > 255) continue;
+        const probe = { local: { ip: s.local.address, port: randomPort(), id: o.nextLocalId++ }, remote: { ip: s.remote.address, port: s.remote.port } };
+        try {
+          this.pm!.createSubflow(o.token, probe.local, probe.remote);
+          o.probes.set(pk, probe);
+        } catch (e) {
+          o.lastError = `fresh subflow beside a silent one (${s.local.address} -> ${s.remote.address}): ${describe(e)}`;
+        }
+      }
     }
   }
 

@@ -56,5 +56,7 @@ describe("fullmesh and backup uplinks through edgeward's path manager, no MPTCP 
     assert.ok(f.stallMs < 2000, `the download stalled ${f.stallMs} ms when A was blackholed`);
     assert.ok(f.outageBytesB > 2e6, 'B carried the download during the outage');
     assert.notEqual(f.returnedMs, null, 'the traffic went back to A once it returned');
+    // a fresh subflow is tried on A once a second while its old one is silent: back within ~1 s of A's return, not the old one's next retransmission (~3 s)
+    assert.ok(f.returnedMs! < 2000, `the traffic went back to A ${f.returnedMs} ms after A returned`);
   });
 });
