@@ -306,9 +306,7 @@ export async function legitUnderSynFlood(lab: Lab, sl: ShieldLab, host: string, 
   let legit: TcpLoadResult;
   try {
     await sleep(500);
-    // 1000 requests: the labs' bound is 99.9 %, which 200 could only test as 200/200 (one SYN lost
-    // twice to the flood's softirq load, a 3 s deadline passed, failed a run at 199/200)
-    legit = await legitTcp(lab, sl.legit, host, port, { count: 1000, concurrency: 10 });
+    legit = await legitTcp(lab, sl.legit, host, port, { count: 200, concurrency: 10 });
   } finally {
     stop.abort();
   }
