@@ -4,7 +4,7 @@ import { isIPv6 } from 'node:net';
 import { Type } from '@sinclair/typebox';
 import { availableCongestionControls } from '../kernel/capabilities.js';
 import type { KeepAliveSetting } from '../kernel/sockopt.js';
-import { parseIp } from '../net/address.js';
+import { isInterfaceName, parseIp } from '../net/address.js';
 import { parseUpstream } from '../policy/via.js';
 import { opt, section, SettingsError } from './schema.js';
 
@@ -40,8 +40,6 @@ export interface UplinkSetting {
   device?: string;
 }
 
-const DEVICE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
-
 /** Parses --uplinks: "10.0.1.2,10.0.2.2%lte0,wan1"; throws a SettingsError naming the bad entry. */
 export function parseUplinks(text: string, what: string): UplinkSetting[] {
   const out: UplinkSetting[] = [];
@@ -52,10 +50,10 @@ export function parseUplinks(text: string, what: string): UplinkSetting[] {
     const address = pct >= 0 ? e.slice(0, pct) : e;
     const device = pct >= 0 ? e.slice(pct + 1) : undefined;
     if (pct >= 0) {
-      if (!parseIp(address) || !DEVICE_NAME.test(device!)) throw new SettingsError(`${what}: "${e}" is not ADDR%DEV (an IP address and a device name)`);
+      if (!parseIp(address) || !isInterfaceName(device!)) throw new SettingsError(`${what}: "${e}" is not ADDR%DEV (an IP address and a device name)`);
       out.push({ address, device });
     } else if (parseIp(address)) out.push({ address });
-    else if (DEVICE_NAME.test(address)) out.push({ device: address });
+    else if (isInterfaceName(address)) out.push({ device: address });
     else throw new SettingsError(`${what}: "${e}" is neither an IP address, ADDR%DEV, nor a device name`);
   }
   return out;

@@ -6,7 +6,7 @@
 import { isIPv4 } from 'node:net';
 import { attr, AttrWriter, GenlSocket, parseGenl, read, resolveFamily, type GenlFamily, type NlMessage } from './netlink.js';
 import { constants as osConstants } from 'node:os';
-import { AF_INET, AF_INET6, c_inet_ntop, c_inet_pton } from './libc.js';
+import { AF_INET, AF_INET6, c_inet_ntop, inetPton } from './libc.js';
 import { KernelError } from './sockopt.js';
 
 const MPTCP_PM_NAME = 'mptcp_pm';
@@ -139,17 +139,13 @@ function addressAttrs(a: PmAddress): AttrWriter {
   const v4 = isIPv4(a.ip);
   w.u16(MPTCP_PM_ADDR_ATTR_FAMILY, v4 ? AF_INET : AF_INET6);
   if (a.id !== undefined && a.id > 0) w.u8(MPTCP_PM_ADDR_ATTR_ID, a.id);
-  w.bytes(v4 ? MPTCP_PM_ADDR_ATTR_ADDR4 : MPTCP_PM_ADDR_ATTR_ADDR6, ipBytes(a.ip, v4));
+  const bytes = inetPton(a.ip);
+  if (!bytes) throw new KernelError(`inet_pton(${a.ip})`, osConstants.errno.EINVAL);
+  w.bytes(v4 ? MPTCP_PM_ADDR_ATTR_ADDR4 : MPTCP_PM_ADDR_ATTR_ADDR6, bytes);
   if (a.port !== undefined && a.port > 0) w.u16(MPTCP_PM_ADDR_ATTR_PORT, a.port);
   if (a.flags !== undefined && a.flags !== 0) w.u32(MPTCP_PM_ADDR_ATTR_FLAGS, a.flags);
   if (a.ifIndex !== undefined && a.ifIndex > 0) w.s32(MPTCP_PM_ADDR_ATTR_IF_IDX, a.ifIndex);
   return w;
-}
-
-function ipBytes(ip: string, v4: boolean): Buffer {
-  const b = Buffer.alloc(v4 ? 4 : 16);
-  if ((c_inet_pton(v4 ? AF_INET : AF_INET6, ip, b) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
-  return b;
 }
 
 /** The mptcp_pm family: its commands on a socket of their own, and its events on another. */

@@ -2,8 +2,7 @@
 // `ip route get DST from SRC ipproto tcp sport S dport D` asks. With equal-cost multipath and L4
 // hashing (net.ipv4.fib_multipath_hash_policy=1) the answer depends on the ports, so a path manager
 // can choose source ports whose subflows take different links.
-import { isIPv4 } from 'node:net';
-import { AF_INET, AF_INET6, c_inet_pton } from './libc.js';
+import { AF_INET, AF_INET6, inetPton } from './libc.js';
 import { attr, AttrWriter, NetlinkSocket, parseAttrs, read } from './netlink.js';
 
 const NETLINK_ROUTE = 0;
@@ -20,11 +19,6 @@ const RTA_SPORT = 28;
 const RTA_DPORT = 29;
 const IPPROTO_TCP = 6;
 
-function ipBytes(ip: string, v4: boolean): Buffer | null {
-  const b = Buffer.alloc(v4 ? 4 : 16);
-  return (c_inet_pton(v4 ? AF_INET : AF_INET6, ip, b) as number) === 1 ? b : null;
-}
-
 /** Route lookups on an rtnetlink socket of their own. */
 export class RouteLookup {
   private readonly sock = new NetlinkSocket(NETLINK_ROUTE);
@@ -34,10 +28,10 @@ export class RouteLookup {
    * ("3/0aff0b02"); null when there is no route or the kernel refused the question.
    */
   pathOf(src: string, dst: string, sport: number, dport: number): string | null {
-    const v4 = isIPv4(dst);
-    const s = ipBytes(src, v4);
-    const d = ipBytes(dst, v4);
-    if (!s || !d) return null;
+    const s = inetPton(src);
+    const d = inetPton(dst);
+    if (!s || !d || s.length !== d.length) return null;
+    const v4 = d.length === 4;
     const attrs = new AttrWriter().bytes(RTA_DST, d).bytes(RTA_SRC, s).u8(RTA_IP_PROTO, IPPROTO_TCP).be16(RTA_SPORT, sport).be16(RTA_DPORT, dport).toBuffer();
     const payload = Buffer.alloc(RTMSG_LEN + attrs.length);
     payload.writeUInt8(v4 ? AF_INET : AF_INET6, 0);

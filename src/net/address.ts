@@ -104,6 +104,11 @@ export function parseIp(s: string): IpAddress | null {
   return { family: 6, bytes };
 }
 
+/** A Linux network interface name: 1-15 (IFNAMSIZ - 1) of A-Z a-z 0-9 _ . - */
+export function isInterfaceName(s: string): boolean {
+  return /^[A-Za-z0-9_.-]{1,15}$/.test(s);
+}
+
 /** Canonical text of an address (IPv6 compressed, lower case). */
 export function formatIp(ip: IpAddress): string {
   const b = ip.bytes;

@@ -8,6 +8,7 @@ import { StoreError, type Store } from '../store/store.js';
 import { matchIdentity, normalizeMatch, PolicyMatcher } from './matcher.js';
 import { parseUpstream } from './via.js';
 import { isIP } from 'node:net';
+import { isInterfaceName } from '../net/address.js';
 import { isOwnPathManager, MAX_SUBFLOWS, OWN_PATH_MANAGERS, type Destination, type Policy, type PolicyInput, type PolicyMatch, type Transport, type Via } from './types.js';
 
 export type PolicyErrorCode = 'invalid' | 'unsupported' | 'conflict' | 'not_found';
@@ -41,8 +42,6 @@ export function validateVia(via: Via): Result<Via, PolicyError> {
 }
 
 const KEEPALIVE_LIMITS = { idle: 32767, interval: 32767, count: 127 } as const;
-/** a Linux interface name (IFNAMSIZ - 1 characters at most) */
-const DEVICE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** The path managers a policy may name: the kernel's, and edgeward's own where the kernel has "userspace". */
 export function pathManagerChoices(kernel: readonly string[]): string[] {
@@ -84,7 +83,7 @@ export function validateTransport(t: Transport, prefix = 'transport'): Result<Tr
       return err(new PolicyError('invalid', `${prefix}.backup`, `${prefix}.backup must be a list of at most ${MAX_SUBFLOWS} devices or addresses`));
     }
     for (const [i, b] of t.backup.entries()) {
-      if (typeof b !== 'string' || !(isIP(b) !== 0 || DEVICE_NAME.test(b))) {
+      if (typeof b !== 'string' || !(isIP(b) !== 0 || isInterfaceName(b))) {
         return err(new PolicyError('invalid', `${prefix}.backup[${i}]`, `${prefix}.backup[${i}] "${String(b)}" is neither an IP address nor a device name (1-15 of A-Z a-z 0-9 _ . -)`));
       }
     }
