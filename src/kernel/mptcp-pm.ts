@@ -1,7 +1,7 @@
 // The kernel's MPTCP path-manager family over generic netlink (`mptcp_pm`, include/uapi/linux/
 // mptcp.h): the events of every MPTCP connection in the namespace, and the commands a userspace
 // path manager gives for one connection, named by its token: create or destroy a subflow, change a
-// subflow's backup flag, announce an address. The commands work only on connections whose path
+// subflow's backup flag. The commands work only on connections whose path
 // manager is "userspace" (the kernel refuses the others).
 import { isIPv4 } from 'node:net';
 import { attr, AttrWriter, GenlSocket, parseGenl, read, resolveFamily, type GenlFamily, type NlMessage } from './netlink.js';
@@ -13,7 +13,6 @@ const MPTCP_PM_NAME = 'mptcp_pm';
 const MPTCP_PM_EV_GRP_NAME = 'mptcp_pm_events';
 
 const MPTCP_PM_CMD_SET_FLAGS = 7;
-const MPTCP_PM_CMD_ANNOUNCE = 8;
 const MPTCP_PM_CMD_SUBFLOW_CREATE = 10;
 const MPTCP_PM_CMD_SUBFLOW_DESTROY = 11;
 
@@ -29,7 +28,6 @@ const MPTCP_PM_ADDR_ATTR_PORT = 5;
 const MPTCP_PM_ADDR_ATTR_FLAGS = 6;
 const MPTCP_PM_ADDR_ATTR_IF_IDX = 7;
 
-export const MPTCP_PM_ADDR_FLAG_SIGNAL = 1 << 0;
 export const MPTCP_PM_ADDR_FLAG_BACKUP = 1 << 2;
 
 const MPTCP_ATTR_TOKEN = 1;
@@ -193,29 +191,23 @@ export class MptcpPm {
 
   /** A new subflow of connection `token` from `local` (port 0: any) to `remote`. */
   createSubflow(token: number, local: PmAddress, remote: PmAddress): void {
-    const w = new AttrWriter().u32(MPTCP_PM_ATTR_TOKEN, token).nest(MPTCP_PM_ATTR_ADDR, addressAttrs(local)).nest(MPTCP_PM_ATTR_ADDR_REMOTE, addressAttrs(remote));
-    this.cmd.request(this.family.id, MPTCP_PM_CMD_SUBFLOW_CREATE, this.family.version, w, 'subflow create');
+    this.onSubflow(MPTCP_PM_CMD_SUBFLOW_CREATE, token, local, remote, 'subflow create');
   }
 
   /** Closes the subflow of `token` between exactly these addresses and ports. */
   destroySubflow(token: number, local: PmAddress, remote: PmAddress): void {
-    const w = new AttrWriter().u32(MPTCP_PM_ATTR_TOKEN, token).nest(MPTCP_PM_ATTR_ADDR, addressAttrs(local)).nest(MPTCP_PM_ATTR_ADDR_REMOTE, addressAttrs(remote));
-    this.cmd.request(this.family.id, MPTCP_PM_CMD_SUBFLOW_DESTROY, this.family.version, w, 'subflow destroy');
+    this.onSubflow(MPTCP_PM_CMD_SUBFLOW_DESTROY, token, local, remote, 'subflow destroy');
   }
 
   /** Sets or clears the backup flag (MP_PRIO) of the subflow of `token` between these addresses. */
   setBackup(token: number, local: PmAddress, remote: PmAddress, backup: boolean): void {
-    const w = new AttrWriter()
-      .u32(MPTCP_PM_ATTR_TOKEN, token)
-      .nest(MPTCP_PM_ATTR_ADDR, addressAttrs({ ...local, flags: backup ? MPTCP_PM_ADDR_FLAG_BACKUP : 0 }))
-      .nest(MPTCP_PM_ATTR_ADDR_REMOTE, addressAttrs(remote));
-    this.cmd.request(this.family.id, MPTCP_PM_CMD_SET_FLAGS, this.family.version, w, 'set flags');
+    this.onSubflow(MPTCP_PM_CMD_SET_FLAGS, token, { ...local, flags: backup ? MPTCP_PM_ADDR_FLAG_BACKUP : 0 }, remote, 'set flags');
   }
 
-  /** Announces a local address (ADD_ADDR) to the peer of `token`; it needs an id. */
-  announce(token: number, local: PmAddress & { id: number }): void {
-    const w = new AttrWriter().u32(MPTCP_PM_ATTR_TOKEN, token).nest(MPTCP_PM_ATTR_ADDR, addressAttrs({ ...local, flags: (local.flags ?? 0) | MPTCP_PM_ADDR_FLAG_SIGNAL }));
-    this.cmd.request(this.family.id, MPTCP_PM_CMD_ANNOUNCE, this.family.version, w, 'announce');
+  /** A command about one subflow of `token`: its local and remote address. */
+  private onSubflow(cmd: number, token: number, local: PmAddress, remote: PmAddress, what: string): void {
+    const w = new AttrWriter().u32(MPTCP_PM_ATTR_TOKEN, token).nest(MPTCP_PM_ATTR_ADDR, addressAttrs(local)).nest(MPTCP_PM_ATTR_ADDR_REMOTE, addressAttrs(remote));
+    this.cmd.request(this.family.id, cmd, this.family.version, w, what);
   }
 
   close(): void {

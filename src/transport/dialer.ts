@@ -261,7 +261,7 @@ export function transportInEffect(fd: number): TransportInEffect {
       if (info && !info.fallback) {
         out.mptcp = true;
         out.subflows = info.subflows;
-        const pm = thePathManager().view(fd);
+        const pm = thePathManager().view(fd, info.token);
         if (pm) out.pathManager = pm;
       } else {
         out.mptcpNote = 'peer does not speak MPTCP: fell back to TCP';

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { EPOLLIN, subflowCounters } from '../kernel/fdio.js';
-import { MptcpPm, type MptcpEvent, type PmAddress } from '../kernel/mptcp-pm.js';
+import { MPTCP_PM_ADDR_FLAG_BACKUP, MptcpPm, type MptcpEvent, type PmAddress } from '../kernel/mptcp-pm.js';
 import type { GenlSocket } from '../kernel/netlink.js';
 import { RouteLookup } from '../kernel/route-lookup.js';
 import { getMptcpInfo, KernelError } from '../kernel/sockopt.js';
@@ -202,8 +202,6 @@ export class PathManager {
   private watchdog: NodeJS.Timeout | null = null;
   private uplinks: Uplink[] = [];
   private readonly handler: FdHandler = { onEvent: () => this.drain() };
-  /** events lost to a full socket buffer (ENOBUFS) */
-  overflows = 0;
 
   /** The gateway's uplinks (--uplinks): fullmesh makes a subflow from each. */
   configure(o: { uplinks: Uplink[] }): void {
@@ -252,9 +250,10 @@ export class PathManager {
     return null;
   }
 
-  /** What the path manager did for the connection on `fd`; null when it does not manage it. */
-  view(fd: number): PathManagerView | null {
-    const o = this.ownedBy(fd);
+  /** What the path manager did for the connection on `fd` (its token as MPTCP_INFO gives it); null when it does not manage it. */
+  view(fd: number, token: number): PathManagerView | null {
+    const o = this.owned.get(token);
+    if (!o || o.fd !== fd) return null;
     if (!o) return null;
     let pending = 0;
     for (const n of o.pending.values()) pending += n;
@@ -301,11 +300,6 @@ export class PathManager {
     this.trim(o, failures);
     this.fill(o);
     return failures;
-  }
-
-  /** The managed connections of this thread. */
-  get size(): number {
-    return this.owned.size;
   }
 
   /** Forgets everything and closes the netlink sockets (the thread's service stops). */
@@ -384,7 +378,7 @@ export class PathManager {
       let have = o.pending.get(k) ?? 0;
       for (const s of o.subs.values()) if (pairKey(s.local.address, s.remote.address, s.remote.port) === k) have++;
       for (; have < w.count; have++) {
-        const flags = o.backupAddresses.has(w.local.ip) ? 4 : 0;
+        const flags = o.backupAddresses.has(w.local.ip) ? MPTCP_PM_ADDR_FLAG_BACKUP : 0;
         // ndiffports on equal-cost multipath: a source port whose flow hashes to the least used path
         const picked = o.plan.mode === 'ndiffports' ? this.pickPort(o, w) : null;
         try {
@@ -494,7 +488,6 @@ export class PathManager {
     if (rc === 1) thePlane().soon(() => this.drain());
     if (rc < 0) {
       // ENOBUFS: events were lost; the sweep finds the connections that closed meanwhile
-      this.overflows++;
       this.sweepClosed();
     }
   }
