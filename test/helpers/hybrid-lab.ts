@@ -140,13 +140,7 @@ export async function firewallState(lab: Lab, ns: Netns): Promise<string> {
  * while its link stays up, as when a mobile uplink loses service (no carrier loss tells the kernel).
  */
 export async function blackholeUplinkA(lab: Lab, topo: HybridLab, on: boolean): Promise<void> {
-  if (on) {
-    const dev = topo.upA.a.ifname;
-    const rules = `table inet lab_blackhole {\n chain in { type filter hook input priority -300; iifname "${dev}" drop; }\n chain out { type filter hook output priority -300; oifname "${dev}" drop; }\n}\n`;
-    await lab.exec(topo.router, ['nft', '-f', '-'], { input: rules });
-  } else {
-    await lab.exec(topo.router, ['nft', 'delete', 'table', 'inet', 'lab_blackhole']);
-  }
+  await lab.blackhole(topo.router, topo.upA.a.ifname, on);
 }
 
 export interface TimedDownload {

@@ -230,6 +230,17 @@ export class Lab {
     return this.exec(ns, ['sysctl', '-q', '-w', `${key}=${value}`]);
   }
 
+  /**
+   * Blackholes `dev` in `ns` (nftables drops everything in and out of it, the link stays up: no
+   * carrier loss to react to), or ends that.
+   */
+  async blackhole(ns: Netns, dev: string, on: boolean): Promise<ExecResult> {
+    const table = `lab_blackhole_${checkIfname(dev).replace(/[^A-Za-z0-9_]/g, '_')}`;
+    if (!on) return this.exec(ns, ['nft', 'delete', 'table', 'inet', table]);
+    const rules = `table inet ${table} {\n chain in { type filter hook input priority -300; iifname "${dev}" drop; }\n chain out { type filter hook output priority -300; oifname "${dev}" drop; }\n}\n`;
+    return this.exec(ns, ['nft', '-f', '-'], { input: rules });
+  }
+
   /** `ip mptcp limits set` in the namespace. */
   async mptcpLimits(ns: Netns, limits: { subflows: number; addAddrAccepted: number }): Promise<ExecResult> {
     return this.ip(ns, ['mptcp', 'limits', 'set', 'subflows', String(limits.subflows), 'add_addr_accepted', String(limits.addAddrAccepted)]);

@@ -46,12 +46,7 @@ export async function uplinkRx(lab: Lab, topo: UplinksLab): Promise<[number, num
 
 /** Blackholes uplink A at the gateway (nftables drops everything in and out of it: no carrier loss to react to), or ends that. */
 export async function blackholeA(lab: Lab, topo: UplinksLab, on: boolean): Promise<void> {
-  if (on) {
-    const dev = topo.linkA.a.ifname;
-    await lab.exec(topo.gw, ['nft', '-f', '-'], { input: `table inet lab_blackhole {\n chain in { type filter hook input priority -10; iifname "${dev}" drop; }\n chain out { type filter hook output priority -10; oifname "${dev}" drop; }\n}\n` });
-  } else {
-    await lab.exec(topo.gw, ['nft', 'delete', 'table', 'inet', 'lab_blackhole']);
-  }
+  await lab.blackhole(topo.gw, topo.linkA.a.ifname, on);
 }
 
 /** One path (TCP) against fullmesh over both uplinks through edgeward, best of `rounds`. */
