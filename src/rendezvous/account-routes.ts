@@ -11,8 +11,8 @@ import { ErrorBody } from '../api/schemas.js';
 import type { DeviceService } from '../auth/devices.js';
 import type { UserService } from '../auth/users.js';
 import { canonicalIp, isLoopback, parseIp } from '../net/address.js';
-import { SourceBuckets } from './limits.js';
-import type { LoginSessions } from './login-sessions.js';
+import { SourceBuckets } from '../core/rate-limit.js';
+import type { LoginSessions } from '../auth/login-sessions.js';
 import type { SignalingHub } from './signaling.js';
 
 /** Largest signaling frame (an SDP with its candidates is a few KiB). */

@@ -7,7 +7,7 @@
 import { Attr, buildChannelData, StunClass, StunMessageBuilder, StunMethod } from '../codec/stun.js';
 import { randomBytes } from 'node:crypto';
 import { UdpSocket } from '../kernel/udp-socket.js';
-import { TokenBucket } from './limits.js';
+import { TokenBucket } from '../core/rate-limit.js';
 import { closeTcpRelay, ConnectionIds, openTcpRelay, type PeerConnection, type TcpRelay } from './tcp-relay.js';
 
 export const DEFAULT_LIFETIME_S = 600;

@@ -22,7 +22,7 @@ import { restCredential } from './turn-auth.js';
 import { TurnHandler } from './turn-handler.js';
 import { accountRoutes } from './account-routes.js';
 import { pageRoutes } from './page.js';
-import { LoginSessions } from './login-sessions.js';
+import { LoginSessions } from '../auth/login-sessions.js';
 import { SignalingHub, type IceServer } from './signaling.js';
 
 export type RendezvousServiceSettings = RendezvousSettings & Static<typeof transportSection.schema>;

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { DeviceRecord } from '../store/store.js';
-import { TokenBucket } from './limits.js';
+import { TokenBucket } from '../core/rate-limit.js';
 import { parseSignalMessage, type CandidateMessage, type DescriptionMessage, type InboundMessage } from './signal-messages.js';
 
 /** WebSocket close codes the hub uses (4000-4999 are the application's). */

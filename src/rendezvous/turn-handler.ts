@@ -22,7 +22,7 @@ import {
 import type { Socket } from 'node:net';
 import type { TurnKey } from '../store/store.js';
 import { AllocationTable, DEFAULT_LIFETIME_S, MAX_LIFETIME_S, type Allocation, type Family } from './allocations.js';
-import { SourceBuckets } from './limits.js';
+import { SourceBuckets } from '../core/rate-limit.js';
 import { connectToPeer, MAX_PEER_CONNECTIONS } from './tcp-relay.js';
 import type { PeerPolicy } from './peer-policy.js';
 import { Nonces, restCredentialKeys } from './turn-auth.js';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseSignalMessage } from '../../src/rendezvous/signal-messages.js';
-import { LoginSessions } from '../../src/rendezvous/login-sessions.js';
+import { LoginSessions } from '../../src/auth/login-sessions.js';
 import { safeFileName } from '../../src/peer/file-channel.js';
 
 describe('signaling frames', () => {
