@@ -20,6 +20,8 @@ export interface ApiDeps {
   metrics?: Metrics;
   /** the connections and metrics of the other threads (worker threads), when there are any */
   remote?: RemoteThreads;
+  /** each service's state (GET /api/v1/services, the event stream) */
+  services?: () => S.ServiceStateType[];
   /** checks a presented bearer token */
   verifyToken(token: string): boolean;
   /** re-applies policies to open connections; called after every policy change */
@@ -28,6 +30,8 @@ export interface ApiDeps {
   plugins?: Array<{ prefix: string; plugin: FastifyPluginAsync }>;
   logger: Logger;
   version: string;
+  /** take console sign-ins with a password over plain HTTP from other addresses than loopback */
+  allowInsecureLogin?: boolean;
   /** serve HTTPS with this PEM pair (--api-tls-cert/--api-tls-key) */
   tls?: { cert: Buffer; key: Buffer };
 }
@@ -36,6 +40,15 @@ export interface ApiDeps {
 export interface RemoteThreads {
   connections(limit: number): Promise<{ total: number; connections: Array<Record<string, unknown>> }>;
   metrics(): Promise<MetricsJson[]>;
+  /** each worker's recent log lines after the sequence number `since` has for its thread */
+  logs?(since: Record<number, number>): Promise<ThreadLogLines[]>;
+}
+
+/** A thread's recent JSON log lines after a sequence number, and the newest number. */
+export interface ThreadLogLines {
+  thread: number;
+  last: number;
+  lines: string[];
 }
 
 /** Largest request body, except bulk imports. */

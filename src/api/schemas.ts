@@ -183,6 +183,7 @@ export const User = Type.Object({
   turnRealm: Type.Union([Type.String(), Type.Null()], { description: 'the realm of the user\'s TURN key; null: no TURN' }),
   socks: Type.Boolean({ description: 'may authenticate to the SOCKS proxy' }),
   rendezvous: Type.Boolean({ description: 'may log in to the rendezvous service (own devices, peer sessions)' }),
+  console: Type.Boolean({ description: 'may sign in to the console (/console), with every right the API token has' }),
 });
 export type UserType = Static<typeof User>;
 export const UserList = Type.Object({ users: Type.Array(User) });
@@ -192,6 +193,7 @@ export const UserInput = Type.Object(
     password: Type.String({ minLength: 1, maxLength: 255, description: '1-255 bytes (RFC 1929)' }),
     turn: Type.Optional(Type.Boolean({ description: 'may use the TURN server too: its key MD5(username:realm:password) is stored (default false)' })),
     rendezvous: Type.Optional(Type.Boolean({ description: 'may log in to the rendezvous service: own devices, peer sessions (default false)' })),
+    console: Type.Optional(Type.Boolean({ description: 'may sign in to the console (/console), with every right the API token has (default false)' })),
     socks: Type.Optional(Type.Boolean({ description: 'may authenticate to the SOCKS proxy (default true)' })),
   },
   closed,
@@ -294,6 +296,43 @@ export const Stats = Type.Object({
   uptimeSeconds: Type.Integer(),
   policies: Type.Integer(),
   users: Type.Integer(),
+});
+
+// ---- what the console watches ----
+
+export const ServiceState = Type.Object({
+  name: Type.String({ description: 'socks, intercept, rendezvous or shield' }),
+  running: Type.Boolean({ description: 'enabled by the settings and started' }),
+  listen: Type.Array(Type.String(), { description: 'the addresses it listens on' }),
+  detail: Type.Union([Type.String(), Type.Null()], { description: 'the rest of what it reported at start, as key=value' }),
+});
+export type ServiceStateType = Static<typeof ServiceState>;
+export const ServiceStates = Type.Object({ services: Type.Array(ServiceState) });
+
+export const KernelOffer = Type.Object({
+  congestionControls: Type.Array(Type.String()),
+  defaultCongestion: Type.Union([Type.String(), Type.Null()]),
+  mptcp: Type.Object({
+    enabled: Type.Boolean(),
+    schedulers: Type.Array(Type.String()),
+    pathManagers: Type.Array(Type.String(), { description: "the choices of a policy's pathManager (the kernel's and edgeward's own)" }),
+    scheduler: Type.Union([Type.String(), Type.Null()]),
+    pathManager: Type.Union([Type.String(), Type.Null()]),
+  }),
+});
+
+export const LogsQuery = Type.Object(
+  {
+    level: Type.Optional(Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')], { description: 'the lowest level shown (default debug)' })),
+    limit: Type.Optional(Type.String({ pattern: '^(1000|[1-9][0-9]{0,2})$', title: 'a whole number 1..1000', description: 'at most this many, the newest (default 200)' })),
+  },
+  closed,
+);
+export const LogLines = Type.Object({
+  lines: Type.Array(
+    Type.Object({ time: Type.String(), level: Type.String(), msg: Type.String(), thread: Type.Integer({ description: '0: the main thread; 1..: a worker' }) }, { additionalProperties: true }),
+    { description: 'oldest first' },
+  ),
 });
 
 export const Health = Type.Object({ status: Type.Literal('ok'), version: Type.String() });

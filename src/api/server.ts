@@ -9,8 +9,10 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { Metrics, mergeMetrics } from '../metrics/registry.js';
 import { registerRelayMetrics, statsFrom } from '../relay/metrics.js';
 import { BODY_LIMIT, type ApiDeps } from './common.js';
+import { ConsoleAuth, consolePages, consoleSessionRoutes } from './console.js';
 import { ApiError, errorReply, validationError, type ErrorReply } from './errors.js';
 import { deviceRoutes } from './routes/devices.js';
+import { liveRoutes } from './routes/live.js';
 import { policyRoutes } from './routes/policies.js';
 import { statusRoutes } from './routes/status.js';
 import { userRoutes } from './routes/users.js';
@@ -100,14 +102,21 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
   });
 
+  const consoleAuth = new ConsoleAuth();
+  app.decorateRequest('consoleSession', null);
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.public === true) return;
     const header = req.headers.authorization;
+    if (header === undefined) {
+      // the console's pages send their session cookie instead (CSRF checked for changes)
+      req.consoleSession = consoleAuth.check(req);
+      if (req.consoleSession) return;
+    }
     const m = header === undefined ? null : /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
     if (!m) {
       return sendError(reply, {
         status: 401,
-        body: { error: { code: 'unauthorized', field: 'headers.authorization', message: 'missing bearer token: send "Authorization: Bearer TOKEN" (the token is EDGEWARD_API_TOKEN or the file DATA/api-token)' } },
+        body: { error: { code: 'unauthorized', field: 'headers.authorization', message: 'missing bearer token: send "Authorization: Bearer TOKEN" (the token is EDGEWARD_API_TOKEN or the file DATA/api-token), or sign in to the console' } },
       });
     }
     if (!deps.verifyToken(m[1]!)) {
@@ -147,10 +156,13 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/api/docs', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
+  await app.register(consoleSessionRoutes(deps, consoleAuth), { prefix: '/api/v1' });
+  await app.register(consolePages(logger));
   await app.register(policyRoutes(deps), { prefix: '/api/v1' });
   await app.register(userRoutes(deps), { prefix: '/api/v1' });
   await app.register(deviceRoutes(deps), { prefix: '/api/v1' });
   await app.register(statusRoutes(deps, snapshot, metricsText));
+  await app.register(liveRoutes(deps, snapshot), { prefix: '/api/v1' });
   for (const p of deps.plugins ?? []) await app.register(p.plugin, { prefix: p.prefix });
   return app;
 }

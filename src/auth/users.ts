@@ -35,7 +35,7 @@ export function validateCredentials(username: string, password: string): void {
 }
 
 /** The services a user's password opens (TURN has its own key). */
-export type PasswordService = 'socks' | 'rendezvous';
+export type PasswordService = 'socks' | 'rendezvous' | 'console';
 
 export class UserService extends EventEmitter<{ removed: [username: string] }> {
   /** HMAC of username + password for credentials verified since the last change of that user, and what they open */
@@ -56,14 +56,15 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
 
   /**
    * `turn`: the user may use the TURN server too (its key is made now, from the password);
-   * `rendezvous`: may log in to the rendezvous service; `socks` (default true): may use the proxy.
+   * `rendezvous`: may log in to the rendezvous service; `socks` (default true): may use the proxy;
+   * `console`: may sign in to the console.
    */
-  async create(username: string, password: string, opts: { turn?: boolean; rendezvous?: boolean; socks?: boolean } = {}): Promise<UserRecord> {
+  async create(username: string, password: string, opts: { turn?: boolean; rendezvous?: boolean; socks?: boolean; console?: boolean } = {}): Promise<UserRecord> {
     validateCredentials(username, password);
     const hash = await hashPassword(password);
     const turn = opts.turn ? { realm: this.turnRealm, key: longTermKey(username, this.turnRealm, password) } : undefined;
     try {
-      return await this.store.createUser(username, hash, turn, { socks: opts.socks ?? true, rendezvous: opts.rendezvous ?? false });
+      return await this.store.createUser(username, hash, turn, { socks: opts.socks ?? true, rendezvous: opts.rendezvous ?? false, console: opts.console ?? false });
     } catch (e) {
       if (e instanceof StoreError && e.code === 'conflict') throw new UserError('conflict', 'username', e.message);
       throw e;
@@ -103,7 +104,7 @@ export class UserService extends EventEmitter<{ removed: [username: string] }> {
     if (creds === null) return false;
     const ok = await verifyPassword(password, creds.passwordHash);
     // a user removed while scrypt ran must not land in the cache
-    if (ok && (await this.store.getPasswordHash(username)) === creds.passwordHash) this.verified.set(username, { tag, socks: creds.socks, rendezvous: creds.rendezvous });
+    if (ok && (await this.store.getPasswordHash(username)) === creds.passwordHash) this.verified.set(username, { tag, socks: creds.socks, rendezvous: creds.rendezvous, console: creds.console });
     return ok && creds[service];
   }
 }

@@ -10,10 +10,11 @@ const usage = `Usage: edgeward user <add|rm|list> [options]
 Users, for "edgeward start --socks-auth" (RFC 1929 username/password; stored scrypt-hashed),
 with --turn for the TURN server of "edgeward start --turn" (long-term credentials: the key
 MD5(NAME:REALM:PASSWORD) is stored for the server's --turn-realm, never the password; a user
-made before the realm changes must be made again), and with --rendezvous for logins to the
-rendezvous service (their devices, peer sessions).
+made before the realm changes must be made again), with --rendezvous for logins to the
+rendezvous service (their devices, peer sessions), and with --console for the console
+(/console on the API's address, with every right the API token has).
 
-  edgeward user add NAME [--turn] [--rendezvous] [--no-socks] [--password-stdin]
+  edgeward user add NAME [--turn] [--rendezvous] [--console] [--no-socks] [--password-stdin]
       the password is asked twice on the terminal (not echoed), or read from the first line of
       standard input with --password-stdin (e.g. printf '%s\\n' "$PW" | edgeward user add alice --password-stdin)
   edgeward user rm NAME
@@ -22,6 +23,7 @@ rendezvous service (their devices, peer sessions).
 Options:
   --turn             the user may use the TURN server too
   --rendezvous       the user may log in to the rendezvous service (see edgeward device)
+  --console          the user may sign in to the console (an operator: every right of the API token)
   --no-socks         the user may not use the SOCKS proxy (default: may)
   --password-stdin   read the password from standard input
   --json             print JSON instead of a table
@@ -37,16 +39,17 @@ interface UserView {
   turnRealm: string | null;
   socks: boolean;
   rendezvous: boolean;
+  console: boolean;
 }
 
 /** What the user may use: "socks, turn (realm R), rendezvous", or "nothing". */
 function access(u: UserView): string {
-  const what = [u.socks ? 'socks' : '', u.turnRealm !== null ? `turn (realm ${u.turnRealm})` : '', u.rendezvous ? 'rendezvous' : ''].filter(Boolean);
+  const what = [u.socks ? 'socks' : '', u.turnRealm !== null ? `turn (realm ${u.turnRealm})` : '', u.rendezvous ? 'rendezvous' : '', u.console ? 'console' : ''].filter(Boolean);
   return what.length > 0 ? what.join(', ') : 'nothing';
 }
 
 async function add(args: string[]): Promise<number> {
-  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' }, turn: { type: 'boolean' }, rendezvous: { type: 'boolean' }, 'no-socks': { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, { 'password-stdin': { type: 'boolean' }, turn: { type: 'boolean' }, rendezvous: { type: 'boolean' }, console: { type: 'boolean' }, 'no-socks': { type: 'boolean' } });
   const name = onePositional(positionals, 'NAME');
   let password: string;
   if (values['password-stdin']) {
@@ -65,7 +68,7 @@ async function add(args: string[]): Promise<number> {
     return 1;
   }
   const api = clientFromEnv(values.data);
-  const u = await api.request<UserView>('POST', '/api/v1/users', { username: name, password, turn: values.turn === true, rendezvous: values.rendezvous === true, socks: values['no-socks'] !== true });
+  const u = await api.request<UserView>('POST', '/api/v1/users', { username: name, password, turn: values.turn === true, rendezvous: values.rendezvous === true, console: values.console === true, socks: values['no-socks'] !== true });
   process.stdout.write(`added user ${u.username} (${access(u)})\n`);
   return 0;
 }
@@ -85,7 +88,7 @@ async function list(args: string[]): Promise<number> {
   const api = clientFromEnv(values.data);
   const { users } = await api.request<{ users: UserView[] }>('GET', '/api/v1/users');
   const yes = (b: boolean): string => (b ? 'yes' : 'no');
-  printList(users, { json: values.json === true, empty: 'no users', head: ['USERNAME', 'TURN REALM', 'SOCKS', 'RENDEZVOUS', 'CREATED'], row: (u) => [u.username, u.turnRealm ?? '-', yes(u.socks), yes(u.rendezvous), u.createdAt] });
+  printList(users, { json: values.json === true, empty: 'no users', head: ['USERNAME', 'TURN REALM', 'SOCKS', 'RENDEZVOUS', 'CONSOLE', 'CREATED'], row: (u) => [u.username, u.turnRealm ?? '-', yes(u.socks), yes(u.rendezvous), yes(u.console), u.createdAt] });
   return 0;
 }
 

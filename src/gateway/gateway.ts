@@ -5,6 +5,8 @@
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import type { ThreadLogLines } from '../api/common.js';
+import type { ServiceStateType } from '../api/schemas.js';
 import { createApi } from '../api/server.js';
 import { setupApiToken } from '../auth/api-token.js';
 import { parseListenAddress } from '../config/common.js';
@@ -38,6 +40,18 @@ export interface Gateway {
  */
 const WORKER_YOUNG_GENERATION_MB = 6;
 
+/** A service's state for the API: the addresses among what it reported, and the rest as key=value. */
+function serviceState(name: string, reported: Record<string, unknown> | undefined): ServiceStateType {
+  if (!reported) return { name, running: false, listen: [], detail: null };
+  const listen: string[] = [];
+  const rest: string[] = [];
+  for (const [k, v] of Object.entries(reported)) {
+    if (typeof v === 'string' && /^\[?[0-9a-fA-F.:]+\]?:\d+$/.test(v)) listen.push(v);
+    else rest.push(`${k}=${Array.isArray(v) ? v.join(',') : String(v)}`);
+  }
+  return { name, running: true, listen, detail: rest.length > 0 ? rest.join(' ') : null };
+}
+
 /** --workers: "auto" = one thread per CPU, at most 8; or a number >= 1 (threads in all). */
 export function threadCount(setting: string): number {
   if (setting === 'auto') return Math.min(8, Math.max(1, availableParallelism()));
@@ -70,7 +84,10 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     return { def, service: def.create({ settings, parts, logger, thread: 0, threads: def.everyThread ? threads : 1, shared }) };
   });
   const started: Service[] = [];
+  // what each service reported when it started listening (its addresses, threads, modes)
+  const reported = new Map<string, Record<string, unknown>>();
   let pool: WorkerPool | null = null;
+  let stopping: Promise<void> | null = null;
   const api = await createApi({
     policies: parts.policies,
     users: parts.users,
@@ -83,7 +100,9 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
         return { total: r.reduce((n, x) => n + x.total, 0), connections: r.flatMap((x) => x.connections) };
       },
       metrics: async () => (pool ? pool.request<MetricsJson>('metrics') : []),
+      logs: async (since) => (pool ? pool.request<ThreadLogLines>('logs', since) : []),
     },
+    services: () => DEFINITIONS.map((def) => serviceState(def.name, stopping === null ? reported.get(def.name) : undefined)),
     verifyToken: token.verify,
     reapply: async () => {
       const here = reapplyCounts(parts.registry.list(), (d) => parts.policies.decide(d));
@@ -96,6 +115,7 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     ]),
     logger,
     version,
+    allowInsecureLogin: settings.allowInsecureLogin,
     ...(apiTls ? { tls: apiTls } : {}),
   });
   parts.users.on('removed', (username: string) => pool?.notify('user-removed', username));
@@ -103,9 +123,11 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
   const apiAddr = parseListenAddress(settings.api, '--api');
   const listening: Record<string, unknown> = {};
   try {
-    for (const { service } of running) {
+    for (const { def, service } of running) {
       started.push(service);
-      Object.assign(listening, await service.listen());
+      const r = await service.listen();
+      reported.set(def.name, r);
+      Object.assign(listening, r);
     }
     if (threads > 1) {
       // the services that run in every thread run in the workers only: the main thread keeps the
@@ -146,7 +168,6 @@ export async function startGateway(settings: Settings, logger: Logger, version: 
     ...(upstream ? { upstream: upstream.display } : {}),
   });
 
-  let stopping: Promise<void> | null = null;
   const stop = (graceMs: number): Promise<void> => {
     stopping ??= (async () => {
       await Promise.all([...running.map((r) => r.service.stopAccepting()), pool?.request('stop-accepting')]);

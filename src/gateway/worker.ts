@@ -5,6 +5,7 @@
 import { workerData } from 'node:worker_threads';
 import { useMptcpSysctlLock } from '../kernel/sysctl.js';
 import { createLogger } from '../log/logger.js';
+import { recentLog, sinceFor } from '../log/recent.js';
 import type { MetricsJson } from '../metrics/registry.js';
 import { connectionView } from '../relay/view.js';
 import { closeServices, drain, type Service } from '../runtime/service.js';
@@ -56,6 +57,7 @@ async function main(init: WorkerInit): Promise<void> {
       return { total: all.length, connections: all.slice(0, Number(limit)).map(connectionView) };
     },
     metrics: () => parts.metrics.json(),
+    logs: (since) => ({ thread: init.thread, ...recentLog.since(sinceFor(since as Record<number, number>, init.thread)) }),
     'stop-accepting': async () => {
       await Promise.all(services.map((s) => s.stopAccepting()));
       return true;

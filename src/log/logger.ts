@@ -1,6 +1,7 @@
 // Structured logs through pino: JSON lines, or readable lines when stderr is a terminal. Writes are
 // synchronous (no transport thread), so a line is out before the process exits. Secrets never go in:
 // callers do not pass them, and fields that would hold one are redacted all the same.
+import { recentLog } from './recent.js';
 import { destination, pino, stdTimeFunctions, type DestinationStream, type Logger as PinoLogger } from 'pino';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -67,7 +68,12 @@ function wrap(p: PinoLogger): Logger {
 export function createLogger(opts: LoggerOptions = {}, base: LogFields = {}): Logger {
   const pretty = opts.format === 'pretty' || ((opts.format ?? 'auto') === 'auto' && process.stderr.isTTY === true);
   const sink: DestinationStream = opts.write ? { write: opts.write } : stderr();
-  const out: DestinationStream = pretty ? { write: (line) => sink.write(prettyLine(line)) } : sink;
+  const out: DestinationStream = {
+    write: (line) => {
+      recentLog.push(line);
+      sink.write(pretty ? prettyLine(line) : line);
+    },
+  };
   const p = pino(
     {
       level: opts.level ?? 'info',

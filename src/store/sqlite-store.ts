@@ -60,6 +60,8 @@ const MIGRATIONS: readonly string[] = [
      details TEXT NOT NULL
    );
    CREATE INDEX shield_events_started ON shield_events (started_at);`,
+  // 7: the console role: users who may sign in to /console (with the API token's rights)
+  `ALTER TABLE users ADD COLUMN console INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 interface ShieldEventRow {
@@ -99,10 +101,11 @@ interface UserRow {
   turn_realm: string | null;
   socks: number;
   rendezvous: number;
+  console: number;
 }
 
 function toUser(r: UserRow): UserRecord {
-  return { username: r.username, createdAt: r.created_at, turnRealm: r.turn_realm, socks: r.socks === 1, rendezvous: r.rendezvous === 1 };
+  return { username: r.username, createdAt: r.created_at, turnRealm: r.turn_realm, socks: r.socks === 1, rendezvous: r.rendezvous === 1, console: r.console === 1 };
 }
 
 interface DeviceRow {
@@ -247,12 +250,12 @@ export class SqliteStore implements Store {
   }
 
   async listUsers(): Promise<UserRecord[]> {
-    return (this.db.prepare('SELECT username, created_at, turn_realm, socks, rendezvous FROM users ORDER BY username').all() as UserRow[]).map(toUser);
+    return (this.db.prepare('SELECT username, created_at, turn_realm, socks, rendezvous, console FROM users ORDER BY username').all() as UserRow[]).map(toUser);
   }
 
   async getCredentials(username: string): Promise<({ passwordHash: string } & UserPermissions) | null> {
-    const row = this.db.prepare('SELECT password_hash, socks, rendezvous FROM users WHERE username = ?').get(username) as { password_hash: string; socks: number; rendezvous: number } | undefined;
-    return row ? { passwordHash: row.password_hash, socks: row.socks === 1, rendezvous: row.rendezvous === 1 } : null;
+    const row = this.db.prepare('SELECT password_hash, socks, rendezvous, console FROM users WHERE username = ?').get(username) as { password_hash: string; socks: number; rendezvous: number; console: number } | undefined;
+    return row ? { passwordHash: row.password_hash, socks: row.socks === 1, rendezvous: row.rendezvous === 1, console: row.console === 1 } : null;
   }
 
   async getPasswordHash(username: string): Promise<string | null> {
@@ -265,12 +268,12 @@ export class SqliteStore implements Store {
     return row && row.turn_realm !== null && row.turn_key !== null ? { realm: row.turn_realm, key: Buffer.from(row.turn_key, 'hex') } : null;
   }
 
-  async createUser(username: string, passwordHash: string, turn?: TurnKey, permissions: UserPermissions = { socks: true, rendezvous: false }): Promise<UserRecord> {
+  async createUser(username: string, passwordHash: string, turn?: TurnKey, permissions: UserPermissions = { socks: true, rendezvous: false, console: false }): Promise<UserRecord> {
     const now = new Date().toISOString();
     try {
       this.db
-        .prepare('INSERT INTO users (username, password_hash, created_at, turn_realm, turn_key, socks, rendezvous) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(username, passwordHash, now, turn?.realm ?? null, turn ? turn.key.toString('hex') : null, permissions.socks ? 1 : 0, permissions.rendezvous ? 1 : 0);
+        .prepare('INSERT INTO users (username, password_hash, created_at, turn_realm, turn_key, socks, rendezvous, console) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(username, passwordHash, now, turn?.realm ?? null, turn ? turn.key.toString('hex') : null, permissions.socks ? 1 : 0, permissions.rendezvous ? 1 : 0, permissions.console ? 1 : 0);
     } catch (e) {
       if (isPrimaryKeyViolation(e) || isUniqueViolation(e)) throw new StoreError('conflict', `user "${username}" already exists`);
       throw e;

@@ -12,12 +12,15 @@ export interface UserRecord {
   socks: boolean;
   /** may log in to the rendezvous service (own devices, peer sessions) */
   rendezvous: boolean;
+  /** may sign in to the console (/console): every right the API token has */
+  console: boolean;
 }
 
 /** What a user may use besides TURN (whose permission is its key). */
 export interface UserPermissions {
   socks: boolean;
   rendezvous: boolean;
+  console: boolean;
 }
 
 /** A user's device (rendezvous): only the SHA-256 of its token is stored. */

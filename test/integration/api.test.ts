@@ -497,7 +497,7 @@ describe('users', () => {
   it('adds a user (201) and lists it without any password hash', async () => {
     const r = await call('POST', '/api/v1/users', { body: { username: 'alice', password: 'correct horse' } });
     assert.equal(r.status, 201, r.text);
-    assert.deepEqual(Object.keys(r.body).sort(), ['createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']);
+    assert.deepEqual(Object.keys(r.body).sort(), ['console', 'createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']);
     assert.equal(r.body.username, 'alice');
     assert.equal(r.body.turnRealm, null, 'no TURN unless asked for');
     assert.deepEqual([r.body.socks, r.body.rendezvous], [true, false], 'SOCKS by default, rendezvous when asked for');
@@ -507,7 +507,7 @@ describe('users', () => {
       list.body.users.map((u: { username: string }) => u.username),
       ['alice'],
     );
-    assert.deepEqual(Object.keys(list.body.users[0]).sort(), ['createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']);
+    assert.deepEqual(Object.keys(list.body.users[0]).sort(), ['console', 'createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']);
     assert.ok(!/scrypt|hash|password|correct horse/.test(list.text), list.text);
     assert.ok(!h.logs.join('').includes('correct horse'), 'the password is not logged');
   });

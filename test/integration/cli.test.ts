@@ -268,7 +268,7 @@ describe('edgeward user', () => {
 
     const list = await edgeward(['user', 'list']);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /^USERNAME\s+TURN REALM\s+SOCKS\s+RENDEZVOUS\s+CREATED\nbob\s+-\s+yes\s+no\s+\d{4}-\d\d-\d\dT/);
+    assert.match(list.stdout, /^USERNAME\s+TURN REALM\s+SOCKS\s+RENDEZVOUS\s+CONSOLE\s+CREATED\nbob\s+-\s+yes\s+no\s+no\s+\d{4}-\d\d-\d\dT/);
     assert.ok(!/scrypt|hash|s3cret/.test(list.stdout));
     const json = await edgeward(['user', 'list', '--json']);
     const parsed = JSON.parse(json.stdout) as Array<Record<string, unknown>>;

@@ -5,7 +5,7 @@ import { BODY_ERRORS, errors, type ApiDeps } from '../common.js';
 import type { UserRecord } from '../../store/store.js';
 
 function userView(u: UserRecord): S.UserType {
-  return { username: u.username, createdAt: u.createdAt, turnRealm: u.turnRealm, socks: u.socks, rendezvous: u.rendezvous };
+  return { username: u.username, createdAt: u.createdAt, turnRealm: u.turnRealm, socks: u.socks, rendezvous: u.rendezvous, console: u.console };
 }
 
 export function userRoutes(deps: ApiDeps): FastifyPluginAsync {
@@ -21,7 +21,7 @@ export function userRoutes(deps: ApiDeps): FastifyPluginAsync {
       { schema: { tags: ['users'], summary: 'Add a user (SOCKS; TURN with turn: true; rendezvous with rendezvous: true)', body: S.UserInput, response: { 201: S.User, ...errors(...BODY_ERRORS, 409, 422) } } },
       async (req, reply) => {
         const b = req.body;
-        const u = await users.create(b.username, b.password, { turn: b.turn ?? false, rendezvous: b.rendezvous ?? false, socks: b.socks ?? true });
+        const u = await users.create(b.username, b.password, { turn: b.turn ?? false, rendezvous: b.rendezvous ?? false, socks: b.socks ?? true, console: b.console ?? false });
         reply.code(201);
         return userView(u);
       },
