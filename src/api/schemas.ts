@@ -168,6 +168,12 @@ export const PolicyChanged = Type.Object({
 export const PolicyList = Type.Object({ policies: Type.Array(Policy) });
 export const BulkCreated = Type.Object({ policies: Type.Array(Policy), liveUpdate: LiveUpdate });
 
+export const ImportBody = Type.Object(
+  { text: Type.String({ maxLength: 8 * 1024 * 1024 - 1024, description: "the original system's flat file: one ip,0|1,scheduler,path_manager, line per destination, closed by a line holding only \".\"" }) },
+  closed,
+);
+export const Imported = Type.Object({ policies: Type.Array(Policy), liveUpdate: LiveUpdate, notes: Type.Array(Type.String(), { description: 'how entries were translated, with their lines' }) });
+
 export const DefaultChanged = Type.Object({ ...Transport.properties, liveUpdate: LiveUpdate });
 
 export const PolicyIdParams = Type.Object(

@@ -98,6 +98,7 @@ export async function runConnect(opts: ConnectOptions): Promise<RunningConnect> 
     if (text === shown) return;
     shown = text;
     opts.log(`connected to ${opts.device}: ${text}`);
+    signal.send({ type: 'path', session: sessionId, ...p });
     opts.onPath?.(p);
   };
   showPath();

@@ -91,7 +91,12 @@ export function runDevice(opts: DeviceOptions): { stop(): void; done: Promise<vo
         sessions.set(id, { pc, user: String(f.user) });
         pc.ondatachannel = ({ channel }) => serve(id, channel);
         connected(pc, 60_000).then(
-          () => opts.log(`session ${id} of ${String(f.user)}: connected, ${describePath(selectedPath(pc))}`),
+          () => {
+            const path = selectedPath(pc);
+            opts.log(`session ${id} of ${String(f.user)}: connected, ${describePath(path)}`);
+            // the operators' view of the hub shows each session's path
+            if (path) client?.send({ type: 'path', session: id, ...path });
+          },
           (e: Error) => endSession(id, e.message),
         );
         opts.log(`session ${id}: ${String(f.user)} connects`);

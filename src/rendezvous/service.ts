@@ -82,11 +82,29 @@ function view(a: Allocation, table: AllocationTable): Static<typeof AllocationVi
   };
 }
 
+const Counts = Type.Object({ host: Type.Integer(), srflx: Type.Integer(), prflx: Type.Integer(), relay: Type.Integer() }, { description: 'candidates of each kind this end sent' });
+const PairEnd = Type.Object({ type: Type.String(), address: Type.String(), port: Type.Integer(), protocol: Type.String() });
+const HubStatus = Type.Object({
+  online: Type.Array(Type.Object({ user: Type.String(), device: Type.String(), id: Type.Integer(), since: Type.String({ format: 'date-time' }) })),
+  sessions: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      user: Type.String(),
+      device: Type.String(),
+      openedAt: Type.String({ format: 'date-time' }),
+      path: Type.Union([Type.Literal('direct'), Type.Literal('relayed'), Type.Literal('unknown')], { description: 'unknown until an end reports the pair (edgeward peer does once connected)' }),
+      pair: Type.Union([Type.Object({ reportedBy: Type.Union([Type.Literal('client'), Type.Literal('device')]), local: PairEnd, remote: PairEnd }), Type.Null()]),
+      candidates: Type.Object({ client: Counts, device: Counts }),
+    }),
+  ),
+});
+
 function routes(service: RendezvousService): FastifyPluginAsync {
   return async (app) => {
     await app.register(accountRoutes({ ...service.accounts, sessions: service.sessions, hub: service.hub }));
     const tags = ['rendezvous'];
     const turn = (): TurnHandler => service.turn;
+    app.get('/rendezvous/status', { schema: { tags, summary: 'Devices online, and open sessions with the candidate pair ICE chose (direct or relayed) as a peer reported it', response: { 200: HubStatus, 401: ErrorBody } } }, async () => service.hub.view());
     app.get('/turn/allocations', { schema: { tags, summary: 'TURN allocations', response: { 200: Type.Object({ allocations: Type.Array(AllocationView) }), 401: ErrorBody, 409: ErrorBody } } }, async () => ({
       allocations: turn().table.list().map((a) => view(a, turn().table)),
     }));

@@ -41,14 +41,28 @@ export const Candidate = Type.Object(
 );
 export const Close = Type.Object({ type: Type.Literal('close'), session: SessionId, reason: Type.Optional(Type.String({ maxLength: 200 })) }, closed);
 
+/** One end of the candidate pair ICE chose, as a peer reports it. */
+const PathEnd = Type.Object(
+  {
+    type: Type.Union([Type.Literal('host'), Type.Literal('srflx'), Type.Literal('prflx'), Type.Literal('relay')]),
+    address: Type.String({ maxLength: 255 }),
+    port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    protocol: Type.Union([Type.Literal('udp'), Type.Literal('tcp')]),
+  },
+  closed,
+);
+/** The pair ICE chose for a session (direct or relayed), for the operators' view; not forwarded. */
+export const PathReport = Type.Object({ type: Type.Literal('path'), session: SessionId, relayed: Type.Boolean(), local: PathEnd, remote: PathEnd }, closed);
+
 export type HelloMessage = Static<typeof Hello>;
+export type PathMessage = Static<typeof PathReport>;
 export type OpenMessage = Static<typeof Open>;
 export type DescriptionMessage = Static<typeof Description>;
 export type CandidateMessage = Static<typeof Candidate>;
 export type CloseMessage = Static<typeof Close>;
-export type InboundMessage = HelloMessage | Static<typeof ListDevices> | OpenMessage | DescriptionMessage | CandidateMessage | CloseMessage;
+export type InboundMessage = HelloMessage | Static<typeof ListDevices> | OpenMessage | DescriptionMessage | CandidateMessage | CloseMessage | PathMessage;
 
-const BY_TYPE: Record<string, TSchema> = { hello: Hello, devices: ListDevices, open: Open, offer: Description, answer: Description, candidate: Candidate, close: Close };
+const BY_TYPE: Record<string, TSchema> = { hello: Hello, devices: ListDevices, open: Open, offer: Description, answer: Description, candidate: Candidate, close: Close, path: PathReport };
 const CHECKS = Object.fromEntries(Object.entries(BY_TYPE).map(([t, s]) => [t, TypeCompiler.Compile(s)]));
 
 /** Why a frame was refused: its code for the error frame, and a message naming what is wrong. */

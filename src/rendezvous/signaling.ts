@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { DeviceRecord } from '../store/store.js';
 import { TokenBucket } from '../core/rate-limit.js';
-import { parseSignalMessage, type CandidateMessage, type DescriptionMessage, type InboundMessage } from './signal-messages.js';
+import { parseSignalMessage, type CandidateMessage, type DescriptionMessage, type InboundMessage, type PathMessage } from './signal-messages.js';
 
 /** WebSocket close codes the hub uses (4000-4999 are the application's). */
 export const CloseCode = {
@@ -82,6 +82,8 @@ interface Peer {
   bucket: TokenBucket;
   dropped: number;
   helloTimer: NodeJS.Timeout | null;
+  /** when it said hello (ms) */
+  since: number;
   /** the frames of this connection, handled one after the other */
   queue: Promise<void>;
   gone: boolean;
@@ -91,7 +93,30 @@ interface Session {
   id: string;
   client: Peer;
   device: Peer;
+  openedAt: number;
+  /** the kinds of candidates each end sent (host, srflx, prflx, relay) */
+  candidates: { client: CandidateCounts; device: CandidateCounts };
+  /** the pair ICE chose, as an end reported it (the device's report wins: it is edgeward's own) */
+  path: { by: 'client' | 'device'; report: Omit<PathMessage, 'type' | 'session'> } | null;
 }
+
+export type CandidateCounts = Record<'host' | 'srflx' | 'prflx' | 'relay', number>;
+
+/** What the operators see of the hub: devices online, and sessions with their path. */
+export interface HubView {
+  online: Array<{ user: string; device: string; id: number; since: string }>;
+  sessions: Array<{
+    id: string;
+    user: string;
+    device: string;
+    openedAt: string;
+    path: 'direct' | 'relayed' | 'unknown';
+    pair: { reportedBy: 'client' | 'device'; local: PathMessage['local']; remote: PathMessage['remote'] } | null;
+    candidates: { client: CandidateCounts; device: CandidateCounts };
+  }>;
+}
+
+const noCandidates = (): CandidateCounts => ({ host: 0, srflx: 0, prflx: 0, relay: 0 });
 
 /** What the hub counts (the service's metrics). */
 export interface SignalingCounters {
@@ -141,9 +166,26 @@ export class SignalingHub {
     return this.devices.has(deviceId);
   }
 
+  /** Devices online and open sessions, for the operators (GET /api/v1/rendezvous/status). */
+  view(): HubView {
+    const iso = (ms: number): string => new Date(ms).toISOString();
+    return {
+      online: [...this.devices.values()].map((p) => ({ user: p.user, device: p.device!.name, id: p.device!.id, since: iso(p.since) })),
+      sessions: [...this.sessions.values()].map((s) => ({
+        id: s.id,
+        user: s.client.user,
+        device: s.device.device!.name,
+        openedAt: iso(s.openedAt),
+        path: s.path === null ? 'unknown' : s.path.report.relayed ? 'relayed' : 'direct',
+        pair: s.path === null ? null : { reportedBy: s.path.by, local: s.path.report.local, remote: s.path.report.remote },
+        candidates: s.candidates,
+      })),
+    };
+  }
+
   /** A new connection: it must say hello within the hello timeout. */
   attach(conn: SignalConnection): AttachedConnection {
-    const peer: Peer = { conn, role: 'pending', user: '', device: null, sessions: new Set(), bucket: new TokenBucket(this.limits.rate, this.limits.burst, this.now()), dropped: 0, helloTimer: null, queue: Promise.resolve(), gone: false };
+    const peer: Peer = { conn, role: 'pending', user: '', device: null, sessions: new Set(), bucket: new TokenBucket(this.limits.rate, this.limits.burst, this.now()), dropped: 0, helloTimer: null, since: 0, queue: Promise.resolve(), gone: false };
     peer.helloTimer = setTimeout(() => {
       if (peer.role === 'pending' && !peer.gone) this.drop(peer, CloseCode.helloTimeout, `no hello within ${this.limits.helloTimeoutMs} ms`);
     }, this.limits.helloTimeoutMs);
@@ -212,6 +254,13 @@ export class SignalingHub {
       case 'answer':
       case 'candidate':
         return this.forward(peer, m);
+      case 'path': {
+        const s = this.sessions.get(m.session);
+        if (!s || (s.client !== peer && s.device !== peer)) return this.error(peer, 'no_such_session', `no session "${m.session}" of this connection`, m.type);
+        const by = s.device === peer ? 'device' : 'client';
+        if (by === 'device' || s.path?.by !== 'device') s.path = { by, report: { relayed: m.relayed, local: m.local, remote: m.remote } };
+        return;
+      }
       case 'close': {
         const s = this.sessions.get(m.session);
         if (!s || (s.client !== peer && s.device !== peer)) return this.error(peer, 'no_such_session', `no session "${m.session}" of this connection`, m.type);
@@ -262,6 +311,7 @@ export class SignalingHub {
     peer.role = role;
     peer.user = user;
     peer.device = device;
+    peer.since = this.now();
     if (peer.helloTimer) clearTimeout(peer.helloTimer);
     peer.helloTimer = null;
   }
@@ -280,7 +330,7 @@ export class SignalingHub {
     if (!device) return this.error(peer, 'device_offline', `device "${name}" is offline`, 'open', ref);
     if (peer.sessions.size >= this.limits.sessionsPerClient) return this.error(peer, 'too_many_sessions', `a client connection may hold ${this.limits.sessionsPerClient} sessions`, 'open', ref);
     if (device.sessions.size >= this.limits.sessionsPerDevice) return this.error(peer, 'too_many_sessions', `device "${name}" holds ${this.limits.sessionsPerDevice} sessions already`, 'open', ref);
-    const s: Session = { id: randomBytes(12).toString('base64url'), client: peer, device };
+    const s: Session = { id: randomBytes(12).toString('base64url'), client: peer, device, openedAt: this.now(), candidates: { client: noCandidates(), device: noCandidates() }, path: null };
     this.sessions.set(s.id, s);
     peer.sessions.add(s.id);
     device.sessions.add(s.id);
@@ -293,6 +343,10 @@ export class SignalingHub {
   private forward(peer: Peer, m: DescriptionMessage | CandidateMessage): void {
     const s = this.sessions.get(m.session);
     if (!s || (s.client !== peer && s.device !== peer)) return this.error(peer, 'no_such_session', `no session "${m.session}" of this connection`, m.type);
+    // the kinds of candidates each end offers: trickled, or in its offer or answer
+    const counts = s.candidates[s.client === peer ? 'client' : 'device'];
+    const text = m.type === 'candidate' ? (m.candidate?.candidate ?? '') : m.sdp;
+    for (const [, kind] of text.matchAll(/ typ (host|srflx|prflx|relay)\b/g)) counts[kind as keyof CandidateCounts]++;
     this.send(s.client === peer ? s.device : s.client, m);
   }
 

@@ -274,7 +274,7 @@ describe('edgeward user', () => {
     const parsed = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
     assert.deepEqual(
       parsed.map((u) => Object.keys(u).sort()),
-      [['createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']],
+      [['console', 'createdAt', 'rendezvous', 'socks', 'turnRealm', 'username']],
     );
   });
 

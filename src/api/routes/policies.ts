@@ -2,7 +2,7 @@
 // the original system. Every change is re-applied to open connections (the reply's liveUpdate).
 import type { FastifyPluginAsync } from 'fastify';
 import { mptcpCapabilities } from '../../kernel/capabilities.js';
-import { legacyFieldOf, looksLegacy, translateLegacy, type LegacyPolicy } from '../../policy/legacy.js';
+import { legacyFieldOf, looksLegacy, parseLegacyFile, translateLegacy, type LegacyPolicy } from '../../policy/legacy.js';
 import { pathManagerChoices, PolicyError } from '../../policy/service.js';
 import type { Transport as TransportValue } from '../../policy/types.js';
 import { ApiError, renameField } from '../errors.js';
@@ -72,6 +72,41 @@ export function policyRoutes(deps: ApiDeps): FastifyPluginAsync {
         const liveUpdate = await deps.reapply();
         reply.code(201);
         return { policies: created, liveUpdate };
+      },
+    );
+
+    app.post<{ Body: { text: string } }>(
+      '/policies/import',
+      {
+        bodyLimit: BULK_BODY_LIMIT,
+        schema: {
+          tags: ['policies'],
+          summary: "Import the original system's flat file, all or none",
+          description: 'Every bad line is named in the error (field body.text); an entry the store refuses is named by its line.',
+          body: S.ImportBody,
+          response: { 201: S.Imported, ...errors(...BODY_ERRORS, 409, 422) },
+        },
+      },
+      async (req, reply) => {
+        const parsed = parseLegacyFile(req.body.text);
+        if (parsed.errors.length > 0) {
+          const shown = parsed.errors.slice(0, 20).map((e) => `line ${e.line}: ${e.message}`);
+          if (parsed.errors.length > shown.length) shown.push(`and ${parsed.errors.length - shown.length} more`);
+          throw new ApiError(422, 'invalid', 'body.text', `${parsed.errors.length} bad line(s), nothing imported: ${shown.join('; ')}`);
+        }
+        if (parsed.policies.length === 0) throw new ApiError(422, 'invalid', 'body.text', 'the file has no entries');
+        let created;
+        try {
+          created = await policies.createMany(parsed.policies.map((p) => p.input));
+        } catch (e) {
+          const m = e instanceof PolicyError && e.field !== null ? /^policies\[(\d+)\]/.exec(e.field) : null;
+          const entry = m ? parsed.policies[Number(m[1])] : undefined;
+          if (!(e instanceof PolicyError) || !entry) throw e;
+          throw new ApiError(e.code === 'conflict' ? 409 : 422, e.code, 'body.text', `line ${entry.line}: ${e.message.replace(/^policies\[\d+\]:?\s*/, '')}; nothing imported`, e.available);
+        }
+        const notes = [...new Set(parsed.policies.flatMap((p) => p.notes))].map((note) => `${note} (lines ${parsed.policies.filter((p) => p.notes.includes(note)).map((p) => p.line).join(', ')})`);
+        reply.code(201);
+        return { policies: created, liveUpdate: await deps.reapply(), notes };
       },
     );
 
