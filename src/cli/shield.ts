@@ -22,7 +22,8 @@ own, ${SHIELD_TABLE_NAME}).
       the running shield, through the API: mode, interfaces, packets dropped per TCP flag class,
       by the blocklists and the global cap, and per service what passed and what the per-source
       rate and connection limits dropped, with the rates of the last second; the attacks going on;
-      the L4 proxies: connections held and closed by reason
+      the L4 proxies: connections held and closed by reason; the blocklist's and allowlist's
+      hand-made entries (the first 10)
   edgeward shield events [--limit N] [--kind syn_flood|udp_flood|tcp_flags] [--json]
       attack events, newest first: kind, start, end (or "ongoing"), peak packets per second,
       packets, top sources, the services whose limits were tightened
@@ -105,7 +106,8 @@ async function events(args: string[]): Promise<number> {
 async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { json: { type: 'boolean' } });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  const st = await clientFromEnv(values.data).request<StatusView>('GET', '/api/v1/shield');
+  const api = clientFromEnv(values.data);
+  const st = await api.request<StatusView>('GET', '/api/v1/shield');
   if (values.json) {
     process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
     return 0;
@@ -119,6 +121,15 @@ async function status(args: string[]): Promise<number> {
   process.stdout.write(`allowed    ${st.allowlisted} from allowlisted sources (${rate('allowlisted')})\n`);
   process.stdout.write(`attacks    ${st.attacks.length === 0 ? 'none' : st.attacks.map((a) => `${a.kind} since ${time(a.startedAt)}, peak ${a.peakPps}/s${a.topSources.length > 0 ? `, from ${sources(a)}` : ''}`).join('; ')}\n`);
   if (st.tightened.length > 0) process.stdout.write(`tightened  ${st.tightened.join(', ')} (half the per-source limits while the flood goes on)\n`);
+  // the hand-made entries, which an operator looks for after a block or allow
+  for (const list of ['block', 'allow'] as const) {
+    const { entries } = await api.request<{ entries: ListEntry[] }>('GET', `/api/v1/shield/${list}list`);
+    const manual = entries.filter((e) => e.source === 'manual');
+    const shown = manual.slice(0, STATUS_ENTRIES).map((e) => `${e.address}${e.secondsLeft === null ? '' : ` (${e.secondsLeft} s left)`}`);
+    if (manual.length > shown.length) shown.push(`and ${manual.length - shown.length} more (edgeward shield ${list}list)`);
+    const meters = entries.length - manual.length;
+    process.stdout.write(`${`${list}list`.padEnd(11)}${manual.length === 0 ? 'none by hand' : `by hand: ${shown.join(', ')}`}${meters > 0 ? `; ${meters} more by ${list === 'block' ? 'the meters' : 'the configuration'}` : ''}\n`);
+  }
   process.stdout.write('\n');
   printList(st.services, {
     json: false,
@@ -140,6 +151,9 @@ async function status(args: string[]): Promise<number> {
   }
   return 0;
 }
+
+/** Hand-made list entries `shield status` names (the rest: shield blocklist|allowlist). */
+const STATUS_ENTRIES = 10;
 
 interface ListEntry {
   address: string;

@@ -240,6 +240,8 @@ export interface EdgewardInLab {
   data: string;
   /** the API's address inside the namespace (http://HOST:PORT) */
   apiBase: string;
+  /** the API token (EDGEWARD_API_TOKEN): for a sign-in to the console */
+  token: string;
   /** Writes a curl config file (in the lab's temp dir) that sends the API token: for a client the test runs itself (`curl -K FILE`). */
   curlConfig(): string;
   /** Calls the REST API from inside the namespace (curl; the token goes through stdin, never argv). */
@@ -313,7 +315,7 @@ export async function startEdgeward(lab: Lab, ns: Netns, opts: StartEdgewardOpti
     writeFileSync(file, `header = ${curlConfigString(`Authorization: Bearer ${token}`)}\n`, { mode: 0o600 });
     return file;
   };
-  return { process: proc, ns, socks, data, apiBase: base, curlConfig, api, cli, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
+  return { process: proc, ns, socks, data, apiBase: base, token, curlConfig, api, cli, stop: (graceMs = 5000) => proc.stop('SIGTERM', graceMs) };
 }
 
 /** Sets the default policy's transport through the API (PUT /api/v1/policies/default); throws on a non-2xx answer. */
