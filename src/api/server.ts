@@ -103,6 +103,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   const consoleAuth = new ConsoleAuth();
+  // a removed user's console sessions end with them
+  deps.users.on('removed', (username: string) => consoleAuth.sessions.endUser(username));
   app.decorateRequest('consoleSession', null);
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.public === true) return;
