@@ -2,11 +2,10 @@
 // default, through the REST API of a running `edgeward start`.
 import { readFileSync, statSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
-import { parseLegacyFile } from '../policy/legacy.js';
-import { matchIdentity, normalizeMatch } from '../policy/matcher.js';
+import { parseLegacyFile, storedClashes } from '../policy/legacy.js';
 import type { Policy, PolicyInput, Transport } from '../policy/types.js';
 import type { LiveUpdate } from '../transport/live.js';
-import { ApiReplyError, clientFromEnv, ENV_HELP, type ApiClient } from './api-client.js';
+import { ApiReplyError, clientFromEnv, ENV_HELP } from './api-client.js';
 import { apiCommand, parseOptions, UsageError } from './api-command.js';
 import type { Command } from './command.js';
 
@@ -236,7 +235,7 @@ async function importFile(args: string[]): Promise<number> {
     }
     if (e instanceof ApiReplyError && e.code === 'conflict') {
       // the store refused a match that an existing policy has, without saying which entry: find it here
-      const clashes = await clashesWithStored(api, parsed.policies);
+      const clashes = storedClashes((await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies')).policies, parsed.policies);
       if (clashes.length > 0) {
         for (const c of clashes) process.stderr.write(`${file}:${c.line}: policy ${c.id} already has the same match\n`);
         process.stderr.write(`${file}: nothing imported\n`);
@@ -255,26 +254,6 @@ async function importFile(args: string[]): Promise<number> {
 }
 
 /** The entries whose match an already stored policy has. */
-async function clashesWithStored(api: ApiClient, entries: ReadonlyArray<{ line: number; input: PolicyInput }>): Promise<Array<{ line: number; id: number }>> {
-  const identity = (m: Policy['match']): string | null => {
-    const n = normalizeMatch(m);
-    return n.ok ? matchIdentity(n.value) : null;
-  };
-  const { policies } = await api.request<{ policies: Policy[] }>('GET', '/api/v1/policies');
-  const stored = new Map<string, number>();
-  for (const p of policies) {
-    const key = identity(p.match);
-    if (key !== null) stored.set(key, p.id);
-  }
-  const out: Array<{ line: number; id: number }> = [];
-  for (const e of entries) {
-    const key = identity(e.input.match);
-    const id = key === null ? undefined : stored.get(key);
-    if (id !== undefined) out.push({ line: e.line, id });
-  }
-  return out;
-}
-
 async function defaults(args: string[]): Promise<number> {
   const { values, positionals: pos } = parseOptions(args, { ...TRANSPORT_OPTIONS, reset: { type: 'boolean' }, json: { type: 'boolean' } });
   positionals(pos, []);

@@ -2,8 +2,8 @@
 // {"enable","ip","path_manager","scheduler"} and its flat file of "ip,enable,scheduler,path_manager,"
 // lines closed by ".". The original ran on the out-of-tree MPTCP kernel (multipath-tcp.org), whose
 // path manager names differ from upstream Linux; this is where the two vocabularies meet.
-import { normalizeMatch } from './matcher.js';
-import type { PolicyInput, PolicyMatch } from './types.js';
+import { matchIdentity, normalizeMatch } from './matcher.js';
+import type { Policy, PolicyInput, PolicyMatch } from './types.js';
 
 /** One destination as the original system wrote it. */
 export interface LegacyPolicy {
@@ -158,4 +158,24 @@ export function parseLegacyFile(text: string): LegacyFileResult {
     errors.push({ line: Math.max(1, lines.length), message: 'no closing "." line: the file looks truncated' });
   }
   return { policies, errors };
+}
+
+/** The entries of an import whose match a stored policy has already: their lines and that policy's id. */
+export function storedClashes(stored: readonly Policy[], entries: ReadonlyArray<{ line: number; input: PolicyInput }>): Array<{ line: number; id: number }> {
+  const identity = (m: PolicyMatch): string | null => {
+    const n = normalizeMatch(m);
+    return n.ok ? matchIdentity(n.value) : null;
+  };
+  const byIdentity = new Map<string, number>();
+  for (const p of stored) {
+    const key = identity(p.match);
+    if (key !== null) byIdentity.set(key, p.id);
+  }
+  const out: Array<{ line: number; id: number }> = [];
+  for (const e of entries) {
+    const key = identity(e.input.match);
+    const id = key === null ? undefined : byIdentity.get(key);
+    if (id !== undefined) out.push({ line: e.line, id });
+  }
+  return out;
 }

@@ -2,7 +2,7 @@
 // the original system. Every change is re-applied to open connections (the reply's liveUpdate).
 import type { FastifyPluginAsync } from 'fastify';
 import { mptcpCapabilities } from '../../kernel/capabilities.js';
-import { legacyFieldOf, looksLegacy, parseLegacyFile, translateLegacy, type LegacyPolicy } from '../../policy/legacy.js';
+import { legacyFieldOf, looksLegacy, parseLegacyFile, storedClashes, translateLegacy, type LegacyPolicy } from '../../policy/legacy.js';
 import { pathManagerChoices, PolicyError } from '../../policy/service.js';
 import type { Transport as TransportValue } from '../../policy/types.js';
 import { ApiError, renameField } from '../errors.js';
@@ -99,9 +99,12 @@ export function policyRoutes(deps: ApiDeps): FastifyPluginAsync {
         try {
           created = await policies.createMany(parsed.policies.map((p) => p.input));
         } catch (e) {
-          const m = e instanceof PolicyError && e.field !== null ? /^policies\[(\d+)\]/.exec(e.field) : null;
+          if (!(e instanceof PolicyError)) throw e;
+          const clashes = e.code === 'conflict' ? storedClashes(policies.list(), parsed.policies) : [];
+          if (clashes.length > 0) throw new ApiError(409, 'conflict', 'body.text', `${clashes.map((c) => `line ${c.line}: policy ${c.id} already has the same match`).join('; ')}; nothing imported`);
+          const m = e.field !== null ? /^policies\[(\d+)\]/.exec(e.field) : null;
           const entry = m ? parsed.policies[Number(m[1])] : undefined;
-          if (!(e instanceof PolicyError) || !entry) throw e;
+          if (!entry) throw e;
           throw new ApiError(e.code === 'conflict' ? 409 : 422, e.code, 'body.text', `line ${entry.line}: ${e.message.replace(/^policies\[\d+\]:?\s*/, '')}; nothing imported`, e.available);
         }
         const notes = [...new Set(parsed.policies.flatMap((p) => p.notes))].map((note) => `${note} (lines ${parsed.policies.filter((p) => p.notes.includes(note)).map((p) => p.line).join(', ')})`);
