@@ -12,9 +12,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BIN, startEdgeward } from '../helpers/edgeward.js';
+import { BIN, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
 import { withLab } from '../helpers/netns.js';
-import type { RunningProcess } from '../helpers/process.js';
+import { waitFor, type RunningProcess } from '../helpers/process.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 
 const ECHO = fileURLToPath(new URL('./fixtures/tcp-echo-check.mjs', import.meta.url));
@@ -22,6 +22,21 @@ const skip = requirement(labSkipReason({ needs: ['curl', 'python3'] }) ?? edgewa
 if (skip) process.stdout.write(`# skipping the peer forwarding lab: ${skip}\n`);
 
 const SERVER = 'http://127.0.0.1:8080';
+
+interface HubStatus {
+  online: Array<{ user: string; device: string }>;
+  sessions: Array<{ user: string; device: string; path: string; pair: { local: { type: string }; remote: { type: string } } | null; candidates: Record<'client' | 'device', { host: number; srflx: number; relay: number }> }>;
+}
+
+/** GET /api/v1/rendezvous/status until a session of alice with box shows `path` (a report may trail the client's own output). */
+async function sessionWithPath(ew: EdgewardInLab, path: string): Promise<{ online: HubStatus['online']; session: HubStatus['sessions'][number] }> {
+  let last: HubStatus | undefined;
+  await waitFor(`a ${path} session in /api/v1/rendezvous/status`, async () => {
+    last = (await ew.api('GET', '/api/v1/rendezvous/status')).body as HubStatus;
+    return last.sessions.some((x) => x.user === 'alice' && x.device === 'box' && x.path === path);
+  }, 10_000, 200).catch((e: Error) => assert.fail(`${e.message}: ${JSON.stringify(last)}`));
+  return { online: last!.online, session: last!.sessions.find((x) => x.path === path)! };
+}
 
 describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { skip }, () => {
   it('forwards TCP both ways over the data channel, direct and relayed, and ends the session when the device dies', { timeout: 180_000 }, () =>
@@ -61,6 +76,10 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
       const p1 = await pathOf(direct);
       process.stdout.write(`# peer path: ${JSON.stringify(p1)}\n`);
       assert.equal(p1.path, 'direct');
+      // the operators' view: the device online, the session with the pair the ends reported
+      const status1 = await sessionWithPath(ew, 'direct');
+      assert.deepEqual(status1.online.map((d) => `${d.device} of ${d.user}`), ['box of alice']);
+      assert.ok(status1.session.candidates.client.host > 0 && status1.session.candidates.device.host > 0, JSON.stringify(status1.session.candidates));
       const e1 = await echoCheck(2222, 2 * 1024 * 1024);
       process.stdout.write(`# echo over the direct path: ${e1.sent} bytes out and back in ${e1.ms} ms\n`);
       assert.deepEqual([e1.back, e1.equal], [e1.sent, true], 'the echo came back whole, and both FINs crossed (the check read to EOF)');
@@ -78,6 +97,8 @@ describe('edgeward peer device / peer connect (lab: one namespace, lo only)', { 
       const p2 = await pathOf(relayed);
       assert.equal(p2.path, 'relayed');
       assert.equal(p2.local.type, 'relay');
+      const status2 = await sessionWithPath(ew, 'relayed');
+      assert.ok(status2.session.pair !== null && [status2.session.pair.local.type, status2.session.pair.remote.type].includes('relay'), JSON.stringify(status2.session.pair));
       const e2 = await echoCheck(3222, 1024 * 1024);
       process.stdout.write(`# echo over the relayed path: ${e2.sent} bytes out and back in ${e2.ms} ms\n`);
       assert.deepEqual([e2.back, e2.equal], [e2.sent, true]);
