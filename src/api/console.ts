@@ -7,6 +7,7 @@
 // that header without a CORS preflight, which this API never grants. The page runs under a strict
 // Content-Security-Policy: this origin's script and style only, no inline code, no framing.
 import { readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { LoginSessions, type LoginSession } from '../auth/login-sessions.js';
@@ -83,12 +84,43 @@ function fromLoopback(ip: string): boolean {
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
+/** How often open responses of the console (event streams) are checked for a session that ended. */
+const SWEEP_MS = 1000;
+
 /** The console's sessions, and what the API's authentication asks of them. */
 export class ConsoleAuth {
   readonly sessions: LoginSessions<string | null>;
+  /** responses in progress per session: an event stream ends when its session does */
+  private readonly open = new Map<ServerResponse, ConsoleSession>();
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(now: () => number = () => Date.now()) {
     this.sessions = new LoginSessions<string | null>(CONSOLE_SESSION_TTL_S * 1000, 10_000, now, TOKEN_PREFIX);
+  }
+
+  /** Keeps `res` (made with `session`) until it closes; it is cut when the session ends first. */
+  track(res: ServerResponse, session: ConsoleSession): void {
+    this.open.set(res, session);
+    res.once('close', () => this.open.delete(res));
+    this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
+  }
+
+  private sweep(): void {
+    for (const [res, s] of this.open) {
+      if (this.sessions.alive(s)) continue;
+      this.open.delete(res);
+      res.destroy();
+    }
+    if (this.open.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
+  /** Stops the sweeper (the API closes). */
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
   }
 
   /**

@@ -103,6 +103,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   const consoleAuth = new ConsoleAuth();
+  app.addHook('onClose', async () => consoleAuth.close());
   // a removed user's console sessions end with them
   deps.users.on('removed', (username: string) => consoleAuth.sessions.endUser(username));
   app.decorateRequest('consoleSession', null);
@@ -112,7 +113,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (header === undefined) {
       // the console's pages send their session cookie instead (CSRF checked for changes)
       req.consoleSession = consoleAuth.check(req);
-      if (req.consoleSession) return;
+      if (req.consoleSession) {
+        consoleAuth.track(reply.raw, req.consoleSession);
+        return;
+      }
     }
     const m = header === undefined ? null : /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
     if (!m) {

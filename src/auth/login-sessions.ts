@@ -12,6 +12,8 @@ export interface LoginSession<U> {
   user: U;
   csrf: string;
   expiresAt: number;
+  /** set when the session is ended (logout, its user removed) */
+  ended?: boolean;
 }
 
 function hash(token: string): string {
@@ -56,14 +58,25 @@ export class LoginSessions<U extends string | null = string> {
     return this.lookup(token)?.user ?? null;
   }
 
+  /** true while a session looked up before is still live (not ended, not expired). */
+  alive(s: LoginSession<U>): boolean {
+    return s.ended !== true && s.expiresAt > this.now();
+  }
+
   /** Ends one session (logout). */
   end(token: string): boolean {
+    const s = this.byHash.get(hash(token));
+    if (s) s.ended = true;
     return this.byHash.delete(hash(token));
   }
 
   /** Ends every session of `user` (a removed user). */
   endUser(user: U): void {
-    for (const [h, s] of this.byHash) if (s.user === user) this.byHash.delete(h);
+    for (const [h, s] of this.byHash) {
+      if (s.user !== user) continue;
+      s.ended = true;
+      this.byHash.delete(h);
+    }
   }
 
   get size(): number {
