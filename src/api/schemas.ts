@@ -235,6 +235,16 @@ const InEffect = Type.Object(
     mptcp: Type.Boolean(),
     mptcpNote: Type.Optional(Type.String()),
     subflows: Type.Optional(Type.Integer()),
+    subflowList: Type.Optional(
+      Type.Array(
+        Type.Object({
+          local: Type.Object({ address: Type.String(), port: Type.Integer() }),
+          remote: Type.Object({ address: Type.String(), port: Type.Integer() }),
+          bytes: Type.Object({ sent: Type.Integer({ description: 'sent and acknowledged' }), received: Type.Integer() }),
+        }),
+        { description: "the subflows under the kernel's path managers, with their addresses and bytes (edgeward's own: pathManager.subflows)" },
+      ),
+    ),
     pathManager: Type.Optional(
       Type.Object(
         {

@@ -2,7 +2,7 @@
 // open socket, and reads back what the kernel really has in effect.
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError } from '../kernel/fdio.js';
+import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError, subflowCounters } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
 import { c_bind } from '../kernel/libc.js';
 import { thePlane } from '../kernel/epoll-plane.js';
@@ -34,6 +34,8 @@ export interface TransportInEffect {
   subflows?: number;
   /** what edgeward's own path manager did for the connection (pathManager ndiffports or fullmesh) */
   pathManager?: PathManagerView;
+  /** the subflows under the kernel's path managers: addresses and bytes (MPTCP_SUBFLOW_ADDRS, MPTCP_TCPINFO) */
+  subflowList?: Array<{ local: { address: string; port: number }; remote: { address: string; port: number }; bytes: { sent: number; received: number } }>;
   congestion?: string;
   noDelay?: boolean;
   keepAlive?: { idle: number; interval: number; count: number } | false;
@@ -263,6 +265,7 @@ export function transportInEffect(fd: number): TransportInEffect {
         out.subflows = info.subflows;
         const pm = thePathManager().view(fd, info.token);
         if (pm) out.pathManager = pm;
+        else out.subflowList = subflowCounters(fd).map((c) => ({ local: c.local, remote: c.remote, bytes: { sent: c.bytesAcked, received: c.bytesReceived } }));
       } else {
         out.mptcpNote = 'peer does not speak MPTCP: fell back to TCP';
         out.subflows = 1;

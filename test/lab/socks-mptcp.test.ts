@@ -70,6 +70,10 @@ describe('SOCKS5 through edgeward over two 50 Mbit/s paths', { skip }, () => {
     assert.ok(seen.entry, `GET /api/v1/connections does not list the connection to ${topo.serverAddr}: ${seen.text.slice(0, 500)}`);
     assert.equal(inEffect?.mptcp, true, 'the connection should be reported as MPTCP in effect');
     assert.equal(inEffect?.subflows, 2, 'the connection should use two subflows (path A and path B)');
+    // each subflow with its addresses and bytes, as the console's connections view shows them
+    const list = (inEffect as { subflowList?: Array<{ local: { address: string }; bytes: { sent: number; received: number } }> } | undefined)?.subflowList ?? [];
+    assert.equal(new Set(list.map((f) => f.local.address)).size, 2, `two subflows from two local addresses: ${JSON.stringify(list)}`);
+    assert.ok(list.every((f) => f.bytes.received > 0), 'both subflows carried the download so far');
   });
 
   test('a cidr policy turns MPTCP on for its destination while the default stays off', { timeout: 40_000 }, async () => {
