@@ -25,6 +25,8 @@ const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
+/** NLM_F_ROOT | NLM_F_MATCH: every object the request's attributes select, in as many reads as it takes */
+export const NLM_F_DUMP = 0x300;
 /** NLA_F_NESTED and NLA_F_NET_BYTEORDER: flags in an attribute's type, not part of it */
 const NLA_TYPE_MASK = 0x3fff;
 export const NLA_F_NESTED = 0x8000;
@@ -259,15 +261,16 @@ export class NetlinkSocket {
 
   /**
    * Sends one message of `type` with `payload`, asking for an ack, and returns the replies that came
-   * before the ack (a get's answer). Throws a NetlinkError when the kernel refused it.
+   * before the ack (a get's answer), or before the end of a dump (`flags` NLM_F_DUMP: the kernel
+   * queues each next part as the one before is read). Throws a NetlinkError when the kernel refused it.
    */
-  requestRaw(type: number, payload: Buffer, what: string): NlMessage[] {
+  requestRaw(type: number, payload: Buffer, what: string, flags = 0): NlMessage[] {
     const len = NLMSG_HDRLEN + payload.length;
     const msg = Buffer.alloc(len);
     const seq = this.seq++ >>> 0;
     msg.writeUInt32LE(len, 0);
     msg.writeUInt16LE(type, 4);
-    msg.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK, 6);
+    msg.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK | flags, 6);
     msg.writeUInt32LE(seq, 8);
     msg.writeUInt32LE(0, 12);
     payload.copy(msg, NLMSG_HDRLEN);

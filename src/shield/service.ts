@@ -10,6 +10,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
 import { applyTable, listCounters, listSetElements, removeTable, replaceChain, type NftCounters } from '../kernel/nft.js';
+import { NftCounterReader } from '../kernel/nft-counters.js';
 import { readConntrackCount, readInterfacePackets, readSynproxyStats, type SynproxyStats } from '../kernel/proc-stats.js';
 import { readSysctl, writeSysctl } from '../kernel/sysctl.js';
 import type { Logger } from '../log/logger.js';
@@ -157,7 +158,27 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     return ports;
   };
 
+  // the counters over netlink (no process per reading); `nft -j list` when that cannot be had
+  let reader: NftCounterReader | null | undefined;
   const snapshot = async (): Promise<CounterReading | null> => {
+    if (reader === undefined) {
+      try {
+        reader = new NftCounterReader(SHIELD_TABLE);
+      } catch (e) {
+        reader = null;
+        logger.info('shield: reading the counters with nft (no netlink socket)', { error: (e as Error).message });
+      }
+    }
+    if (reader) {
+      try {
+        const named = reader.read();
+        return named.length > 0 ? { packets: packetsOf({ named, rules: [] }), at: performance.now() } : null;
+      } catch (e) {
+        logger.warn('shield: cannot read the counters over netlink; with nft from now on', { error: (e as Error).message });
+        reader.close();
+        reader = null;
+      }
+    }
     const c = await listCounters(SHIELD_TABLE);
     return c ? { packets: packetsOf(c), at: performance.now() } : null;
   };
@@ -236,10 +257,13 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     }
   };
 
-  /** Tells a transition to the webhook and the event stream, after adapt() has said what it tightened. */
+  /**
+   * Tells a transition to the webhook and the event stream, after adapt() has said what it
+   * tightened. The stream heard of a start already, as it was detected: it gets an update now.
+   */
   const notify = (type: 'started' | 'updated' | 'ended', e: AttackEvent): void => {
     if (type !== 'updated') webhook?.send({ type: `attack.${type}`, shield: { mode: spec.mode, interfaces: spec.interfaces }, attack: e });
-    stream.publish('attack', { type, attack: e });
+    stream.publish('attack', { type: type === 'started' ? 'updated' : type, attack: e });
   };
 
   const poll = async (): Promise<void> => {
@@ -256,6 +280,9 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     if (!rates || dtS === null) return;
     const sig = signals(spec, rates);
     const transitions = detector.observe(Date.now(), dtS, sig);
+    // a start reaches the event stream (the console) at once: storing it and tightening the limits
+    // run nft and SQLite, which take seconds under a flood on a small box
+    for (const t of transitions) if (t.type === 'started') stream.publish('attack', { type: 'started', attack: t.event });
     await readSample(transitions.filter((t) => t.type === 'ended').map((t) => t.event));
     for (const t of transitions) await record(t.type, t.event);
     await adapt();
@@ -273,6 +300,8 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     await webhook?.flush(2000);
     webhook?.close();
     stream.close();
+    reader?.close();
+    reader = undefined;
     if (applied) {
       applied = false;
       await removeTable(SHIELD_TABLE).then(

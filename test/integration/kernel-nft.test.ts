@@ -4,9 +4,11 @@
 // restores the ruleset exactly (and is a no-op the second time).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultRunner, type CommandRunner } from '../../src/kernel/command.js';
 import { applyTable, listCounters, NftError, removeTable, tableExists, type NftTable } from '../../src/kernel/nft.js';
+import { ROOT } from '../helpers/process.js';
 
 const have = (argv: string[]): boolean => spawnSync(argv[0]!, argv.slice(1)).status === 0;
 const missing =
@@ -81,6 +83,23 @@ describe('kernel/nft: an owned table in a network namespace', { skip: missing &&
     assert.ok(c);
     assert.deepEqual(c.named.map((x) => [x.name, x.packets, x.comment]), [['syn_to_9', 3, 'SYNs to port 9']]);
     assert.deepEqual(c.rules.map((x) => [x.chain, x.packets, x.comment]), [['output', 3, 'syn rule']]);
+  });
+
+  it('the netlink reader sees the named counters nft sees, over a dump of many parts', async () => {
+    // 400 more counters in a table of their own: the dump takes several reads
+    const many = Array.from({ length: 400 }, (_, i) => `\tcounter c${i} {\n\t\tpackets ${i * 3} bytes ${i * 100}\n\t}`);
+    await applyTable({ family: 'inet', name: 'edgeward_many' }, many, { run: inNs });
+    const readIn = (table: string): Array<{ name: string; packets: number; bytes: number }> => {
+      const script = `import { NftCounterReader } from ${JSON.stringify(join(ROOT, 'src/kernel/nft-counters.ts'))};\nconst r = new NftCounterReader({ family: 'inet', name: ${JSON.stringify(table)} });\nprocess.stdout.write(JSON.stringify(r.read()));`;
+      return JSON.parse(sh(process.execPath, '--import', 'tsx', '--input-type=module', '-e', script));
+    };
+    const viaNft = await listCounters(T, inNs);
+    assert.deepEqual(readIn('edgeward_test').map((c) => [c.name, c.packets, c.bytes]), viaNft!.named.map((c) => [c.name, c.packets, c.bytes]));
+    const all = readIn('edgeward_many');
+    assert.equal(all.length, 400);
+    assert.deepEqual(all.find((c) => c.name === 'c399'), { name: 'c399', packets: 1197, bytes: 39900 });
+    assert.deepEqual(readIn('no_such_table'), [], 'a missing table has no counters');
+    await removeTable({ family: 'inet', name: 'edgeward_many' }, inNs);
   });
 
   it('a reload that fails leaves the previous rules in force (one transaction)', async () => {
