@@ -61,11 +61,13 @@ const SignInBody = Type.Union(
   ],
   { description: 'the API token, or a username and password of a user with console access' },
 );
-const SessionView = Type.Object({
+const SessionFields = {
   user: Type.Union([Type.String(), Type.Null()], { description: 'null: signed in with the API token' }),
   csrf: Type.String({ description: `send it as ${CSRF_HEADER} with every change (POST, PUT, PATCH, DELETE)` }),
   expiresAt: Type.String({ format: 'date-time' }),
-});
+};
+const SessionView = Type.Object(SessionFields);
+const SignedIn = Type.Object({ signedIn: Type.Literal(true), ...SessionFields });
 
 /** The value of one cookie in a Cookie header, or null. */
 export function cookieValue(header: string | undefined, name: string): string | null {
@@ -203,9 +205,11 @@ export function consoleSessionRoutes(deps: ApiDeps, auth: ConsoleAuth): FastifyP
       },
     );
 
-    app.get('/console/session', { schema: { tags, summary: "This cookie's console session (the page asks it after a reload)", response: { 200: SessionView, 401: ErrorBody } } }, async (req) => {
-      if (!req.consoleSession) throw new ApiError(401, 'unauthorized', 'headers.cookie', 'no console session: sign in with POST /api/v1/console/session');
-      return view(req.consoleSession);
+    // public, and 200 either way: the page asks it on every load, and a first visit is no error
+    app.get('/console/session', { config: { public: true }, schema: { tags, summary: "This cookie's console session, if it has a live one (the page asks at each load)", security: [], response: { 200: Type.Union([SignedIn, Type.Object({ signedIn: Type.Literal(false) })]) } } }, async (req) => {
+      const token = cookieValue(req.headers.cookie, CONSOLE_COOKIE);
+      const s = token === null ? null : auth.sessions.lookup(token);
+      return s ? { signedIn: true as const, ...view(s) } : { signedIn: false as const };
     });
 
     app.delete('/console/session', { schema: { tags, summary: 'Sign out: ends the session and clears its cookie', response: { 204: { type: 'null', description: 'ended' }, 401: ErrorBody } } }, async (req, reply) => {
