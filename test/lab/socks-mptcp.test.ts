@@ -2,7 +2,10 @@
 // paths to a server; curl downloads through its SOCKS5 listener. With `mptcp: true` the download
 // must be at least 1.6x as fast as with `mptcp: false`, and the API must show the second subflow.
 import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chromiumPath, launchChromium } from '../helpers/browser.js';
 import { setDefaultTransport, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
 import { download, startFileServer, type FileServer } from '../helpers/file-server.js';
 import { Lab } from '../helpers/netns.js';
@@ -10,7 +13,7 @@ import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requi
 import { buildTwoPathLab, compareThroughEdgeward, type TwoPathLab } from '../helpers/two-path-lab.js';
 
 const MIN_RATIO = 1.6;
-const skip = requirement(labSkipReason({ needs: ['curl', 'mptcpize', 'python3'] }) ?? edgewardSkipReason());
+const skip = requirement(labSkipReason({ needs: ['curl', 'mptcpize', 'python3', 'chromium'] }) ?? edgewardSkipReason());
 if (skip) console.log(`SOCKS MPTCP lab test skipped: ${skip}`);
 
 /** What GET /api/v1/connections says about one connection (the fields this test reads). */
@@ -95,6 +98,55 @@ describe('SOCKS5 through edgeward over two 50 Mbit/s paths', { skip }, () => {
     console.log(`destination outside ${topo.serverSubnet} (${topo.pathB.b.ip}): ${other.mbps.toFixed(1)} Mbit/s`);
     assert.equal(other.sha256, file.sha256, 'download arrived corrupt');
     assert.ok(other.mbps <= topo.rateMbit * 1.15, `${other.mbps.toFixed(1)} Mbit/s to ${topo.pathB.b.ip}: more than one ${topo.rateMbit} Mbit/s path, so MPTCP was used outside the policy`);
+  });
+
+  test('the console shows the multipath download over both paths, live', { timeout: 90_000 }, async () => {
+    // the cidr policy of the test before (mptcp: true) still applies to the server's path-A address
+    const dir = lab.tempDir('chromium');
+    const shots = process.env.EDGEWARD_TEST_OUT ? join(process.env.EDGEWARD_TEST_OUT, 'console-mptcp') : join(dir, 'shots');
+    mkdirSync(shots, { recursive: true });
+    const wrapper = join(dir, 'chromium-in-proxy');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${topo.proxy.name} ${await chromiumPath()} "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const browser = await launchChromium(dir, [], { executablePath: wrapper, pipe: true });
+    try {
+      const page = await browser.newPage();
+      await page.setViewport({ width: 1400, height: 1000 });
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(m.text());
+      });
+      page.on('pageerror', (e) => problems.push(String(e)));
+      await page.goto(`${ew.apiBase}/console#/connections`, { waitUntil: 'load' });
+      await page.waitForSelector('#signin-token', { visible: true, timeout: 10_000 });
+      await page.type('#signin-token', ew.token);
+      await page.click('#signin-token-submit');
+      await page.waitForSelector('#view-connections', { visible: true, timeout: 10_000 });
+      // a download slow enough to watch: 24 MiB at 1.2 MB/s, about 20 s
+      const slow = lab.exec(topo.proxy, ['curl', '-sS', '-f', '--max-time', '60', '--limit-rate', '1200K', '--socks5', ew.socks, '-o', '/dev/null', file.url], { timeoutMs: 65_000 });
+      try {
+        const a = topo.pathA.a.ip;
+        const b = topo.pathB.a.ip;
+        await page.waitForFunction((x: string, y: string) => {
+          const t = document.querySelector('#view-connections')?.textContent ?? '';
+          return t.includes(`${x}:`) && t.includes(`${y}:`);
+        }, { timeout: 15_000, polling: 250 }, a, b);
+        const row = await page.evaluate(() => document.querySelector('#view-connections tr.vt-row')?.textContent ?? '');
+        console.log(`console connections row: ${row}`);
+        await page.screenshot({ path: join(shots, 'connections-mptcp.png') });
+        await page.goto(`${ew.apiBase}/console#/overview`);
+        await page.waitForFunction(() => /[1-9]/.test(document.querySelector('#figure-down')?.textContent ?? ''), { timeout: 10_000, polling: 250 });
+        await new Promise((r) => setTimeout(r, 5000)); // a few seconds of chart
+        const down = await page.$eval('#figure-down', (e) => e.textContent ?? '');
+        console.log(`console overview while downloading: down ${down}; screenshots in ${shots}`);
+        await page.screenshot({ path: join(shots, 'overview-mptcp.png') });
+      } finally {
+        await slow;
+      }
+      assert.deepEqual(problems, [], 'no console error in the page');
+    } finally {
+      await browser.close();
+    }
   });
 
   test('edgeward stops on SIGTERM', { timeout: 20_000 }, async () => {

@@ -5,7 +5,7 @@
 import { api, messageOf } from './api.js';
 import { bytes, duration, field, h, hostPort, replace } from './dom.js';
 import { keepAliveText, matchText, transportText } from './policy-text.js';
-import type { Connection, Policy } from './types.js';
+import type { Connection, Policy, Subflow } from './types.js';
 import type { View } from './view.js';
 import { poll } from './view.js';
 import { VirtualTable, type Column } from './virtual-table.js';
@@ -27,8 +27,35 @@ function subflowsText(c: Connection): string {
     const list = pm.subflows.map((s) => `${hostPort(s.local.address, s.local.port)} → ${hostPort(s.remote.address, s.remote.port)}${s.backup ? ' (backup)' : ''}`);
     return `${pm.mode} ${pm.subflowsUp}/${pm.subflowsWanted}${list.length > 0 ? `: ${list.join('; ')}` : ''}`;
   }
+  const list = c.inEffect?.subflowList;
+  if (list && list.length > 0) return `${list.length}: ${list.map((s) => `${hostPort(s.local.address, s.local.port)} → ${hostPort(s.remote.address, s.remote.port)}`).join('; ')}`;
   if (c.inEffect?.subflows !== undefined) return String(c.inEffect.subflows);
   return '-';
+}
+
+/** A table of subflows: addresses, the backup flag where edgeward's path manager knows it, bytes. */
+function subflowTable(subflows: Array<Omit<Subflow, 'backup'> & { backup?: boolean }>): HTMLElement {
+  return h(
+    'table',
+    { class: 'grid' },
+    h('caption', {}, 'Subflows'),
+    h('thead', {}, h('tr', {}, ...['Local', 'Remote', 'Backup', 'Sent', 'Received'].map((t) => h('th', { scope: 'col' }, t)))),
+    h(
+      'tbody',
+      {},
+      ...subflows.map((s) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, hostPort(s.local.address, s.local.port)),
+          h('td', {}, hostPort(s.remote.address, s.remote.port)),
+          h('td', {}, s.backup === undefined ? '-' : s.backup ? 'backup' : 'no'),
+          h('td', {}, s.bytes ? bytes(s.bytes.sent) : '-'),
+          h('td', {}, s.bytes ? bytes(s.bytes.received) : '-'),
+        ),
+      ),
+    ),
+  );
 }
 
 export class ConnectionsView implements View {
@@ -197,29 +224,9 @@ export class ConnectionsView implements View {
     if (pm) {
       row('path manager', `${pm.mode}: ${pm.subflowsUp} up of ${pm.subflowsWanted} wanted, ${pm.subflowsPending} pending, ${pm.recreated} made again`);
       row('path manager error', pm.lastError);
-      parts.push(
-        h(
-          'table',
-          { class: 'grid' },
-          h('caption', {}, 'Subflows'),
-          h('thead', {}, h('tr', {}, ...['Local', 'Remote', 'Backup', 'Sent', 'Received'].map((t) => h('th', { scope: 'col' }, t)))),
-          h(
-            'tbody',
-            {},
-            ...pm.subflows.map((s) =>
-              h(
-                'tr',
-                {},
-                h('td', {}, hostPort(s.local.address, s.local.port)),
-                h('td', {}, hostPort(s.remote.address, s.remote.port)),
-                h('td', {}, s.backup ? 'backup' : 'no'),
-                h('td', {}, s.bytes ? bytes(s.bytes.sent) : '-'),
-                h('td', {}, s.bytes ? bytes(s.bytes.received) : '-'),
-              ),
-            ),
-          ),
-        ),
-      );
+      parts.push(subflowTable(pm.subflows));
+    } else if (e?.subflowList && e.subflowList.length > 0) {
+      parts.push(subflowTable(e.subflowList));
     }
     const close = h('button', { type: 'button' }, 'Close details');
     close.addEventListener('click', () => this.select(null));

@@ -65,6 +65,8 @@ export interface InEffect {
   mptcpNote?: string;
   subflows?: number;
   pathManager?: PathManagerView;
+  /** the subflows under the kernel's path managers (edgeward's own: pathManager.subflows) */
+  subflowList?: Array<Omit<Subflow, 'backup'>>;
   congestion?: string;
   noDelay?: boolean;
   keepAlive?: KeepAlive | false;
