@@ -36,7 +36,7 @@ Options:
   --password-stdin     read the password from the first line of standard input
   --forward [HOST:]PORT=NAME    a local port for the device's service NAME, repeatable (e.g. 2222=ssh)
   --status             print the path as a JSON line on standard output when it is set up or changes
-  --relay-only         use relayed (TURN) candidates only
+  --relay-only         use relayed (TURN) candidates only (an error without a TURN server)
   --turn-transport udp|tcp   which TURN transport to use (default udp; tcp where UDP is blocked)
   --timeout SEC        how long to wait for the WebRTC connection (default 30)
   --ice-address ADDR   offer a host candidate on ADDR too, repeatable (the interfaces' addresses are

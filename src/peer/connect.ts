@@ -77,6 +77,13 @@ export async function runConnect(opts: ConnectOptions): Promise<RunningConnect> 
   signal.send({ type: 'open', device: opts.device });
   const o = await Promise.race([openedFrame, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the server did not answer the open within 10 s')), 10_000))]);
   sessionId = String(o.session);
+  const iceServers = opts.iceServers ?? (o.iceServers as IceServer[]);
+  if (opts.relayOnly && !iceServers.some((s) => s.urls.some((u) => u.startsWith('turn:')))) {
+    // without a TURN server there is no relayed candidate, and a relay-only session cannot be had
+    signal.send({ type: 'close', session: sessionId, reason: 'the client has no TURN server' });
+    signal.close();
+    throw new Error('--relay-only needs a TURN server: the rendezvous server handed out none (it needs --turn-secret, or the user TURN access: edgeward user add NAME --turn), or give one with --ice-server');
+  }
   const peer = newPeerConnection(o.iceServers as IceServer[], opts, (candidate) => signal.send({ type: 'candidate', session: sessionId, candidate }));
   pc = peer;
   // one channel from the start, so that the offer carries the data channels' association
