@@ -11,7 +11,9 @@ const usage = `Usage: edgeward start [options]
 
 Runs the gateway: a SOCKS5/SOCKS4 proxy that gives every outgoing connection the transport policy
 of its destination (MPTCP, congestion control, Nagle, keepalive), and the REST API that manages
-policies and users (bearer token: env EDGEWARD_API_TOKEN, or generated into DATA/api-token).
+policies and users (bearer token: env EDGEWARD_API_TOKEN, or generated into DATA/api-token), with
+the browser console at /console on the same address (sign in with that token, or as a user with
+console access).
 
 Options (flags; in a --config YAML file the same names as keys, or sections with short keys):
   --config FILE               YAML file with any of the settings below

@@ -25,7 +25,7 @@ describe('edgeward peer connect', () => {
 
   it('--relay-only without a TURN server ends at once, saying why, and leaves no session', async () => {
     const started = Date.now();
-    const r = await runCmd([process.execPath, BIN, 'peer', 'connect', 'box', '--server', g.apiUrl, '--user', 'alice', '--relay-only', '--forward', '0=ssh', '--ice-address', '127.0.0.1'], { env: { EDGEWARD_PASSWORD: 'alice-peer-pw' }, timeoutMs: 30_000, allowFailure: true });
+    const r = await runCmd([process.execPath, BIN, 'peer', 'connect', 'box', '--server', g.apiUrl, '--user', 'alice', '--relay-only', '--forward', '0=ssh', '--ice-address', '127.0.0.1'], { env: { ...process.env, EDGEWARD_PASSWORD: 'alice-peer-pw' }, timeoutMs: 30_000 });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /--relay-only needs a TURN server/);
     assert.ok(Date.now() - started < 10_000, `it ended in ${Date.now() - started} ms, not at the ICE timeout`);
