@@ -46,3 +46,15 @@ export async function startPortServer(name: string, bin: string, args: string[])
   }
   throw new Error(`${name} did not start: ${why}`);
 }
+
+/** Runs bench/hold.c: `count` proxied connections opened one after another and kept open until it is stopped. */
+export async function hold(bin: string, echoPort: number, socksPort: number, count: number, spread: number): Promise<{ held: number; errors: Record<string, number>; proc: Tracked }> {
+  const proc = spawnTracked('hold', bin, ['--target', `127.0.0.1:${echoPort}`, '--socks', `127.0.0.1:${socksPort}`, '--count', String(count), '--sources', String(spread)]);
+  const m = await waitForOutput(proc, /^\{"held".*$/m, 180_000);
+  if (!m) {
+    await proc.stop(1000);
+    throw new Error(`hold printed nothing: ${proc.stderr().trim() || 'timed out'}`);
+  }
+  const j = JSON.parse(m[0]) as { held: number; errors: Record<string, number> };
+  return { ...j, proc };
+}

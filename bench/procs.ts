@@ -26,7 +26,8 @@ export interface Tracked {
   stop(graceMs?: number): Promise<ExitStatus>;
 }
 
-const live = new Map<number, Tracked>();
+/** by pid: the process, and what its signals go to (its pid, or -pid for its whole process group) */
+const live = new Map<number, { tracked: Tracked; target: number }>();
 
 function capture(stream: NodeJS.ReadableStream | null): () => string {
   const chunks: Buffer[] = [];
@@ -47,6 +48,14 @@ export interface SpawnOptions {
 /** Starts a process with piped output and tracks it until it exits. */
 export function spawnTracked(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Tracked {
   const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  return adoptTracked(name, child);
+}
+
+/**
+ * Tracks a process that something else started (Chromium, by puppeteer) like one of ours.
+ * `group`: it leads a process group of its own (its helpers are in it), and signals go to the group.
+ */
+export function adoptTracked(name: string, child: ChildProcess, opts: { group?: boolean } = {}): Tracked {
   let status: ExitStatus | undefined;
   const exited = new Promise<ExitStatus>((resolve) => {
     child.once('error', () => {
@@ -58,35 +67,39 @@ export function spawnTracked(name: string, cmd: string, args: string[], opts: Sp
       resolve(status);
     });
   });
+  // a process adopted after it exited emits nothing more
+  if (child.exitCode !== null || child.signalCode !== null) status = { code: child.exitCode, signal: child.signalCode };
   const stdout = capture(child.stdout);
   const stderr = capture(child.stderr);
   const pid = child.pid ?? -1;
+  const target = opts.group === true && pid > 0 ? -pid : pid;
   const tracked: Tracked = {
     name,
     pid,
     child,
-    exited,
+    exited: status ? Promise.resolve(status) : exited,
     status: () => status,
     stdout,
     stderr,
     async stop(graceMs = 3000) {
       if (status) return status;
-      signalPid(pid, 'SIGTERM');
+      signalPid(target, 'SIGTERM');
       const done = await withTimeout(exited, graceMs);
       if (done) return done;
-      signalPid(pid, 'SIGKILL');
+      signalPid(target, 'SIGKILL');
       return (await withTimeout(exited, 2000)) ?? { code: null, signal: 'SIGKILL' };
     },
   };
-  if (pid > 0) {
-    live.set(pid, tracked);
+  if (pid > 0 && !status) {
+    live.set(pid, { tracked, target });
     void exited.then(() => live.delete(pid));
   }
   return tracked;
 }
 
+/** pid, or -pgid for a process group */
 function signalPid(pid: number, sig: NodeJS.Signals): void {
-  if (pid <= 0) return;
+  if (pid === 0 || pid === -1) return;
   try {
     process.kill(pid, sig);
   } catch {
@@ -152,12 +165,12 @@ export function waitForOutput(p: Tracked, pattern: RegExp, timeoutMs: number, fr
 
 /** Stops every tracked process that is still running. */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...live.values()].map((p) => p.stop(3000)));
+  await Promise.all([...live.values()].map((p) => p.tracked.stop(3000)));
 }
 
 /** SIGKILLs (by pid) whatever is still tracked; for process exit, where nothing async runs. */
 export function killAllNow(): void {
-  for (const pid of live.keys()) signalPid(pid, 'SIGKILL');
+  for (const { target } of live.values()) signalPid(target, 'SIGKILL');
 }
 
 /** Absolute path of an executable on PATH, or undefined. */

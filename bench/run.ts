@@ -7,6 +7,9 @@
 //      and allocations/s (our own client), in a table of its own
 //   6. the shield (bench/shield.ts, --only shield): floods and slowloris in the shield lab, what the
 //      legitimate client gets without protection, with the backend's own SYN cookies, and with edgeward
+//   7. the browser console (bench/console.ts, --only console): /console in headless Chromium: first
+//      paint, sign-in to live, the page's memory over minutes of live updates, the connections view
+//      with thousands of real rows
 // Every sample is taken in rounds with the columns in rotating order, after a warm-up; the table
 // shows medians, bench/results/latest.json holds every round. Exit code 0 even when a target is
 // missed; 1 when the bench itself could not measure (a tool missing, a proxy that will not start).
@@ -17,12 +20,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cpu-profile.js';
-import { compileTools, startPortServer, type LocalServer } from './c-tools.js';
+import { compileTools, hold, startPortServer, type CTools, type LocalServer } from './c-tools.js';
+import { consoleNotes, formatConsole, measureConsole, type ConsoleResult } from './console.js';
 import { measureCps, type CpsSample } from './connections.js';
 import { runLab, type LabOutcome } from './lab.js';
 import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
 import { measurePaths, type PathsOutcome } from './lab-paths.js';
-import { cpuTimes, killAllNow, rssBytes, spawnTracked, stopAll, waitForOutput, which, withTimeout, type Tracked } from './procs.js';
+import { cpuTimes, killAllNow, rssBytes, stopAll, which, withTimeout } from './procs.js';
 import { formatTable, judge, median, spread, type Goal, type Row } from './report.js';
 import { directTarget, PEER_NAMES, startDante, startEdgeward, startMicrosocks, TARGET_NAMES, type Target, type TargetName } from './targets.js';
 import { buildTurnRows, measureTurn, RELAY_LOADS, turnNotes, turnRoundsText, type TurnResult } from './turn.js';
@@ -51,7 +55,7 @@ const GOALS = {
 /** seconds without progress when an uplink dies mid-download */
 const STALL_GOAL_SECONDS = 2;
 
-const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'paths', 'turn', 'rendezvous', 'shield'];
+const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'paths', 'turn', 'rendezvous', 'shield', 'console'];
 
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
@@ -60,15 +64,20 @@ const USAGE = `Usage: npm run bench -- [options]
   --concurrency N     transactions in flight for connections/s (default 32)
   --spread K          connections/s: client source addresses 127.0.0.1..K and echo server
                       addresses 127.0.0.1..K, so loopback ports do not set the pace (default 8)
-  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,paths,turn,rendezvous,shield
+  --only LIST         comma-separated subset of: throughput,cps,lab,hybrid,paths,turn,rendezvous,shield,console
                       (default: throughput,cps,lab,hybrid; turn takes ~5 min at 3 rounds,
                       rendezvous ~2 min, shield ~3 min: SYN floods, UDP flood and slowloris in the
-                      shield lab, without and with edgeward)
+                      shield lab, without and with edgeward; console ~11 min: /console in headless
+                      Chromium, most of it the memory soak)
   --turn-seconds S    seconds per TURN allocations/s sample (default 5)
   --turn-concurrency N  TURN allocations in flight, each on its own socket (default 32)
   --lab-timeout S     give the lab this long (default 600)
+  --console-minutes M console: minutes the overview stays open on live updates, with light SOCKS
+                      traffic, for the page's memory (default 10; --quick: 1)
+  --console-rows N    console: proxied connections held for the connections view (default 9000). Each
+                      costs edgeward two fds: at most (hard RLIMIT_NOFILE - 2000) / 2, 9000 at 20000
   --quick             1 round of 2 s each, for trying the bench out (TURN: 1 round, 2 s of allocations;
-                      rendezvous: 5 sessions per path, 1000 devices online)
+                      rendezvous: 5 sessions per path, 1000 devices online; console: a 1-minute soak)
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
                       CPU time went (slows edgeward down: its figures in that run are not representative)
@@ -88,6 +97,8 @@ interface Options {
   /** rendezvous: sessions per path for the first-byte time, devices online at once */
   rendezvousSessions: number;
   rendezvousDevices: number;
+  consoleMinutes: number;
+  consoleRows: number;
   keepTmp: boolean;
   profile: boolean;
 }
@@ -105,6 +116,8 @@ function parseOptions(argv: string[]): Options | 'help' {
       'lab-timeout': { type: 'string' },
       'turn-seconds': { type: 'string' },
       'turn-concurrency': { type: 'string' },
+      'console-minutes': { type: 'string' },
+      'console-rows': { type: 'string' },
       quick: { type: 'boolean' },
       'keep-tmp': { type: 'boolean' },
       profile: { type: 'boolean' },
@@ -133,6 +146,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     turnConcurrency: int('turn-concurrency', values['turn-concurrency'], 32, 1, 1024),
     rendezvousSessions: quick ? 5 : 20,
     rendezvousDevices: quick ? 1000 : 5000,
+    consoleMinutes: int('console-minutes', values['console-minutes'], quick ? 1 : 10, 0, 240),
+    consoleRows: int('console-rows', values['console-rows'], 9000, 1, 100_000),
     keepTmp: values['keep-tmp'] === true,
     profile: values.profile === true,
   };
@@ -330,18 +345,6 @@ interface HeldEntry {
   /** RSS growth per connection while MANY_HELD are open, KiB (steadier than idleKiB against a garbage-collected heap) */
   manyKiB?: number;
   error?: string;
-}
-
-/** Runs bench/hold.c: `count` proxied connections opened one after another and kept open until it is stopped. */
-async function hold(bin: string, echoPort: number, socksPort: number, count: number, spread: number): Promise<{ held: number; errors: Record<string, number>; proc: Tracked }> {
-  const proc = spawnTracked('hold', bin, ['--target', `127.0.0.1:${echoPort}`, '--socks', `127.0.0.1:${socksPort}`, '--count', String(count), '--sources', String(spread)]);
-  const m = await waitForOutput(proc, /^\{"held".*$/m, 180_000);
-  if (!m) {
-    await proc.stop(1000);
-    throw new Error(`hold printed nothing: ${proc.stderr().trim() || 'timed out'}`);
-  }
-  const j = JSON.parse(m[0]) as { held: number; errors: Record<string, number> };
-  return { ...j, proc };
 }
 
 /** Memory per idle proxied connection (IDLE_HELD open) and MANY_HELD open at once, per proxy. */
@@ -626,10 +629,15 @@ async function main(): Promise<number> {
   let turn: TurnResult | undefined;
   let rendezvous: RendezvousResult | undefined;
   let shield: ShieldResult | undefined;
+  let consoleResult: ConsoleResult | undefined;
+  // the C tools are compiled once, by the first part that needs them
+  let compiled: Promise<CTools> | undefined;
+  const tools = (): Promise<CTools> => (compiled ??= compileTools(BENCH_DIR, tmp));
+  const consoleOptions = { loads: 5, minutes: o.consoleMinutes, rows: o.consoleRows, spread: o.spread, log };
   const rendezvousOptions = { sessions: o.rendezvousSessions, devices: o.rendezvousDevices, throughputBytes: 32 * 1024 * 1024, clockTicks };
   try {
     if (socksParts) {
-      const tools = await compileTools(BENCH_DIR, tmp);
+      const bins = await tools();
       targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks(), await startDante(tmp));
       for (const t of targets) {
         if (t.unavailable) log(`${t.name}: ${t.unavailable}`);
@@ -638,12 +646,12 @@ async function main(): Promise<number> {
       }
       const live = targets.filter((t) => !t.unavailable);
 
-      if (o.only.has('throughput')) tp = await measureThroughput(tmp, tools.stream, live, o);
+      if (o.only.has('throughput')) tp = await measureThroughput(tmp, bins.stream, live, o);
       if (o.only.has('cps')) {
-        const echo = await startPortServer('echo-server', tools.echoServer, ['--addrs', String(o.spread)]);
+        const echo = await startPortServer('echo-server', bins.echoServer, ['--addrs', String(o.spread)]);
         try {
-          cps = await measureConnections(tools.cps, echo, live, o);
-          cps.held = await measureHeld(tools.hold, echo, live, o.spread);
+          cps = await measureConnections(bins.cps, echo, live, o);
+          cps.held = await measureHeld(bins.hold, echo, live, o.spread);
         } finally {
           await echo.proc.stop(2000);
         }
@@ -684,6 +692,11 @@ async function main(): Promise<number> {
       log(`shield: cannot measure: ${shield.skipped}`);
       failed = true;
     }
+  }
+  if (o.only.has('console')) {
+    log(`console: /console in headless Chromium (${o.consoleMinutes} min of live updates, ${o.consoleRows} connections held)`);
+    consoleResult = await measureConsole(ROOT, tmp, tools, consoleOptions);
+    if (consoleResult.status !== 'measured') failed = true;
   }
   if (o.only.has('lab')) {
     log('lab: measuring MPTCP/TCP ratio');
@@ -740,6 +753,10 @@ async function main(): Promise<number> {
     output += `\nShield (router mode in network namespaces; one run per column, attacks bounded):\n${formatShield(shield)}\n`;
     notes.push('shield: the legit client makes 200 connections (10 at a time) during the SYN flood, sends 100 datagrams/s during the UDP flood, 40 GETs (4 at a time, 3 s each at most) 5 s into slowloris; "none" is the backend as the lab builds it (no SYN cookies, listen backlog 16; nginx with 64 connections)');
   }
+  if (consoleResult) {
+    output += `\nConsole (/console in headless Chromium; edgeward only: no peer has a UI):\n${formatConsole(consoleResult)}\n`;
+    notes.push(...consoleNotes(consoleResult, consoleOptions));
+  }
   output += `\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
   if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;
   process.stdout.write(output);
@@ -748,7 +765,7 @@ async function main(): Promise<number> {
     timestamp: started.toISOString(),
     finished: new Date().toISOString(),
     machine,
-    settings: { rounds: o.rounds, throughputSeconds: o.seconds, cpsSeconds: o.cpsSeconds, concurrency: o.concurrency, spread: o.spread, turnSeconds: o.turnSeconds, turnConcurrency: o.turnConcurrency, parts: [...o.only] },
+    settings: { rounds: o.rounds, throughputSeconds: o.seconds, cpsSeconds: o.cpsSeconds, concurrency: o.concurrency, spread: o.spread, turnSeconds: o.turnSeconds, turnConcurrency: o.turnConcurrency, consoleMinutes: o.consoleMinutes, consoleRows: o.consoleRows, parts: [...o.only] },
     targets: targets.map((t) => ({ name: t.name, ...(t.socksPort ? { socksPort: t.socksPort } : {}), ...(t.unavailable ? { unavailable: t.unavailable } : {}) })),
     table: rows,
     throughput: tp,
@@ -758,6 +775,7 @@ async function main(): Promise<number> {
     turn: turn ? { ...turn, table: buildTurnRows(turn) } : null,
     rendezvous: rendezvous ?? null,
     shield: shield ?? null,
+    console: consoleResult ?? null,
     edgewardProfile: profile ?? null,
     notes,
   };

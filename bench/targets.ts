@@ -21,6 +21,8 @@ export interface Target {
   startFailed?: boolean;
   /** the proxy process, for CPU accounting */
   proc?: Tracked;
+  /** edgeward's REST API (and /console) on loopback, with its API token */
+  api?: { url: string; token: string };
   stop(): Promise<void>;
 }
 
@@ -112,7 +114,8 @@ export async function startEdgeward(root: string, tmpDir: string, nodeArgs: stri
       '--data', dataDir,
       '--log-level', 'warn',
     ];
-    const env = { ...process.env, EDGEWARD_API_TOKEN: randomBytes(24).toString('hex') };
+    const token = randomBytes(24).toString('hex');
+    const env = { ...process.env, EDGEWARD_API_TOKEN: token };
     const proc = spawnTracked('edgeward', process.execPath, args, { env, cwd: root });
     const deadline = Date.now() + 30_000;
     let healthy = false;
@@ -124,7 +127,7 @@ export async function startEdgeward(root: string, tmpDir: string, nodeArgs: stri
       await new Promise((r) => setTimeout(r, 100));
     }
     if (healthy && (await waitListening(socksPort, 5000, () => proc.status() === undefined))) {
-      return { name: 'edgeward', socksPort, proc, stop: async () => void (await proc.stop(15_000)) };
+      return { name: 'edgeward', socksPort, proc, api: { url: `http://127.0.0.1:${apiPort}`, token }, stop: async () => void (await proc.stop(15_000)) };
     }
     await proc.stop(5000);
     why = tail(proc.stderr()) || tail(proc.stdout()) || 'no 200 from /health within 30 s';
