@@ -1,6 +1,7 @@
 // Headless Chromium (Debian's /usr/bin/chromium) through puppeteer-core, as the browser tests start
 // it: as root it needs --no-sandbox; its profile lives in the test's temp dir; puppeteer starts it as
 // the leader of its own process group, which the test process's exit hook kills if the test dies.
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { killOnExit, runCmd } from './process.js';
@@ -30,4 +31,15 @@ export async function launchChromium(dir: string, args: string[] = [], opts: { e
   const proc = browser.process();
   if (proc) killOnExit(proc, true);
   return browser;
+}
+
+/**
+ * Chromium inside a lab namespace: started through `ip netns exec NS` (a wrapper script in `dir`),
+ * driven over pipes, since a debugging port would be inside the namespace, out of this process's reach.
+ */
+export async function launchChromiumIn(nsName: string, dir: string): Promise<Browser> {
+  const wrapper = join(dir, `chromium-in-${nsName}`);
+  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${nsName} ${await chromiumPath()} "$@"\n`);
+  chmodSync(wrapper, 0o755);
+  return launchChromium(dir, [], { executablePath: wrapper, pipe: true });
 }

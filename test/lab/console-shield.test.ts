@@ -4,11 +4,11 @@
 // floods the protected service with SYNs from random sources, and the attack event must appear in
 // the view within 3 s of the flood's start, pushed by the event stream (no reload).
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Browser, Page } from 'puppeteer-core';
-import { chromiumPath, launchChromium } from '../helpers/browser.js';
+import { launchChromiumIn } from '../helpers/browser.js';
 import { startEdgeward } from '../helpers/edgeward.js';
 import { withLab } from '../helpers/netns.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
@@ -37,12 +37,9 @@ describe('the console during a shield lab flood', { skip }, () => {
       const dir = lab.tempDir('chromium');
       const shots = process.env.EDGEWARD_TEST_OUT ? join(process.env.EDGEWARD_TEST_OUT, 'console-shield') : join(dir, 'shots');
       mkdirSync(shots, { recursive: true });
-      const wrapper = join(dir, 'chromium-in-shield');
-      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${sl.shield.name} ${await chromiumPath()} "$@"\n`);
-      chmodSync(wrapper, 0o755);
       let browser: Browser | undefined;
       try {
-        browser = await launchChromium(dir, [], { executablePath: wrapper, pipe: true });
+        browser = await launchChromiumIn(sl.shield.name, dir);
         const page: Page = await browser.newPage();
         await page.setViewport({ width: 1400, height: 1000 });
         const problems: string[] = [];

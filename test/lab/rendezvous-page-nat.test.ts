@@ -3,13 +3,11 @@
 // the device over whatever path ICE finds through the NATs, and a text goes there and back.
 // Chromium runs inside host b's namespace through a wrapper (ip netns exec), driven by puppeteer.
 import assert from 'node:assert/strict';
-import { chmodSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BIN, startEdgeward } from '../helpers/edgeward.js';
 import { buildNatLab } from '../helpers/nat-lab.js';
 import { withLab } from '../helpers/netns.js';
-import { chromiumPath, launchChromium } from '../helpers/browser.js';
+import { launchChromiumIn } from '../helpers/browser.js';
 import { edgewardSkipReason, labSkipReason, requirement } from '../helpers/requirements.js';
 
 const skip = requirement(labSkipReason({ needs: ['chromium', 'nft'] }) ?? edgewardSkipReason());
@@ -26,13 +24,7 @@ describe('the /rendezvous page behind a NAT (lab)', { skip }, () => {
       const device = lab.spawn(nl.a.host, [process.execPath, BIN, 'peer', 'device', '--server', api, '--files', lab.tempDir('inbox')], { env: { EDGEWARD_DEVICE_TOKEN: token } });
       await device.waitForOutput(/online as device box/, 15_000);
 
-      const dir = lab.tempDir('chromium');
-      const chromium = await chromiumPath();
-      const wrapper = join(dir, 'chromium-in-hostb');
-      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${nl.b.host.name} ${chromium} "$@"\n`);
-      chmodSync(wrapper, 0o755);
-      // the DevTools protocol over pipes (inherited through ip netns exec): a debugging port would be in host b's namespace
-      const browser = await launchChromium(dir, [], { executablePath: wrapper, pipe: true });
+      const browser = await launchChromiumIn(nl.b.host.name, lab.tempDir('chromium'));
       try {
         const page = await browser.newPage();
         await page.goto(`${api}/rendezvous`);

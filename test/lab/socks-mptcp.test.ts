@@ -2,10 +2,10 @@
 // paths to a server; curl downloads through its SOCKS5 listener. With `mptcp: true` the download
 // must be at least 1.6x as fast as with `mptcp: false`, and the API must show the second subflow.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromiumPath, launchChromium } from '../helpers/browser.js';
+import { launchChromiumIn } from '../helpers/browser.js';
 import { setDefaultTransport, startEdgeward, type EdgewardInLab } from '../helpers/edgeward.js';
 import { download, startFileServer, type FileServer } from '../helpers/file-server.js';
 import { Lab } from '../helpers/netns.js';
@@ -105,10 +105,7 @@ describe('SOCKS5 through edgeward over two 50 Mbit/s paths', { skip }, () => {
     const dir = lab.tempDir('chromium');
     const shots = process.env.EDGEWARD_TEST_OUT ? join(process.env.EDGEWARD_TEST_OUT, 'console-mptcp') : join(dir, 'shots');
     mkdirSync(shots, { recursive: true });
-    const wrapper = join(dir, 'chromium-in-proxy');
-    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${topo.proxy.name} ${await chromiumPath()} "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    const browser = await launchChromium(dir, [], { executablePath: wrapper, pipe: true });
+    const browser = await launchChromiumIn(topo.proxy.name, dir);
     try {
       const page = await browser.newPage();
       await page.setViewport({ width: 1400, height: 1000 });
