@@ -66,9 +66,14 @@ describe('the console API', () => {
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|\*/, csp);
     assert.doesNotMatch(r.text, /<script>|<script [^>]*>[^<]+<\/script>|\son[a-z]+=/i, 'no inline script or handler in the page');
     for (const file of ['app.js', 'app.css']) {
-      const f = await http(`${g.apiUrl}/console/${file}`);
+      const f = await http(`${g.apiUrl}/console/${file}`, { headers: { 'accept-encoding': 'identity' } });
       assert.equal(f.status, 200, `${file}: ${f.status}`);
+      assert.equal(f.headers.get('content-encoding'), null);
       assert.ok(f.text.length > 1000, `${file} is the built console (${f.text.length} bytes)`);
+      // compressed for a browser that takes gzip (fetch decompresses it again here)
+      const z = await http(`${g.apiUrl}/console/${file}`, { headers: { 'accept-encoding': 'gzip, br' } });
+      assert.equal(z.headers.get('content-encoding'), 'gzip');
+      assert.equal(z.text, f.text);
     }
   });
 
