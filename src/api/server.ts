@@ -5,6 +5,8 @@
 import swagger from '@fastify/swagger';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import https from 'node:https';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Metrics, mergeMetrics } from '../metrics/registry.js';
 import { registerRelayMetrics, statsFrom } from '../relay/metrics.js';
@@ -30,6 +32,9 @@ declare module 'fastify' {
 }
 
 const JSON_TYPES = ['application/json', 'application/merge-patch+json'];
+/** JSON answers at least this long are gzipped for clients that accept it. */
+const COMPRESS_FROM = 16 * 1024;
+const gzipAsync = promisify(gzip);
 
 /** Defense in depth: no "__proto__" key reaches code that copies fields (the schemas reject it too). */
 function rejectProto(key: string, value: unknown): unknown {
@@ -129,6 +134,18 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       logger.warn('api: wrong bearer token', { ip: req.ip });
       return sendError(reply, { status: 401, body: { error: { code: 'invalid_token', field: 'headers.authorization', message: 'the bearer token is wrong' } } });
     }
+  });
+
+  // large JSON answers (the connections of a busy gateway: ~0.3 KiB each) go gzipped to a client
+  // that takes it; zlib runs on libuv's threads, not on the API's
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (typeof payload !== 'string' || payload.length < COMPRESS_FROM) return payload;
+    if (reply.getHeader('content-encoding') !== undefined || !/^application\/json/.test(String(reply.getHeader('content-type') ?? ''))) return payload;
+    reply.header('vary', 'accept-encoding');
+    if (!/\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) return payload;
+    reply.header('content-encoding', 'gzip');
+    reply.removeHeader('content-length');
+    return gzipAsync(payload, { level: 4 });
   });
 
   app.addHook('onResponse', async (req, reply) => {

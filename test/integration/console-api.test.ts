@@ -182,6 +182,12 @@ describe('the console API', () => {
     assert.ok(logs.body.lines.some((l) => l.msg === 'console: wrong API token at sign-in'), 'the failed sign-ins are in the log view');
     const all = await g.api<{ lines: Array<{ msg: string; thread: number }> }>('GET', '/api/v1/logs?limit=1000');
     assert.ok(all.body.lines.some((l) => l.msg === 'listening'));
+    // a large JSON answer goes gzipped to a client that takes it, as is to one that does not
+    const plain = await http(`${g.apiUrl}/api/docs`, { headers: { 'accept-encoding': 'identity' } });
+    const zipped = await http(`${g.apiUrl}/api/docs`, { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(plain.headers.get('content-encoding'), null);
+    assert.equal(zipped.headers.get('content-encoding'), 'gzip', `the OpenAPI document (${plain.text.length} bytes) is gzipped`);
+    assert.deepEqual(zipped.body, plain.body);
     const bad = await g.api<{ error: { field: string } }>('GET', '/api/v1/logs?level=loud');
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.field, 'querystring.level');
