@@ -5,7 +5,7 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, ws: null, pc: null, session: null, device: null, text: null };
+const state = { token: null, ws: null, pc: null, session: null, device: null, text: null, reported: null };
 /** a file is sent in chunks of this size, waiting while the channel buffers more than HIGH_WATER */
 const CHUNK = 16 * 1024;
 const HIGH_WATER = 1024 * 1024;
@@ -152,6 +152,13 @@ async function showPath() {
   const relayed = l.candidateType === 'relay' || r.candidateType === 'relay';
   $('path').textContent = `${relayed ? 'relayed' : 'direct'}: ${l.candidateType} ${l.protocol}${l.relayProtocol ? `/${l.relayProtocol}` : ''} -> ${r.candidateType} ${r.address}:${r.port}`;
   $('path').dataset.relayed = String(relayed);
+  // the operators' view of the server (GET /api/v1/rendezvous/status) shows it too, once per change
+  const end = (c) => ({ type: c.candidateType, address: String(c.address ?? ''), port: c.port ?? 0, protocol: c.protocol === 'tcp' ? 'tcp' : 'udp' });
+  const report = { type: 'path', session: state.session, relayed, local: end(l), remote: end(r) };
+  if (JSON.stringify(report) !== state.reported) {
+    state.reported = JSON.stringify(report);
+    send(report);
+  }
 }
 
 function sendText(ev) {

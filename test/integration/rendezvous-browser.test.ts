@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'puppeteer-core';
 import { launchChromium } from '../helpers/browser.js';
 import { BIN, startGateway, type Gateway } from '../helpers/edgeward.js';
-import { runCmd, startProcess, type RunningProcess } from '../helpers/process.js';
+import { runCmd, startProcess, waitFor, type RunningProcess } from '../helpers/process.js';
 import { missingPrograms, requirement } from '../helpers/requirements.js';
 
 const skip = requirement(missingPrograms(['chromium']));
@@ -79,6 +79,13 @@ describe('the /rendezvous page in Chromium', { skip }, () => {
     const path = (await page.evaluate("document.getElementById('path').textContent")) as string;
     process.stdout.write(`# page path: ${path}\n`);
     assert.match(path, /^relayed: relay udp/);
+    // both ends report the pair to the server (the page's report is taken: no error frame), which shows it
+    await waitFor('the session relayed in /api/v1/rendezvous/status', async () => {
+      const st = (await g.api<{ sessions: Array<{ path: string; user: string }> }>('GET', '/api/v1/rendezvous/status')).body;
+      return st.sessions.some((x) => x.user === 'alice' && x.path === 'relayed');
+    }, 10_000, 200);
+    const pageLog = (await page.evaluate("[...document.querySelectorAll('#log li')].map((li) => li.textContent).join(' | ')")) as string;
+    assert.doesNotMatch(pageLog, /server: /, pageLog);
 
     await page.waitForFunction("[...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('text channel open'))", { timeout: 10_000 });
     await page.type('#text', 'hello from the browser');
