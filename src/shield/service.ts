@@ -283,10 +283,9 @@ export function createShield(spec: ShieldSpec, store: Store, logger: Logger): Sh
     // a start reaches the event stream (the console) at once: storing it and tightening the limits
     // run nft and SQLite, which take seconds under a flood on a small box
     for (const t of transitions) if (t.type === 'started') stream.publish('attack', { type: 'started', attack: t.event });
-    // the limits change first: an attack that shows as ended (or started) has its limits already
-    await adapt();
     await readSample(transitions.filter((t) => t.type === 'ended').map((t) => t.event));
     for (const t of transitions) await record(t.type, t.event);
+    await adapt();
     for (const t of transitions) notify(t.type, t.event);
     if (stream.size > 0) stream.publish('rates', { at: new Date().toISOString(), rates, signals: Object.fromEntries(ATTACK_KINDS.map((k) => [k, Math.round(sig[k].pps)])) });
   };
