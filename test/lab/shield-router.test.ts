@@ -146,7 +146,12 @@ describe('the shield, router mode (lab)', { skip }, () => {
         return { underFlood, floodSent, backendGrew, held, web, inbound: wan0After.rx - wan0Before.rx, outbound: wan0After.tx - wan0Before.tx };
       };
       let round = await floodRound();
-      if (round.underFlood.ok < round.underFlood.attempts * 0.999) round = await floodRound();
+      // the event of a round run again is its own: the first round's event ends (quiet time) first
+      let firstEvent = 0;
+      if (round.underFlood.ok < round.underFlood.attempts * 0.999) {
+        firstEvent = (await ended('syn_flood')).id;
+        round = await floodRound();
+      }
       const { underFlood, floodSent, backendGrew, held, web, inbound, outbound } = round;
       process.stdout.write(`#   wan0 during the flood: ${inbound} packets in, ${outbound} out; synproxy's handshake ACKs held back ${held}, the backend's TSEcrRejected +${backendGrew.TSEcrRejected ?? 0}\n`);
       // synproxy's handshake ACK (a TSEcr the backend rejects) is held back for every legit
@@ -173,7 +178,7 @@ describe('the shield, router mode (lab)', { skip }, () => {
       const during = await waitFor('the stream to show the SYN flood going on', async () => streamedAttacks().find(goingOn), 15_000, 200).catch(() => undefined);
       assert.ok(during, `the stream showed the SYN flood going on; it streamed ${JSON.stringify(streamedAttacks().map((m) => [m.type, m.attack.kind, m.attack.endedAt, m.attack.tightened]))}`);
       assert.deepEqual(during.attack.tightened, ['web', 'smtp'], 'the TCP services ran with tightened limits while it lasted');
-      const synEvent = await ended('syn_flood');
+      const synEvent = await ended('syn_flood', firstEvent);
       process.stdout.write(`# SYN flood event: peak ${synEvent.peakPps}/s, ${synEvent.packets} packets, layers ${JSON.stringify(synEvent.layers)}, ${synEvent.distinctSources} distinct sources sampled, tightened ${synEvent.tightened.join(',')}\n`);
       assert.ok(synEvent.packets >= floodSent * 0.5 && synEvent.packets <= floodSent * 1.1, `the event counts the flood: ${synEvent.packets} of ${floodSent}`);
       assert.ok(synEvent.distinctSources > 1000, `random sources show as many distinct ones: ${synEvent.distinctSources}`);
@@ -238,7 +243,7 @@ describe('the shield, router mode (lab)', { skip }, () => {
       assert.match(streamed, /^event: attack\ndata: \{"type":"ended","attack":\{"id":\d+,"kind":"udp_flood"/m);
       assert.match(streamed, /^event: rates\ndata: \{"at":/m);
       const metricsAfter = (await ew.api('GET', '/metrics')).text;
-      assert.match(metricsAfter, /^edgeward_shield_attacks_total\{kind="syn_flood"\} 1$/m, metricsAfter.split('\n').filter((l) => l.includes('attack')).join('\n'));
+      assert.match(metricsAfter, new RegExp(`^edgeward_shield_attacks_total\\{kind="syn_flood"\\} ${firstEvent > 0 ? 2 : 1}$`, 'm'), metricsAfter.split('\n').filter((l) => l.includes('attack')).join('\n'));
       const unauth = await lab.exec(sl.shield, ['curl', '-sS', '--max-time', '3', '-o', '/dev/null', '-w', '%{http_code}', `${ew.apiBase}/api/v1/shield/events/stream`]);
       assert.equal(unauth.stdout, '401', 'the stream needs the token');
 
