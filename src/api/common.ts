@@ -1,6 +1,6 @@
 // What the API's core and its route plugins share: the dependencies, body limits, and the error
 // responses every route declares.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { DeviceService } from '../auth/devices.js';
 import type { UserService } from '../auth/users.js';
 import type { Logger } from '../log/logger.js';
@@ -8,6 +8,8 @@ import type { Metrics, MetricsJson } from '../metrics/registry.js';
 import type { PolicyService } from '../policy/service.js';
 import type { ConnectionRegistry } from '../relay/registry.js';
 import type { LiveUpdate } from '../transport/live.js';
+import { isLoopback, parseIp } from '../net/address.js';
+import { ApiError } from './errors.js';
 import * as S from './schemas.js';
 
 export interface ApiDeps {
@@ -49,6 +51,17 @@ export interface ThreadLogLines {
   thread: number;
   last: number;
   lines: string[];
+}
+
+/**
+ * A password login (the rendezvous login, the console's sign-in) over plain HTTP is taken from
+ * loopback only, unless the operator said --allow-insecure-login: throws the 403 that says so.
+ */
+export function refuseInsecurePassword(req: FastifyRequest, allowInsecure: boolean): void {
+  if (req.protocol === 'https' || allowInsecure) return;
+  const a = parseIp(req.ip);
+  if (a !== null && isLoopback(a)) return;
+  throw new ApiError(403, 'insecure_login', null, 'password logins over plain HTTP are only taken from loopback: serve the API over TLS (--api-tls-cert, --api-tls-key), or for a lab --allow-insecure-login');
 }
 
 /** Largest request body, except bulk imports. */

@@ -14,8 +14,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { LoginSessions, type LoginSession } from '../auth/login-sessions.js';
 import { SourceBuckets } from '../core/rate-limit.js';
 import type { Logger } from '../log/logger.js';
-import { canonicalIp, isLoopback, parseIp } from '../net/address.js';
-import type { ApiDeps } from './common.js';
+import { canonicalIp } from '../net/address.js';
+import { refuseInsecurePassword, type ApiDeps } from './common.js';
 import { ApiError } from './errors.js';
 import { ErrorBody } from './schemas.js';
 
@@ -78,11 +78,6 @@ export function cookieValue(header: string | undefined, name: string): string | 
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return null;
-}
-
-function fromLoopback(ip: string): boolean {
-  const a = parseIp(ip);
-  return a !== null && isLoopback(a);
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -189,9 +184,7 @@ export function consoleSessionRoutes(deps: ApiDeps, auth: ConsoleAuth): FastifyP
           }
           user = null;
         } else {
-          if (req.protocol !== 'https' && !fromLoopback(req.ip) && !deps.allowInsecureLogin) {
-            throw new ApiError(403, 'insecure_login', null, 'password sign-ins over plain HTTP are only taken from loopback: serve the API over TLS (--api-tls-cert, --api-tls-key), or for a lab --allow-insecure-login');
-          }
+          refuseInsecurePassword(req, deps.allowInsecureLogin === true);
           if (!(await deps.users.verify(req.body.username, req.body.password, 'console'))) {
             failures.take(source);
             deps.logger.warn('console: failed sign-in', { ip: req.ip, user: req.body.username });

@@ -6,11 +6,12 @@ import websocket from '@fastify/websocket';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
+import { refuseInsecurePassword } from '../api/common.js';
 import { ApiError } from '../api/errors.js';
 import { ErrorBody } from '../api/schemas.js';
 import type { DeviceService } from '../auth/devices.js';
 import type { UserService } from '../auth/users.js';
-import { canonicalIp, isLoopback, parseIp } from '../net/address.js';
+import { canonicalIp } from '../net/address.js';
 import { SourceBuckets } from '../core/rate-limit.js';
 import type { LoginSessions } from '../auth/login-sessions.js';
 import type { SignalingHub } from './signaling.js';
@@ -43,11 +44,6 @@ const LoginBody = Type.Object(
 const SessionReply = Type.Object({ token: Type.String({ description: 'the session token: "Authorization: Bearer TOKEN" here, and the hello of the signaling WebSocket' }), user: Type.String(), expiresAt: Type.String({ format: 'date-time' }) });
 const MyDevices = Type.Object({ devices: Type.Array(Type.Object({ id: Type.Integer(), name: Type.String(), online: Type.Boolean() })) });
 
-function fromLoopback(ip: string): boolean {
-  const a = parseIp(ip);
-  return a !== null && isLoopback(a);
-}
-
 /** The live session token in "Authorization: Bearer ews_..." and its user, or a 401. */
 function session(req: FastifyRequest, sessions: LoginSessions): { token: string; user: string } {
   const token = /^Bearer[ ]+([^\s]+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
@@ -70,9 +66,7 @@ export function accountRoutes(deps: AccountRoutesDeps): FastifyPluginAsync {
         schema: { tags, summary: 'Log in as a user with rendezvous access: a session token', security: [], body: LoginBody, response: { 200: SessionReply, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody } },
       },
       async (req, reply) => {
-        if (req.protocol !== 'https' && !fromLoopback(req.ip) && !deps.allowInsecureLogin) {
-          throw new ApiError(403, 'insecure_login', null, 'password logins over plain HTTP are only taken from loopback: serve the API over TLS (--api-tls-cert, --api-tls-key), or for a lab --allow-insecure-login');
-        }
+        refuseInsecurePassword(req, deps.allowInsecureLogin);
         const source = canonicalIp(req.ip);
         if (failures.spent(source)) {
           reply.header('retry-after', String(Math.ceil(60 / deps.loginRate)));

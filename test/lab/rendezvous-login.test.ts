@@ -1,4 +1,4 @@
-// Password logins from another host (lab: a client namespace reaches the gateway's namespace over a
+// Password logins (the rendezvous login and the console sign-in) from another host (lab: a client namespace reaches the gateway's namespace over a
 // veth): over plain HTTP the gateway refuses them (403 insecure_login), over the API's TLS
 // (--api-tls-cert/--api-tls-key, curl checking the certificate) it takes them, and a lab gateway
 // started with --allow-insecure-login takes them over plain HTTP. What the user notices: a password
@@ -28,9 +28,11 @@ describe('rendezvous logins from another host (lab)', { skip }, () => {
       const made = await lab.exec(server, ['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=edgeward-lab', '-addext', `subjectAltName=IP:${SERVER}`]);
       assert.equal(made.code, 0, made.stderr);
 
-      const user = { username: 'alice', password: 'alice-password', rendezvous: true };
-      const login = (url: string, extra: string[] = []) =>
-        lab.exec(client, ['curl', '-sS', '--max-time', '5', ...extra, '-H', 'content-type: application/json', '--data-binary', '@-', '-w', '\n%{http_code}', `${url}/api/v1/rendezvous/login`], { input: JSON.stringify({ username: user.username, password: user.password }), allowFailure: true, timeoutMs: 10_000 });
+      const user = { username: 'alice', password: 'alice-password', rendezvous: true, console: true };
+      // the rendezvous login and the console's sign-in: the same rule for a password
+      const login = (url: string, extra: string[] = [], path = '/api/v1/rendezvous/login') =>
+        lab.exec(client, ['curl', '-sS', '--max-time', '5', ...extra, '-H', 'content-type: application/json', '--data-binary', '@-', '-w', '\n%{http_code}', `${url}${path}`], { input: JSON.stringify({ username: user.username, password: user.password }), allowFailure: true, timeoutMs: 10_000 });
+      const signIn = (url: string, extra: string[] = []) => login(url, extra, '/api/v1/console/session');
       const status = (r: { stdout: string }) => Number(r.stdout.slice(r.stdout.lastIndexOf('\n') + 1));
 
       // 1. plain HTTP from another host: refused before the password is looked at
@@ -40,6 +42,9 @@ describe('rendezvous logins from another host (lab)', { skip }, () => {
       assert.equal(status(refused), 403, refused.stdout);
       assert.match(refused.stdout, /"code":"insecure_login"/);
       assert.match(refused.stdout, /--api-tls-cert/);
+      const consoleRefused = await signIn(`http://${SERVER}:8080`);
+      assert.equal(status(consoleRefused), 403, consoleRefused.stdout);
+      assert.match(consoleRefused.stdout, /"code":"insecure_login"/);
       await plain.stop();
 
       // 2. the API over TLS: taken, and curl verified the certificate it was given
@@ -56,6 +61,9 @@ describe('rendezvous logins from another host (lab)', { skip }, () => {
       const overTls = await login(`https://${SERVER}:8443`, ['--cacert', cert]);
       assert.equal(status(overTls), 200, overTls.stdout);
       assert.match(overTls.stdout, /"token":"ews_/);
+      const consoleOverTls = await signIn(`https://${SERVER}:8443`, ['--cacert', cert, '-D', '-']);
+      assert.equal(status(consoleOverTls), 200, consoleOverTls.stdout);
+      assert.match(consoleOverTls.stdout, /^set-cookie: edgeward_console=ewc_[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure\r?$/im, 'over TLS the cookie is Secure');
       // edgeward's own CLI trusts the self-signed certificate through NODE_EXTRA_CA_CERTS
       const cli = await lab.exec(client, ['env', `NODE_EXTRA_CA_CERTS=${cert}`, `EDGEWARD_API_URL=https://${SERVER}:8443`, 'EDGEWARD_API_TOKEN=lab-token', process.execPath, BIN, 'user', 'list'], { allowFailure: true, timeoutMs: 15_000 });
       assert.equal(cli.code, 0, cli.stderr);
@@ -69,6 +77,7 @@ describe('rendezvous logins from another host (lab)', { skip }, () => {
       assert.equal((await lax.api('POST', '/api/v1/users', user)).status, 201);
       const taken = await login(`http://${SERVER}:8081`);
       assert.equal(status(taken), 200, taken.stdout);
+      assert.equal(status(await signIn(`http://${SERVER}:8081`)), 200);
       await lax.stop();
     }),
   );
