@@ -38,9 +38,94 @@ async function collectLines(deps: ApiDeps, since: Record<number, number>): Promi
   return [here, ...(deps.remote?.logs ? await deps.remote.logs(since) : [])];
 }
 
+/**
+ * The event streams' one sampler: each second, while any stream is open, the totals are read once
+ * (every thread's metrics, over messages) and the new log lines collected once, and the events go
+ * to every stream. A new stream gets the last `stats` event at once.
+ */
+class LiveFeed {
+  private readonly streams = new Set<ServerResponse>();
+  private timer: NodeJS.Timeout | null = null;
+  private cursors: Record<number, number> | null = null;
+  private readonly history: Array<{ total: number; mptcp: number }> = [];
+  private previous: { at: number; stats: Stats } | null = null;
+  private last: string | null = null;
+  private busy = false;
+
+  constructor(
+    private readonly deps: ApiDeps,
+    private readonly snapshot: () => Promise<Stats>,
+    private readonly services: () => S.ServiceStateType[],
+  ) {}
+
+  /** Adds a stream (false: too many); it leaves when it closes. */
+  add(res: ServerResponse): boolean {
+    if (this.streams.size >= MAX_STREAMS) return false;
+    this.streams.add(res);
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', connection: 'keep-alive' });
+    res.on('close', () => {
+      this.streams.delete(res);
+      if (this.streams.size > 0 || !this.timer) return;
+      clearInterval(this.timer);
+      this.timer = null;
+    });
+    if (this.last !== null) res.write(this.last);
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.tick(), 1000);
+      void this.tick();
+    }
+    return true;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      // the lines logged before the first stream opened are GET /api/v1/logs's, not the stream's
+      if (this.cursors === null) {
+        this.cursors = {};
+        for (const t of await collectLines(this.deps, { [ALL_THREADS]: Number.MAX_SAFE_INTEGER })) this.cursors[t.thread] = t.last;
+      }
+      const at = Date.now();
+      const stats = await this.snapshot();
+      this.history.push({ total: stats.connectionsTotal, mptcp: stats.mptcpConnections });
+      while (this.history.length > SHARE_WINDOW_S + 1) this.history.shift();
+      const first = this.history[0]!;
+      const opened = stats.connectionsTotal - first.total;
+      const previous = this.previous;
+      const seconds = previous ? (at - previous.at) / 1000 : 0;
+      const rate = (now: number, then: number | undefined): number => (seconds > 0 ? Math.max(0, (now - (then ?? now)) / seconds) : 0);
+      this.last = event('stats', {
+        time: new Date(at).toISOString(),
+        active: stats.active,
+        connectionsTotal: stats.connectionsTotal,
+        bytesUp: stats.bytesUp,
+        bytesDown: stats.bytesDown,
+        mptcpConnections: stats.mptcpConnections,
+        mptcpFallbacks: stats.mptcpFallbacks,
+        connectionsPerSecond: rate(stats.connectionsTotal, previous?.stats.connectionsTotal),
+        bytesUpPerSecond: rate(stats.bytesUp, previous?.stats.bytesUp),
+        bytesDownPerSecond: rate(stats.bytesDown, previous?.stats.bytesDown),
+        mptcpShare: opened > 0 ? (stats.mptcpConnections - first.mptcp) / opened : null,
+        services: this.services(),
+      });
+      this.previous = { at, stats };
+      const fresh = await collectLines(this.deps, this.cursors);
+      for (const t of fresh) this.cursors[t.thread] = t.last;
+      const lines = fresh.flatMap(parseLines).sort((a, b) => a.time.localeCompare(b.time));
+      const out = this.last + lines.map((l) => event('log', l)).join('');
+      for (const res of this.streams) if (!res.destroyed) res.write(out);
+    } catch (e) {
+      this.deps.logger.debug('api: event stream tick failed', { error: (e as Error).message });
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
 export function liveRoutes(deps: ApiDeps, snapshot: () => Promise<Stats>): FastifyPluginAsync {
-  let streams = 0;
   const services = (): S.ServiceStateType[] => deps.services?.() ?? [];
+  const feed = new LiveFeed(deps, snapshot, services);
   return async (app) => {
     const tags = ['status'];
 
@@ -67,68 +152,18 @@ export function liveRoutes(deps: ApiDeps, snapshot: () => Promise<Stats>): Fasti
       },
     );
 
-    app.get('/stream', { schema: { tags, summary: 'Server-sent events: `stats` each second (totals, rates, MPTCP share, services) and `log` (each new log line)', produces: ['text/event-stream'], response: { 503: S.ErrorBody } } }, async (req, reply) => {
+    app.get('/stream', { schema: { tags, summary: 'Server-sent events: `stats` each second (totals, rates, MPTCP share, services) and `log` (each new log line)', produces: ['text/event-stream'], response: { 503: S.ErrorBody } } }, async (_req, reply) => {
       reply.hijack();
       const res = reply.raw;
-      if (streams >= MAX_STREAMS) {
+      if (!feed.add(res)) {
         res.writeHead(503, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { code: 'too_many_streams', field: null, message: `at most ${MAX_STREAMS} event streams at once` } }));
-        return;
       }
-      streams++;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', connection: 'keep-alive' });
-      const cursors: Record<number, number> = {};
-      for (const t of await collectLines(deps, { [ALL_THREADS]: Number.MAX_SAFE_INTEGER })) cursors[t.thread] = t.last;
-      const history: Array<{ at: number; total: number; mptcp: number }> = [];
-      let previous: { at: number; stats: Stats } | null = null;
-      let busy = false;
-      const tick = async (): Promise<void> => {
-        if (busy || res.destroyed) return;
-        busy = true;
-        try {
-          const at = Date.now();
-          const stats = await snapshot();
-          history.push({ at, total: stats.connectionsTotal, mptcp: stats.mptcpConnections });
-          while (history.length > SHARE_WINDOW_S + 1) history.shift();
-          const first = history[0]!;
-          const opened = stats.connectionsTotal - first.total;
-          const seconds = previous ? (at - previous.at) / 1000 : 0;
-          const rate = (now: number, then: number | undefined): number => (previous && seconds > 0 ? Math.max(0, (now - (then ?? now)) / seconds) : 0);
-          send(res, 'stats', {
-            time: new Date(at).toISOString(),
-            active: stats.active,
-            connectionsTotal: stats.connectionsTotal,
-            bytesUp: stats.bytesUp,
-            bytesDown: stats.bytesDown,
-            mptcpConnections: stats.mptcpConnections,
-            mptcpFallbacks: stats.mptcpFallbacks,
-            connectionsPerSecond: rate(stats.connectionsTotal, previous?.stats.connectionsTotal),
-            bytesUpPerSecond: rate(stats.bytesUp, previous?.stats.bytesUp),
-            bytesDownPerSecond: rate(stats.bytesDown, previous?.stats.bytesDown),
-            mptcpShare: opened > 0 ? (stats.mptcpConnections - first.mptcp) / opened : null,
-            services: services(),
-          });
-          previous = { at, stats };
-          const fresh = await collectLines(deps, cursors);
-          for (const t of fresh) cursors[t.thread] = t.last;
-          const lines = fresh.flatMap(parseLines).sort((a, b) => a.time.localeCompare(b.time));
-          for (const l of lines) send(res, 'log', l);
-        } catch (e) {
-          deps.logger.debug('api: event stream tick failed', { error: (e as Error).message });
-        } finally {
-          busy = false;
-        }
-      };
-      const timer = setInterval(() => void tick(), 1000);
-      void tick();
-      res.on('close', () => {
-        clearInterval(timer);
-        streams--;
-      });
     });
   };
 }
 
-function send(res: ServerResponse, event: string, data: unknown): void {
-  if (!res.destroyed) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+/** One server-sent event. */
+function event(name: string, data: unknown): string {
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
 }
