@@ -113,6 +113,7 @@ describe('the console API', () => {
     assert.match(set, /; HttpOnly/);
     assert.match(set, /; SameSite=Strict/);
     assert.match(set, /; Path=\//);
+    assert.match(set, /; Max-Age=43200(;|$)/, 'the session lasts 12 hours (README)');
     assert.equal(reply.body.user, null);
     assert.ok(csrf.length >= 20);
     assert.ok(!reply.text.includes(cookie.split('=')[1]!), 'the session token is in the cookie only, not in the body');
