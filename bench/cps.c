@@ -66,6 +66,7 @@ struct slot {
   enum state state;
   enum phase phase;
   int64_t started_ns;
+  int64_t phase_ns; /* when the current phase began: its request's first byte was sent (the greeting: the connect began) */
   int64_t deadline_ns;
   int64_t idle_until_ns;
   unsigned char out[MAX_PAYLOAD];
@@ -93,6 +94,8 @@ static uint64_t seq = 0;
 static uint64_t errors[E_COUNT];
 static uint64_t socks_reply_codes[256];
 static uint32_t *latency_us;
+/* per phase (greeting, connect, echo): how long from its request to its whole answer, same buckets */
+static uint32_t *phase_us[3];
 static int64_t latency_max_us = 0;
 static int64_t run_end_ns;
 static volatile sig_atomic_t interrupted = 0;
@@ -164,6 +167,7 @@ static void start_transaction(struct slot *s, int64_t now) {
     }
   }
   s->started_ns = now;
+  s->phase_ns = now;
   s->deadline_ns = now + timeout_ns;
   s->dest = target;
   s->dest.sin_addr.s_addr = htonl(ntohl(target.sin_addr.s_addr) + (uint32_t)(next_target++ % (uint64_t)target_addrs));
@@ -199,8 +203,15 @@ static int write_out(struct slot *s, int64_t now) {
   return 1;
 }
 
+static void phase_done(struct slot *s, int64_t now) {
+  if (now > run_end_ns) return;
+  int64_t us = (now - s->phase_ns) / 1000;
+  phase_us[s->phase][us < LAT_BUCKETS ? us : LAT_BUCKETS - 1]++;
+}
+
 static void start_send(struct slot *s, enum phase ph, int64_t now) {
   int was_added = s->state != S_IDLE;
+  if (ph != P_GREETING) s->phase_ns = now;
   s->phase = ph;
   s->out_off = 0;
   s->in_len = 0;
@@ -245,6 +256,7 @@ static void on_bytes(struct slot *s, int64_t now) {
     case P_GREETING:
       if (s->in_len != 2) return fail(s, E_PROTOCOL, now);
       if (s->in[0] != 5 || s->in[1] != 0) return fail(s, E_SOCKS_METHOD, now);
+      phase_done(s, now);
       return start_send(s, P_CONNECT, now);
     case P_CONNECT: {
       if (s->in[0] != 5) return fail(s, E_PROTOCOL, now);
@@ -262,11 +274,13 @@ static void on_bytes(struct slot *s, int64_t now) {
         return;
       }
       if (s->in_len > total) return fail(s, E_PROTOCOL, now);
+      phase_done(s, now);
       return start_send(s, P_ECHO, now);
     }
     case P_ECHO:
       if (s->in_len != (size_t)payload) return fail(s, E_PROTOCOL, now);
       if (memcmp(s->in, s->expect, (size_t)payload) != 0) return fail(s, E_MISMATCH, now);
+      phase_done(s, now);
       return finish(s, now);
   }
 }
@@ -307,18 +321,24 @@ static void on_event(struct slot *s, uint32_t events, int64_t now) {
   }
 }
 
-static void print_result(double elapsed) {
-  uint64_t total_err = 0;
-  for (int i = 0; i < E_COUNT; i++) total_err += errors[i];
-  uint64_t pct[3] = {0, 0, 0};
+/* p50, p90 and p99 of a histogram of 1 us buckets holding `count` samples */
+static void percentiles(const uint32_t *h, uint64_t count, uint64_t pct[3]) {
   const double marks[3] = {0.50, 0.90, 0.99};
   uint64_t seen = 0;
   int m = 0;
-  for (int us = 0; us < LAT_BUCKETS && completed > 0; us++) {
-    if (latency_us[us] == 0) continue;
-    seen += latency_us[us];
-    while (m < 3 && (double)seen >= marks[m] * (double)completed) pct[m++] = (uint64_t)us;
+  pct[0] = pct[1] = pct[2] = 0;
+  for (int us = 0; us < LAT_BUCKETS && count > 0; us++) {
+    if (h[us] == 0) continue;
+    seen += h[us];
+    while (m < 3 && (double)seen >= marks[m] * (double)count) pct[m++] = (uint64_t)us;
   }
+}
+
+static void print_result(double elapsed) {
+  uint64_t total_err = 0;
+  for (int i = 0; i < E_COUNT; i++) total_err += errors[i];
+  uint64_t pct[3];
+  percentiles(latency_us, completed, pct);
   printf("{\"mode\":\"%s\",\"concurrency\":%d,\"sources\":%d,\"target_addrs\":%d,\"payload\":%d,\"seconds\":%.3f,\"transactions\":%llu,"
          "\"per_second\":%.1f,\"errors_total\":%llu,\"errors\":{",
          use_socks ? "socks5" : "direct", concurrency, sources, target_addrs, payload, elapsed, (unsigned long long)completed,
@@ -331,8 +351,21 @@ static void print_result(double elapsed) {
     printf("%s\"%d\":%llu", first ? "" : ",", i, (unsigned long long)socks_reply_codes[i]);
     first = 0;
   }
-  printf("},\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"max\":%llu}}\n", (unsigned long long)pct[0],
+  printf("},\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"max\":%llu}", (unsigned long long)pct[0],
          (unsigned long long)pct[1], (unsigned long long)pct[2], (unsigned long long)latency_max_us);
+  /* where a transaction's time goes: greeting = connect to the proxy + method reply, connect = CONNECT to its reply, echo = the payload there and back */
+  static const char *phase_names[3] = {"greeting", "connect", "echo"};
+  printf(",\"phase_p50_us\":{");
+  first = 1;
+  for (int ph = 0; ph < 3; ph++) {
+    uint64_t count = 0;
+    for (int us = 0; us < LAT_BUCKETS; us++) count += phase_us[ph][us];
+    if (count == 0) continue;
+    percentiles(phase_us[ph], count, pct);
+    printf("%s\"%s\":%llu", first ? "" : ",", phase_names[ph], (unsigned long long)pct[0]);
+    first = 0;
+  }
+  printf("}}\n");
 }
 
 static void usage(void) {
@@ -381,6 +414,7 @@ int main(int argc, char **argv) {
 
   slots = calloc((size_t)concurrency, sizeof *slots);
   latency_us = calloc(LAT_BUCKETS, sizeof *latency_us);
+  for (int ph = 0; ph < 3; ph++) phase_us[ph] = calloc(LAT_BUCKETS, sizeof *phase_us[ph]);
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (slots == NULL || latency_us == NULL || ep < 0) return 1;
 
