@@ -79,6 +79,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --quick             1 round of 2 s each, for trying the bench out (TURN: 1 round, 2 s of allocations;
                       rendezvous: 5 sessions per path, 1000 devices online; console: a 1-minute soak)
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
+  --edgeward-args A   extra \`edgeward start\` flags for the SOCKS column, space-separated (an A/B of a
+                      setting in one session, e.g. "--busy-poll 0")
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
                       CPU time went (slows edgeward down: its figures in that run are not representative)
 Writes bench/results/latest.json. Traffic stays on loopback (127.0.0.0/8).
@@ -101,6 +103,7 @@ interface Options {
   consoleRows: number;
   keepTmp: boolean;
   profile: boolean;
+  edgewardArgs: string[];
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
@@ -121,6 +124,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       quick: { type: 'boolean' },
       'keep-tmp': { type: 'boolean' },
       profile: { type: 'boolean' },
+      'edgeward-args': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -150,6 +154,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     consoleRows: int('console-rows', values['console-rows'], 9000, 1, 100_000),
     keepTmp: values['keep-tmp'] === true,
     profile: values.profile === true,
+    edgewardArgs: (values['edgeward-args'] ?? '').split(/\s+/).filter(Boolean),
   };
 }
 
@@ -638,7 +643,7 @@ async function main(): Promise<number> {
   try {
     if (socksParts) {
       const bins = await tools();
-      targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), await startMicrosocks(), await startDante(tmp));
+      targets.push(await startEdgeward(ROOT, tmp, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], o.edgewardArgs), await startMicrosocks(), await startDante(tmp));
       for (const t of targets) {
         if (t.unavailable) log(`${t.name}: ${t.unavailable}`);
         else if (t.socksPort) log(`${t.name}: SOCKS5 on 127.0.0.1:${t.socksPort} (pid ${t.proc?.pid})`);
@@ -739,6 +744,7 @@ async function main(): Promise<number> {
   if (lab && lab.status !== 'measured') notes.push(`lab: ${lab.status === 'not available' ? 'not available' : `${lab.status}: ${lab.reason}`}`);
 
   if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profile: ${profile.file}`);
+  if (o.edgewardArgs.length > 0) notes.push(`edgeward started with ${o.edgewardArgs.join(' ')}`);
   if (turn) notes.push(...turnNotes(turn, o.rounds));
   let output = '';
   if (rows.length > 0) output += `\n${table}\n`;

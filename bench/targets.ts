@@ -92,9 +92,10 @@ export async function startDante(tmpDir: string): Promise<Target> {
 
 /**
  * `edgeward start` from this checkout; "not built" until dist/cli/start.js exists. Ready when
- * GET /health on its API answers 200. nodeArgs go to node itself (e.g. --cpu-prof).
+ * GET /health on its API answers 200. nodeArgs go to node itself (e.g. --cpu-prof), startArgs to
+ * `edgeward start` after the bench's own.
  */
-export async function startEdgeward(root: string, tmpDir: string, nodeArgs: string[] = []): Promise<Target> {
+export async function startEdgeward(root: string, tmpDir: string, nodeArgs: string[] = [], startArgs: string[] = []): Promise<Target> {
   if (!existsSync(join(root, 'dist', 'cli', 'start.js'))) {
     return { name: 'edgeward', unavailable: 'not built', stop: async () => {} };
   }
@@ -113,6 +114,7 @@ export async function startEdgeward(root: string, tmpDir: string, nodeArgs: stri
       '--api', `127.0.0.1:${apiPort}`,
       '--data', dataDir,
       '--log-level', 'warn',
+      ...startArgs,
     ];
     const token = randomBytes(24).toString('hex');
     const env = { ...process.env, EDGEWARD_API_TOKEN: token };
