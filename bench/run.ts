@@ -79,8 +79,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --quick             1 round of 2 s each, for trying the bench out (TURN: 1 round, 2 s of allocations;
                       rendezvous: 5 sessions per path, 1000 devices online; console: a 1-minute soak)
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
-  --edgeward-args A   extra \`edgeward start\` flags for the SOCKS column, space-separated (an A/B of a
-                      setting in one session, e.g. "--busy-poll 0")
+  --edgeward-args=A   extra \`edgeward start\` flags for the SOCKS column, space-separated (an A/B of a
+                      setting in one session, e.g. --edgeward-args="--busy-poll 0"; with the =)
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
                       CPU time went (slows edgeward down: its figures in that run are not representative)
 Writes bench/results/latest.json. Traffic stays on loopback (127.0.0.0/8).

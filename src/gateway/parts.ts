@@ -3,7 +3,8 @@
 // settings, and its metrics registry.
 import { DeviceService } from '../auth/devices.js';
 import { UserService } from '../auth/users.js';
-import { parseKeepAlive, parseUplinks } from '../config/common.js';
+import { busyPollMicros, parseKeepAlive, parseUplinks } from '../config/common.js';
+import { setBusyPoll } from '../kernel/epoll-plane.js';
 import { Metrics } from '../metrics/registry.js';
 import { CidrList } from '../net/address.js';
 import { PolicyService } from '../policy/service.js';
@@ -45,6 +46,7 @@ export async function openThreadParts(settings: Settings, dataDir: string, threa
   registerRelayMetrics(metrics, registry);
   metrics.gauge({ name: 'edgeward_policies', help: 'Transport policies stored.', aggregate: 'first', read: () => policies.list().length });
   thePathManager().configure({ uplinks: parseUplinks(settings.uplinks, '--uplinks') });
+  setBusyPoll(busyPollMicros(settings.busyPoll));
   const outbound = {
     policies,
     deny: CidrList.parse(settings.socksDeny, '--socks-deny'),

@@ -57,6 +57,12 @@ const c_getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out
 const c_connect = libc.func('int connect(int fd, const void *addr, uint32_t len)');
 const c_getsockname = libc.func('int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)');
 const c_accept4 = libc.func('int accept4(int fd, void *addr, _Inout_ uint32_t *len, int flags)');
+const c_sched_yield = libc.func('int sched_yield()');
+
+/** Gives the CPU to another thread that waits for it on this CPU, if any (sched_yield). */
+export function yieldCpu(): void {
+  c_sched_yield();
+}
 
 /** The errno of the call that just failed. */
 export function errno(): number {
