@@ -355,14 +355,14 @@ static void print_result(double elapsed) {
          (unsigned long long)pct[1], (unsigned long long)pct[2], (unsigned long long)latency_max_us);
   /* where a transaction's time goes: greeting = connect to the proxy + method reply, connect = CONNECT to its reply, echo = the payload there and back */
   static const char *phase_names[3] = {"greeting", "connect", "echo"};
-  printf(",\"phase_p50_us\":{");
+  printf(",\"phases_us\":{");
   first = 1;
   for (int ph = 0; ph < 3; ph++) {
     uint64_t count = 0;
     for (int us = 0; us < LAT_BUCKETS; us++) count += phase_us[ph][us];
     if (count == 0) continue;
     percentiles(phase_us[ph], count, pct);
-    printf("%s\"%s\":%llu", first ? "" : ",", phase_names[ph], (unsigned long long)pct[0]);
+    printf("%s\"%s\":{\"p50\":%llu,\"p99\":%llu}", first ? "" : ",", phase_names[ph], (unsigned long long)pct[0], (unsigned long long)pct[2]);
     first = 0;
   }
   printf("}}\n");
