@@ -3,7 +3,7 @@
 // the relay. Shared by the SOCKS server and the interceptor, so both count and report alike.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
-import { closeFd, takeSocket } from '../kernel/fdio.js';
+import { closeFd, takeSocket, writeFd } from '../kernel/fdio.js';
 import { applyLiveOptions } from '../transport/dialer.js';
 import type { Outbound } from '../transport/outbound.js';
 import type { ConnectionRecord, ConnectionRegistry, Listener } from './registry.js';
@@ -19,7 +19,7 @@ export interface OutboundSession {
   out: Outbound;
   /** bytes the client sent beyond its handshake (they go to the destination first) */
   pending?: Buffer;
-  /** the protocol's reply to the client (a SOCKS reply), sent before the destination's bytes */
+  /** the protocol's reply to the client (a SOCKS reply): written at once, before the set-up, and before the destination's bytes */
   reply?: Buffer;
   /** runs when the relay has closed both sockets */
   onClosed?: () => void;
@@ -46,6 +46,10 @@ function applyClientOptions(fd: number, o: Outbound, congestion?: string): strin
  */
 export function relayOutbound(s: OutboundSession): ConnectionRecord {
   const { client, out, registry } = s;
+  // the reply first: the client's next bytes are on their way while the rest is set up, not after
+  // (what the kernel does not take at once, or a failed write, is the relay's to send or report)
+  const sent = s.reply ? writeFd(client.fd, s.reply) : 0;
+  const reply = s.reply && sent < s.reply.length ? s.reply.subarray(Math.max(sent, 0)) : undefined;
   const t = out.decision.transport;
   const clientFailures = applyClientOptions(client.fd, out, s.clientCongestion);
   const notApplied = clientFailures.length === 0 ? out.notApplied : [...out.notApplied, ...clientFailures.map((f) => `client side: ${f}`)];
@@ -68,7 +72,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
   const parked = { client: client.parked === true, out: out.parked };
-  const relay = new SpliceRelay(client.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply: s.reply, toClient, parked }, (how, err) => {
+  const relay = new SpliceRelay(client.fd, out.fd, { idleTimeout: s.idleTimeout, toRemote, reply, toClient, parked }, (how, err) => {
     registry.remove(rec);
     s.onClosed?.();
     if (s.logger.enabled('debug')) s.logger.debug('connection closed', { id: rec.id, how, error: err?.message });

@@ -4,7 +4,7 @@
 // touches another.
 import type net from 'node:net';
 import { thePlane } from '../kernel/epoll-plane.js';
-import { closeFd, writeFd } from '../kernel/fdio.js';
+import { closeFd } from '../kernel/fdio.js';
 import { RawClient } from '../net/raw-client.js';
 import { RawListener } from '../net/raw-listener.js';
 import { parseIp } from '../net/address.js';
@@ -377,8 +377,6 @@ export class SocksServer {
       client.destroy();
       return;
     }
-    // the answer first: the client's next bytes are on their way while the relay is set up, not after
-    const sent = writeFd(taken.fd, reply);
     const release = this.listener.adopt(client);
     relayOutbound({
       listener,
@@ -387,7 +385,7 @@ export class SocksServer {
       user: ctx.user,
       destination: { host: dest.host, address: out.address, port: dest.port },
       out,
-      reply: sent === reply.length ? undefined : sent > 0 ? reply.subarray(sent) : reply,
+      reply,
       onClosed: release,
       clientCongestion: opts.clientCongestion,
       registry: opts.registry,
