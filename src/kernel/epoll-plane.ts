@@ -84,10 +84,10 @@ export const DEFAULT_BUSY_POLL_US = 50;
  * sched_yield, again and again) before it sleeps in epoll_pwait2. A thread that sleeps is woken by
  * the kernel when its next event comes, and a CPU that went idle meanwhile takes its time to come
  * back (an IPI, and under a hypervisor an exit and re-entry of the virtual CPU): 30-50 us per step
- * of a proxied connection on the bench machine, each step waiting for it once. The yield gives the
- * CPU to any thread waiting for it (on a small machine often the very client or server whose bytes
- * the poll waits for), so polling takes only CPU time nobody else wants; it runs only after
- * activity, at most this long per batch of events. Per thread, set by setBusyPoll.
+ * of a proxied connection on the bench machine, each step waiting for it once. The yield lets a
+ * thread waiting for this CPU run first (on a small machine often the very client or server whose
+ * bytes the poll waits for; a thread queued on another CPU it does not help). Polling runs only
+ * after activity, at most this long per batch of events. Per thread, set by setBusyPoll.
  */
 let busyPollMs = DEFAULT_BUSY_POLL_US / 1000;
 
@@ -338,7 +338,7 @@ export class Plane {
       do {
         const n = epollWait(this.epfd, ev, MAX_EVENTS, 0);
         if (n !== 0) return n;
-        yieldCpu(); // a thread that waits for this CPU (the client, the server) goes first
+        yieldCpu(); // a thread waiting for this CPU (the client, the server) goes first
       } while (performance.now() < until);
     }
     return epollWaitNs(this.epfd, ev, MAX_EVENTS, timeoutNs);
