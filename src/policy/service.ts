@@ -25,12 +25,16 @@ export class PolicyError extends EdgewardError<PolicyErrorCode> {
   }
 }
 
-/** What applies to one connection: the matched policy (null = default) and the merged transport. */
+/**
+ * What applies to one connection: the matched policy (null = default) and the merged transport.
+ * One per policy, made when the policies are loaded and shared by every connection it matches:
+ * never changed (a change of policy makes new ones).
+ */
 export interface PolicyDecision {
-  policy: Policy | null;
-  transport: Transport;
+  readonly policy: Policy | null;
+  readonly transport: Transport;
   /** the matched policy's via; undefined = the global --upstream (or direct) */
-  via?: Via;
+  readonly via: Via | undefined;
 }
 
 /** Checks a policy's via: "direct" or a socks5:// URL. */
@@ -141,6 +145,12 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   private stored: Transport = {};
   private defaultTransport: Transport = {};
   private byId = new Map<number, Policy>();
+  /**
+   * the decision of each policy, and of none: made once per load, not per connection (a merged
+   * transport per connection cost an object spread, and a new hidden class, each time)
+   */
+  private decisions = new Map<Policy, PolicyDecision>();
+  private noPolicy: PolicyDecision = { policy: null, transport: {}, via: undefined };
 
   private constructor(
     private readonly store: Store,
@@ -170,14 +180,17 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
     this.defaultTransport = mergeTransport(this.base, this.stored);
     this.matcher = new PolicyMatcher(policies);
     this.byId = new Map(policies.map((p) => [p.id, p]));
+    const transport = this.defaultTransport;
+    this.decisions = new Map(policies.map((p) => [p, { policy: p, transport: mergeTransport(transport, p.transport), via: p.via }]));
+    this.noPolicy = { policy: null, transport, via: undefined };
     this.emit('change');
   }
 
   /** The policy and merged transport for a destination (hot path: synchronous, in memory). */
   decide(dest: Destination): PolicyDecision {
     const policy = this.matcher.match(dest);
-    if (!policy) return { policy, transport: this.defaultTransport };
-    return { policy, transport: mergeTransport(this.defaultTransport, policy.transport), via: policy.via };
+    if (!policy) return this.noPolicy;
+    return this.decisions.get(policy) ?? { policy, transport: mergeTransport(this.defaultTransport, policy.transport), via: policy.via };
   }
 
   list(): Policy[] {
