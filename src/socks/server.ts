@@ -3,6 +3,7 @@
 // message is read next; errors become replies in replies.ts only; one connection's failure never
 // touches another.
 import type net from 'node:net';
+import { DeadlineList, type Expiring } from '../core/deadline-list.js';
 import { thePlane } from '../kernel/epoll-plane.js';
 import { closeFd } from '../kernel/fdio.js';
 import { RawClient } from '../net/raw-client.js';
@@ -72,22 +73,35 @@ function selectMethod(offered: readonly number[], requireAuth: boolean): AuthMet
 }
 
 
-/** One client's handshake: the server's options and the client on its raw fd. */
-interface RawContext {
-  opts: SocksServerOptions;
-  client: RawClient;
+/** One client's handshake: the server's options and the client on its raw fd, with its deadline. */
+class Handshake implements Expiring {
   user?: string;
-  log: Logger;
   /** the message the handshake reads next */
-  state: State;
-  /** the handshake timer, until the handshake is over */
-  timer: NodeJS.Timeout | null;
+  state = State.CONNECTED;
   /** a step is waiting for something other than the client (the password check) */
-  busy: boolean;
+  busy = false;
+  deadlineAt = 0;
+  deadlinePrev: Expiring | null = null;
+  deadlineNext: Expiring | null = null;
+  deadlineList: DeadlineList | null = null;
+
+  constructor(
+    readonly opts: SocksServerOptions,
+    readonly client: RawClient,
+    readonly log: Logger,
+  ) {}
+
+  /** --handshake-timeout passed */
+  onDeadline(): void {
+    this.opts.registry.countFailure('handshake_timeout');
+    this.client.destroy();
+  }
 }
 
 export class SocksServer {
   private readonly plane = thePlane();
+  /** the handshakes in progress, by deadline (--handshake-timeout) */
+  private readonly deadlines = new DeadlineList();
   /** the listening socket; accepted clients come to accept() in the plane's poll callback */
   private readonly listener: RawListener;
 
@@ -150,11 +164,8 @@ export class SocksServer {
     }
     const client = new RawClient(fd, remote, remotePort);
     this.listener.track(client);
-    const ctx: RawContext = { opts, client, log: opts.logger, state: State.CONNECTED, busy: false, timer: null };
-    ctx.timer = setTimeout(() => {
-      opts.registry.countFailure('handshake_timeout');
-      client.destroy();
-    }, opts.handshakeTimeout);
+    const ctx = new Handshake(opts, client, opts.logger);
+    this.deadlines.arm(ctx, opts.handshakeTimeout);
     client.once('close', () => this.handshakeOver(ctx));
     // the first bytes come with the first edge of the client's fd (its registration reports them)
     client.onReadable = () => this.drive(ctx);
@@ -165,7 +176,7 @@ export class SocksServer {
    * message); runs again when more arrive (client.onReadable). Only the password check waits on
    * something else; the request, once complete, is carried out.
    */
-  private drive(ctx: RawContext): void {
+  private drive(ctx: Handshake): void {
     while (!ctx.busy) {
       let step: Step | 'more' | Promise<Step>;
       try {
@@ -192,7 +203,7 @@ export class SocksServer {
   }
 
   /** Where a step led: true when the handshake goes on (the next message may be there already). */
-  private stepped(ctx: RawContext, step: Step): boolean {
+  private stepped(ctx: Handshake, step: Step): boolean {
     if ('next' in step) {
       ctx.state = step.next;
       return true;
@@ -203,13 +214,12 @@ export class SocksServer {
   }
 
   /** The handshake is over, one way or the other: no timer, no more steps. */
-  private handshakeOver(ctx: RawContext): void {
-    if (ctx.timer) clearTimeout(ctx.timer);
-    ctx.timer = null;
+  private handshakeOver(ctx: Handshake): void {
+    this.deadlines.disarm(ctx);
     ctx.client.onReadable = null;
   }
 
-  private unexpected(ctx: RawContext, err: unknown): void {
+  private unexpected(ctx: Handshake, err: unknown): void {
     ctx.log.error('unexpected error in SOCKS session', { client: ctx.client.remoteAddress, error: String(err) });
     ctx.client.destroy();
   }
@@ -218,7 +228,7 @@ export class SocksServer {
    * Carries out a complete request: CONNECT here, at once (no promise on its way: it may run in
    * the plane's poll callback); BIND and UDP ASSOCIATE on a net.Socket, in a turn of Node's loop.
    */
-  private carryOut(ctx: RawContext, request: HandshakeRequest): void {
+  private carryOut(ctx: Handshake, request: HandshakeRequest): void {
     if (request.listener === 'socks4') return this.connect(ctx, request.address, 'socks4');
     if (ctx.log.enabled('debug')) ctx.log.debug('SOCKS request', { command: request.command, host: request.address.host, ip: request.address.ip, port: request.address.port });
     if (request.command === Socks5Command.CONNECT) return this.connect(ctx, request.address, 'socks5');
@@ -227,7 +237,7 @@ export class SocksServer {
   }
 
   /** BIND or UDP ASSOCIATE: the rare commands run on a net.Socket over the client's fd. */
-  private async bindOrAssociate(ctx: RawContext, command: Socks5Command.BIND | Socks5Command.UDP_ASSOCIATE, address: SocksAddress): Promise<void> {
+  private async bindOrAssociate(ctx: Handshake, command: Socks5Command.BIND | Socks5Command.UDP_ASSOCIATE, address: SocksAddress): Promise<void> {
     const handed = ctx.client.toNetSocket();
     if (!handed) return;
     const release = this.listener.adopt(ctx.client);
@@ -251,7 +261,7 @@ export class SocksServer {
    * the next state, to a request to carry out, or to the end of a failed handshake (answered and
    * counted); 'more' while the message is not all there; a promise while the password is checked.
    */
-  private advance(ctx: RawContext, state: State): Step | 'more' | Promise<Step> {
+  private advance(ctx: Handshake, state: State): Step | 'more' | Promise<Step> {
     const { client, opts } = ctx;
     switch (state) {
       case State.CONNECTED: {
@@ -302,7 +312,7 @@ export class SocksServer {
   }
 
   /** Ends a SOCKS5 handshake that failed; sends the reply the RFC asks for, if any. */
-  private fail(ctx: RawContext, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): Step {
+  private fail(ctx: Handshake, why: 'closed' | { error: string; message: string; reply?: Socks5Reply }): Step {
     if (why === 'closed') {
       ctx.client.destroy();
       return ENDED;
@@ -315,7 +325,7 @@ export class SocksServer {
   }
 
   /** SOCKS4/4a: the first message is the whole request; CONNECT only, and never with --socks-auth. */
-  private socks4Request(ctx: RawContext): Step | 'more' {
+  private socks4Request(ctx: Handshake): Step | 'more' {
     const { client, opts } = ctx;
     const req = client.take(parseSocks4Request);
     if (req === 'more') return 'more';
@@ -341,7 +351,7 @@ export class SocksServer {
    * CONNECT: dials (transport/outbound.ts connectOutboundNow: an address without an upstream is
    * dialed at once, the rest in a turn of Node's loop), answers, and hands both fds to the relay.
    */
-  private connect(ctx: RawContext, dest: SocksAddress, listener: Listener): void {
+  private connect(ctx: Handshake, dest: SocksAddress, listener: Listener): void {
     const { client, opts } = ctx;
     connectOutboundNow({ host: dest.host, ip: dest.ip, port: dest.port, cancelOn: client }, opts.outbound, (err, out) => {
       try {
@@ -353,7 +363,7 @@ export class SocksServer {
     });
   }
 
-  private connected(ctx: RawContext, dest: SocksAddress, listener: Listener, err: unknown, out: Outbound | undefined): void {
+  private connected(ctx: Handshake, dest: SocksAddress, listener: Listener, err: unknown, out: Outbound | undefined): void {
     const { client, opts } = ctx;
     if (err || !out) {
       const rep = replyForError(err);

@@ -5,6 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError, subflowCounters } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
 import { c_bind } from '../kernel/libc.js';
+import { DeadlineList, type Expiring } from '../core/deadline-list.js';
 import { thePlane } from '../kernel/epoll-plane.js';
 import {
   closeFd,
@@ -202,14 +203,20 @@ function dialResult(fd: number, parked: boolean, opened: OpenedSocket, notApplie
   return { fd, parked, local, mptcp: opened.mptcp, mptcpNote: opened.mptcpUnavailable, notApplied };
 }
 
+/** this thread's connects in progress, by deadline (their connectTimeout) */
+const connectDeadlines = new DeadlineList();
+
 /**
  * A connect in progress, as one object (no closure per step): it waits for the socket to be
- * writable in the plane, for its timer, and for the client's close, and calls `done` once.
+ * writable in the plane, for its deadline, and for the client's close, and calls `done` once.
  */
-class Dialing {
+class Dialing implements Expiring {
   private settled = false;
-  private timer: NodeJS.Timeout | null = null;
   private readonly plane = thePlane();
+  deadlineAt = 0;
+  deadlinePrev: Expiring | null = null;
+  deadlineNext: Expiring | null = null;
+  deadlineList: DeadlineList | null = null;
 
   constructor(
     private readonly fd: number,
@@ -221,7 +228,7 @@ class Dialing {
   ) {}
 
   start(): void {
-    this.timer = setTimeout(this.onTimeout, this.opts.connectTimeout);
+    connectDeadlines.arm(this, this.opts.connectTimeout);
     this.opts.cancelOn?.once('close', this.onCancel);
     this.plane.whenWritable(this.fd, this);
   }
@@ -232,9 +239,10 @@ class Dialing {
     this.finish(e === 0 ? null : connectError(e, this.opts.address, this.opts.port), false);
   }
 
-  private readonly onTimeout = (): void => {
+  /** connectTimeout passed */
+  onDeadline(): void {
     this.finish(Object.assign(new Error(`connect ETIMEDOUT ${this.opts.address}:${this.opts.port}`), { code: 'ETIMEDOUT' }), false);
-  };
+  }
 
   /** the client's close: answered in a turn of the loop, not inside that close */
   private readonly onCancel = (): void => {
@@ -244,7 +252,7 @@ class Dialing {
   private finish(err: NodeJS.ErrnoException | null, later: boolean): void {
     if (this.settled) return;
     this.settled = true;
-    if (this.timer) clearTimeout(this.timer);
+    connectDeadlines.disarm(this);
     this.opts.cancelOn?.removeListener('close', this.onCancel);
     this.plane.stopWaiting(this.fd, this);
     if (err) closeFd(this.fd);
