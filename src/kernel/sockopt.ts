@@ -93,6 +93,50 @@ export function sockaddr(family: 4 | 6, ip: string, port: number): Buffer {
   return sa;
 }
 
+/** the thread's sockaddr for a system call made at once (sockaddrNow): sockaddr_in6's size, with views made once */
+const saScratch = Buffer.alloc(28);
+const saIn = saScratch.subarray(0, 16);
+const saIn6 = saScratch.subarray(0, 28);
+const saIn6Addr = saScratch.subarray(8, 24);
+
+/**
+ * As sockaddr, in the thread's one scratch buffer: valid until the next call, so only for a
+ * system call made at once (connect). An IPv4 literal is written without a call into libc, and
+ * nothing is allocated per connection.
+ */
+export function sockaddrNow(family: 4 | 6, ip: string, port: number): Buffer {
+  saScratch.fill(0);
+  saScratch.writeUInt16LE(family === 4 ? AF_INET : AF_INET6, 0);
+  saScratch.writeUInt16BE(port, 2);
+  if (family === 4) {
+    if (!writeIpv4(ip, saScratch, 4)) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
+    return saIn;
+  }
+  if ((c_inet_pton(AF_INET6, ip, saIn6Addr) as number) !== 1) throw new KernelError(`inet_pton(${ip})`, osConstants.errno.EINVAL);
+  return saIn6;
+}
+
+/** Writes dotted-quad `ip` (four decimals 0-255, as inet_pton takes them) at buf[at..at+4); false when it is not one. */
+function writeIpv4(ip: string, buf: Buffer, at: number): boolean {
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= ip.length; i++) {
+    const c = i < ip.length ? ip.charCodeAt(i) : 46; // the end closes the last part, as a dot would
+    if (c >= 48 && c <= 57) {
+      // inet_pton refuses a leading zero ("01")
+      if (digits > 0 && value === 0) return false;
+      value = value * 10 + (c - 48);
+      if (value > 255 || ++digits > 3) return false;
+    } else if (c === 46 && digits > 0 && part < 4) {
+      buf[at + part++] = value;
+      value = 0;
+      digits = 0;
+    } else return false;
+  }
+  return part === 4;
+}
+
 export interface ListenSocketOptions {
   family: 4 | 6;
   /** an IP literal (IPv6 without brackets); IPv4-mapped forms are not accepted here */

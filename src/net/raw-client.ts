@@ -16,6 +16,8 @@ const { EAGAIN, EINTR } = osConstants.errno;
 const LINGER_MS = 5000;
 
 const readBuf = Buffer.allocUnsafe(MAX_BUFFERED + 1);
+/** the client whose unparsed bytes lie in readBuf (borrowed), if any: they are copied out before readBuf is read into again */
+let lender: RawClient | null = null;
 const EMPTY = Buffer.alloc(0);
 
 export class RawClient implements FdHandler {
@@ -23,6 +25,8 @@ export class RawClient implements FdHandler {
   private closeListeners: (() => void)[] | null = null;
   private readonly plane = thePlane();
   private buf: Buffer = EMPTY;
+  /** `buf` lies in the thread's read buffer (readMore), until the handshake step that read it is over */
+  private borrowed = false;
   /**
    * runs when bytes or the end of stream arrived, in the plane's poll callback: the handshake takes
    * its next step (anything it starts that settles promises must make Node's loop turn: plane.soon)
@@ -94,6 +98,7 @@ export class RawClient implements FdHandler {
    */
   private readMore(): void {
     let got = false;
+    if (lender) lender.unborrow(); // a read nested in another client's handshake step
     while (this.readable && !this.ended && !this.destroyed && this.buf.length <= MAX_BUFFERED) {
       const want = MAX_BUFFERED + 1 - this.buf.length;
       const n = readFd(this.fd, readBuf, want);
@@ -116,11 +121,25 @@ export class RawClient implements FdHandler {
         }
         break;
       }
-      // readBuf is the thread's: the bytes are copied out of it (once)
-      this.buf = this.buf.length === 0 ? Buffer.from(readBuf.subarray(0, n)) : Buffer.concat([this.buf, readBuf.subarray(0, n)]);
-      if (n < want && !this.hangup) this.readable = false;
+      const last = n < want && !this.hangup;
+      if (this.buf.length === 0 && last) {
+        // the usual case, a whole message in one read: parsed where it lies in the thread's
+        // buffer (below: what the handshake leaves of it is copied out before the next read)
+        this.buf = readBuf.subarray(0, n);
+        this.borrowed = true;
+        lender = this;
+      } else this.buf = this.buf.length === 0 ? Buffer.from(readBuf.subarray(0, n)) : Buffer.concat([this.buf, readBuf.subarray(0, n)]);
+      if (last) this.readable = false;
     }
     if (got && this.onReadable) this.onReadable();
+    if (this.borrowed) this.unborrow();
+  }
+
+  /** The bytes left in the thread's read buffer become this client's own. */
+  private unborrow(): void {
+    this.borrowed = false;
+    lender = null;
+    if (this.buf.length > 0) this.buf = Buffer.from(this.buf);
   }
 
   /**
@@ -137,6 +156,7 @@ export class RawClient implements FdHandler {
 
   /** The bytes received beyond the handshake (they belong to the destination). */
   detach(): Buffer {
+    if (this.borrowed) this.unborrow();
     const b = this.buf;
     this.buf = EMPTY;
     return b;

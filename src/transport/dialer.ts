@@ -23,6 +23,7 @@ import {
   errnoName,
   setTransparent,
   sockaddr,
+  sockaddrNow,
 } from '../kernel/sockopt.js';
 import { isOwnPathManager, type Transport } from '../policy/types.js';
 import { planOf, thePathManager, type PathManagerView, type PathPlan } from './path-manager.js';
@@ -178,7 +179,7 @@ export function dialNow(opts: DialOptions, done: DialDone): void {
       const sa = sockaddr(family, opts.localAddress, 0);
       if ((c_bind(fd, sa, sa.length) as number) < 0) throw connectError(koffi.errno(), opts.address, opts.port);
     }
-    rc = connectFd(fd, sockaddr(family, opts.address, opts.port));
+    rc = connectFd(fd, sockaddrNow(family, opts.address, opts.port));
   } catch (e) {
     closeFd(fd);
     return later(done, e as NodeJS.ErrnoException);

@@ -280,3 +280,40 @@ describe('SOCKS CONNECT to a destination that never answers', () => {
     assert.equal(gw.registry.list().length, 0, 'no connection record');
   });
 });
+
+describe('SOCKS CONNECT with the first bytes in the same write as the handshake', () => {
+  let gw: Running;
+  let echo: net.Server;
+
+  before(async () => {
+    gw = await startSocks(5000);
+    echo = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await new Promise<void>((r) => echo.close(() => r()));
+  });
+
+  it('relays each client\'s own bytes, intact, when 40 clients send greeting, request and data in one write each at the same time', { timeout: 20_000 }, async () => {
+    const port = (echo.address() as net.AddressInfo).port;
+    const request = Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]); // greeting, then CONNECT 127.0.0.1:port
+    const one = async (i: number): Promise<void> => {
+      const payload = Buffer.alloc(1000 + i * 37);
+      for (let j = 0; j < payload.length; j++) payload[j] = (i * 31 + j * 7) & 255;
+      const c = await connect(gw.port);
+      const read = reader(c);
+      c.write(Buffer.concat([request, payload]));
+      assert.deepEqual([...(await read(2))], [5, 0], `client ${i}: method reply`);
+      const reply = await read(10);
+      assert.equal(reply[1], 0, `client ${i}: reply code ${reply[1]}`);
+      const back = await read(payload.length);
+      assert.ok(back.equals(payload), `client ${i}: its own ${payload.length} bytes came back intact`);
+      c.destroy();
+    };
+    await Promise.all(Array.from({ length: 40 }, (_, i) => one(i)));
+    await until('every connection to close', () => gw.registry.size === 0);
+    assert.equal(gw.registry.totals.connectionsTotal, 40);
+  });
+});
