@@ -113,7 +113,9 @@ export class Plane {
   private againScheduled = false;
   readonly relays = new Set<PlaneMember>();
   /** fds waiting to be writable (a connect in progress), with who waits */
-  private readonly waiters = new Map<number, Waiter>();
+  private readonly waiters: (Waiter | undefined)[] = [];
+  /** how many fds have a waiter (an array by fd, not a Map: no hash table growing and shrinking with each connect) */
+  private waiting = 0;
   /**
    * by fd, for parked fds: the events their next owner must know of (edge-triggered, they come
    * once): what the last owner left (park), and what came while no one had them
@@ -162,7 +164,7 @@ export class Plane {
 
   /** The poll keeps the thread's loop alive while anything is relayed or connecting. */
   private refresh(): void {
-    const busy = this.relays.size + this.waiters.size + this.watched > 0;
+    const busy = this.relays.size + this.waiting + this.watched > 0;
     if (busy === this.refd) return;
     this.refd = busy;
     if (busy) this.poll.ref();
@@ -257,14 +259,16 @@ export class Plane {
   whenWritable(fd: number, w: Waiter): void {
     epollAdd(this.epfd, fd, (SOCKET_EVENTS | EPOLLET) >>> 0);
     this.missed[fd] = 0;
-    this.waiters.set(fd, w);
+    if (!this.waiters[fd]) this.waiting++;
+    this.waiters[fd] = w;
     this.refresh();
   }
 
   /** Forgets the waiter of `fd` (its connect was given up, or it ran). */
   stopWaiting(fd: number, w: Waiter): void {
-    if (this.waiters.get(fd) !== w) return;
-    this.waiters.delete(fd);
+    if (this.waiters[fd] !== w) return;
+    this.waiters[fd] = undefined;
+    this.waiting--;
     this.refresh();
   }
 
@@ -349,9 +353,10 @@ export class Plane {
    * parked fd (nothing to do: its next owner reads what is there).
    */
   private wake(fd: number, events: number): void {
-    const w = this.waiters.get(fd);
+    const w = this.waiters[fd];
     if (!w) return;
-    this.waiters.delete(fd);
+    this.waiters[fd] = undefined;
+    this.waiting--;
     this.refresh();
     w.onWritable(events);
   }

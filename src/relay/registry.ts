@@ -76,8 +76,8 @@ export class ConnectionRegistry {
     this.nextId = first;
   }
 
-  /** Registers a relayed connection; returns its id. */
-  add(r: Omit<ConnectionRecord, 'id'>): ConnectionRecord {
+  /** Registers a relayed connection under the next id (an `id` given is a placeholder: overwritten). */
+  add(r: Omit<ConnectionRecord, 'id'> & { id?: number }): ConnectionRecord {
     const rec = r as ConnectionRecord;
     rec.id = this.nextId;
     this.nextId += this.step;

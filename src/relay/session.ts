@@ -56,6 +56,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
   const toRemote = concat(s.pending, client.buffered);
   const toClient = out.pending;
   const rec = registry.add({
+    id: 0, // the registry numbers it; here so the record is made whole, with no field added later
     listener: s.listener,
     command: 'connect',
     startedAt: Date.now(),
@@ -68,6 +69,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
     mptcpRequested: t.mptcp === true,
     mptcpNote: out.mptcpNote,
     notApplied: notApplied.length > 0 ? notApplied : undefined,
+    relay: undefined,
     close: () => relay.destroy(),
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });

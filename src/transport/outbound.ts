@@ -231,7 +231,7 @@ function connectAddress(req: OutboundRequest, s: OutboundSettings, address: stri
 export function connectOutboundNow(req: OutboundRequest, s: OutboundSettings, done: (err: unknown, out?: Outbound) => void): void {
   const ip = req.ip;
   if (ip !== undefined && !isDenied(s.deny, ip)) {
-    connectAddress(req, s, ip, Date.now() + s.connectTimeout, (err, out) => done(err, out));
+    connectAddress(req, s, ip, Date.now() + s.connectTimeout, done); // `final` is of no use here: one address
     return;
   }
   thePlane().soon(() => {
