@@ -5,6 +5,7 @@
 // go on in the same loop. It also waits for non-blocking connects (whenWritable), keeps the pool of
 // splice pipes, and sweeps idle members.
 import koffi from 'koffi';
+import { SlotSet, type Slotted } from '../core/slot-set.js';
 import { constants as osConstants } from 'node:os';
 import { closeFd, EPOLL_DATA_AT, EPOLL_EVENT_SIZE, epollAdd, epollCreate, epollDel, EPOLLET, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollWait, epollWaitNs, openPipe, yieldCpu } from './fdio.js';
 
@@ -46,7 +47,7 @@ export interface Waiter {
 }
 
 /** What the plane holds: a relay, its two sockets and how to move its bytes. */
-export interface PlaneMember extends FdHandler {
+export interface PlaneMember extends FdHandler, Slotted {
   readonly clientFd: number;
   readonly outFd: number;
   /** ms without a byte either way before the sweep ends it; 0 = never */
@@ -111,7 +112,7 @@ export class Plane {
   /** relays that hit their rounds and have more to move */
   private readonly again = new Set<PlaneMember>();
   private againScheduled = false;
-  readonly relays = new Set<PlaneMember>();
+  readonly relays = new SlotSet<PlaneMember>();
   /** fds waiting to be writable (a connect in progress), with who waits */
   private readonly waiters: (Waiter | undefined)[] = [];
   /** how many fds have a waiter (an array by fd, not a Map: no hash table growing and shrinking with each connect) */
@@ -369,7 +370,7 @@ export class Plane {
 
   private sweepIdle(): void {
     const now = Date.now();
-    for (const r of this.relays) if (r.idleTimeout > 0 && now - r.lastActive >= r.idleTimeout) r.end('idle');
+    for (const r of this.relays.values()) if (r.idleTimeout > 0 && now - r.lastActive >= r.idleTimeout) r.end('idle');
   }
 }
 

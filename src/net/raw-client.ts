@@ -25,6 +25,8 @@ export class RawClient implements FdHandler {
   private closeListeners: (() => void)[] | null = null;
   private readonly plane = thePlane();
   private buf: Buffer = EMPTY;
+  /** its place in its listener's clients (net/raw-listener.ts) */
+  slot = -1;
   /** `buf` lies in the thread's read buffer (readMore), until the handshake step that read it is over */
   private borrowed = false;
   /**

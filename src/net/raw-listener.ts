@@ -11,6 +11,7 @@ import { thePlane, type FdHandler } from '../kernel/epoll-plane.js';
 import { acceptFd, closeFd, EPOLLIN, localAddress } from '../kernel/fdio.js';
 import { isMptcpSocket, openListenSocket } from '../kernel/sockopt.js';
 import type { Logger } from '../log/logger.js';
+import { SlotSet } from '../core/slot-set.js';
 import { OpenCount } from './open-count.js';
 import { RawClient } from './raw-client.js';
 
@@ -72,7 +73,7 @@ export class RawListener {
   /** the open clients, against maxConnections */
   readonly open: OpenCount;
   /** accepted clients whose fds are still the server's (handshake, connecting) */
-  private readonly clients = new Set<RawClient>();
+  private readonly clients = new SlotSet<RawClient>();
 
   constructor(private readonly opts: RawListenerOptions) {
     this.open = new OpenCount(opts.maxConnections, opts.openCount);
@@ -130,7 +131,7 @@ export class RawListener {
 
   /** Closes every tracked client (the adopted ones are their new owner's to close). */
   destroyClients(): void {
-    for (const c of [...this.clients]) c.destroy();
+    for (const c of this.clients.values()) c.destroy();
   }
 
   /** Stops accepting and closes the listening socket; accepted clients go on. */

@@ -1,6 +1,7 @@
 // Open connections and running totals: what /api/v1/connections, /api/v1/stats and /metrics show,
 // and the list live policy changes are re-applied to.
 import type { Transport } from '../policy/types.js';
+import { SlotSet, type Slotted } from '../core/slot-set.js';
 import type { RelayHandle } from './splice.js';
 
 export type Listener = 'socks5' | 'socks4' | 'intercept';
@@ -55,7 +56,7 @@ export function recordBytes(r: ConnectionRecord): { up: number; down: number } {
 
 export class ConnectionRegistry {
   private nextId: number;
-  private readonly open = new Map<number, ConnectionRecord>();
+  private readonly open = new SlotSet<ConnectionRecord & Slotted>();
   readonly totals: Totals = {
     connectionsTotal: 0,
     bytesUp: 0,
@@ -77,11 +78,12 @@ export class ConnectionRegistry {
   }
 
   /** Registers a relayed connection under the next id (an `id` given is a placeholder: overwritten). */
-  add(r: Omit<ConnectionRecord, 'id'> & { id?: number }): ConnectionRecord {
-    const rec = r as ConnectionRecord;
+  add(r: Omit<ConnectionRecord, 'id'> & { id?: number; slot?: number }): ConnectionRecord {
+    const rec = r as ConnectionRecord & Slotted;
     rec.id = this.nextId;
     this.nextId += this.step;
-    this.open.set(rec.id, rec);
+    if (rec.slot === undefined) rec.slot = -1;
+    this.open.add(rec);
     this.totals.connectionsTotal++;
     if (rec.mptcpRequested) {
       if (rec.mptcpNote) this.totals.mptcpFallbacks++;
@@ -92,7 +94,7 @@ export class ConnectionRegistry {
 
   /** Removes a finished connection and folds its byte counts into the totals. */
   remove(rec: ConnectionRecord): void {
-    if (!this.open.delete(rec.id)) return;
+    if (!this.open.delete(rec as ConnectionRecord & Slotted)) return;
     const b = recordBytes(rec);
     this.totals.bytesUp += b.up;
     this.totals.bytesDown += b.down;
@@ -107,7 +109,7 @@ export class ConnectionRegistry {
   }
 
   list(): ConnectionRecord[] {
-    return [...this.open.values()];
+    return this.open.values().sort((a, b) => a.id - b.id); // oldest first, as they were added
   }
 
   /** Totals including the bytes of connections still open. */

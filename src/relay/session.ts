@@ -71,6 +71,7 @@ export function relayOutbound(s: OutboundSession): ConnectionRecord {
     notApplied: notApplied.length > 0 ? notApplied : undefined,
     relay: undefined,
     close: () => relay.destroy(),
+    slot: -1,
   });
   if (out.mptcpNote) s.logger.warn('MPTCP not available for connection', { id: rec.id, note: out.mptcpNote });
   const parked = { client: client.parked === true, out: out.parked };

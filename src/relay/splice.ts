@@ -106,6 +106,8 @@ export class SpliceRelay implements RelayHandle, PlaneMember {
   private closed = false;
   readonly idleTimeout: number;
   lastActive: number;
+  /** its place in the thread's relays (kernel/epoll-plane.ts) */
+  slot = -1;
 
   /**
    * Relays between two connected, non-blocking sockets this relay now owns (it closes them), from
