@@ -14,27 +14,37 @@ export interface Slotted {
 }
 
 export class SlotSet<T extends Slotted> {
-  private readonly items: T[] = [];
+  /**
+   * members in [0, count); the places past count are emptied, never cut off: an array that shrinks
+   * and grows again gets a new backing store, and the old one, promoted, would hold its members
+   * as a discarded hash table does
+   */
+  private readonly items: (T | undefined)[] = [];
+  private count = 0;
 
   get size(): number {
-    return this.items.length;
+    return this.count;
   }
 
   has(x: T): boolean {
-    return x.slot >= 0 && this.items[x.slot] === x;
+    return x.slot >= 0 && x.slot < this.count && this.items[x.slot] === x;
   }
 
   add(x: T): void {
     if (this.has(x)) return;
-    x.slot = this.items.length;
-    this.items.push(x);
+    x.slot = this.count;
+    if (this.count < this.items.length) this.items[this.count] = x;
+    else this.items.push(x);
+    this.count++;
   }
 
   /** Removes `x`; false when it was not a member. */
   delete(x: T): boolean {
     if (!this.has(x)) return false;
     const at = x.slot;
-    const last = this.items.pop()!;
+    const lastAt = --this.count;
+    const last = this.items[lastAt]!;
+    this.items[lastAt] = undefined;
     if (last !== x) {
       this.items[at] = last;
       last.slot = at;
@@ -45,6 +55,6 @@ export class SlotSet<T extends Slotted> {
 
   /** The members in no particular order, as a copy: the set may change while the copy is walked. */
   values(): T[] {
-    return this.items.slice();
+    return this.items.slice(0, this.count) as T[];
   }
 }

@@ -122,7 +122,14 @@ export class Plane {
    * once): what the last owner left (park), and what came while no one had them
    */
   private readonly missed: number[] = [];
-  private readonly woken: (() => void)[] = [];
+  /**
+   * callbacks for the next setImmediate (soon), in [0, wokenCount); two arrays that take turns and
+   * are emptied in place, never cut off and regrown (see core/slot-set.ts: a discarded backing
+   * store in the old generation would keep the connections its callbacks hold alive)
+   */
+  private woken: ((() => void) | undefined)[] = [];
+  private wokenCount = 0;
+  private running: ((() => void) | undefined)[] = [];
   private refd = false;
   private sweep: NodeJS.Timeout | null = null;
   /** Date.now() at the start of the current batch: one clock read per batch, not per event */
@@ -238,8 +245,8 @@ export class Plane {
    * promises runs there (the poll callback itself is outside Node's callback scope).
    */
   soon(cb: () => void): void {
-    this.woken.push(cb);
-    if (this.woken.length === 1) setImmediate(() => this.runWoken());
+    this.woken[this.wokenCount++] = cb;
+    if (this.wokenCount === 1) setImmediate(() => this.runWoken());
   }
 
   /**
@@ -327,7 +334,7 @@ export class Plane {
       }
       if (n < MAX_EVENTS) {
         // work queued for Node's loop (promises, relays that ran out of rounds) goes first
-        if (this.woken.length > 0 || this.againScheduled) break;
+        if (this.wokenCount > 0 || this.againScheduled) break;
         this.now = Date.now();
         if (this.now - start >= SLICE_MS) break;
         timeout = LINGER_NS;
@@ -363,9 +370,17 @@ export class Plane {
   }
 
   private runWoken(): void {
-    const batch = this.woken.splice(0);
+    const batch = this.woken;
+    const n = this.wokenCount;
+    this.woken = this.running; // what the callbacks queue goes to the other array, for the next turn
+    this.running = batch;
+    this.wokenCount = 0;
     this.refresh();
-    for (const cb of batch) cb();
+    for (let i = 0; i < n; i++) {
+      const cb = batch[i]!;
+      batch[i] = undefined;
+      cb();
+    }
   }
 
   private sweepIdle(): void {
