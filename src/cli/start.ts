@@ -32,11 +32,11 @@ seconds, then exits 0. A second signal exits at once.
 
 /**
  * V8 decides per allocation site whether its objects go straight into the old generation
- * (pretenuring), from how many of them survived scavenges. A proxied connection's objects (the
- * client, its handshake, the relay, the record) live for milliseconds, but their sites got tenured
- * (in a burst, at the start), and from then on every connection's objects went to the old
- * generation: a mark-compact every few thousand connections per thread. Without pretenuring, at
- * 32 in flight: no mark-compact in 9 s against 5, scavenges 0.7 ms against 1.5 (bench/README.md).
+ * (pretenuring), from how many of them survived scavenges. A proxied connection's objects live for
+ * milliseconds, but V8 had tenured some of their sites (the accepted client's above all), so those
+ * objects went to the old generation for every connection and left only with a mark-compact.
+ * Without pretenuring, at 32 in flight: no mark-compact in 9 s against 5, scavenges 0.7 ms
+ * against 1.5, bytes surviving scavenges 0.85 MB in 4 s against 14.3 (bench/README.md).
  * Process-wide, so set before the worker threads start and before any connection.
  */
 function tuneCollector(): void {
