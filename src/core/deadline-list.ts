@@ -16,6 +16,15 @@ export interface Expiring {
   onDeadline(): void;
 }
 
+/** An Expiring with its links in their start state: what a handshake or a dial extends. */
+export abstract class DeadlineItem implements Expiring {
+  deadlineAt = 0;
+  deadlinePrev: Expiring | null = null;
+  deadlineNext: Expiring | null = null;
+  deadlineList: DeadlineList | null = null;
+  abstract onDeadline(): void;
+}
+
 /** Deadlines in ascending order; the items of one list mostly share one duration, so arming appends. */
 export class DeadlineList {
   private head: Expiring | null = null;

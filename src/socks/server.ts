@@ -3,7 +3,7 @@
 // message is read next; errors become replies in replies.ts only; one connection's failure never
 // touches another.
 import type net from 'node:net';
-import { DeadlineList, type Expiring } from '../core/deadline-list.js';
+import { DeadlineItem, DeadlineList } from '../core/deadline-list.js';
 import { thePlane } from '../kernel/epoll-plane.js';
 import { closeFd } from '../kernel/fdio.js';
 import { RawClient } from '../net/raw-client.js';
@@ -74,25 +74,23 @@ function selectMethod(offered: readonly number[], requireAuth: boolean): AuthMet
 
 
 /** One client's handshake: the server's options and the client on its raw fd, with its deadline. */
-class Handshake implements Expiring {
+class Handshake extends DeadlineItem {
   user?: string;
   /** the message the handshake reads next */
   state = State.CONNECTED;
   /** a step is waiting for something other than the client (the password check) */
   busy = false;
-  deadlineAt = 0;
-  deadlinePrev: Expiring | null = null;
-  deadlineNext: Expiring | null = null;
-  deadlineList: DeadlineList | null = null;
 
   constructor(
     readonly opts: SocksServerOptions,
     readonly client: RawClient,
     readonly log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   /** --handshake-timeout passed */
-  onDeadline(): void {
+  override onDeadline(): void {
     this.opts.registry.countFailure('handshake_timeout');
     this.client.destroy();
   }

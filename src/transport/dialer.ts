@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { connectFd, EPOLLERR, EPOLLHUP, EPOLLOUT, localAddress, socketError, subflowCounters } from '../kernel/fdio.js';
 import { withMptcpSysctls } from '../kernel/capabilities.js';
 import { c_bind } from '../kernel/libc.js';
-import { DeadlineList, type Expiring } from '../core/deadline-list.js';
+import { DeadlineItem, DeadlineList } from '../core/deadline-list.js';
 import { thePlane } from '../kernel/epoll-plane.js';
 import {
   closeFd,
@@ -211,13 +211,9 @@ const connectDeadlines = new DeadlineList();
  * A connect in progress, as one object (no closure per step): it waits for the socket to be
  * writable in the plane, for its deadline, and for the client's close, and calls `done` once.
  */
-class Dialing implements Expiring {
+class Dialing extends DeadlineItem {
   private settled = false;
   private readonly plane = thePlane();
-  deadlineAt = 0;
-  deadlinePrev: Expiring | null = null;
-  deadlineNext: Expiring | null = null;
-  deadlineList: DeadlineList | null = null;
 
   constructor(
     private readonly fd: number,
@@ -226,7 +222,9 @@ class Dialing implements Expiring {
     private readonly notApplied: string[],
     private readonly plan: PathPlan | null,
     private readonly done: DialDone,
-  ) {}
+  ) {
+    super();
+  }
 
   start(): void {
     connectDeadlines.arm(this, this.opts.connectTimeout);
@@ -241,7 +239,7 @@ class Dialing implements Expiring {
   }
 
   /** connectTimeout passed */
-  onDeadline(): void {
+  override onDeadline(): void {
     this.finish(Object.assign(new Error(`connect ETIMEDOUT ${this.opts.address}:${this.opts.port}`), { code: 'ETIMEDOUT' }), false);
   }
 

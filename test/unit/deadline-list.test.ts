@@ -3,18 +3,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeadlineList, type Expiring } from '../../src/core/deadline-list.js';
+import { DeadlineItem, DeadlineList } from '../../src/core/deadline-list.js';
 
-class Item implements Expiring {
-  deadlineAt = 0;
-  deadlinePrev: Expiring | null = null;
-  deadlineNext: Expiring | null = null;
-  deadlineList: DeadlineList | null = null;
+class Item extends DeadlineItem {
   constructor(
     readonly name: string,
     private readonly fired: { name: string; late: number }[],
-  ) {}
-  onDeadline(): void {
+  ) {
+    super();
+  }
+  override onDeadline(): void {
     this.fired.push({ name: this.name, late: Date.now() - this.deadlineAt });
   }
 }
