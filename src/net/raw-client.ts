@@ -27,8 +27,6 @@ export class RawClient implements FdHandler {
   private buf: Buffer = EMPTY;
   /** its place in its listener's clients (net/raw-listener.ts) */
   slot = -1;
-  /** `buf` lies in the thread's read buffer (readMore), until the handshake step that read it is over */
-  private borrowed = false;
   /**
    * runs when bytes or the end of stream arrived, in the plane's poll callback: the handshake takes
    * its next step (anything it starts that settles promises must make Node's loop turn: plane.soon)
@@ -128,18 +126,16 @@ export class RawClient implements FdHandler {
         // the usual case, a whole message in one read: parsed where it lies in the thread's
         // buffer (below: what the handshake leaves of it is copied out before the next read)
         this.buf = readBuf.subarray(0, n);
-        this.borrowed = true;
         lender = this;
       } else this.buf = this.buf.length === 0 ? Buffer.from(readBuf.subarray(0, n)) : Buffer.concat([this.buf, readBuf.subarray(0, n)]);
       if (last) this.readable = false;
     }
     if (got && this.onReadable) this.onReadable();
-    if (this.borrowed) this.unborrow();
+    if (lender === this) this.unborrow();
   }
 
-  /** The bytes left in the thread's read buffer become this client's own. */
+  /** The bytes left in the thread's read buffer (this client is the `lender`) become this client's own. */
   private unborrow(): void {
-    this.borrowed = false;
     lender = null;
     if (this.buf.length > 0) this.buf = Buffer.from(this.buf);
   }
@@ -158,7 +154,7 @@ export class RawClient implements FdHandler {
 
   /** The bytes received beyond the handshake (they belong to the destination). */
   detach(): Buffer {
-    if (this.borrowed) this.unborrow();
+    if (lender === this) this.unborrow();
     const b = this.buf;
     this.buf = EMPTY;
     return b;

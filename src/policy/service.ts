@@ -135,6 +135,11 @@ export function mergeTransport(base: Transport, over: Transport): Transport {
   return { ...base, ...over };
 }
 
+/** A policy's decision: its transport merged over the default's, and its via. */
+function decisionOf(p: Policy, defaultTransport: Transport): PolicyDecision {
+  return { policy: p, transport: mergeTransport(defaultTransport, p.transport), via: p.via };
+}
+
 export interface PolicyServiceEvents {
   change: [];
 }
@@ -181,7 +186,7 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
     this.matcher = new PolicyMatcher(policies);
     this.byId = new Map(policies.map((p) => [p.id, p]));
     const transport = this.defaultTransport;
-    this.decisions = new Map(policies.map((p) => [p, { policy: p, transport: mergeTransport(transport, p.transport), via: p.via }]));
+    this.decisions = new Map(policies.map((p) => [p, decisionOf(p, transport)]));
     this.noPolicy = { policy: null, transport, via: undefined };
     this.emit('change');
   }
@@ -190,7 +195,7 @@ export class PolicyService extends EventEmitter<PolicyServiceEvents> {
   decide(dest: Destination): PolicyDecision {
     const policy = this.matcher.match(dest);
     if (!policy) return this.noPolicy;
-    return this.decisions.get(policy) ?? { policy, transport: mergeTransport(this.defaultTransport, policy.transport), via: policy.via };
+    return this.decisions.get(policy) ?? decisionOf(policy, this.defaultTransport);
   }
 
   list(): Policy[] {

@@ -82,7 +82,6 @@ export class ConnectionRegistry {
     const rec = r as ConnectionRecord & Slotted;
     rec.id = this.nextId;
     this.nextId += this.step;
-    if (rec.slot === undefined) rec.slot = -1;
     this.open.add(rec);
     this.totals.connectionsTotal++;
     if (rec.mptcpRequested) {
