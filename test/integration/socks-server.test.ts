@@ -299,20 +299,27 @@ describe('SOCKS CONNECT with the first bytes in the same write as the handshake'
   it('relays each client\'s own bytes, intact, when 40 clients send greeting, request and data in one write each at the same time', { timeout: 20_000 }, async () => {
     const port = (echo.address() as net.AddressInfo).port;
     const request = Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]); // greeting, then CONNECT 127.0.0.1:port
-    const one = async (i: number): Promise<void> => {
+    const payloads = Array.from({ length: 40 }, (_, i) => {
       const payload = Buffer.alloc(1000 + i * 37);
       for (let j = 0; j < payload.length; j++) payload[j] = (i * 31 + j * 7) & 255;
-      const c = await connect(gw.port);
-      const read = reader(c);
-      c.write(Buffer.concat([request, payload]));
+      return payload;
+    });
+    const clients = await Promise.all(payloads.map(() => connect(gw.port)));
+    const reads = clients.map((c) => reader(c));
+    // all 40 written before the server (in this thread) runs again: it reads them in one batch,
+    // each while the connects of the others are still in progress
+    clients.forEach((c, i) => c.write(Buffer.concat([request, payloads[i]!])));
+    const one = async (i: number): Promise<void> => {
+      const read = reads[i]!;
+      const payload = payloads[i]!;
       assert.deepEqual([...(await read(2))], [5, 0], `client ${i}: method reply`);
       const reply = await read(10);
       assert.equal(reply[1], 0, `client ${i}: reply code ${reply[1]}`);
       const back = await read(payload.length);
       assert.ok(back.equals(payload), `client ${i}: its own ${payload.length} bytes came back intact`);
-      c.destroy();
+      clients[i]!.destroy();
     };
-    await Promise.all(Array.from({ length: 40 }, (_, i) => one(i)));
+    await Promise.all(payloads.map((_, i) => one(i)));
     await until('every connection to close', () => gw.registry.size === 0);
     assert.equal(gw.registry.totals.connectionsTotal, 40);
   });
