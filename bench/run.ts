@@ -23,6 +23,7 @@ import { formatProfile, summarizeProfile, type ProfileSummary } from './cpu-prof
 import { compileTools, hold, startPortServer, type CTools, type LocalServer } from './c-tools.js';
 import { consoleNotes, formatConsole, measureConsole, type ConsoleResult } from './console.js';
 import { measureCps, type CpsSample } from './connections.js';
+import { checkCongestion, congestionInfo, inPrivateNamespace, runInPrivateNamespace, setUpPrivateNamespace } from './congestion.js';
 import { runLab, type LabOutcome } from './lab.js';
 import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
 import { measurePaths, type PathsOutcome } from './lab-paths.js';
@@ -81,6 +82,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --keep-tmp          keep the temp directory (compiled tools, proxychains configs, edgeward data)
   --edgeward-args=A   extra \`edgeward start\` flags for the SOCKS column, space-separated (an A/B of a
                       setting in one session, e.g. --edgeward-args="--busy-poll 0"; with the =)
+  --congestion NAME   measure with this TCP congestion control (cubic, bbr, reno, ...) in a private
+                      network namespace the bench starts itself in (needs root); the machine's
+                      net.ipv4.tcp_congestion_control is not touched. Default: the machine's
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
                       CPU time went (slows edgeward down: its figures in that run are not representative)
 Writes bench/results/latest.json. Traffic stays on loopback (127.0.0.0/8).
@@ -104,6 +108,7 @@ interface Options {
   keepTmp: boolean;
   profile: boolean;
   edgewardArgs: string[];
+  congestion?: string;
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
@@ -125,6 +130,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       'keep-tmp': { type: 'boolean' },
       profile: { type: 'boolean' },
       'edgeward-args': { type: 'string' },
+      congestion: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -138,6 +144,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   const quick = values.quick === true;
   const only = new Set((values.only ?? 'throughput,cps,lab,hybrid,paths').split(',').map((s) => s.trim()).filter(Boolean));
   for (const o of only) if (!PARTS.includes(o)) throw new Error(`--only: unknown part "${o}" (parts: ${PARTS.join(', ')})`);
+  if (values.congestion !== undefined) checkCongestion(values.congestion);
   return {
     rounds: int('rounds', values.rounds, quick ? 1 : 3, 1, 20),
     seconds: int('seconds', values.seconds, quick ? 2 : 5, 1, 60),
@@ -155,6 +162,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     keepTmp: values['keep-tmp'] === true,
     profile: values.profile === true,
     edgewardArgs: (values['edgeward-args'] ?? '').split(/\s+/).filter(Boolean),
+    ...(values.congestion !== undefined ? { congestion: values.congestion } : {}),
   };
 }
 
@@ -207,7 +215,9 @@ function machineInfo(): Record<string, unknown> {
       'net.ipv4.tcp_max_tw_buckets': readText('/proc/sys/net/ipv4/tcp_max_tw_buckets'),
       'net.core.somaxconn': readText('/proc/sys/net/core/somaxconn'),
       'net.mptcp.enabled': readText('/proc/sys/net/mptcp/enabled'),
+      'net.ipv4.tcp_congestion_control': readText('/proc/sys/net/ipv4/tcp_congestion_control'),
     },
+    congestion: congestionInfo(),
   };
 }
 
@@ -596,6 +606,15 @@ async function main(): Promise<number> {
     return 0;
   }
   const o = opts;
+  if (o.congestion !== undefined && !inPrivateNamespace()) return runInPrivateNamespace(o.congestion);
+  if (inPrivateNamespace()) {
+    try {
+      setUpPrivateNamespace();
+    } catch (e) {
+      log(`--congestion: could not set up the private network namespace: ${(e as Error).message}`);
+      return 1;
+    }
+  }
   clockTicks = Number(quietly('getconf', ['CLK_TCK']) ?? '100') || 100;
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'edgeward-bench-'));
@@ -734,6 +753,10 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
   if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency} (the one-client row: 1), ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
+  const cc = machine.congestion as ReturnType<typeof congestionInfo>;
+  notes.push(cc.machine === undefined
+    ? `TCP congestion control: ${cc.name} (the machine's net.ipv4.tcp_congestion_control; --congestion NAME measures with another)`
+    : `TCP congestion control: ${cc.name} (--congestion: in a private network namespace; the machine's is ${cc.machine})`);
   if (rows.length > 0 || turn) notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
   if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
