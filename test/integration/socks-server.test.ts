@@ -284,14 +284,22 @@ describe('SOCKS CONNECT to a destination that never answers', () => {
 describe('SOCKS CONNECT with the first bytes in the same write as the handshake', () => {
   let gw: Running;
   let echo: net.Server;
+  /** both ends the test opened, closed in after() whatever happened: a failed run ends, it does not hang in echo.close() */
+  const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket): net.Socket => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    return s;
+  };
 
   before(async () => {
     gw = await startSocks(5000);
-    echo = net.createServer((s) => s.pipe(s));
+    echo = net.createServer((s) => track(s).pipe(s));
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
   });
 
   after(async () => {
+    for (const s of sockets) s.destroy();
     await gw?.stop();
     await new Promise<void>((r) => echo.close(() => r()));
   });
@@ -304,7 +312,7 @@ describe('SOCKS CONNECT with the first bytes in the same write as the handshake'
       for (let j = 0; j < payload.length; j++) payload[j] = (i * 31 + j * 7) & 255;
       return payload;
     });
-    const clients = await Promise.all(payloads.map(() => connect(gw.port)));
+    const clients = (await Promise.all(payloads.map(() => connect(gw.port)))).map(track);
     const reads = clients.map((c) => reader(c));
     // all 40 written before the server (in this thread) runs again: it reads them in one batch,
     // each while the connects of the others are still in progress
