@@ -35,34 +35,39 @@ function shortUrl(url: string, root: string): string {
   return path.startsWith(root + '/') ? path.slice(root.length + 1) : path;
 }
 
-/** Self time per function and per file, top `top` of each, from a .cpuprofile file. */
-export function summarizeProfile(file: string, root: string, top = 15): ProfileSummary {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const selfUs = new Map<number, number>();
-  // timeDeltas[i] is the time since the previous sample; charge it to the sample it leads to
-  for (let i = 0; i < p.samples.length; i++) {
-    const id = p.samples[i]!;
-    selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, p.timeDeltas[i] ?? 0));
-  }
+/**
+ * Self time per function and per file, top `top` of each, summed over .cpuprofile files (one per
+ * thread: node --cpu-prof writes the main thread's and each worker thread's).
+ */
+export function summarizeProfile(paths: readonly string[], root: string, top = 15): ProfileSummary {
   const fn = new Map<string, number>();
   const files = new Map<string, number>();
   let idle = 0;
   let busy = 0;
-  for (const [id, us] of selfUs) {
-    const n = byId.get(id);
-    if (!n) continue;
-    const { functionName, url, lineNumber } = n.callFrame;
-    if (functionName === '(idle)') {
-      idle += us;
-      continue;
+  for (const file of paths) {
+    const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+    const byId = new Map(p.nodes.map((n) => [n.id, n]));
+    const selfUs = new Map<number, number>();
+    // timeDeltas[i] is the time since the previous sample; charge it to the sample it leads to
+    for (let i = 0; i < p.samples.length; i++) {
+      const id = p.samples[i]!;
+      selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, p.timeDeltas[i] ?? 0));
     }
-    busy += us;
-    const where = shortUrl(url, root);
-    const name = functionName.startsWith('(') ? functionName : `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
-    fn.set(name, (fn.get(name) ?? 0) + us);
-    const fileKey = functionName.startsWith('(') ? functionName : where;
-    files.set(fileKey, (files.get(fileKey) ?? 0) + us);
+    for (const [id, us] of selfUs) {
+      const n = byId.get(id);
+      if (!n) continue;
+      const { functionName, url, lineNumber } = n.callFrame;
+      if (functionName === '(idle)') {
+        idle += us;
+        continue;
+      }
+      busy += us;
+      const where = shortUrl(url, root);
+      const name = functionName.startsWith('(') ? functionName : `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
+      fn.set(name, (fn.get(name) ?? 0) + us);
+      const fileKey = functionName.startsWith('(') ? functionName : where;
+      files.set(fileKey, (files.get(fileKey) ?? 0) + us);
+    }
   }
   const rank = (m: Map<string, number>): ProfileEntry[] =>
     [...m.entries()]

@@ -86,7 +86,8 @@ const USAGE = `Usage: npm run bench -- [options]
                       network namespace the bench starts itself in (needs root); the machine's
                       net.ipv4.tcp_congestion_control is not touched. Default: the machine's
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
-                      CPU time went (slows edgeward down: its figures in that run are not representative)
+                      CPU time went: its worker threads (the data plane) together, and its main
+                      thread apart (slows edgeward down: its figures in that run are not representative)
 Writes bench/results/latest.json. Traffic stays on loopback (127.0.0.0/8).
 `;
 
@@ -685,17 +686,23 @@ async function main(): Promise<number> {
     // the lab builds its own topology: give it the machine to itself
     await Promise.all(targets.map((t) => t.stop()));
   }
-  let profile: { file: string; summary: ProfileSummary } | undefined;
+  let profile: { dir: string; workerThreads: number; workers: ProfileSummary; main: ProfileSummary } | undefined;
   if (profileDir) {
-    const file = (() => {
+    const files = (() => {
       try {
-        return readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+        return readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
       } catch {
-        return undefined;
+        return [];
       }
     })();
-    if (file) profile = { file: join(profileDir, file), summary: summarizeProfile(join(profileDir, file), ROOT, 20) };
-    else log('profile: edgeward wrote no .cpuprofile (it must exit normally on SIGTERM)');
+    // node --cpu-prof names them CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile: thread 0 is
+    // the main thread (start-up, the API, the store), the others the worker threads (the data plane)
+    const isMain = (f: string): boolean => /\.\d+\.0\.\d+\.cpuprofile$/.test(f);
+    const workers = files.filter((f) => !isMain(f)).map((f) => join(profileDir, f));
+    const main = files.filter(isMain).map((f) => join(profileDir, f));
+    if (files.length > 0) {
+      profile = { dir: profileDir, workerThreads: workers.length, workers: summarizeProfile(workers, ROOT, 20), main: summarizeProfile(main, ROOT, 10) };
+    } else log('profile: edgeward wrote no .cpuprofile (it must exit normally on SIGTERM)');
   }
   if (o.only.has('turn')) {
     log('turn: edgeward TURN next to coturn');
@@ -766,7 +773,7 @@ async function main(): Promise<number> {
   } else if (paths) notes.push(`paths: ${paths.status}: ${paths.reason}`);
   if (lab && lab.status !== 'measured') notes.push(`lab: ${lab.status === 'not available' ? 'not available' : `${lab.status}: ${lab.reason}`}`);
 
-  if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profile: ${profile.file}`);
+  if (profile) notes.push(`edgeward ran under --cpu-prof (slower than usual); profiles, one per thread: ${profile.dir}`);
   if (o.edgewardArgs.length > 0) notes.push(`edgeward started with ${o.edgewardArgs.join(' ')}`);
   if (turn) notes.push(...turnNotes(turn, o.rounds));
   let output = '';
@@ -787,7 +794,10 @@ async function main(): Promise<number> {
     notes.push(...consoleNotes(consoleResult, consoleOptions));
   }
   output += `\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
-  if (profile) output += `\nedgeward CPU profile (whole run, self time):\n${formatProfile(profile.summary)}\n`;
+  if (profile) {
+    output += `\nedgeward CPU profile, its ${profile.workerThreads} worker threads together (the data plane; whole run, self time):\n${formatProfile(profile.workers)}\n`;
+    output += `\nedgeward CPU profile, main thread (start-up, API, store; whole run, self time):\n${formatProfile(profile.main)}\n`;
+  }
   process.stdout.write(output);
 
   const json = {
