@@ -1,8 +1,10 @@
 // `npm run bench -- --congestion NAME`: the whole run with another TCP congestion control, without
 // touching the machine's. net.ipv4.tcp_congestion_control is per network namespace, so the bench
 // starts itself again in a private one (`unshare --net`, root), brings its loopback up and sets the
-// name there; every process it starts (the proxies, iperf3, the C tools, the labs' namespaces)
-// inherits that namespace. The machine's setting and its traffic are left as they are.
+// name there; every process it starts (the proxies, iperf3, the C tools) inherits that namespace.
+// The machine's setting and its traffic are left as they are. Not the labs: a namespace they
+// create (ip netns add) starts with the machine's setting, not this one's (the kernel copies
+// init_net's), so the lab, hybrid, paths and shield parts measure with the machine's.
 //
 // Why: on loopback the congestion control is a large part of what a single stream costs. Under
 // bbr (this bench machine's setting) every sender paces with kernel timers, and that cost lands

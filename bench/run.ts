@@ -57,6 +57,8 @@ const GOALS = {
 const STALL_GOAL_SECONDS = 2;
 
 const PARTS = ['throughput', 'cps', 'lab', 'hybrid', 'paths', 'turn', 'rendezvous', 'shield', 'console'];
+/** the parts that build network namespaces of their own (which take the machine's congestion control, not --congestion's) */
+const LAB_PARTS = ['lab', 'hybrid', 'paths', 'shield'];
 
 const USAGE = `Usage: npm run bench -- [options]
   --rounds N          measured rounds per column and metric (default 3; median is reported)
@@ -84,7 +86,9 @@ const USAGE = `Usage: npm run bench -- [options]
                       setting in one session, e.g. --edgeward-args="--busy-poll 0"; with the =)
   --congestion NAME   measure with this TCP congestion control (cubic, bbr, reno, ...) in a private
                       network namespace the bench starts itself in (needs root); the machine's
-                      net.ipv4.tcp_congestion_control is not touched. Default: the machine's
+                      net.ipv4.tcp_congestion_control is not touched. Default: the machine's. The
+                      labs (lab, hybrid, paths, shield) build namespaces of their own, and a new
+                      namespace starts with the machine's setting: they keep it
   --profile           run edgeward (the SOCKS columns) under node --cpu-prof and print where its
                       CPU time went: its worker threads (the data plane) together, and its main
                       thread apart (slows edgeward down: its figures in that run are not representative)
@@ -763,7 +767,7 @@ async function main(): Promise<number> {
   const cc = machine.congestion as ReturnType<typeof congestionInfo>;
   notes.push(cc.machine === undefined
     ? `TCP congestion control: ${cc.name} (the machine's net.ipv4.tcp_congestion_control; --congestion NAME measures with another)`
-    : `TCP congestion control: ${cc.name} (--congestion: in a private network namespace; the machine's is ${cc.machine})`);
+    : `TCP congestion control: ${cc.name} (--congestion: in a private network namespace; the machine's is ${cc.machine}${LAB_PARTS.some((p) => o.only.has(p)) ? `, and the labs' own namespaces start with it: ${LAB_PARTS.filter((p) => o.only.has(p)).join(', ')} ran with ${cc.machine}` : ''})`);
   if (rows.length > 0 || turn) notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
   if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
