@@ -36,6 +36,13 @@ export function congestionInfo(): CongestionInfo {
   return machine === undefined ? { name: readName(SYSCTL) } : { name: readName(SYSCTL), machine };
 }
 
+/** The table's note: what the run measured with, and under --congestion which parts (`labParts`, run in namespaces of their own) kept the machine's. */
+export function congestionNote(cc: CongestionInfo, labParts: readonly string[]): string {
+  if (cc.machine === undefined) return `TCP congestion control: ${cc.name} (the machine's net.ipv4.tcp_congestion_control; --congestion NAME measures with another)`;
+  const labs = labParts.length > 0 ? `; the labs' own namespaces start with the machine's: ${labParts.join(', ')} ran with ${cc.machine}` : '';
+  return `TCP congestion control: ${cc.name} (--congestion: in a private network namespace; the machine's is ${cc.machine}${labs})`;
+}
+
 /** Checks a --congestion value against what the kernel offers; a clear error otherwise. */
 export function checkCongestion(name: string): void {
   const offered = readName(AVAILABLE).split(/\s+/).filter(Boolean);

@@ -23,7 +23,7 @@ import { formatProfile, summarizeProfile, type ProfileSummary } from './cpu-prof
 import { compileTools, hold, startPortServer, type CTools, type LocalServer } from './c-tools.js';
 import { consoleNotes, formatConsole, measureConsole, type ConsoleResult } from './console.js';
 import { measureCps, type CpsSample } from './connections.js';
-import { checkCongestion, congestionInfo, inPrivateNamespace, runInPrivateNamespace, setUpPrivateNamespace } from './congestion.js';
+import { checkCongestion, congestionInfo, congestionNote, inPrivateNamespace, runInPrivateNamespace, setUpPrivateNamespace, type CongestionInfo } from './congestion.js';
 import { runLab, type LabOutcome } from './lab.js';
 import { measureHybrid, type HybridOutcome } from './lab-hybrid.js';
 import { measurePaths, type PathsOutcome } from './lab-paths.js';
@@ -220,7 +220,6 @@ function machineInfo(): Record<string, unknown> {
       'net.ipv4.tcp_max_tw_buckets': readText('/proc/sys/net/ipv4/tcp_max_tw_buckets'),
       'net.core.somaxconn': readText('/proc/sys/net/core/somaxconn'),
       'net.mptcp.enabled': readText('/proc/sys/net/mptcp/enabled'),
-      'net.ipv4.tcp_congestion_control': readText('/proc/sys/net/ipv4/tcp_congestion_control'),
     },
     congestion: congestionInfo(),
   };
@@ -764,10 +763,7 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   if (tp) notes.push(`throughput: ${tp.method}, single stream, ${o.seconds} s after 1 omitted s${tp.fallbackReason ? ` (fallback: ${tp.fallbackReason})` : ''}`);
   if (cps) notes.push(`connections/s: cps.c -> echo-server.c, concurrency ${cps.concurrency} (the one-client row: 1), ${cps.payload}-byte echo, ${cps.seconds} s, sources/destinations spread over ${cps.spread} loopback addresses`);
-  const cc = machine.congestion as ReturnType<typeof congestionInfo>;
-  notes.push(cc.machine === undefined
-    ? `TCP congestion control: ${cc.name} (the machine's net.ipv4.tcp_congestion_control; --congestion NAME measures with another)`
-    : `TCP congestion control: ${cc.name} (--congestion: in a private network namespace; the machine's is ${cc.machine}${LAB_PARTS.some((p) => o.only.has(p)) ? `, and the labs' own namespaces start with it: ${LAB_PARTS.filter((p) => o.only.has(p)).join(', ')} ran with ${cc.machine}` : ''})`);
+  notes.push(congestionNote(machine.congestion as CongestionInfo, LAB_PARTS.filter((p) => o.only.has(p))));
   if (rows.length > 0 || turn) notes.push(`rounds: ${o.rounds} after a warm-up, columns in rotating order; table = median`);
   notes.push(`load average: ${(machine.loadavgStart as number[]).join(' ')} at start, ${(machine.loadavgEnd as number[]).join(' ')} at end (${machine.cores} cores)`);
   if (hybrid && hybrid.status !== 'measured') notes.push(`hybrid: ${hybrid.status}: ${hybrid.reason}`);
